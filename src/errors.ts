@@ -1,0 +1,50 @@
+/**
+ * Every error the library raises is a `StickyMeshError` with a stable `code`.
+ * Codes are never renamed or reused once published; the README lists them.
+ */
+export type StickyMeshErrorCode =
+  | 'ERR_STICKY_INVALID_OPTION'
+  | 'ERR_STICKY_INVALID_ARGUMENT'
+  | 'ERR_STICKY_WRONG_ROLE'
+  | 'ERR_STICKY_ALREADY_LISTENING'
+  | 'ERR_STICKY_LISTEN_FAILED'
+  | 'ERR_STICKY_FACTORY_FAILED'
+  | 'ERR_STICKY_WORKER_NOT_READY'
+  | 'ERR_STICKY_HANDOFF_FAILED'
+  | 'ERR_STICKY_CLOSED';
+
+export class StickyMeshError extends Error {
+  readonly code: StickyMeshErrorCode;
+
+  constructor(code: StickyMeshErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StickyMeshError';
+    this.code = code;
+  }
+}
+
+/** A user-supplied option has the wrong type or is out of range. Names the option. */
+export class InvalidOptionError extends StickyMeshError {
+  readonly option: string;
+
+  constructor(option: string, expected: string, actual: unknown) {
+    super(
+      'ERR_STICKY_INVALID_OPTION',
+      `sticky-mesh: option "${option}" must be ${expected}, got ${describe(actual)}`,
+    );
+    this.name = 'InvalidOptionError';
+    this.option = option;
+  }
+}
+
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') {
+    return String(value);
+  }
+  if (typeof value === 'function') return 'a function';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : typeof value;
+}

@@ -1,0 +1,12 @@
+export { InvalidOptionError, StickyMeshError, type StickyMeshErrorCode } from './errors.js';
+export type { SlotState, SlotStats, WorkerExitInfo } from './master/pool.js';
+export type { PrimaryEvents, PrimaryState, PrimaryStats, StickyPrimary } from './master/primary.js';
+export { DEFAULTS, type StickyOptions } from './options.js';
+export { type StickyCluster, sticky } from './sticky.js';
+export type {
+  AnyServer,
+  ServerFactory,
+  StickyWorker,
+  WorkerEvents,
+  WorkerState,
+} from './worker/worker.js';

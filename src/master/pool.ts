@@ -1,0 +1,234 @@
+import cluster, { type Worker } from 'node:cluster';
+import { EventEmitter } from 'node:events';
+import { debug } from '../debug.js';
+import type { ResolvedStickyOptions } from '../options.js';
+import {
+  MessageType,
+  message,
+  parseMessage,
+  type ShutdownMessage,
+  SLOT_ENV,
+} from '../protocol/messages.js';
+import { respawnDelay } from './backoff.js';
+
+/** Lifecycle of one slot. `down` = no process (crashed, waiting to respawn, or closed). */
+export type SlotState = 'starting' | 'ready' | 'stopping' | 'down';
+
+export interface SlotStats {
+  slot: number;
+  pid: number | null;
+  state: SlotState;
+  /** Connections handed to this slot's workers since the primary started. */
+  connections: number;
+  /** Times this slot's worker was re-forked after exiting unplanned. */
+  restarts: number;
+}
+
+export interface WorkerExitInfo {
+  slot: number;
+  pid: number;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** True when the primary asked the worker to stop (shutdown), false for a crash. */
+  planned: boolean;
+}
+
+export interface PoolEvents {
+  workerUp: [{ slot: number; pid: number }];
+  workerExit: [WorkerExitInfo];
+  workerRespawn: [{ slot: number; attempt: number; delay: number }];
+  /** The set of ready slots changed. */
+  change: [];
+  /** Every slot that was ever started has exited and no respawn is pending. */
+  idle: [];
+}
+
+interface Slot {
+  readonly slot: number;
+  state: SlotState;
+  worker: Worker | undefined;
+  /** Unplanned exits in a row; reset after `respawnResetAfter` of uptime. */
+  crashes: number;
+  readyAt: number;
+  connections: number;
+  restarts: number;
+  timer: NodeJS.Timeout | undefined;
+}
+
+const SHUTDOWN: ShutdownMessage = message<ShutdownMessage>(MessageType.Shutdown, {});
+
+/**
+ * The supervised workers, one per fixed slot. Forks, tracks readiness, respawns crashed workers
+ * into the same slot with exponential backoff, and stops them all on `shutdown`.
+ * Runs only in the cluster primary.
+ */
+export class WorkerPool extends EventEmitter<PoolEvents> {
+  /** Ready slots in ascending order; replaced (never mutated) on every change. */
+  live: readonly number[] = [];
+  private readonly slots: Slot[];
+  private closing = false;
+
+  constructor(private readonly options: ResolvedStickyOptions) {
+    super();
+    this.slots = Array.from({ length: options.num }, (_, slot) => ({
+      slot,
+      state: 'down' as SlotState,
+      worker: undefined,
+      crashes: 0,
+      readyAt: 0,
+      connections: 0,
+      restarts: 0,
+      timer: undefined,
+    }));
+  }
+
+  start(): void {
+    for (const s of this.slots) this.fork(s);
+  }
+
+  /** The worker serving `slot`, if it is ready. */
+  worker(slot: number): Worker | undefined {
+    const s = this.slots[slot];
+    return s?.state === 'ready' ? s.worker : undefined;
+  }
+
+  countConnection(slot: number): void {
+    const s = this.slots[slot];
+    if (s) s.connections++;
+  }
+
+  stats(): SlotStats[] {
+    return this.slots.map((s) => ({
+      slot: s.slot,
+      pid: s.worker?.process.pid ?? null,
+      state: s.state,
+      connections: s.connections,
+      restarts: s.restarts,
+    }));
+  }
+
+  /** True once every slot has been ready at least once since `start`. */
+  get allReady(): boolean {
+    return this.slots.every((s) => s.state === 'ready');
+  }
+
+  /**
+   * Asks every worker to drain, kills what is left after `shutdownTimeout`, cancels pending
+   * respawns. Emits `idle` once no worker process remains.
+   */
+  shutdown(): void {
+    if (this.closing) return;
+    this.closing = true;
+    for (const s of this.slots) {
+      clearTimeout(s.timer);
+      s.timer = undefined;
+      const worker = s.worker;
+      if (!worker) {
+        s.state = 'down';
+        continue;
+      }
+      const wasReady = s.state === 'ready';
+      s.state = 'stopping';
+      if (wasReady) {
+        worker.send(SHUTDOWN, (err: Error | null) => {
+          if (err) debug('slot %d: shutdown message failed: %s', s.slot, err.message);
+        });
+        s.timer = setTimeout(() => kill(worker, 'SIGKILL'), this.options.shutdownTimeout);
+      } else {
+        // Not serving anything yet: nothing to drain.
+        kill(worker, 'SIGKILL');
+      }
+      s.timer?.unref();
+    }
+    this.updateLive();
+    this.checkIdle();
+  }
+
+  private fork(s: Slot): void {
+    s.timer = undefined;
+    if (this.closing) return;
+    const worker = cluster.fork({ [SLOT_ENV]: String(s.slot) });
+    s.worker = worker;
+    s.state = 'starting';
+    s.timer = setTimeout(() => {
+      debug(
+        'slot %d: not ready after %d ms, killing pid %d',
+        s.slot,
+        this.options.readyTimeout,
+        worker.process.pid,
+      );
+      kill(worker, 'SIGKILL');
+    }, this.options.readyTimeout);
+    s.timer.unref();
+    worker.on('message', (raw: unknown) => this.onMessage(s, worker, raw));
+    // A worker's 'error' (e.g. a failed send to a dead process) must never become an uncaught
+    // exception in the primary; send callbacks already report the failure where it matters.
+    worker.on('error', (err: Error) => debug('slot %d: worker error: %s', s.slot, err.message));
+    worker.on('exit', (code: number | null, signal: NodeJS.Signals | null) =>
+      this.onExit(s, worker, code, signal),
+    );
+  }
+
+  private onMessage(s: Slot, worker: Worker, raw: unknown): void {
+    const msg = parseMessage(raw);
+    if (!msg || s.worker !== worker) return;
+    if (msg.t === MessageType.Ready && s.state === 'starting') {
+      clearTimeout(s.timer);
+      s.timer = undefined;
+      s.state = 'ready';
+      s.readyAt = Date.now();
+      this.updateLive();
+      this.emit('workerUp', { slot: s.slot, pid: worker.process.pid ?? -1 });
+    } else if (msg.t === MessageType.StartFailed) {
+      debug('slot %d: worker failed to start: %s', s.slot, msg.reason);
+    }
+  }
+
+  private onExit(
+    s: Slot,
+    worker: Worker,
+    code: number | null,
+    signal: NodeJS.Signals | null,
+  ): void {
+    if (s.worker !== worker) return;
+    const planned = this.closing;
+    clearTimeout(s.timer);
+    s.timer = undefined;
+    s.worker = undefined;
+    const wasReady = s.state === 'ready';
+    s.state = 'down';
+    if (wasReady) this.updateLive();
+    this.emit('workerExit', { slot: s.slot, pid: worker.process.pid ?? -1, code, signal, planned });
+    if (planned) {
+      this.checkIdle();
+      return;
+    }
+    const stable = s.readyAt > 0 && Date.now() - s.readyAt >= this.options.respawnResetAfter;
+    s.crashes = stable ? 1 : s.crashes + 1;
+    s.readyAt = 0;
+    s.restarts++;
+    const delay = respawnDelay(s.crashes, this.options.respawnDelay, this.options.maxRespawnDelay);
+    this.emit('workerRespawn', { slot: s.slot, attempt: s.crashes, delay });
+    s.timer = setTimeout(() => this.fork(s), delay);
+    s.timer.unref();
+  }
+
+  private updateLive(): void {
+    const live = this.slots.filter((s) => s.state === 'ready').map((s) => s.slot);
+    if (live.length === this.live.length && live.every((slot, i) => slot === this.live[i])) return;
+    this.live = live;
+    this.emit('change');
+  }
+
+  private checkIdle(): void {
+    if (this.closing && this.slots.every((s) => s.worker === undefined)) this.emit('idle');
+  }
+}
+
+function kill(worker: Worker, signal: NodeJS.Signals): void {
+  try {
+    worker.process.kill(signal);
+  } catch (err) {
+    debug('kill %s of pid %d failed: %s', signal, worker.process.pid, (err as Error).message);
+  }
+}

@@ -1,0 +1,145 @@
+import cluster from 'node:cluster';
+import { EventEmitter } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { debug } from '../debug.js';
+import { StickyMeshError } from '../errors.js';
+import type { ResolvedStickyOptions } from '../options.js';
+import { Balancer, type BalancerCounters } from './balancer.js';
+import { rendezvous } from './hash.js';
+import { type PoolEvents, type SlotStats, WorkerPool } from './pool.js';
+
+export interface PrimaryStats extends BalancerCounters {
+  role: 'primary';
+  state: PrimaryState;
+  slots: SlotStats[];
+}
+
+export type PrimaryState = 'idle' | 'binding' | 'starting' | 'ready' | 'closing' | 'closed';
+
+export interface PrimaryEvents extends Omit<PoolEvents, 'change' | 'idle'> {
+  /** The port is bound (workers may still be starting). */
+  listening: [AddressInfo];
+  /** The port is bound and every worker is ready. */
+  ready: [];
+  error: [StickyMeshError];
+  /** Every worker has exited after `close()`. */
+  close: [];
+}
+
+const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
+
+/**
+ * The cluster primary: owns the listening port and the worker pool. Never runs the user's
+ * factory and never reads a client byte in IP mode.
+ */
+export class StickyPrimary extends EventEmitter<PrimaryEvents> {
+  readonly role = 'primary' as const;
+  private state: PrimaryState = 'idle';
+  private readonly pool: WorkerPool;
+  private readonly balancer: Balancer;
+  private closing: Promise<void> | undefined;
+  private readonly onSignal = (signal: NodeJS.Signals) => this.closeOnSignal(signal);
+
+  constructor(private readonly options: ResolvedStickyOptions) {
+    super();
+    cluster.setupPrimary({ serialization: options.serialization });
+    this.pool = new WorkerPool(options);
+    this.balancer = new Balancer(options, this.pool, rendezvous(options.seed, options.num));
+    this.pool.on('workerUp', (info) => {
+      this.emit('workerUp', info);
+      if (this.state === 'starting' && this.pool.allReady) this.becomeReady();
+    });
+    this.pool.on('workerExit', (info) => this.emit('workerExit', info));
+    this.pool.on('workerRespawn', (info) => this.emit('workerRespawn', info));
+    this.balancer.server.on('error', (err) => this.onServerError(err));
+  }
+
+  /** Binds the port, then forks the workers; `callback` runs once every worker is ready. */
+  listen(port?: number | string, host?: string | (() => void), callback?: () => void): this {
+    if (this.state !== 'idle') {
+      throw new StickyMeshError(
+        'ERR_STICKY_ALREADY_LISTENING',
+        'sticky-mesh: listen() was already called',
+      );
+    }
+    const cb = typeof host === 'function' ? host : callback;
+    const bindHost = typeof host === 'string' ? host : undefined;
+    if (cb) this.once('ready', cb);
+    this.state = 'binding';
+    if (this.options.handleSignals) for (const s of SIGNALS) process.on(s, this.onSignal);
+    this.balancer.server.listen(
+      { port: Number(port ?? 0), ...(bindHost ? { host: bindHost } : {}) },
+      () => {
+        if (this.state !== 'binding') return;
+        this.state = 'starting';
+        this.emit('listening', this.balancer.server.address() as AddressInfo);
+        this.pool.start();
+      },
+    );
+    return this;
+  }
+
+  address(): AddressInfo | null {
+    const address = this.balancer.server.address();
+    return typeof address === 'object' ? address : null;
+  }
+
+  stats(): PrimaryStats {
+    return {
+      role: 'primary',
+      state: this.state,
+      ...this.balancer.counters,
+      slots: this.pool.stats(),
+    };
+  }
+
+  /**
+   * Stops accepting, lets every worker finish its in-flight requests (up to `shutdownTimeout`,
+   * then kills it) and resolves once all workers have exited. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      this.state = 'closing';
+      for (const s of SIGNALS) process.off(s, this.onSignal);
+      this.balancer.close();
+      this.pool.once('idle', () => {
+        this.state = 'closed';
+        this.emit('close');
+        resolve();
+      });
+      this.pool.shutdown();
+    });
+    return this.closing;
+  }
+
+  private becomeReady(): void {
+    this.state = 'ready';
+    this.emit('ready');
+  }
+
+  private closeOnSignal(signal: NodeJS.Signals): void {
+    debug('primary: %s, draining', signal);
+    void this.close().then(() => {
+      // End the process as the signal would have, unless the application handles it itself.
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    });
+  }
+
+  private onServerError(err: Error): void {
+    const wrapped = new StickyMeshError(
+      'ERR_STICKY_LISTEN_FAILED',
+      `sticky-mesh: the listening socket failed: ${err.message}`,
+      { cause: err },
+    );
+    if (this.state === 'binding') {
+      // Like net.Server: a failed bind is an 'error' the application must handle.
+      this.state = 'closed';
+      for (const s of SIGNALS) process.off(s, this.onSignal);
+      this.emit('error', wrapped);
+    } else if (this.listenerCount('error') > 0) {
+      this.emit('error', wrapped);
+    } else {
+      debug('listening socket error: %s', err.message);
+    }
+  }
+}

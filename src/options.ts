@@ -1,0 +1,178 @@
+import os from 'node:os';
+import { InvalidOptionError } from './errors.js';
+
+/** Options of {@link sticky}. Every time is in milliseconds. */
+export interface StickyOptions {
+  /**
+   * Number of worker processes, each in a fixed slot `0 .. num-1`.
+   * @default os.availableParallelism()
+   */
+  num?: number;
+  /**
+   * Seed of the routing hash (an unsigned 32-bit integer). Balancers that share a seed and a
+   * worker count route a key to the same slot, so siblings agree without talking.
+   * @default 0x5eed1e55
+   */
+  seed?: number;
+  /**
+   * Drain gracefully on SIGTERM and SIGINT in the primary (then re-raise the signal so the process
+   * ends as it would have); workers ignore those signals and wait for the primary's word, so a
+   * terminal's Ctrl-C, which reaches every process of the group, still drains.
+   * @default true
+   */
+  handleSignals?: boolean;
+  /**
+   * How long `close()` lets workers finish in-flight requests before they are killed, in ms.
+   * @default 10000
+   */
+  shutdownTimeout?: number;
+  /**
+   * Delay before re-forking a crashed worker, in ms. Doubles with each crash in a row.
+   * @default 100
+   */
+  respawnDelay?: number;
+  /**
+   * Upper bound of the respawn delay, in ms.
+   * @default 30000
+   */
+  maxRespawnDelay?: number;
+  /**
+   * A worker that stays up this long after becoming ready resets its crash count, in ms.
+   * @default 30000
+   */
+  respawnResetAfter?: number;
+  /**
+   * How long a connection may wait for a worker while no worker at all is ready (startup, every
+   * worker crashed), in ms. After it the client gets `503 Service Unavailable`. 0 answers at once.
+   * @default 5000
+   */
+  pendingTimeout?: number;
+  /**
+   * Most connections held while no worker is ready; further ones get `503` at once.
+   * @default 1024
+   */
+  maxPendingConnections?: number;
+  /**
+   * A worker that is not ready this long after it was forked is killed and re-forked, in ms.
+   * @default 30000
+   */
+  readyTimeout?: number;
+  /**
+   * IPC serialization between primary and workers (`cluster.setupPrimary`). Use `'advanced'` when
+   * something else in the app (e.g. `@socket.io/cluster-adapter` with binary payloads) needs it.
+   * @default 'json'
+   */
+  serialization?: 'json' | 'advanced';
+}
+
+/** Options after defaults are applied and validation passed. */
+export type ResolvedStickyOptions = Required<StickyOptions>;
+
+/** The defaults, in one place. `num` depends on the machine and is filled in by `resolveOptions`. */
+export const DEFAULTS: Readonly<Omit<ResolvedStickyOptions, 'num'>> = Object.freeze({
+  seed: 0x5eed1e55,
+  handleSignals: true,
+  shutdownTimeout: 10_000,
+  respawnDelay: 100,
+  maxRespawnDelay: 30_000,
+  respawnResetAfter: 30_000,
+  pendingTimeout: 5_000,
+  maxPendingConnections: 1024,
+  readyTimeout: 30_000,
+  serialization: 'json',
+});
+
+const MAX_WORKERS = 1024;
+const MAX_MS = 2 ** 31 - 1; // largest delay setTimeout honours
+
+/** Option names that belong to the proxy mode, which this version does not yet implement. */
+const PROXY_OPTIONS = ['proxy', 'header', 'ignoreMissingHeader', 'sync'] as const;
+
+function integer(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidOptionError(name, `an integer from ${min} to ${max}`, value);
+  }
+  return value;
+}
+
+function boolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new InvalidOptionError(name, 'a boolean', value);
+  return value;
+}
+
+/** Applies defaults and validates eagerly: a bad option throws an error that names it. */
+export function resolveOptions(input: StickyOptions | undefined): ResolvedStickyOptions {
+  const options: Record<string, unknown> = { ...(input ?? {}) };
+  for (const name of PROXY_OPTIONS) {
+    if (options[name] !== undefined && options[name] !== false) {
+      throw new InvalidOptionError(
+        name,
+        'unset: proxy mode is not available in this version',
+        options[name],
+      );
+    }
+    delete options[name];
+  }
+  const known = new Set<string>(['num', ...Object.keys(DEFAULTS)]);
+  for (const name of Object.keys(options)) {
+    if (!known.has(name))
+      throw new InvalidOptionError(name, 'a known option (is it misspelt?)', options[name]);
+  }
+  const pick = <K extends keyof ResolvedStickyOptions>(
+    name: K,
+    fallback: ResolvedStickyOptions[K],
+  ) => (options[name] === undefined ? fallback : options[name]);
+
+  const resolved: ResolvedStickyOptions = {
+    num: integer('num', pick('num', os.availableParallelism()), 1, MAX_WORKERS),
+    seed: integer('seed', pick('seed', DEFAULTS.seed), 0, 0xffffffff),
+    handleSignals: boolean('handleSignals', pick('handleSignals', DEFAULTS.handleSignals)),
+    shutdownTimeout: integer(
+      'shutdownTimeout',
+      pick('shutdownTimeout', DEFAULTS.shutdownTimeout),
+      0,
+      MAX_MS,
+    ),
+    respawnDelay: integer('respawnDelay', pick('respawnDelay', DEFAULTS.respawnDelay), 0, MAX_MS),
+    maxRespawnDelay: integer(
+      'maxRespawnDelay',
+      pick('maxRespawnDelay', DEFAULTS.maxRespawnDelay),
+      0,
+      MAX_MS,
+    ),
+    respawnResetAfter: integer(
+      'respawnResetAfter',
+      pick('respawnResetAfter', DEFAULTS.respawnResetAfter),
+      0,
+      MAX_MS,
+    ),
+    pendingTimeout: integer(
+      'pendingTimeout',
+      pick('pendingTimeout', DEFAULTS.pendingTimeout),
+      0,
+      MAX_MS,
+    ),
+    maxPendingConnections: integer(
+      'maxPendingConnections',
+      pick('maxPendingConnections', DEFAULTS.maxPendingConnections),
+      0,
+      1_000_000,
+    ),
+    readyTimeout: integer('readyTimeout', pick('readyTimeout', DEFAULTS.readyTimeout), 1, MAX_MS),
+    serialization: pick(
+      'serialization',
+      DEFAULTS.serialization,
+    ) as ResolvedStickyOptions['serialization'],
+  };
+  if (resolved.serialization !== 'json' && resolved.serialization !== 'advanced') {
+    throw new InvalidOptionError('serialization', '"json" or "advanced"', resolved.serialization);
+  }
+  if (resolved.maxRespawnDelay < resolved.respawnDelay) {
+    throw new InvalidOptionError(
+      'maxRespawnDelay',
+      `at least respawnDelay (${resolved.respawnDelay})`,
+      resolved.maxRespawnDelay,
+    );
+  }
+  return resolved;
+}

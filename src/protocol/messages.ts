@@ -1,0 +1,61 @@
+/**
+ * IPC messages between the primary and its workers.
+ *
+ * Every message carries the source tag, the protocol version and a numeric type. Type values are
+ * append-only: a value is never reused or renumbered, so a primary and a worker of neighbouring
+ * versions can always tell what they do not understand and drop it. Anything that fails
+ * `parseMessage` (another library's IPC traffic, a foreign version, a wrong shape) is ignored.
+ */
+export const SOURCE = 'sticky-mesh';
+export const PROTOCOL_VERSION = 1;
+
+export const MessageType = {
+  /** worker -> primary: the factory's server exists; the worker can take connections. */
+  Ready: 1,
+  /** primary -> worker: a connection (the socket travels as the IPC handle). */
+  Connection: 2,
+  /** primary -> worker: stop taking work, finish in-flight requests, then disconnect. */
+  Shutdown: 3,
+  /** worker -> primary: the factory failed; the worker will exit. */
+  StartFailed: 4,
+} as const;
+export type MessageType = (typeof MessageType)[keyof typeof MessageType];
+
+interface Envelope<T extends MessageType> {
+  src: typeof SOURCE;
+  v: typeof PROTOCOL_VERSION;
+  t: T;
+}
+
+export type ReadyMessage = Envelope<typeof MessageType.Ready> & { slot: number };
+export type ConnectionMessage = Envelope<typeof MessageType.Connection>;
+export type ShutdownMessage = Envelope<typeof MessageType.Shutdown>;
+export type StartFailedMessage = Envelope<typeof MessageType.StartFailed> & { reason: string };
+
+export type Message = ReadyMessage | ConnectionMessage | ShutdownMessage | StartFailedMessage;
+
+/** Builds a message of the given type; `body` holds its type-specific fields. */
+export function message<M extends Message>(t: M['t'], body: Omit<M, 'src' | 'v' | 't'>): M {
+  return { src: SOURCE, v: PROTOCOL_VERSION, t, ...body } as M;
+}
+
+/** Returns the message if `value` is a well-formed message of this protocol, else `undefined`. */
+export function parseMessage(value: unknown): Message | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const m = value as Record<string, unknown>;
+  if (m.src !== SOURCE || m.v !== PROTOCOL_VERSION) return undefined;
+  switch (m.t) {
+    case MessageType.Ready:
+      return Number.isInteger(m.slot) ? (m as unknown as ReadyMessage) : undefined;
+    case MessageType.Connection:
+    case MessageType.Shutdown:
+      return m as unknown as Message;
+    case MessageType.StartFailed:
+      return typeof m.reason === 'string' ? (m as unknown as StartFailedMessage) : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/** Name of the environment variable that tells a forked worker its slot. */
+export const SLOT_ENV = 'STICKY_MESH_SLOT';

@@ -1,0 +1,226 @@
+import { EventEmitter } from 'node:events';
+import type http from 'node:http';
+import type https from 'node:https';
+import type { Socket } from 'node:net';
+import { debug } from '../debug.js';
+import { StickyMeshError } from '../errors.js';
+import type { ResolvedStickyOptions } from '../options.js';
+import {
+  MessageType,
+  message,
+  parseMessage,
+  type ReadyMessage,
+  SLOT_ENV,
+  type StartFailedMessage,
+} from '../protocol/messages.js';
+
+export type AnyServer = http.Server | https.Server;
+export type ServerFactory = () => AnyServer | Promise<AnyServer>;
+
+export type WorkerState = 'idle' | 'starting' | 'ready' | 'draining' | 'closed';
+
+export interface WorkerEvents {
+  /** The factory's server exists and the primary has been told; connections may arrive. */
+  ready: [AnyServer];
+  /** The primary asked this worker to stop: close long-lived connections (WebSockets) now. */
+  shutdown: [];
+  /** Every connection is closed; the worker is about to leave the cluster. */
+  close: [];
+}
+
+/**
+ * The worker side: runs the user's factory once, takes the sockets the primary hands over,
+ * binds no port, and drains on the primary's word (in-flight requests finish, idle keep-alive
+ * connections close) before disconnecting, which ends the worker process.
+ */
+export class StickyWorker extends EventEmitter<WorkerEvents> {
+  readonly role = 'worker' as const;
+  /** This worker's fixed slot, `0 .. num-1`. */
+  readonly slot: number;
+  private state: WorkerState = 'idle';
+  private server: AnyServer | undefined;
+  /** Sockets handed over by the primary and not yet closed (raw TCP, under any TLS layer). */
+  private readonly sockets = new Set<Socket>();
+  private inFlight = 0;
+  private closing: Promise<void> | undefined;
+  private readonly onMessage = (raw: unknown, handle: unknown) => this.receive(raw, handle);
+
+  constructor(
+    options: ResolvedStickyOptions,
+    private readonly factory: ServerFactory,
+  ) {
+    super();
+    this.slot = Number(process.env[SLOT_ENV] ?? 0);
+    // Listen before anything is announced: IPC messages that arrive with no listener are lost.
+    process.on('message', this.onMessage);
+    if (options.handleSignals) {
+      // A terminal's Ctrl-C reaches every process of the group; the primary coordinates the drain.
+      process.on('SIGINT', ignoreSignal);
+      process.on('SIGTERM', ignoreSignal);
+    }
+  }
+
+  /** Creates the server and reports ready. The port is the primary's; it is not bound here. */
+  listen(_port?: number | string, host?: string | (() => void), callback?: () => void): this {
+    if (this.state !== 'idle') {
+      throw new StickyMeshError(
+        'ERR_STICKY_ALREADY_LISTENING',
+        'sticky-mesh: listen() was already called',
+      );
+    }
+    const cb = typeof host === 'function' ? host : callback;
+    if (cb) this.once('ready', () => cb());
+    this.state = 'starting';
+    void this.start();
+    return this;
+  }
+
+  /** `null` in a worker: the listening socket lives in the primary. */
+  address(): null {
+    return null;
+  }
+
+  stats(): {
+    role: 'worker';
+    slot: number;
+    state: WorkerState;
+    connections: number;
+    inFlight: number;
+  } {
+    return {
+      role: 'worker',
+      slot: this.slot,
+      state: this.state,
+      connections: this.sockets.size,
+      inFlight: this.inFlight,
+    };
+  }
+
+  /** Drains this worker (as on the primary's shutdown) and leaves the cluster. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      this.once('close', resolve);
+      this.drain();
+    });
+    return this.closing;
+  }
+
+  private async start(): Promise<void> {
+    let server: AnyServer;
+    try {
+      server = await this.factory();
+      if (!server || typeof server.emit !== 'function' || typeof server.listen !== 'function') {
+        throw new TypeError('the factory must return an http.Server or https.Server');
+      }
+    } catch (cause) {
+      const err = new StickyMeshError(
+        'ERR_STICKY_FACTORY_FAILED',
+        `sticky-mesh: the server factory failed: ${String(cause)}`,
+        { cause },
+      );
+      const failed = message<StartFailedMessage>(MessageType.StartFailed, { reason: err.message });
+      // Report, then fail the process the way an error thrown at startup would.
+      process.send?.(failed, () =>
+        process.nextTick(() => {
+          throw err;
+        }),
+      );
+      return;
+    }
+    this.server = server;
+    server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) =>
+      this.track(req, res),
+    );
+    this.state = 'ready';
+    process.send?.(
+      message<ReadyMessage>(MessageType.Ready, { slot: this.slot }),
+      (err: Error | null) => {
+        if (err) debug('worker %d: ready message failed: %s', this.slot, err.message);
+      },
+    );
+    this.emit('ready', server);
+  }
+
+  private receive(raw: unknown, handle: unknown): void {
+    const msg = parseMessage(raw);
+    if (!msg) return;
+    if (msg.t === MessageType.Connection) {
+      if (isSocket(handle)) this.adopt(handle);
+    } else if (msg.t === MessageType.Shutdown) {
+      void this.close();
+    }
+  }
+
+  /** Gives a handed-off socket to the server exactly as if the server had accepted it. */
+  private adopt(socket: Socket): void {
+    const server = this.server;
+    if (!server) {
+      socket.destroy();
+      return;
+    }
+    this.sockets.add(socket);
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      if (this.state === 'draining') this.maybeFinish();
+    });
+    // A socket that did not come through the server's accept misses its defaults.
+    socket.setNoDelay(true);
+    server.emit('connection', socket);
+    socket.resume();
+  }
+
+  private track(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.inFlight++;
+    if (this.state === 'draining' && !res.headersSent) res.setHeader('connection', 'close');
+    res.once('close', () => {
+      this.inFlight--;
+      if (this.state === 'draining') setImmediate(() => this.closeIdle());
+    });
+    void req;
+  }
+
+  private drain(): void {
+    if (this.state === 'draining' || this.state === 'closed') return;
+    const wasServing = this.server !== undefined;
+    this.state = 'draining';
+    this.emit('shutdown');
+    if (!wasServing) {
+      this.finish();
+      return;
+    }
+    // Stops the server's timers and closes idle keep-alive connections (Node >= 19). It was
+    // never listening, so no error reaches us; the server emits 'close' for the app.
+    this.server?.close();
+    this.closeIdle();
+  }
+
+  private closeIdle(): void {
+    this.server?.closeIdleConnections();
+    this.maybeFinish();
+  }
+
+  private maybeFinish(): void {
+    if (this.sockets.size === 0 && this.inFlight === 0) this.finish();
+  }
+
+  private finish(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    process.off('message', this.onMessage);
+    this.emit('close');
+    // Leaving the IPC channel ends a cluster worker (Node's cluster module exits it).
+    if (process.connected) process.disconnect();
+  }
+}
+
+function ignoreSignal(signal: NodeJS.Signals): void {
+  debug('worker %d: %s ignored; the primary coordinates shutdown', process.pid, signal);
+}
+
+function isSocket(handle: unknown): handle is Socket {
+  return (
+    typeof handle === 'object' &&
+    handle !== null &&
+    typeof (handle as Socket).setNoDelay === 'function'
+  );
+}
