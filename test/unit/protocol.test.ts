@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import {
+  MessageType,
+  message,
+  PROTOCOL_VERSION,
+  parseMessage,
+  SOURCE,
+} from '../../src/protocol/messages.js';
+
+describe('IPC protocol', () => {
+  it('round-trips every message type through JSON', () => {
+    const all = [
+      message(MessageType.Ready, { slot: 3 }),
+      message(MessageType.Connection, {}),
+      message(MessageType.Shutdown, {}),
+      message(MessageType.StartFailed, { reason: 'boom' }),
+    ];
+    for (const m of all) expect(parseMessage(JSON.parse(JSON.stringify(m)))).toEqual(m);
+  });
+
+  it.each([
+    undefined,
+    null,
+    42,
+    'ready',
+    [],
+    { cmd: 'NODE_CLUSTER' },
+    { src: 'other-lib', v: PROTOCOL_VERSION, t: MessageType.Ready, slot: 0 },
+    { src: SOURCE, v: 999, t: MessageType.Ready, slot: 0 },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: 999 },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.Ready },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.Ready, slot: 'x' },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.StartFailed, reason: 1 },
+  ])('drops foreign or malformed input: %j', (input) => {
+    expect(parseMessage(input)).toBeUndefined();
+  });
+
+  it('keeps its numeric type values (append-only)', () => {
+    expect(MessageType).toEqual({ Ready: 1, Connection: 2, Shutdown: 3, StartFailed: 4 });
+  });
+});

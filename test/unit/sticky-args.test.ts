@@ -1,0 +1,55 @@
+import http from 'node:http';
+import { describe, expect, it } from 'vitest';
+import { StickyMeshError } from '../../src/errors.js';
+import { StickyPrimary } from '../../src/master/primary.js';
+import { sticky } from '../../src/sticky.js';
+
+// In the test runner's process cluster.isPrimary is true: sticky() builds a primary, which forks
+// nothing until listen() is called, so the call forms can be checked without processes.
+const factory = () => http.createServer();
+
+function code(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    return err instanceof StickyMeshError ? err.code : 'not a StickyMeshError';
+  }
+  return undefined;
+}
+
+describe('sticky() call forms', () => {
+  it.each([
+    ['sticky(options, factory)', () => sticky({ num: 3 }, factory), 3],
+    ['sticky(num, factory)', () => sticky(2, factory), 2],
+    ['sticky(factory)', () => sticky(factory), undefined],
+    ['sticky(server)', () => sticky(http.createServer()), undefined],
+    ['sticky(options, server)', () => sticky({ num: 5 }, http.createServer()), 5],
+    ['sticky(undefined, factory)', () => sticky(undefined, factory), undefined],
+  ])('%s returns the primary controller', async (_name, make, num) => {
+    const s = make();
+    expect(s).toBeInstanceOf(StickyPrimary);
+    expect(s.role).toBe('primary');
+    if (num !== undefined) expect(s.stats().slots).toHaveLength(num);
+    await s.close();
+  });
+
+  it.each([
+    ['no factory', () => sticky({ num: 2 } as never)],
+    ['a string', () => sticky('x' as never, factory)],
+    ['a non-server object as factory', () => sticky({ num: 2 }, {} as never)],
+  ])('rejects %s with ERR_STICKY_INVALID_ARGUMENT', (_name, call) => {
+    expect(code(call)).toBe('ERR_STICKY_INVALID_ARGUMENT');
+  });
+
+  it('rejects bad options before forking anything', () => {
+    expect(code(() => sticky({ num: -1 }, factory))).toBe('ERR_STICKY_INVALID_OPTION');
+  });
+
+  it('close() is idempotent and resolves without listen()', async () => {
+    const s = sticky(1, factory);
+    const a = s.close();
+    expect(s.close()).toBe(a);
+    await a;
+    expect(s.stats().state).toBe('closed');
+  });
+});
