@@ -11,7 +11,7 @@ export interface BalancerCounters {
   connections: number;
   /** Connections answered `503` because no worker was ready in time. */
   rejected: number;
-  /** Handoffs that failed (worker gone) and were sent to another slot. */
+  /** Handoffs that failed or that a dying worker never took, sent to another slot. */
   rerouted: number;
   /** Connections closed before they could be handed off (client left, no address, no worker). */
   dropped: number;
@@ -48,6 +48,13 @@ export class Balancer {
   ) {
     this.server = net.createServer({ pauseOnConnect: true }, (socket) => this.accept(socket));
     pool.on('change', () => this.flushPending());
+    pool.on('orphans', (sockets) => {
+      debug('re-routing %d sockets a dead worker never took', sockets.length);
+      for (const socket of sockets) {
+        this.counters.rerouted++;
+        this.accept(socket);
+      }
+    });
   }
 
   /** Stops accepting; connections still waiting for a worker get `503`. */

@@ -1,5 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import { debug } from '../debug.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import {
@@ -10,6 +11,7 @@ import {
   SLOT_ENV,
 } from '../protocol/messages.js';
 import { respawnDelay } from './backoff.js';
+import { takeOrphanedSockets } from './orphans.js';
 
 /** Lifecycle of one slot. `down` = no process (crashed, waiting to respawn, or closed). */
 export type SlotState = 'starting' | 'ready' | 'stopping' | 'down';
@@ -39,6 +41,8 @@ export interface PoolEvents {
   workerRespawn: [{ slot: number; attempt: number; delay: number }];
   /** The set of ready slots changed. */
   change: [];
+  /** Sockets sent to a worker that died before taking them; they need another home. */
+  orphans: [Socket[]];
   /** Every slot that was ever started has exited and no respawn is pending. */
   idle: [];
 }
@@ -198,6 +202,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     const wasReady = s.state === 'ready';
     s.state = 'down';
     if (wasReady) this.updateLive();
+    const orphans = takeOrphanedSockets(worker);
+    if (orphans.length > 0) this.emit('orphans', orphans);
     this.emit('workerExit', { slot: s.slot, pid: worker.process.pid ?? -1, code, signal, planned });
     if (planned) {
       this.checkIdle();
