@@ -1,9 +1,10 @@
 import cluster, { type Worker } from 'node:cluster';
 import { EventEmitter } from 'node:events';
-import type { Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { debug } from '../debug.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import {
+  ADDRESS_ENV,
   MessageType,
   message,
   parseMessage,
@@ -86,7 +87,11 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     }));
   }
 
-  start(): void {
+  /** The primary's bound address, handed to every worker it forks (see `StickyWorker.address`). */
+  private address = '';
+
+  start(address: AddressInfo): void {
+    this.address = JSON.stringify(address);
     for (const s of this.slots) this.fork(s);
   }
 
@@ -151,7 +156,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   private fork(s: Slot): void {
     s.timer = undefined;
     if (this.closing) return;
-    const worker = cluster.fork({ [SLOT_ENV]: String(s.slot) });
+    const worker = cluster.fork({ [SLOT_ENV]: String(s.slot), [ADDRESS_ENV]: this.address });
     s.worker = worker;
     s.state = 'starting';
     s.timer = setTimeout(() => {

@@ -72,8 +72,9 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       () => {
         if (this.state !== 'binding') return;
         this.state = 'starting';
-        this.emit('listening', this.balancer.server.address() as AddressInfo);
-        this.pool.start();
+        const address = this.balancer.server.address() as AddressInfo;
+        this.emit('listening', address);
+        this.pool.start(address);
       },
     );
     return this;

@@ -59,3 +59,6 @@ export function parseMessage(value: unknown): Message | undefined {
 
 /** Name of the environment variable that tells a forked worker its slot. */
 export const SLOT_ENV = 'STICKY_MESH_SLOT';
+
+/** Name of the environment variable that tells a forked worker the primary's bound address (JSON). */
+export const ADDRESS_ENV = 'STICKY_MESH_ADDRESS';

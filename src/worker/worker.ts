@@ -1,11 +1,12 @@
 import { EventEmitter } from 'node:events';
 import type http from 'node:http';
 import type https from 'node:https';
-import type { Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { debug } from '../debug.js';
 import { StickyMeshError } from '../errors.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import {
+  ADDRESS_ENV,
   MessageType,
   message,
   parseMessage,
@@ -75,9 +76,16 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     return this;
   }
 
-  /** `null` in a worker: the listening socket lives in the primary. */
-  address(): null {
-    return null;
+  /** The address the primary listens on (the socket itself lives in the primary). */
+  address(): AddressInfo | null {
+    try {
+      const parsed: unknown = JSON.parse(process.env[ADDRESS_ENV] ?? 'null');
+      return typeof parsed === 'object' && parsed !== null && 'port' in parsed
+        ? (parsed as AddressInfo)
+        : null;
+    } catch {
+      return null;
+    }
   }
 
   stats(): {
