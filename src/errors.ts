@@ -5,13 +5,9 @@
 export type StickyMeshErrorCode =
   | 'ERR_STICKY_INVALID_OPTION'
   | 'ERR_STICKY_INVALID_ARGUMENT'
-  | 'ERR_STICKY_WRONG_ROLE'
   | 'ERR_STICKY_ALREADY_LISTENING'
   | 'ERR_STICKY_LISTEN_FAILED'
-  | 'ERR_STICKY_FACTORY_FAILED'
-  | 'ERR_STICKY_WORKER_NOT_READY'
-  | 'ERR_STICKY_HANDOFF_FAILED'
-  | 'ERR_STICKY_CLOSED';
+  | 'ERR_STICKY_FACTORY_FAILED';
 
 export class StickyMeshError extends Error {
   readonly code: StickyMeshErrorCode;
