@@ -44,5 +44,7 @@ if (app.role === 'primary') {
 }
 
 app.listen(port, () => {
-  if (app.role === 'primary') console.log(`sticky-mesh example on http://localhost:${port} with ${workers} workers`);
+  if (app.role === 'primary') {
+    console.log(`sticky-mesh example on http://localhost:${app.address().port} with ${workers} workers`);
+  }
 });
