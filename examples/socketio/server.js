@@ -45,6 +45,8 @@ if (app.role === 'primary') {
 
 app.listen(port, () => {
   if (app.role === 'primary') {
-    console.log(`sticky-mesh example on http://localhost:${app.address().port} with ${workers} workers`);
+    console.log(
+      `sticky-mesh example on http://localhost:${app.address().port} with ${workers} workers`,
+    );
   }
 });

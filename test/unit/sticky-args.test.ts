@@ -29,7 +29,7 @@ describe('sticky() call forms', () => {
     const s = make();
     expect(s).toBeInstanceOf(StickyPrimary);
     expect(s.role).toBe('primary');
-    if (num !== undefined) expect(s.stats().slots).toHaveLength(num);
+    if (num !== undefined) expect((s as StickyPrimary).stats().slots).toHaveLength(num);
     await s.close();
   });
 
@@ -50,6 +50,6 @@ describe('sticky() call forms', () => {
     const a = s.close();
     expect(s.close()).toBe(a);
     await a;
-    expect(s.stats().state).toBe('closed');
+    expect((s as StickyPrimary).stats().state).toBe('closed');
   });
 });
