@@ -136,6 +136,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
       return;
     }
     this.server = server;
+    trackConnections(server);
     server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) =>
       this.track(req, res),
     );
@@ -219,6 +220,20 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     // Leaving the IPC channel ends a cluster worker (Node's cluster module exits it).
     if (process.connected) process.disconnect();
   }
+}
+
+/**
+ * Node's http server starts tracking its connections (the list behind `closeIdleConnections()`
+ * and the timer that enforces `headersTimeout` / `requestTimeout`) in its own 'listening'
+ * handler. A worker's server never listens: the sockets come from the primary. Without this, a
+ * slow client would never time out and a drain could not tell idle keep-alive connections from
+ * busy ones. Run just that handler, so no application 'listening' listener fires for a server
+ * that has no address of its own.
+ */
+function trackConnections(server: AnyServer): void {
+  const setup = server.rawListeners('listening').find((l) => l.name === 'setupConnectionsTracking');
+  if (setup) setup.call(server);
+  else debug('this Node version has no setupConnectionsTracking: idle connections are not tracked');
 }
 
 function ignoreSignal(signal: NodeJS.Signals): void {

@@ -1,0 +1,85 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFixture, stopFixtures } from '../helpers/cluster.js';
+import { loopbackSources, type Reply, request } from '../helpers/http.js';
+
+const run = promisify(execFile);
+
+describe('IP mode with an HTTPS factory', () => {
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sticky-mesh-tls-'));
+    await run('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=localhost',
+      '-keyout',
+      join(dir, 'key.pem'),
+      '-out',
+      join(dir, 'cert.pem'),
+    ]);
+  });
+
+  afterAll(async () => {
+    await stopFixtures();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('keeps each client address on one worker over TLS', async () => {
+    const app = await startFixture({
+      fixture: 'ip-app.mjs',
+      env: {
+        WORKERS: '2',
+        HTTPS_CERT: join(dir, 'cert.pem'),
+        HTTPS_KEY: join(dir, 'key.pem'),
+        STICKY_OPTIONS: JSON.stringify({ seed: 7 }),
+      },
+    });
+    const port = app.port();
+    const sources = loopbackSources(20);
+    const seen = new Map<string, Reply[]>(sources.map((s) => [s, []]));
+    for (let round = 0; round < 3; round++) {
+      const replies = await Promise.all(
+        sources.map((source) => request({ port, source, tls: true }).catch((err: unknown) => err)),
+      );
+      replies.forEach((reply, i) => {
+        if (reply instanceof Error) {
+          throw new Error(
+            `HTTPS request from ${sources[i]} failed: ${reply.message}\n${app.transcript()}`,
+          );
+        }
+        seen.get(sources[i] as string)?.push(reply as Reply);
+      });
+    }
+    const what = `${[...seen]
+      .map(([s, rs]) => `${s} -> ${rs.map((r) => `${r.status} ${r.text}`).join(', ')}`)
+      .join('\n')}\n${app.transcript()}`;
+
+    const all = [...seen.values()].flat();
+    expect(
+      all.every((r) => r.status === 200 && r.body !== undefined),
+      what,
+    ).toBe(true);
+    expect(
+      all.every((r) => 'encrypted' in r.socket && r.socket.encrypted === true),
+      what,
+    ).toBe(true);
+    for (const [source, replies] of seen) {
+      const places = new Set(replies.map((r) => `${r.body?.slot}/${r.body?.pid}`));
+      expect(places.size, `${source} reached more than one worker\n${what}`).toBe(1);
+    }
+    const slots = new Set(all.map((r) => r.body?.slot));
+    expect([...slots].sort(), `not every worker got clients\n${what}`).toEqual([0, 1]);
+  });
+});
