@@ -10,6 +10,7 @@ import {
   type WorkerReply,
 } from '../helpers/http.js';
 import { establishedTcpSockets, isAlive } from '../helpers/proc.js';
+import { hasTool } from '../helpers/system.js';
 
 const SOURCES = loopbackSources(40);
 
@@ -187,58 +188,61 @@ describe('IP mode when a worker dies', () => {
     expect(exit, what).toMatchObject({ slot: victimSlot, signal: 'SIGKILL', planned: false });
   });
 
-  it('serves the connections a worker never took before it died elsewhere (they used to hang: Node keeps unacknowledged handles forever)', async () => {
-    const app = await startFixture({
-      fixture: 'ip-app.mjs',
-      env: { WORKERS: '4', STICKY_OPTIONS: JSON.stringify({ seed: 7, respawnDelay: 1200 }) },
-    });
-    const port = app.port();
-    const replies = await Promise.all(SOURCES.map((source) => getWorker({ port, source })));
-    const victimSlot = (replies[0] as WorkerReply).slot;
-    const victimPid = (replies[0] as WorkerReply).pid;
-    const victims = SOURCES.filter((_, i) => replies[i]?.slot === victimSlot);
+  it.skipIf(!hasTool('ss'))(
+    'serves the connections a worker never took before it died elsewhere (they used to hang: Node keeps unacknowledged handles forever)',
+    async () => {
+      const app = await startFixture({
+        fixture: 'ip-app.mjs',
+        env: { WORKERS: '4', STICKY_OPTIONS: JSON.stringify({ seed: 7, respawnDelay: 1200 }) },
+      });
+      const port = app.port();
+      const replies = await Promise.all(SOURCES.map((source) => getWorker({ port, source })));
+      const victimSlot = (replies[0] as WorkerReply).slot;
+      const victimPid = (replies[0] as WorkerReply).pid;
+      const victims = SOURCES.filter((_, i) => replies[i]?.slot === victimSlot);
 
-    // Block the victim's event loop: from now on it acknowledges no handed-off socket.
-    const from = app.received.length;
-    const blocking = request({
-      port,
-      source: victims[0] as string,
-      path: '/block?ms=5000',
-      timeoutMs: 8_000,
-    }).catch((err: unknown) => err);
-    await app.waitFor('blockStart', { from });
+      // Block the victim's event loop: from now on it acknowledges no handed-off socket.
+      const from = app.received.length;
+      const blocking = request({
+        port,
+        source: victims[0] as string,
+        path: '/block?ms=5000',
+        timeoutMs: 8_000,
+      }).catch((err: unknown) => err);
+      await app.waitFor('blockStart', { from });
 
-    const stuck = victims.map((source) => attempt(port, source));
-    // Once the primary holds every one of these connections it has handed them all to the
-    // blocked worker (accept and handoff happen in one tick): they wait for an acknowledgement.
-    await vi.waitFor(
-      async () => {
-        const held = (await establishedTcpSockets()).filter(
-          (s) =>
-            s.localPort === port &&
-            victims.some((v) => s.peer.startsWith(`${v}:`)) &&
-            s.pids.includes(app.pid),
-        );
-        if (held.length < victims.length) {
-          throw new Error(`primary holds ${held.length} of ${victims.length} connections`);
-        }
-      },
-      { timeout: 5_000, interval: 20 },
-    );
-    const killedAt = Date.now();
-    process.kill(victimPid, 'SIGKILL');
+      const stuck = victims.map((source) => attempt(port, source));
+      // Once the primary holds every one of these connections it has handed them all to the
+      // blocked worker (accept and handoff happen in one tick): they wait for an acknowledgement.
+      await vi.waitFor(
+        async () => {
+          const held = (await establishedTcpSockets()).filter(
+            (s) =>
+              s.localPort === port &&
+              victims.some((v) => s.peer.startsWith(`${v}:`)) &&
+              s.pids.includes(app.pid),
+          );
+          if (held.length < victims.length) {
+            throw new Error(`primary holds ${held.length} of ${victims.length} connections`);
+          }
+        },
+        { timeout: 5_000, interval: 20 },
+      );
+      const killedAt = Date.now();
+      process.kill(victimPid, 'SIGKILL');
 
-    const outcomes = await Promise.all(stuck);
-    await blocking;
-    const what = `victim slot ${victimSlot} pid ${victimPid}\n${describeAttempts(outcomes, killedAt)}\n${app.transcript()}`;
-    const notServed = outcomes.filter(
-      (a) => a.reply === undefined || a.reply.slot === victimSlot || a.reply.pid === victimPid,
-    );
-    expect(
-      describeAttempts(notServed, killedAt),
-      `connections the dead worker never took were not served elsewhere\n${what}`,
-    ).toBe('');
-  });
+      const outcomes = await Promise.all(stuck);
+      await blocking;
+      const what = `victim slot ${victimSlot} pid ${victimPid}\n${describeAttempts(outcomes, killedAt)}\n${app.transcript()}`;
+      const notServed = outcomes.filter(
+        (a) => a.reply === undefined || a.reply.slot === victimSlot || a.reply.pid === victimPid,
+      );
+      expect(
+        describeAttempts(notServed, killedAt),
+        `connections the dead worker never took were not served elsewhere\n${what}`,
+      ).toBe('');
+    },
+  );
 });
 
 describe('IP mode with no ready worker', () => {

@@ -6,10 +6,11 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFixture, stopFixtures } from '../helpers/cluster.js';
 import { loopbackSources, type Reply, request } from '../helpers/http.js';
+import { hasTool } from '../helpers/system.js';
 
 const run = promisify(execFile);
 
-describe('IP mode with an HTTPS factory', () => {
+describe.skipIf(!hasTool('openssl'))('IP mode with an HTTPS factory (needs openssl)', () => {
   let dir: string;
 
   beforeAll(async () => {

@@ -1,0 +1,48 @@
+import net from 'node:net';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startFixture, stopFixtures } from '../helpers/cluster.js';
+import { rawExchange } from '../helpers/http.js';
+
+afterAll(stopFixtures);
+
+describe('worker servers keep their own protections', () => {
+  it('enforces headersTimeout on handed-off sockets (a slow client does not hold a worker forever)', async () => {
+    // Node arms these checks when a server starts listening; a worker's server never does.
+    const app = await startFixture({
+      fixture: 'ip-app.mjs',
+      env: { WORKERS: '2', HEADERS_TIMEOUT: '400' },
+    });
+    const started = Date.now();
+    const exchange = await rawExchange({
+      port: app.port(),
+      source: '127.0.0.7',
+      send: 'GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ',
+      timeoutMs: 4_000,
+    });
+    const elapsed = Date.now() - started;
+    expect(exchange.ending, `after ${elapsed} ms got ${JSON.stringify(exchange.data)}`).not.toBe(
+      'timeout',
+    );
+    expect(exchange.data).toMatch(/^HTTP\/1\.1 408 /);
+  });
+
+  it('reports a port that is already taken as ERR_STICKY_LISTEN_FAILED and forks no worker', async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as net.AddressInfo).port;
+    try {
+      const app = await startFixture({
+        fixture: 'ip-app.mjs',
+        env: { WORKERS: '2', PORT: String(port) },
+        until: 'error',
+      });
+      const [error] = app.events('error');
+      expect(error).toMatchObject({ code: 'ERR_STICKY_LISTEN_FAILED' });
+      expect(String(error?.message)).toMatch(/EADDRINUSE/);
+      expect(app.events('workerStart')).toEqual([]);
+      expect(app.events('workerUp')).toEqual([]);
+    } finally {
+      blocker.close();
+    }
+  });
+});
