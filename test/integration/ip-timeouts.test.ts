@@ -46,3 +46,49 @@ describe('worker servers keep their own protections', () => {
     }
   });
 });
+
+describe('worker supervision timers', () => {
+  it('kills and re-forks a worker that is not ready within readyTimeout', async () => {
+    const app = await startFixture({
+      fixture: 'ip-app.mjs',
+      env: {
+        WORKERS: '1',
+        FACTORY: 'hang',
+        STICKY_OPTIONS: JSON.stringify({ readyTimeout: 300, respawnDelay: 50 }),
+      },
+      until: 'listening',
+    });
+    await app.waitFor('workerRespawn', { timeoutMs: 5_000 });
+    const [exit] = app.events('workerExit');
+    expect(exit, app.transcript()).toMatchObject({ slot: 0, signal: 'SIGKILL', planned: false });
+    expect(app.events('workerUp')).toEqual([]);
+  });
+
+  it('resets the crash count after respawnResetAfter of uptime, and not before', async () => {
+    const app = await startFixture({
+      fixture: 'ip-app.mjs',
+      env: {
+        WORKERS: '1',
+        STICKY_OPTIONS: JSON.stringify({ respawnDelay: 20, respawnResetAfter: 1_000 }),
+      },
+    });
+    const crash = async () => {
+      const from = app.received.length;
+      await rawExchange({
+        port: app.port(),
+        source: '127.0.0.9',
+        send: 'GET /crash HTTP/1.1\r\nHost: x\r\n\r\n',
+        timeoutMs: 2_000,
+      });
+      await app.waitFor('workerUp', { from, timeoutMs: 5_000 });
+    };
+    await crash(); // uptime < 1 s before it: first crash in a row
+    await crash(); // again right after becoming ready: second in a row
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    await crash(); // after a stable second: counts as the first again
+    const attempts = app.events('workerRespawn').map((e) => e.attempt);
+    const delays = app.events('workerRespawn').map((e) => e.delay);
+    expect(attempts, app.transcript()).toEqual([1, 2, 1]);
+    expect(delays).toEqual([20, 40, 20]);
+  });
+});
