@@ -2,7 +2,7 @@ import cluster from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { debug } from '../debug.js';
-import { StickyMeshError } from '../errors.js';
+import { describe, StickyMeshError } from '../errors.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import { Balancer, type BalancerCounters } from './balancer.js';
 import { rendezvous } from './hash.js';
@@ -62,13 +62,21 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
         'sticky-mesh: listen() was already called',
       );
     }
+    const portNumber = Number(port ?? 0);
+    if (!Number.isInteger(portNumber) || portNumber < 0 || portNumber > 65535) {
+      // A pipe path has no client addresses to route by: refuse it instead of dropping clients.
+      throw new StickyMeshError(
+        'ERR_STICKY_INVALID_ARGUMENT',
+        `sticky-mesh: listen() needs a TCP port from 0 to 65535, got ${describe(port)}`,
+      );
+    }
     const cb = typeof host === 'function' ? host : callback;
     const bindHost = typeof host === 'string' ? host : undefined;
     if (cb) this.once('ready', cb);
     this.state = 'binding';
     if (this.options.handleSignals) for (const s of SIGNALS) process.on(s, this.onSignal);
     this.balancer.server.listen(
-      { port: Number(port ?? 0), ...(bindHost ? { host: bindHost } : {}) },
+      { port: portNumber, ...(bindHost ? { host: bindHost } : {}) },
       () => {
         if (this.state !== 'binding') return;
         this.state = 'starting';

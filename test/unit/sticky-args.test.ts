@@ -45,6 +45,15 @@ describe('sticky() call forms', () => {
     expect(code(() => sticky({ num: -1 }, factory))).toBe('ERR_STICKY_INVALID_OPTION');
   });
 
+  it.each([['/tmp/app.sock'], [-1], [70_000], [1.5]])(
+    'listen(%s) is refused with ERR_STICKY_INVALID_ARGUMENT before anything is bound',
+    async (port) => {
+      const s = sticky(1, factory) as StickyPrimary;
+      expect(code(() => s.listen(port as never))).toBe('ERR_STICKY_INVALID_ARGUMENT');
+      await s.close();
+    },
+  );
+
   it('close() is idempotent and resolves without listen()', async () => {
     const s = sticky(1, factory);
     const a = s.close();
