@@ -25,6 +25,13 @@ interface Pending {
 
 const CONNECTION: ConnectionMessage = message<ConnectionMessage>(MessageType.Connection, {});
 
+/** The primary gives its copy of the socket away: Node closes it once the worker has it. */
+const SEND_OPTIONS = { keepOpen: false } as const;
+
+function onClientError(err: Error): void {
+  debug('client socket error: %s', err.message);
+}
+
 const UNAVAILABLE = Buffer.from(
   'HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n' +
     'Retry-After: 1\r\nConnection: close\r\n\r\nno worker available\n',
@@ -67,7 +74,7 @@ export class Balancer {
 
   private accept(socket: net.Socket): void {
     // A reset while the socket waits or travels must not become an uncaught 'error'.
-    socket.on('error', (err) => debug('client socket error: %s', err.message));
+    socket.on('error', onClientError);
     const key = normaliseAddress(socket.remoteAddress);
     if (key === undefined) {
       // The client is already gone: Node reports no address for a closed handle.
@@ -92,7 +99,7 @@ export class Balancer {
       }
       return;
     }
-    worker.send(CONNECTION, socket, { keepOpen: false }, (err: Error | null) => {
+    worker.send(CONNECTION, socket, SEND_OPTIONS, (err: Error | null) => {
       if (!err) {
         this.counters.connections++;
         this.pool.countConnection(slot);

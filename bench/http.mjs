@@ -1,0 +1,994 @@
+#!/usr/bin/env node
+// HTTP balancer benchmark (issue 2).
+//
+//   node bench/http.mjs            (npm run bench builds dist/ first, then runs this)
+//
+// Measures, for five servers answering with the same trivial handler (bench/servers/handler.mjs):
+//   (a) sticky-mesh   sticky({ num: 2 }, () => http.createServer(h)).listen(port, '127.0.0.1')
+//   (b) cluster-rr    node:cluster, SCHED_RR, each worker calls server.listen (not sticky)
+//   (c) sticky-session 1.1.2, as its README says
+//   (d) @socket.io/sticky 2.0.1, as its README says (least-connection)
+//   (e) plain         one process, no cluster
+// two rates with autocannon (50 connections):
+//   close      every request carries `connection: close`, so each request is a new TCP connection
+//   keepalive  HTTP/1.1 keep-alive, connections reused
+// in interleaved rounds (round 1: close a..e, keepalive a..e; round 2: the same; ...), each
+// measurement on a freshly started server that is killed (whole process group) afterwards.
+// It prints a table and writes the "HTTP balancer (issue 2)" section of bench/RESULTS.md from
+// what it measured; nothing in the output is hard-coded.
+//
+// Load spreading (why the client binds source addresses): on loopback every connection comes
+// from 127.0.0.1, so any IP-keyed balancer (sticky-mesh IP mode, sticky-session) would send the
+// whole load to one worker. autocannon 8 has no option to bind a local address, but it calls
+// `opts.setupClient(client)` in the Client constructor before the first connect, and connects
+// through `net.connect(port, host)` (lib/httpClient.js, Client.prototype._connect). setupClient
+// below gives client i the fixed source address 127.0.0.(2 + i) (i = 0..connections-1; Linux
+// routes all of 127.0.0.0/8 to lo) by replacing that client's `_connect` with a wrapper that,
+// for the duration of the synchronous original `_connect` call only, swaps `net.connect` for
+// `(port, host) => net.connect({ port, host, localAddress })`. Reconnects (after
+// `connection: close`, errors, timeouts) go through the same wrapper, so a client keeps its
+// address for the whole run, like 50 distinct users. The same client setup is used for every
+// server and mode. setupClient also counts connections opened and the `x-worker` header of
+// every response (the pid that answered), giving the per-worker distribution for every server.
+//
+// Environment knobs (defaults in brackets): BENCH_ROUNDS [5], BENCH_DURATION seconds [3],
+// BENCH_WARMUP seconds [2], BENCH_CONNECTIONS [50], BENCH_WORKERS [2], BENCH_PORT [a free one],
+// BENCH_ONLY comma-separated server ids (partial run; RESULTS.md is then not written unless
+// BENCH_WRITE=1), BENCH_MODES comma-separated mode ids, BENCH_ORDER fixed|rotate|reverse [fixed]
+// (server order within a round), BENCH_FOREIGN_MAX cores [0.2], BENCH_MAX_ATTEMPTS [3] and
+// BENCH_QUIET_WAIT seconds [60] (background-load handling, see "Background load" below).
+// With the defaults (5 rounds x 2 modes x 5 servers, 2 s warm-up + 3 s measured) a run on a
+// quiet machine takes about 5-6 minutes; repeated measurements (background load) add to that.
+
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+
+const require = createRequire(import.meta.url);
+const benchDir = path.dirname(fileURLToPath(import.meta.url));
+const rootDir = path.resolve(benchDir, '..');
+const resultsFile = path.join(benchDir, 'RESULTS.md');
+
+const ROUNDS = intEnv('BENCH_ROUNDS', 5);
+const DURATION = intEnv('BENCH_DURATION', 3);
+const WARMUP = intEnv('BENCH_WARMUP', 2);
+const CONNECTIONS = intEnv('BENCH_CONNECTIONS', 50);
+const WORKERS = intEnv('BENCH_WORKERS', 2);
+const READY_TIMEOUT_MS = 30_000;
+const MIN_SHARE = 0.3;
+
+const TARGETS = { close: 0.95, keepalive: 0.97 };
+
+const ALL_SERVERS = [
+  { id: 'sticky-mesh', label: '(a) sticky-mesh', file: 'sticky-mesh.mjs', clustered: true },
+  { id: 'cluster-rr', label: '(b) cluster round-robin', file: 'cluster-rr.mjs', clustered: true },
+  {
+    id: 'sticky-session',
+    label: '(c) sticky-session 1.1.2',
+    file: 'sticky-session.mjs',
+    clustered: true,
+  },
+  {
+    id: 'socketio-sticky',
+    label: '(d) @socket.io/sticky 2.0.1',
+    file: 'socketio-sticky.mjs',
+    clustered: true,
+  },
+  { id: 'plain', label: '(e) plain, one process', file: 'plain.mjs', clustered: false },
+];
+const ALL_MODES = [
+  {
+    id: 'close',
+    label: 'new connection (`connection: close`)',
+    short: 'new-conn',
+    headers: { connection: 'close' },
+  },
+  { id: 'keepalive', label: 'keep-alive', short: 'keep-alive', headers: {} },
+];
+
+const SERVERS = pick(ALL_SERVERS, 'BENCH_ONLY');
+const MODES = pick(ALL_MODES, 'BENCH_MODES');
+const FULL_RUN = SERVERS.length === ALL_SERVERS.length && MODES.length === ALL_MODES.length;
+const WRITE = FULL_RUN || process.env.BENCH_WRITE === '1';
+
+function intEnv(name, dflt) {
+  const v = process.env[name];
+  if (v === undefined || v === '') return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new Error(`${name} must be a positive integer, got ${v}`);
+  return n;
+}
+
+function pick(all, envName) {
+  const v = process.env[envName];
+  if (!v) return all;
+  const ids = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const id of ids) {
+    if (!all.some((x) => x.id === id)) throw new Error(`${envName}: unknown id ${id}`);
+  }
+  return all.filter((x) => ids.includes(x.id));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client side: source-address spreading and per-response accounting (see header comment).
+
+const clientAddresses = Array.from({ length: CONNECTIONS }, (_, i) => `127.0.0.${2 + (i % 253)}`);
+
+function makeClientSetup(counters) {
+  let index = 0;
+  return function setupClient(client) {
+    const localAddress = clientAddresses[index % clientAddresses.length];
+    index += 1;
+    const protoConnect = Object.getPrototypeOf(client)._connect;
+    client._connect = function connectFromAddress() {
+      const original = net.connect;
+      net.connect = (port, host) => original({ port, host, localAddress });
+      try {
+        protoConnect.call(this);
+      } finally {
+        net.connect = original;
+      }
+      counters.connects += 1;
+    };
+    client.on('headers', (info) => {
+      if (!counters.active) return;
+      const h = info.headers;
+      for (let i = 0; i < h.length; i += 2) {
+        if (h[i] === 'x-worker') {
+          const pid = h[i + 1];
+          counters.byWorker.set(pid, (counters.byWorker.get(pid) || 0) + 1);
+          return;
+        }
+      }
+      counters.noWorkerHeader += 1;
+    });
+    client.on('connError', (err) => {
+      if (!counters.active) return;
+      const code = err?.code || err?.message || 'unknown';
+      counters.connErrors.set(code, (counters.connErrors.get(code) || 0) + 1);
+    });
+  };
+}
+
+async function runAutocannon(port, mode, seconds, counters) {
+  return autocannon({
+    url: `http://127.0.0.1:${port}/`,
+    connections: CONNECTIONS,
+    pipelining: 1,
+    duration: seconds,
+    headers: mode.headers,
+    setupClient: makeClientSetup(counters),
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server lifecycle: spawn detached (own process group), wait for READY, kill the group.
+
+let current = null; // { child, pgid } of the running server, for cleanup on abort
+
+function startServer(server, port) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(benchDir, 'servers', server.file)], {
+      cwd: rootDir,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, PORT: String(port), WORKERS: String(WORKERS) },
+    });
+    current = { child, pgid: child.pid };
+    let out = '';
+    let err = '';
+    let done = false;
+    const timer = setTimeout(() => {
+      finish(
+        new Error(
+          `${server.id}: no READY line within ${READY_TIMEOUT_MS} ms\nstdout: ${out}\nstderr: ${err}`,
+        ),
+      );
+    }, READY_TIMEOUT_MS);
+    const finish = (e) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (e) reject(e);
+      else resolve({ child, pgid: child.pid, stderr: () => err, stdout: () => out });
+    };
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (/^READY /m.test(out)) finish();
+    });
+    child.stderr.on('data', (d) => {
+      err += d;
+    });
+    child.on('exit', (code, signal) => {
+      finish(
+        new Error(
+          `${server.id}: exited before READY (code ${code}, signal ${signal})\nstdout: ${out}\nstderr: ${err}`,
+        ),
+      );
+    });
+    child.on('error', finish);
+  });
+}
+
+function groupMembers(pgid) {
+  // Live (non-zombie) processes whose process group is pgid, read from /proc.
+  const members = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const state = rest[0];
+    const pgrp = Number(rest[2]);
+    if (pgrp === pgid && state !== 'Z' && state !== 'X') members.push(Number(entry));
+  }
+  return members;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function stopServer(srv) {
+  const exited = new Promise((r) => {
+    if (srv.child.exitCode !== null || srv.child.signalCode !== null) r();
+    else srv.child.once('exit', r);
+  });
+  try {
+    process.kill(-srv.pgid, 'SIGKILL');
+  } catch (e) {
+    if (e.code !== 'ESRCH') throw e;
+  }
+  await exited;
+  for (let i = 0; i < 200; i++) {
+    if (groupMembers(srv.pgid).length === 0) break;
+    try {
+      process.kill(-srv.pgid, 'SIGKILL');
+    } catch {}
+    await sleep(25);
+  }
+  const left = groupMembers(srv.pgid);
+  if (left.length)
+    throw new Error(`processes of group ${srv.pgid} still alive: ${left.join(', ')}`);
+  current = null;
+}
+
+function canListen(port, host, opts = {}) {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen({ port, host, ...opts }, () => s.close(() => resolve(true)));
+  });
+}
+
+async function portFree(port) {
+  // sticky-session's master binds all interfaces (::, dual stack); the others bind 127.0.0.1.
+  return (await canListen(port, '127.0.0.1')) && (await canListen(port, '::'));
+}
+
+async function waitPortFree(port) {
+  for (let i = 0; i < 200; i++) {
+    if (await portFree(port)) return;
+    await sleep(50);
+  }
+  throw new Error(`port ${port} still in use 10 s after the server was killed`);
+}
+
+async function findPort() {
+  if (process.env.BENCH_PORT) return intEnv('BENCH_PORT', 0);
+  for (let i = 0; i < 50; i++) {
+    const port = await new Promise((resolve, reject) => {
+      const s = net.createServer();
+      s.once('error', reject);
+      s.listen(0, '127.0.0.1', () => {
+        const p = s.address().port;
+        s.close(() => resolve(p));
+      });
+    });
+    if (await portFree(port)) return port;
+  }
+  throw new Error('no free port found');
+}
+
+function probe(port) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/',
+        localAddress: clientAddresses[0],
+        agent: false,
+        timeout: 5000,
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () =>
+          res.statusCode === 200 ? resolve() : reject(new Error(`probe: HTTP ${res.statusCode}`)),
+        );
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('probe timed out')));
+    req.on('error', reject);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Background load. This machine may be shared (builds and test runs of other work): CPU used by
+// processes that are neither the bench nor the server under test skews a measurement. Before
+// each measurement the bench waits (up to QUIET_WAIT_S) until the machine is quiet; during the
+// measured run it estimates the foreign CPU as busy CPU time from /proc/stat (user + nice +
+// system) minus the CPU time of the bench process and of the server's process group, in cores.
+// A measurement with more than FOREIGN_MAX cores of foreign load is repeated (up to
+// MAX_ATTEMPTS, keeping the attempt with the least foreign load); the figure is reported.
+
+const FOREIGN_MAX = Number(process.env.BENCH_FOREIGN_MAX || 0.2);
+const MAX_ATTEMPTS = intEnv('BENCH_MAX_ATTEMPTS', 3);
+const QUIET_WAIT_S = intEnv('BENCH_QUIET_WAIT', 60);
+let CLK_TCK = 100;
+try {
+  CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+} catch {}
+
+function procStat(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    return {
+      comm,
+      state: rest[0],
+      pgrp: Number(rest[2]),
+      cpu: Number(rest[11]) + Number(rest[12]),
+    };
+  } catch {
+    return null;
+  }
+}
+
+function cpuSnapshot(pgid) {
+  const f = readFileSync('/proc/stat', 'utf8')
+    .split('\n')[0]
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  const busy = f[0] + f[1] + f[2]; // user + nice + system (ticks, all CPUs)
+  let ours = 0;
+  let self = 0;
+  let primary = 0;
+  const others = new Map(); // pid -> { comm, cpu } of every other process, to name the load
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const st = procStat(entry);
+    if (!st) continue;
+    const pid = Number(entry);
+    if (pid === process.pid) self = st.cpu;
+    if (pid === pgid) primary = st.cpu;
+    if (pid === process.pid || (pgid && st.pgrp === pgid)) ours += st.cpu;
+    else others.set(entry, st);
+  }
+  return { t: process.hrtime.bigint(), busy, ours, self, primary, others };
+}
+
+// The busiest other processes between two snapshots, e.g. "node 1.20s, tsc 0.40s".
+function foreignTop(a, b) {
+  const d = [];
+  for (const [pid, st] of b.others) {
+    const cpu = st.cpu - (a.others.get(pid)?.cpu ?? 0);
+    if (cpu > 0) d.push([st.comm, cpu / CLK_TCK]);
+  }
+  d.sort((x, y) => y[1] - x[1]);
+  return d
+    .slice(0, 3)
+    .map(([c, t]) => `${c} ${t.toFixed(2)}s`)
+    .join(', ');
+}
+
+function foreignCores(a, b) {
+  const seconds = Number(b.t - a.t) / 1e9;
+  return Math.max(0, (b.busy - a.busy - (b.ours - a.ours)) / CLK_TCK / seconds);
+}
+
+async function waitQuiet() {
+  const deadline = Date.now() + QUIET_WAIT_S * 1000;
+  let load = 0;
+  for (;;) {
+    const a = cpuSnapshot(0);
+    await sleep(500);
+    load = foreignCores(a, cpuSnapshot(0));
+    if (load <= FOREIGN_MAX || Date.now() >= deadline) return load;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One measurement.
+
+async function measure(server, mode, port, round) {
+  let best = null;
+  for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+    const idleLoad = await waitQuiet();
+    const r = await measureOnce(server, mode, port, round);
+    r.attempt = attempt;
+    r.idleLoad = idleLoad;
+    if (!best || r.foreign < best.foreign) best = { ...r, attempts: attempt };
+    best.attempts = attempt;
+    if (r.foreign <= FOREIGN_MAX || attempt === MAX_ATTEMPTS) break;
+    console.log(
+      `  (round ${round} ${mode.id} ${server.id}: ${r.foreign.toFixed(2)} cores of foreign CPU load during the run [${r.foreignBy}], ${fmtInt(r.rps)} req/s, retrying)`,
+    );
+  }
+  return best;
+}
+
+async function measureOnce(server, mode, port, round) {
+  await waitPortFree(port);
+  const srv = await startServer(server, port);
+  try {
+    await probe(port);
+    const warm = {
+      active: false,
+      connects: 0,
+      byWorker: new Map(),
+      noWorkerHeader: 0,
+      connErrors: new Map(),
+    };
+    if (WARMUP > 0) await runAutocannon(port, mode, WARMUP, warm);
+    const c = {
+      active: true,
+      connects: 0,
+      byWorker: new Map(),
+      noWorkerHeader: 0,
+      connErrors: new Map(),
+    };
+    const before = cpuSnapshot(srv.pgid);
+    const r = await runAutocannon(port, mode, DURATION, c);
+    const after = cpuSnapshot(srv.pgid);
+    const foreign = foreignCores(before, after);
+    const foreignBy = foreignTop(before, after);
+    const secs = Number(after.t - before.t) / 1e9;
+    const oursCores = (after.ours - before.ours) / CLK_TCK / secs;
+    const cores = (k) => (after[k] - before[k]) / CLK_TCK / secs;
+    const cpu = { client: cores('self'), primary: cores('primary') };
+    cpu.workers = Math.max(0, oursCores - cpu.client - cpu.primary);
+    const rps = r.duration > 0 ? r.requests.total / r.duration : 0;
+    const stderr = srv.stderr().trim();
+    return {
+      round,
+      server: server.id,
+      mode: mode.id,
+      rps,
+      requests: r.requests.total,
+      duration: r.duration,
+      ok2xx: r['2xx'],
+      non2xx: r.non2xx,
+      errors: r.errors,
+      timeouts: r.timeouts,
+      resets: r.resets,
+      mismatches: r.mismatches,
+      connects: c.connects,
+      connErrors: Object.fromEntries(c.connErrors),
+      byWorker: Object.fromEntries(c.byWorker),
+      noWorkerHeader: c.noWorkerHeader,
+      foreign,
+      foreignBy,
+      oursCores,
+      cpu,
+      serverStderr: stderr ? stderr.split('\n').slice(0, 5).join(' | ') : '',
+    };
+  } finally {
+    await stopServer(srv);
+    await waitPortFree(port);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures and report.
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+const fmtInt = (n) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
+const fmtRatio = (x) => (Number.isFinite(x) ? `${x.toFixed(3)}x` : 'n/a');
+const pct = (x) => `${(x * 100).toFixed(1)}%`;
+const fmtCpu = (c) => `${c.client.toFixed(2)} / ${c.primary.toFixed(2)} / ${c.workers.toFixed(2)}`;
+
+function shares(byWorker, expected) {
+  const counts = Object.values(byWorker).sort((a, b) => b - a);
+  while (counts.length < expected) counts.push(0);
+  const total = counts.reduce((a, b) => a + b, 0);
+  return { counts, total, shares: counts.map((c) => (total ? c / total : 0)) };
+}
+
+function machineInfo() {
+  let cpu = 'unknown';
+  try {
+    const m = readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.+)$/m);
+    if (m) cpu = m[1].trim();
+  } catch {}
+  let mem = `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`;
+  try {
+    const m = readFileSync('/proc/meminfo', 'utf8').match(/^MemTotal:\s*(\d+) kB/m);
+    if (m) mem = `${(Number(m[1]) / 2 ** 20).toFixed(1)} GiB (MemTotal ${m[1]} kB)`;
+  } catch {}
+  let nproc = String(os.availableParallelism());
+  try {
+    nproc = execFileSync('nproc', { encoding: 'utf8' }).trim();
+  } catch {}
+  const version = (name) => {
+    try {
+      return require(`${name}/package.json`).version;
+    } catch {
+      return 'not installed';
+    }
+  };
+  let commit = 'unknown';
+  try {
+    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
+      cwd: rootDir,
+      encoding: 'utf8',
+    }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], {
+      cwd: rootDir,
+      encoding: 'utf8',
+    }).trim();
+    if (dirty) commit += ' (src/ has uncommitted changes)';
+  } catch {}
+  return {
+    nproc,
+    cpu,
+    mem,
+    node: process.version,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    autocannon: version('autocannon'),
+    stickySession: version('sticky-session'),
+    socketioSticky: version('@socket.io/sticky'),
+    socketio: version('socket.io'),
+    commit,
+  };
+}
+
+function summarize(results) {
+  const med = {};
+  for (const s of SERVERS) {
+    med[s.id] = {};
+    for (const m of MODES) {
+      med[s.id][m.id] = median(
+        results.filter((r) => r.server === s.id && r.mode === m.id).map((r) => r.rps),
+      );
+    }
+  }
+  const ratio = (sid, mid) =>
+    (med[sid]?.[mid] ?? Number.NaN) / (med['cluster-rr']?.[mid] ?? Number.NaN);
+  return { med, ratio };
+}
+
+function targetChecks(med, ratio) {
+  const checks = [];
+  const has = (id) => SERVERS.some((s) => s.id === id);
+  for (const m of MODES) {
+    if (has('sticky-mesh') && has('cluster-rr')) {
+      const v = ratio('sticky-mesh', m.id);
+      checks.push({
+        text: `sticky-mesh ${m.short} rate >= ${TARGETS[m.id].toFixed(2)}x cluster round-robin`,
+        value: fmtRatio(v),
+        met: v >= TARGETS[m.id],
+      });
+    }
+  }
+  for (const m of MODES) {
+    if (has('sticky-mesh') && has('sticky-session')) {
+      const a = med['sticky-mesh'][m.id];
+      const c = med['sticky-session'][m.id];
+      checks.push({
+        text: `sticky-mesh ${m.short} rate >= sticky-session`,
+        value: `${fmtInt(a)} vs ${fmtInt(c)} req/s (${fmtRatio(a / c)})`,
+        met: a >= c,
+      });
+    }
+  }
+  return checks;
+}
+
+function distributionWarnings(results) {
+  const warnings = [];
+  for (const r of results) {
+    if (r.server !== 'sticky-mesh') continue;
+    const { shares: sh } = shares(r.byWorker, WORKERS);
+    const low = Math.min(...sh);
+    if (low < MIN_SHARE) {
+      warnings.push(
+        `WARNING: sticky-mesh round ${r.round} ${r.mode}: one worker got ${pct(low)} of the requests (< ${pct(MIN_SHARE)}); the load was not spread across both workers.`,
+      );
+    }
+  }
+  return warnings;
+}
+
+function perRoundRatioMedian(results, sid, mid) {
+  const xs = [];
+  for (let round = 1; round <= ROUNDS; round++) {
+    const rr = results.find(
+      (r) => r.round === round && r.mode === mid && r.server === 'cluster-rr',
+    );
+    const x = results.find((r) => r.round === round && r.mode === mid && r.server === sid);
+    if (rr && x) xs.push(x.rps / rr.rps);
+  }
+  return median(xs);
+}
+
+// Facts worth a line of their own, derived from the measurements (nothing here is hard-coded).
+function observations(results) {
+  const out = [];
+  const modeShort = (id) => MODES.find((m) => m.id === id).short;
+  for (const s of SERVERS) {
+    const rs = results.filter((r) => r.server === s.id);
+    // keep-alive mode but (nearly) one TCP connection per request: the server closes them
+    const ka = rs.filter((r) => r.mode === 'keepalive');
+    const kaConns = ka.reduce((a, r) => a + r.connects, 0);
+    const kaReqs = ka.reduce((a, r) => a + r.requests, 0);
+    if (ka.length && kaConns > 4 * CONNECTIONS * ka.length) {
+      out.push(
+        `${s.id}: in keep-alive mode it opened ${fmtInt(kaConns)} TCP connections for ${fmtInt(kaReqs)} requests (${(kaReqs / kaConns).toFixed(2)} requests per connection): the server closes connections, so its keep-alive figure is a new-connection rate.`,
+      );
+    }
+    if (s.clustered) {
+      for (const m of MODES) {
+        const low = rs
+          .filter((r) => r.mode === m.id)
+          .map((r) => Math.min(...shares(r.byWorker, WORKERS).shares));
+        if (low.length && Math.max(...low) < MIN_SHARE) {
+          out.push(
+            `${s.id} ${modeShort(m.id)}: one worker got at most ${pct(Math.max(...low))} of the requests in every round (the load was not spread).`,
+          );
+        }
+      }
+    }
+    const bad = rs.filter((r) => errorSummary(r) !== '0');
+    for (const r of bad)
+      out.push(`${s.id} round ${r.round} ${modeShort(r.mode)}: ${errorSummary(r)}.`);
+    const noisy = rs.filter((r) => r.foreign > FOREIGN_MAX);
+    for (const r of noisy) {
+      out.push(
+        `${s.id} round ${r.round} ${modeShort(r.mode)}: still ${r.foreign.toFixed(2)} cores of foreign CPU load after ${r.attempts} attempts (${r.foreignBy}); that figure is less reliable.`,
+      );
+    }
+  }
+  for (const m of MODES) {
+    const ms = results.filter((r) => r.mode === m.id && r.server === 'cluster-rr');
+    if (ms.length > 1) {
+      const xs = ms.map((r) => r.rps);
+      const spread = (Math.max(...xs) - Math.min(...xs)) / median(xs);
+      out.push(
+        `cluster round-robin ${modeShort(m.id)} varied by ${pct(spread)} of its median between rounds (min ${fmtInt(Math.min(...xs))}, max ${fmtInt(Math.max(...xs))} req/s): read ratios with that noise in mind.`,
+      );
+    }
+  }
+  return out;
+}
+
+function errorSummary(r) {
+  const parts = [];
+  if (r.errors) parts.push(`errors ${r.errors}`);
+  if (r.timeouts) parts.push(`timeouts ${r.timeouts}`);
+  if (r.non2xx) parts.push(`non-2xx ${r.non2xx}`);
+  if (r.resets) parts.push(`resets ${r.resets}`);
+  if (r.mismatches) parts.push(`mismatches ${r.mismatches}`);
+  if (r.noWorkerHeader) parts.push(`no x-worker ${r.noWorkerHeader}`);
+  const ce = Object.entries(r.connErrors);
+  if (ce.length) parts.push(`conn errors: ${ce.map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  return parts.length ? parts.join('; ') : '0';
+}
+
+function renderSection(results, info, startedAt, elapsedS) {
+  const { med, ratio } = summarize(results);
+  const checks = targetChecks(med, ratio);
+  const warnings = distributionWarnings(results);
+  const L = [];
+  L.push('<!-- BEGIN http-balancer (written by bench/http.mjs; do not edit by hand) -->');
+  L.push('## HTTP balancer (issue 2)');
+  L.push('');
+  L.push(
+    `Run: ${startedAt.toISOString()} (${elapsedS.toFixed(0)} s), \`node bench/http.mjs\`, sticky-mesh commit ${info.commit}.`,
+  );
+  L.push('');
+  L.push('Machine:');
+  L.push('');
+  L.push(`- nproc: ${info.nproc}; CPU: ${info.cpu}; memory: ${info.mem}`);
+  L.push(`- Node ${info.node}; ${info.os}`);
+  L.push(
+    `- autocannon ${info.autocannon}; sticky-session ${info.stickySession}; @socket.io/sticky ${info.socketioSticky}; socket.io ${info.socketio}`,
+  );
+  L.push('');
+  L.push('Method:');
+  L.push('');
+  L.push(
+    `- ${WORKERS} workers for every clustered server; the same handler everywhere (\`bench/servers/handler.mjs\`: 200, 2-byte body, an \`x-worker\` pid header). Each server is its own child process (\`bench/servers/*.mjs\`), started fresh for every measurement and killed with its whole process group afterwards; the port is checked free before the next start.`,
+  );
+  L.push(
+    `- autocannon (programmatic, in the bench process), ${CONNECTIONS} connections, pipelining 1, ${WARMUP} s warm-up (not counted) then ${DURATION} s measured; req/s = completed requests / measured duration.`,
+  );
+  L.push(
+    '- Modes: **new-conn** sends `connection: close` on every request, so each request is a new TCP connection (autocannon reconnects); **keep-alive** reuses connections.',
+  );
+  L.push(
+    `- Load spreading: autocannon client i connects from source address 127.0.0.${2}..127.0.0.${1 + Math.min(CONNECTIONS, 253)} (one fixed address per connection, via a \`setupClient\` shim that passes \`localAddress\` to \`net.connect\`; see the header of \`bench/http.mjs\`). Applied identically to all servers.`,
+  );
+  L.push(
+    `- ${ROUNDS} interleaved rounds; in each round, for each mode, the servers run in the order ${roundOrder(
+      1,
+    )
+      .map((s) => s.id)
+      .join(
+        ', ',
+      )}${ORDER === 'rotate' ? ' (rotated by one server each round)' : ''}. Figures are medians over rounds; ratios are median / median of cluster round-robin from this same run.`,
+  );
+  L.push(
+    `- Background load: before each measurement the bench waits (up to ${QUIET_WAIT_S} s) until processes other than itself use <= ${FOREIGN_MAX} cores; during the measured run it estimates foreign CPU (busy time from /proc/stat minus the bench's and the server group's own CPU time). A run with more than ${FOREIGN_MAX} cores of foreign load is repeated, up to ${MAX_ATTEMPTS} attempts, keeping the least disturbed one (see the raw table).`,
+  );
+  L.push(
+    '- (d) follows its README: `setupMaster(httpServer, { loadBalancingMethod: "least-connection" })`, workers forked with `serialization: "advanced"`, `setupWorker(io)` on a socket.io Server attached to the handler\'s http server. `@socket.io/cluster-adapter` (broadcast relay, no part in routing) is not used.',
+  );
+  L.push('');
+  L.push('### Median requests/s');
+  L.push('');
+  const head = ['server'];
+  for (const m of MODES)
+    head.push(
+      `${m.short} req/s`,
+      `${m.short} vs RR`,
+      `${m.short} vs RR (median of per-round ratios)`,
+    );
+  L.push(`| ${head.join(' | ')} |`);
+  L.push(`|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`);
+  for (const s of SERVERS) {
+    const row = [s.label];
+    for (const m of MODES) {
+      row.push(
+        fmtInt(med[s.id][m.id]),
+        fmtRatio(ratio(s.id, m.id)),
+        fmtRatio(perRoundRatioMedian(results, s.id, m.id)),
+      );
+    }
+    L.push(`| ${row.join(' | ')} |`);
+  }
+  L.push('');
+  L.push('### Targets');
+  L.push('');
+  L.push(
+    'Evaluated on the ratio of medians (the "vs RR" column). The median of per-round ratios is shown beside it because a pair measured seconds apart shares the machine\'s drift.',
+  );
+  L.push('');
+  if (checks.length === 0)
+    L.push('(not evaluated: sticky-mesh or a reference was not part of this run)');
+  else {
+    L.push('| target | measured | met |');
+    L.push('|---|---|---|');
+    for (const c of checks) L.push(`| ${c.text} | ${c.value} | ${c.met ? 'yes' : '**NO**'} |`);
+  }
+  L.push('');
+  L.push('### Per-worker distribution (responses per worker, all rounds)');
+  L.push('');
+  L.push(
+    'Counted from the `x-worker` header of every measured response; shares sorted high to low.',
+  );
+  L.push('');
+  L.push('| server | mode | requests | worker shares |');
+  L.push('|---|---|---:|---|');
+  for (const s of SERVERS) {
+    for (const m of MODES) {
+      const agg = {};
+      for (const r of results.filter((x) => x.server === s.id && x.mode === m.id)) {
+        // pids differ per measurement: aggregate by rank (busiest worker first)
+        const { counts } = shares(r.byWorker, s.clustered ? WORKERS : 1);
+        counts.forEach((c, i) => {
+          agg[i] = (agg[i] || 0) + c;
+        });
+      }
+      const { total, shares: sh } = shares(agg, s.clustered ? WORKERS : 1);
+      L.push(`| ${s.id} | ${m.short} | ${fmtInt(total)} | ${sh.map(pct).join(' / ')} |`);
+    }
+  }
+  L.push('');
+  if (warnings.length) {
+    for (const w of warnings) L.push(`**${w}**`, '');
+  } else if (SERVERS.some((s) => s.id === 'sticky-mesh')) {
+    L.push(
+      `sticky-mesh: every measurement gave each worker at least ${pct(MIN_SHARE)} of the requests.`,
+    );
+    L.push('');
+  }
+  L.push('### Per-round raw figures');
+  L.push('');
+  L.push(
+    '| round | mode | server | req/s | requests | TCP connections opened | worker shares | errors / timeouts / non-2xx | CPU cores: client / primary / workers | foreign CPU (cores) | attempts |',
+  );
+  L.push('|---:|---|---|---:|---:|---:|---|---|---|---:|---:|');
+  for (const r of results) {
+    const { shares: sh } = shares(
+      r.byWorker,
+      SERVERS.find((s) => s.id === r.server).clustered ? WORKERS : 1,
+    );
+    const mode = MODES.find((m) => m.id === r.mode);
+    L.push(
+      `| ${r.round} | ${mode.short} | ${r.server} | ${fmtInt(r.rps)} | ${fmtInt(r.requests)} | ${fmtInt(r.connects)} | ${sh.map(pct).join(' / ')} | ${errorSummary(r)} | ${fmtCpu(r.cpu)} | ${r.foreign.toFixed(2)} | ${r.attempts} |`,
+    );
+  }
+  L.push('');
+  L.push('Per-round ratio to cluster round-robin (same round, same mode):');
+  L.push('');
+  L.push(`| round | mode | ${SERVERS.map((s) => s.id).join(' | ')} |`);
+  L.push(`|---:|---|${SERVERS.map(() => '---:').join('|')}|`);
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const m of MODES) {
+      const rr = results.find(
+        (r) => r.round === round && r.mode === m.id && r.server === 'cluster-rr',
+      );
+      const cells = SERVERS.map((s) => {
+        const r = results.find((x) => x.round === round && x.mode === m.id && x.server === s.id);
+        return r && rr ? fmtRatio(r.rps / rr.rps) : 'n/a';
+      });
+      L.push(`| ${round} | ${m.short} | ${cells.join(' | ')} |`);
+    }
+  }
+  for (const m of MODES) {
+    const cells = SERVERS.map((s) => fmtRatio(perRoundRatioMedian(results, s.id, m.id)));
+    L.push(`| median | ${m.short} | ${cells.join(' | ')} |`);
+  }
+  const obs = observations(results);
+  if (obs.length) {
+    L.push('');
+    L.push('### Observations (generated from the figures above)');
+    L.push('');
+    for (const o of obs) L.push(`- ${o}`);
+  }
+  const stderrNotes = results.filter((r) => r.serverStderr);
+  if (stderrNotes.length) {
+    L.push('');
+    L.push('Server stderr (first lines) during measurements:');
+    L.push('');
+    for (const r of stderrNotes)
+      L.push(`- round ${r.round} ${r.mode} ${r.server}: \`${r.serverStderr.replace(/`/g, "'")}\``);
+  }
+  L.push('<!-- END http-balancer -->');
+  return { text: L.join('\n'), checks, warnings, med, ratio };
+}
+
+function writeResults(section) {
+  const begin = '<!-- BEGIN http-balancer';
+  const end = '<!-- END http-balancer -->';
+  let doc = existsSync(resultsFile)
+    ? readFileSync(resultsFile, 'utf8')
+    : '# sticky-mesh benchmark results\n\nEach section is written by its own script; re-running a script replaces only its section.\n';
+  const i = doc.indexOf(begin);
+  const j = doc.indexOf(end);
+  if (i !== -1 && j > i) {
+    doc = doc.slice(0, i) + section + doc.slice(j + end.length);
+  } else {
+    doc = `${doc.replace(/\s*$/, '')}\n\n${section}\n`;
+  }
+  writeFileSync(resultsFile, doc);
+}
+
+function printTable(med, ratio, checks, warnings, results) {
+  const rows = [['server', ...MODES.flatMap((m) => [`${m.short} req/s`, 'vs RR'])]];
+  for (const s of SERVERS)
+    rows.push([
+      s.label,
+      ...MODES.flatMap((m) => [fmtInt(med[s.id][m.id]), fmtRatio(ratio(s.id, m.id))]),
+    ]);
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  console.log('');
+  console.log(
+    `Median over ${ROUNDS} rounds (${CONNECTIONS} connections, ${DURATION} s each, ${WORKERS} workers):`,
+  );
+  for (const r of rows)
+    console.log(
+      r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  '),
+    );
+  console.log('');
+  for (const c of checks)
+    console.log(`target: ${c.text}: ${c.value} -> ${c.met ? 'met' : 'NOT MET'}`);
+  for (const w of warnings) console.log(w);
+  const bad = results.filter((r) => errorSummary(r) !== '0');
+  for (const r of bad) console.log(`round ${r.round} ${r.mode} ${r.server}: ${errorSummary(r)}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+// Order of the servers within a round. 'fixed' (default): a, b, c, d, e in every round.
+// 'rotate': round r starts at server r-1 (a..e, b..a, c..b, ...) so no server always runs first.
+const ORDER = process.env.BENCH_ORDER || 'fixed';
+if (!['fixed', 'rotate', 'reverse'].includes(ORDER))
+  throw new Error(`BENCH_ORDER: fixed, rotate or reverse, got ${ORDER}`);
+function roundOrder(round) {
+  if (ORDER === 'reverse') return [...SERVERS].reverse();
+  if (ORDER === 'fixed') return SERVERS;
+  const k = (round - 1) % SERVERS.length;
+  return [...SERVERS.slice(k), ...SERVERS.slice(0, k)];
+}
+
+async function main() {
+  if (
+    SERVERS.some((s) => s.id === 'sticky-mesh') &&
+    !existsSync(path.join(rootDir, 'dist', 'index.js'))
+  ) {
+    console.error(
+      'dist/index.js is missing: run `npm run build` first (or `npm run bench`), or set BENCH_ONLY to skip sticky-mesh.',
+    );
+    process.exit(2);
+  }
+  const startedAt = new Date();
+  const t0 = Date.now();
+  const port = await findPort();
+  const info = machineInfo();
+  console.log(
+    `HTTP balancer bench: ${SERVERS.map((s) => s.id).join(', ')}; modes ${MODES.map((m) => m.id).join(', ')}; ${ROUNDS} rounds x ${WARMUP}+${DURATION} s; ${CONNECTIONS} connections from 127.0.0.2..127.0.0.${1 + Math.min(CONNECTIONS, 253)}; port ${port}`,
+  );
+  console.log(`machine: nproc ${info.nproc}, ${info.cpu}, ${info.mem}, Node ${info.node}`);
+  const results = [];
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const mode of MODES) {
+      for (const server of roundOrder(round)) {
+        const r = await measure(server, mode, port, round);
+        results.push(r);
+        const { shares: sh } = shares(r.byWorker, server.clustered ? WORKERS : 1);
+        console.log(
+          `round ${round} ${mode.short.padEnd(10)} ${server.id.padEnd(16)} ${fmtInt(r.rps).padStart(7)} req/s  conns ${fmtInt(r.connects).padStart(7)}  workers ${sh.map(pct).join('/')}  cpu c/p/w ${fmtCpu(r.cpu)}  foreign ${r.foreign.toFixed(2)}  errors: ${errorSummary(r)}`,
+        );
+      }
+    }
+  }
+  const elapsedS = (Date.now() - t0) / 1000;
+  const { text, checks, warnings, med, ratio } = renderSection(results, info, startedAt, elapsedS);
+  printTable(med, ratio, checks, warnings, results);
+  if (WRITE) {
+    writeResults(text);
+    console.log(
+      `\nwrote ${path.relative(process.cwd(), resultsFile) || resultsFile} (${elapsedS.toFixed(0)} s)`,
+    );
+  } else {
+    console.log(
+      '\npartial run (BENCH_ONLY/BENCH_MODES): bench/RESULTS.md not written (set BENCH_WRITE=1 to write it)',
+    );
+  }
+}
+
+async function abort(signal) {
+  if (current) {
+    try {
+      process.kill(-current.pgid, 'SIGKILL');
+    } catch {}
+  }
+  process.exit(signal === 'SIGINT' ? 130 : 143);
+}
+process.on('SIGINT', () => abort('SIGINT'));
+process.on('SIGTERM', () => abort('SIGTERM'));
+
+main().catch((err) => {
+  console.error(err);
+  if (current) {
+    try {
+      process.kill(-current.pgid, 'SIGKILL');
+    } catch {}
+  }
+  process.exit(1);
+});
