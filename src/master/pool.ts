@@ -32,13 +32,14 @@ export interface WorkerExitInfo {
   pid: number;
   code: number | null;
   signal: NodeJS.Signals | null;
-  /** True when the primary asked the worker to stop (shutdown), false for a crash. */
+  /** True when the worker was asked to stop (shutdown) or left with close(); false for a crash. */
   planned: boolean;
 }
 
 export interface PoolEvents {
   workerUp: [{ slot: number; pid: number }];
   workerExit: [WorkerExitInfo];
+  /** `attempt`: unplanned exits in a row (0 when a worker that left on its own is replaced). */
   workerRespawn: [{ slot: number; attempt: number; delay: number }];
   /** The set of ready slots changed. */
   change: [];
@@ -54,6 +55,8 @@ interface Slot {
   worker: Worker | undefined;
   /** Unplanned exits in a row; reset after `respawnResetAfter` of uptime. */
   crashes: number;
+  /** The worker announced it is leaving (the app called close() in it). */
+  leaving: boolean;
   readyAt: number;
   connections: number;
   restarts: number;
@@ -80,6 +83,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       state: 'down' as SlotState,
       worker: undefined,
       crashes: 0,
+      leaving: false,
       readyAt: 0,
       connections: 0,
       restarts: 0,
@@ -190,6 +194,13 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       this.emit('workerUp', { slot: s.slot, pid: worker.process.pid ?? -1 });
     } else if (msg.t === MessageType.StartFailed) {
       debug('slot %d: worker failed to start: %s', s.slot, msg.reason);
+    } else if (msg.t === MessageType.Leaving && s.state === 'ready') {
+      // Its keys move to their next choice until the replacement is ready.
+      s.state = 'stopping';
+      s.leaving = true;
+      this.updateLive();
+      s.timer = setTimeout(() => kill(worker, 'SIGKILL'), this.options.shutdownTimeout);
+      s.timer.unref();
     }
   }
 
@@ -200,7 +211,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     signal: NodeJS.Signals | null,
   ): void {
     if (s.worker !== worker) return;
-    const planned = this.closing;
+    const planned = this.closing || s.leaving;
     clearTimeout(s.timer);
     s.timer = undefined;
     s.worker = undefined;
@@ -210,8 +221,14 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     const orphans = takeOrphanedSockets(worker);
     if (orphans.length > 0) this.emit('orphans', orphans);
     this.emit('workerExit', { slot: s.slot, pid: worker.process.pid ?? -1, code, signal, planned });
-    if (planned) {
+    if (this.closing) {
       this.checkIdle();
+      return;
+    }
+    if (s.leaving) {
+      s.leaving = false;
+      this.emit('workerRespawn', { slot: s.slot, attempt: 0, delay: 0 });
+      this.fork(s);
       return;
     }
     const stable = s.readyAt > 0 && Date.now() - s.readyAt >= this.options.respawnResetAfter;

@@ -18,6 +18,8 @@ export const MessageType = {
   Shutdown: 3,
   /** worker -> primary: the factory failed; the worker will exit. */
   StartFailed: 4,
+  /** worker -> primary: the app called close() in this worker; stop routing to it, then replace it. */
+  Leaving: 5,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -32,7 +34,14 @@ export type ConnectionMessage = Envelope<typeof MessageType.Connection>;
 export type ShutdownMessage = Envelope<typeof MessageType.Shutdown>;
 export type StartFailedMessage = Envelope<typeof MessageType.StartFailed> & { reason: string };
 
-export type Message = ReadyMessage | ConnectionMessage | ShutdownMessage | StartFailedMessage;
+export type LeavingMessage = Envelope<typeof MessageType.Leaving>;
+
+export type Message =
+  | ReadyMessage
+  | ConnectionMessage
+  | ShutdownMessage
+  | StartFailedMessage
+  | LeavingMessage;
 
 /** Builds a message of the given type; `body` holds its type-specific fields. */
 export function message<M extends Message>(t: M['t'], body: Omit<M, 'src' | 'v' | 't'>): M {
@@ -49,6 +58,7 @@ export function parseMessage(value: unknown): Message | undefined {
       return Number.isInteger(m.slot) ? (m as unknown as ReadyMessage) : undefined;
     case MessageType.Connection:
     case MessageType.Shutdown:
+    case MessageType.Leaving:
       return m as unknown as Message;
     case MessageType.StartFailed:
       return typeof m.reason === 'string' ? (m as unknown as StartFailedMessage) : undefined;

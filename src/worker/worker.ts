@@ -7,6 +7,7 @@ import { StickyMeshError } from '../errors.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import {
   ADDRESS_ENV,
+  type LeavingMessage,
   MessageType,
   message,
   parseMessage,
@@ -43,6 +44,8 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   /** Sockets handed over by the primary and not yet closed (raw TCP, under any TLS layer). */
   private readonly sockets = new Set<Socket>();
   private inFlight = 0;
+  /** The primary asked for this drain (it already stopped routing here). */
+  private shutdownRequested = false;
   private closing: Promise<void> | undefined;
   private readonly onMessage = (raw: unknown, handle: unknown) => this.receive(raw, handle);
 
@@ -104,10 +107,19 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     };
   }
 
-  /** Drains this worker (as on the primary's shutdown) and leaves the cluster. Idempotent. */
+  /**
+   * Drains this worker and leaves the cluster. Called by the app, it first tells the primary,
+   * which stops routing here (the slot's clients move to their next choice) and forks a
+   * replacement once this process has exited. Idempotent.
+   */
   close(): Promise<void> {
     this.closing ??= new Promise<void>((resolve) => {
       this.once('close', resolve);
+      if (!this.shutdownRequested && this.state === 'ready') {
+        process.send?.(message<LeavingMessage>(MessageType.Leaving, {}), (err: Error | null) => {
+          if (err) debug('worker %d: leaving message failed: %s', this.slot, err.message);
+        });
+      }
       this.drain();
     });
     return this.closing;
@@ -137,8 +149,8 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     }
     this.server = server;
     trackConnections(server);
-    server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) =>
-      this.track(req, res),
+    server.prependListener('request', (_req: http.IncomingMessage, res: http.ServerResponse) =>
+      this.track(res),
     );
     this.state = 'ready';
     process.send?.(
@@ -156,6 +168,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     if (msg.t === MessageType.Connection) {
       if (isSocket(handle)) this.adopt(handle);
     } else if (msg.t === MessageType.Shutdown) {
+      this.shutdownRequested = true;
       void this.close();
     }
   }
@@ -178,14 +191,13 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     socket.resume();
   }
 
-  private track(req: http.IncomingMessage, res: http.ServerResponse): void {
+  private track(res: http.ServerResponse): void {
     this.inFlight++;
     if (this.state === 'draining' && !res.headersSent) res.setHeader('connection', 'close');
     res.once('close', () => {
       this.inFlight--;
       if (this.state === 'draining') setImmediate(() => this.closeIdle());
     });
-    void req;
   }
 
   private drain(): void {

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startFixture, stopFixtures } from '../helpers/cluster.js';
-import { rawExchange } from '../helpers/http.js';
+import { getWorker, rawExchange } from '../helpers/http.js';
 
 afterAll(stopFixtures);
 
@@ -90,5 +90,33 @@ describe('worker supervision timers', () => {
     const delays = app.events('workerRespawn').map((e) => e.delay);
     expect(attempts, app.transcript()).toEqual([1, 2, 1]);
     expect(delays).toEqual([20, 40, 20]);
+  });
+});
+
+describe('a worker that leaves on its own', () => {
+  it('close() in a worker drains it, and the primary replaces it at once on the same slot without counting a crash', async () => {
+    const app = await startFixture({
+      fixture: 'ip-app.mjs',
+      env: { WORKERS: '2', STICKY_OPTIONS: JSON.stringify({ seed: 7, respawnDelay: 5_000 }) },
+    });
+    const port = app.port();
+    const first = await getWorker({ port, source: '127.0.0.20' });
+    const from = app.received.length;
+    await getWorker({ port, source: '127.0.0.20', path: '/leave' });
+    const exit = await app.waitFor('workerExit', { from, timeoutMs: 5_000 });
+    expect(exit.line, app.transcript()).toMatchObject({
+      slot: first.slot,
+      pid: first.pid,
+      code: 0,
+      planned: true,
+    });
+    // Replaced at once (respawnDelay is 5 s and does not apply), on the same slot.
+    const up = await app.waitFor('workerUp', { from, timeoutMs: 5_000 });
+    expect(up.line).toMatchObject({ slot: first.slot });
+    expect(app.events('workerRespawn')).toEqual([
+      expect.objectContaining({ slot: first.slot, attempt: 0, delay: 0 }),
+    ]);
+    const after = await getWorker({ port, source: '127.0.0.20' });
+    expect(after).toMatchObject({ slot: first.slot, pid: up.line.pid });
   });
 });

@@ -14,6 +14,7 @@ describe('IPC protocol', () => {
       message(MessageType.Connection, {}),
       message(MessageType.Shutdown, {}),
       message(MessageType.StartFailed, { reason: 'boom' }),
+      message(MessageType.Leaving, {}),
     ];
     for (const m of all) expect(parseMessage(JSON.parse(JSON.stringify(m)))).toEqual(m);
   });
@@ -36,6 +37,12 @@ describe('IPC protocol', () => {
   });
 
   it('keeps its numeric type values (append-only)', () => {
-    expect(MessageType).toEqual({ Ready: 1, Connection: 2, Shutdown: 3, StartFailed: 4 });
+    expect(MessageType).toEqual({
+      Ready: 1,
+      Connection: 2,
+      Shutdown: 3,
+      StartFailed: 4,
+      Leaving: 5,
+    });
   });
 });
