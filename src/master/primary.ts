@@ -78,7 +78,11 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     this.balancer.server.listen(
       { port: portNumber, ...(bindHost ? { host: bindHost } : {}) },
       () => {
-        if (this.state !== 'binding') return;
+        if (this.state !== 'binding') {
+          // close() came while the host name was being resolved: the bind landed after it.
+          this.balancer.server.close();
+          return;
+        }
         this.state = 'starting';
         const address = this.balancer.server.address() as AddressInfo;
         this.emit('listening', address);
