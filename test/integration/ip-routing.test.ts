@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
 import { getWorker, loopbackSources, request, type WorkerReply } from '../helpers/http.js';
-import { isAlive, listeningTcpSockets } from '../helpers/proc.js';
+import { establishedTcpSockets, isAlive, listeningTcpSockets } from '../helpers/proc.js';
 import { hasTool } from '../helpers/system.js';
 
 /** 40 distinct clients: 127.0.0.2 .. 127.0.0.41. */
@@ -140,6 +141,35 @@ describe('IP mode, 4 workers on one port', () => {
       expect({ bytes: reply.body?.bytes, sha256: reply.body?.sha256 }, what).toEqual(sent);
     });
   });
+
+  it.skipIf(!hasTool('ss'))(
+    'keeps no copy of handed-off connections in the primary (a peer leaked one per connection) (needs ss)',
+    async () => {
+      const sources = SOURCES.slice(0, 20);
+      const agents = sources.map(
+        (source) => new http.Agent({ keepAlive: true, localAddress: source }),
+      );
+      try {
+        await Promise.all(
+          agents.map((agent) =>
+            request({ port, source: agent.options.localAddress as string, agent }),
+          ),
+        );
+        const held = (await establishedTcpSockets()).filter((s) => s.localPort === port);
+        const what = held.map((s) => `${s.local} <- ${s.peer} pids ${s.pids.join(',')}`).join('\n');
+        expect(
+          held.length,
+          `expected the 20 idle keep-alive connections\n${what}`,
+        ).toBeGreaterThanOrEqual(20);
+        expect(
+          held.filter((s) => s.pids.includes(app.pid)),
+          what,
+        ).toEqual([]);
+      } finally {
+        for (const agent of agents) agent.destroy();
+      }
+    },
+  );
 
   it('survives 200 connections that close while in flight, and keeps routing as before', async () => {
     const before = await homes(port, SOURCES);

@@ -166,5 +166,7 @@ describe('IP mode shutdown', () => {
       app.events('close'),
       `the close event should fire once\n${app.transcript()}`,
     ).toHaveLength(1);
+    // Regression for a peer that forked one more worker while closing.
+    expect(app.events('workerStart'), app.transcript()).toHaveLength(2);
   });
 });

@@ -46,9 +46,32 @@ describe('rendezvous hashing', () => {
     });
   }
 
-  it('spreads sequential addresses of one subnet and octet permutations evenly (no djb2-style collisions)', () => {
+  it('spreads the sequential addresses of one /16 evenly', () => {
     const keys: string[] = [];
     for (let a = 0; a < 256; a++) for (let b = 0; b < 256; b++) keys.push(`10.0.${a}.${b}`);
+    for (const slots of [2, 4, 8, 16]) {
+      const counts = spread(keys, slots);
+      expect(Math.max(...counts) / Math.min(...counts), `${slots}: ${counts}`).toBeLessThanOrEqual(
+        1.1,
+      );
+    }
+  });
+
+  it('spreads octet permutations evenly (an unseeded string hash collided on them for power-of-two counts)', () => {
+    const keys: string[] = [];
+    for (let i = 0; i < 5_000; i++) {
+      const [a, b, c, d] = randomBytes(4);
+      for (const p of [
+        [a, b, c, d],
+        [b, a, c, d],
+        [d, c, b, a],
+        [c, d, a, b],
+        [a, c, b, d],
+        [d, b, c, a],
+      ]) {
+        keys.push(p.join('.'));
+      }
+    }
     for (const slots of [2, 4, 8, 16]) {
       const counts = spread(keys, slots);
       expect(Math.max(...counts) / Math.min(...counts), `${slots}: ${counts}`).toBeLessThanOrEqual(
