@@ -151,9 +151,7 @@ describe('IP mode, 4 workers on one port', () => {
       );
       try {
         await Promise.all(
-          agents.map((agent) =>
-            request({ port, source: agent.options.localAddress as string, agent }),
-          ),
+          agents.map((agent, i) => request({ port, source: sources[i] as string, agent })),
         );
         const held = (await establishedTcpSockets()).filter((s) => s.localPort === port);
         const what = held.map((s) => `${s.local} <- ${s.peer} pids ${s.pids.join(',')}`).join('\n');
