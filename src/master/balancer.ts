@@ -1,8 +1,9 @@
 import net from 'node:net';
 import { debug } from '../debug.js';
+import { StickyMeshError } from '../errors.js';
 import type { ResolvedStickyOptions } from '../options.js';
-import { type ConnectionMessage, MessageType, message } from '../protocol/messages.js';
 import { normaliseAddress } from './address.js';
+import type { RawHandle } from './handoff.js';
 import type { Pick } from './hash.js';
 import type { WorkerPool } from './pool.js';
 
@@ -11,26 +12,20 @@ export interface BalancerCounters {
   connections: number;
   /** Connections answered `503` because no worker was ready in time. */
   rejected: number;
-  /** Handoffs that failed or that a dying worker never took, sent to another slot. */
+  /** Handoffs that failed, or that a dying worker never took, sent to another slot. */
   rerouted: number;
   /** Connections closed before they could be handed off (client left, no address, no worker). */
   dropped: number;
 }
 
 interface Pending {
-  socket: net.Socket;
+  handle: RawHandle;
   key: string;
   timer: NodeJS.Timeout;
 }
 
-const CONNECTION: ConnectionMessage = message<ConnectionMessage>(MessageType.Connection, {});
-
-/** The primary gives its copy of the socket away: Node closes it once the worker has it. */
-const SEND_OPTIONS = { keepOpen: false } as const;
-
-function onClientError(err: Error): void {
-  debug('client socket error: %s', err.message);
-}
+/** What the listening socket's handle calls for each accepted connection (libuv's callback). */
+type OnConnection = (status: number, client?: RawHandle) => void;
 
 const UNAVAILABLE = Buffer.from(
   'HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n' +
@@ -38,14 +33,18 @@ const UNAVAILABLE = Buffer.from(
 );
 
 /**
- * The listening side of the primary, IP mode: accepts with `pauseOnConnect` (the primary never
- * reads a byte, so nothing can be lost), keys each connection by its normalised remote address
- * and hands the socket to the worker of the slot the picker chooses among the ready slots.
+ * The listening side of the primary, IP mode. A `net.Server` binds and closes the port; each
+ * accepted connection is taken as the raw handle libuv produced (as Node's own round-robin
+ * scheduler does) and never read: it is keyed by the peer's normalised address and handed to the
+ * worker of the slot the picker chooses among the ready slots. Nothing is read in the primary,
+ * so nothing can be lost.
  */
 export class Balancer {
   readonly server: net.Server;
   readonly counters: BalancerCounters = { connections: 0, rejected: 0, rerouted: 0, dropped: 0 };
   private readonly pending = new Set<Pending>();
+  /** Slots a returned connection already failed on, so a retry never goes back to one. */
+  private readonly tried = new WeakMap<RawHandle, Set<number>>();
   private closed = false;
 
   constructor(
@@ -53,13 +52,16 @@ export class Balancer {
     private readonly pool: WorkerPool,
     private readonly pick: Pick,
   ) {
-    this.server = net.createServer({ pauseOnConnect: true }, (socket) => this.accept(socket));
+    this.server = net.createServer({ pauseOnConnect: true });
+    // Registered before listen()'s own callback, so no connection is accepted the usual way.
+    this.server.once('listening', () => this.takeOverAccept());
     pool.on('change', () => this.flushPending());
-    pool.on('orphans', (sockets) => {
-      debug('re-routing %d sockets a dead worker never took', sockets.length);
-      for (const socket of sockets) {
+    pool.on('returned', (handle, slot) => this.retry(handle, slot));
+    pool.on('orphans', (handles) => {
+      debug('re-routing %d connections a dead worker never took', handles.length);
+      for (const handle of handles) {
         this.counters.rerouted++;
-        this.accept(socket);
+        this.accept(0, handle);
       }
     });
   }
@@ -72,61 +74,87 @@ export class Balancer {
     for (const p of this.pending) this.reject(p);
   }
 
-  private accept(socket: net.Socket): void {
-    // A reset while the socket waits or travels must not become an uncaught 'error'.
-    socket.on('error', onClientError);
-    const key = normaliseAddress(socket.remoteAddress);
-    if (key === undefined) {
-      // The client is already gone: Node reports no address for a closed handle.
-      this.counters.dropped++;
-      socket.destroy();
+  private takeOverAccept(): void {
+    const handle = (this.server as unknown as { _handle?: { onconnection?: OnConnection } })
+      ._handle;
+    if (typeof handle?.onconnection !== 'function') {
+      // Every supported Node version has this callback; say so plainly if one does not.
+      this.server.emit(
+        'error',
+        new StickyMeshError(
+          'ERR_STICKY_LISTEN_FAILED',
+          'sticky-mesh: this Node.js version does not expose accepted connections to the primary',
+        ),
+      );
       return;
     }
-    this.route(socket, key, undefined);
+    handle.onconnection = (status, client) => this.accept(status, client);
   }
 
-  private route(socket: net.Socket, key: string, exclude: ReadonlySet<number> | undefined): void {
-    const live = exclude ? this.pool.live.filter((slot) => !exclude.has(slot)) : this.pool.live;
+  private accept(status: number, client: RawHandle | undefined): void {
+    if (status !== 0 || !client) {
+      // An accept error (EMFILE, ...): the client, if any, was never connected to us.
+      debug('accept failed: %d', status);
+      return;
+    }
+    const peer: { address?: string } = {};
+    client.getpeername(peer);
+    const key = normaliseAddress(peer.address);
+    if (key === undefined) {
+      // The client is already gone: the kernel reports no peer for it.
+      this.counters.dropped++;
+      client.close();
+      return;
+    }
+    this.route(client, key);
+  }
+
+  private route(handle: RawHandle, key: string): void {
+    const tried = this.tried.get(handle);
+    const live = tried ? this.pool.live.filter((slot) => !tried.has(slot)) : this.pool.live;
     const slot = this.pick(key, live);
-    const worker = slot === undefined ? undefined : this.pool.worker(slot);
-    if (slot === undefined || !worker) {
-      if (exclude) {
-        // Every ready worker refused this socket in turn: give up on it rather than loop.
+    const handoff = slot === undefined ? undefined : this.pool.handoff(slot);
+    if (slot === undefined || !handoff) {
+      if (tried) {
+        // Every ready worker failed to take this connection in turn: give up rather than loop.
         this.counters.dropped++;
-        socket.destroy();
+        handle.close();
       } else {
-        this.hold(socket, key);
+        this.hold(handle, key);
       }
       return;
     }
-    worker.send(CONNECTION, socket, SEND_OPTIONS, (err: Error | null) => {
-      if (!err) {
-        this.counters.connections++;
-        this.pool.countConnection(slot);
-        return;
-      }
-      // The worker died between pick and send, or its channel broke (EPIPE). If the handle is
-      // still ours, try the next choice; a socket Node already released is gone.
-      debug('handoff to slot %d failed: %s', slot, err.message);
-      if (socket.destroyed || !hasHandle(socket)) {
-        this.counters.dropped++;
-        return;
-      }
-      this.counters.rerouted++;
-      const tried = new Set(exclude);
-      tried.add(slot);
-      this.route(socket, key, tried);
+    handoff.send(handle, () => {
+      this.counters.connections++;
+      this.pool.countConnection(slot);
     });
   }
 
-  /** No worker is ready: keep the socket (unread) until one is, or answer 503. */
-  private hold(socket: net.Socket, key: string): void {
+  /** The worker of `slot` could not take `handle` (it died, or its channel broke): try the next. */
+  private retry(handle: RawHandle, slot: number): void {
+    const tried = this.tried.get(handle) ?? new Set<number>();
+    tried.add(slot);
+    this.tried.set(handle, tried);
+    this.counters.rerouted++;
+    const peer: { address?: string } = {};
+    handle.getpeername(peer);
+    const key = normaliseAddress(peer.address);
+    if (key === undefined) {
+      this.counters.dropped++;
+      handle.close();
+      return;
+    }
+    this.route(handle, key);
+  }
+
+  /** No worker is ready: keep the connection (unread) until one is, or answer 503. */
+  private hold(handle: RawHandle, key: string): void {
     if (this.closed || this.pending.size >= this.options.maxPendingConnections) {
-      this.respond503(socket);
+      this.respond503(handle);
       return;
     }
     const entry: Pending = {
-      socket,
+      handle,
       key,
       timer: setTimeout(() => this.reject(entry), this.options.pendingTimeout),
     };
@@ -140,29 +168,29 @@ export class Balancer {
     this.pending.clear();
     for (const p of waiting) {
       clearTimeout(p.timer);
-      if (p.socket.destroyed) this.counters.dropped++;
-      else this.route(p.socket, p.key, undefined);
+      this.route(p.handle, p.key);
     }
   }
 
   private reject(p: Pending): void {
     clearTimeout(p.timer);
     this.pending.delete(p);
-    this.respond503(p.socket);
+    this.respond503(p.handle);
   }
 
-  private respond503(socket: net.Socket): void {
+  private respond503(handle: RawHandle): void {
     this.counters.rejected++;
-    if (socket.destroyed) return;
-    // Read (and discard) what the client sent so that closing does not turn into a reset that
-    // could swallow the answer; give up on clients that never finish.
+    // Reading (and discarding) what the client sent keeps the close from turning into a reset
+    // that could swallow the answer; clients that never finish are cut off after 2 s.
+    const socket = new net.Socket({
+      handle,
+      readable: true,
+      writable: true,
+    } as net.SocketConstructorOpts);
+    socket.on('error', (err) => debug('client socket error: %s', err.message));
     socket.resume();
     socket.end(UNAVAILABLE);
     socket.once('end', () => socket.destroy());
     setTimeout(() => socket.destroy(), 2_000).unref();
   }
-}
-
-function hasHandle(socket: net.Socket): boolean {
-  return (socket as unknown as { _handle: unknown })._handle != null;
 }

@@ -1,6 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { EventEmitter } from 'node:events';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { debug } from '../debug.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import {
@@ -12,7 +12,7 @@ import {
   SLOT_ENV,
 } from '../protocol/messages.js';
 import { respawnDelay } from './backoff.js';
-import { takeOrphanedSockets } from './orphans.js';
+import { Handoff, type RawHandle } from './handoff.js';
 
 /** Lifecycle of one slot. `down` = no process (crashed, waiting to respawn, or closed). */
 export type SlotState = 'starting' | 'ready' | 'stopping' | 'down';
@@ -43,8 +43,10 @@ export interface PoolEvents {
   workerRespawn: [{ slot: number; attempt: number; delay: number }];
   /** The set of ready slots changed. */
   change: [];
-  /** Sockets sent to a worker that died before taking them; they need another home. */
-  orphans: [Socket[]];
+  /** Connections sent to a worker that died before taking them; they need another home. */
+  orphans: [RawHandle[]];
+  /** A connection the worker of `slot` could not take (send failed or refused). */
+  returned: [RawHandle, number];
   /** Every slot that was ever started has exited and no respawn is pending. */
   idle: [];
 }
@@ -53,6 +55,7 @@ interface Slot {
   readonly slot: number;
   state: SlotState;
   worker: Worker | undefined;
+  handoff: Handoff | undefined;
   /** Unplanned exits in a row; reset after `respawnResetAfter` of uptime. */
   crashes: number;
   /** The worker announced it is leaving (the app called close() in it). */
@@ -82,6 +85,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       slot,
       state: 'down' as SlotState,
       worker: undefined,
+      handoff: undefined,
       crashes: 0,
       leaving: false,
       readyAt: 0,
@@ -99,10 +103,10 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     for (const s of this.slots) this.fork(s);
   }
 
-  /** The worker serving `slot`, if it is ready. */
-  worker(slot: number): Worker | undefined {
+  /** The way to hand connections to `slot`'s worker, if it is ready. */
+  handoff(slot: number): Handoff | undefined {
     const s = this.slots[slot];
-    return s?.state === 'ready' ? s.worker : undefined;
+    return s?.state === 'ready' ? s.handoff : undefined;
   }
 
   countConnection(slot: number): void {
@@ -162,6 +166,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     if (this.closing) return;
     const worker = cluster.fork({ [SLOT_ENV]: String(s.slot), [ADDRESS_ENV]: this.address });
     s.worker = worker;
+    s.handoff = new Handoff(worker, (handle) => this.emit('returned', handle, s.slot));
     s.state = 'starting';
     s.timer = setTimeout(() => {
       debug(
@@ -218,7 +223,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     const wasReady = s.state === 'ready';
     s.state = 'down';
     if (wasReady) this.updateLive();
-    const orphans = takeOrphanedSockets(worker);
+    const orphans = s.handoff?.takeUnacknowledged() ?? [];
+    s.handoff = undefined;
     if (orphans.length > 0) this.emit('orphans', orphans);
     this.emit('workerExit', { slot: s.slot, pid: worker.process.pid ?? -1, code, signal, planned });
     if (this.closing) {

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type http from 'node:http';
 import type https from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import { type AddressInfo, Socket, type SocketConstructorOpts } from 'node:net';
 import { debug } from '../debug.js';
 import { StickyMeshError } from '../errors.js';
 import type { ResolvedStickyOptions } from '../options.js';
@@ -166,7 +166,8 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     const msg = parseMessage(raw);
     if (!msg) return;
     if (msg.t === MessageType.Connection) {
-      if (isSocket(handle)) this.adopt(handle);
+      const socket = toSocket(handle);
+      if (socket) this.adopt(socket);
     } else if (msg.t === MessageType.Shutdown) {
       this.shutdownRequested = true;
       void this.close();
@@ -252,10 +253,10 @@ function ignoreSignal(signal: NodeJS.Signals): void {
   debug('worker %d: %s ignored; the primary coordinates shutdown', process.pid, signal);
 }
 
-function isSocket(handle: unknown): handle is Socket {
-  return (
-    typeof handle === 'object' &&
-    handle !== null &&
-    typeof (handle as Socket).setNoDelay === 'function'
-  );
+/** The primary sends the raw TCP handle it accepted; wrap it as the server's accept would. */
+function toSocket(handle: unknown): Socket | undefined {
+  if (typeof handle !== 'object' || handle === null) return undefined;
+  if (handle instanceof Socket) return handle;
+  if (typeof (handle as { readStart?: unknown }).readStart !== 'function') return undefined;
+  return new Socket({ handle, readable: true, writable: true } as SocketConstructorOpts);
 }
