@@ -84,3 +84,24 @@ describe.skipIf(!hasTool('openssl'))('IP mode with an HTTPS factory (needs opens
     expect([...slots].sort(), `not every worker got clients\n${what}`).toEqual([0, 1]);
   });
 });
+
+describe('IP mode with advanced IPC serialization (what @socket.io/cluster-adapter needs for binary)', () => {
+  afterAll(stopFixtures);
+
+  it('routes and delivers as with JSON IPC', async () => {
+    const app = await startFixture({
+      fixture: 'ip-app.mjs',
+      env: { WORKERS: '2', STICKY_OPTIONS: JSON.stringify({ seed: 7, serialization: 'advanced' }) },
+    });
+    const port = app.port();
+    const sources = loopbackSources(12);
+    const first = await Promise.all(sources.map((source) => request({ port, source })));
+    const second = await Promise.all(sources.map((source) => request({ port, source })));
+    const slots = first.map((r) => r.body?.slot);
+    expect(
+      second.map((r) => r.body?.slot),
+      app.transcript(),
+    ).toEqual(slots);
+    expect(new Set(slots)).toEqual(new Set([0, 1]));
+  });
+});
