@@ -61,7 +61,7 @@ export class Balancer {
       debug('re-routing %d connections a dead worker never took', handles.length);
       for (const handle of handles) {
         this.counters.rerouted++;
-        this.accept(0, handle);
+        this.keyAndRoute(handle);
       }
     });
   }
@@ -97,16 +97,20 @@ export class Balancer {
       debug('accept failed: %d', status);
       return;
     }
+    this.keyAndRoute(client);
+  }
+
+  private keyAndRoute(handle: RawHandle): void {
     const peer: { address?: string } = {};
-    client.getpeername(peer);
+    handle.getpeername(peer);
     const key = normaliseAddress(peer.address);
     if (key === undefined) {
       // The client is already gone: the kernel reports no peer for it.
       this.counters.dropped++;
-      client.close();
+      handle.close();
       return;
     }
-    this.route(client, key);
+    this.route(handle, key);
   }
 
   private route(handle: RawHandle, key: string): void {
@@ -136,15 +140,7 @@ export class Balancer {
     tried.add(slot);
     this.tried.set(handle, tried);
     this.counters.rerouted++;
-    const peer: { address?: string } = {};
-    handle.getpeername(peer);
-    const key = normaliseAddress(peer.address);
-    if (key === undefined) {
-      this.counters.dropped++;
-      handle.close();
-      return;
-    }
-    this.route(handle, key);
+    this.keyAndRoute(handle);
   }
 
   /** No worker is ready: keep the connection (unread) until one is, or answer 503. */
