@@ -139,15 +139,19 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
   }
 
   private onServerError(err: Error): void {
-    const wrapped = new StickyMeshError(
-      'ERR_STICKY_LISTEN_FAILED',
-      `sticky-mesh: the listening socket failed: ${err.message}`,
-      { cause: err },
-    );
+    const wrapped =
+      err instanceof StickyMeshError
+        ? err
+        : new StickyMeshError(
+            'ERR_STICKY_LISTEN_FAILED',
+            `sticky-mesh: the listening socket failed: ${err.message}`,
+            { cause: err },
+          );
     if (this.state === 'binding') {
       // Like net.Server: a failed bind is an 'error' the application must handle.
       this.state = 'closed';
       for (const s of SIGNALS) process.off(s, this.onSignal);
+      this.balancer.server.close();
       this.emit('error', wrapped);
     } else if (this.listenerCount('error') > 0) {
       this.emit('error', wrapped);
