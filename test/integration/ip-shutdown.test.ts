@@ -41,6 +41,34 @@ describe('IP mode shutdown', () => {
     }
   });
 
+  it('kills a worker whose request outlives shutdownTimeout, then the primary exits', async () => {
+    const app = await startFixture({
+      fixture: 'ip-app.mjs',
+      env: { WORKERS: '2', STICKY_OPTIONS: JSON.stringify({ shutdownTimeout: 500 }) },
+    });
+    const workers = app.workerPids();
+    const from = app.received.length;
+    const slow = request({
+      port: app.port(),
+      source: '127.0.0.5',
+      path: '/slow?ms=20000',
+      timeoutMs: 10_000,
+    }).catch((err: unknown) => err);
+    const arrived = await app.waitFor('slowStart', { from });
+    const started = Date.now();
+    app.signal('SIGTERM');
+
+    const exit = await app.waitForExit(5_000);
+    const what = `exit after ${Date.now() - started} ms: ${describeExit(exit)}\n${app.transcript()}`;
+    expect(exit, what).toEqual({ code: null, signal: 'SIGTERM' });
+    expect([app.pid, ...workers].filter(isAlive), `still running\n${what}`).toEqual([]);
+    expect(
+      app.events('workerExit', (l) => l.pid === arrived.line.pid),
+      what,
+    ).toMatchObject([{ signal: 'SIGKILL', planned: true }]);
+    expect(await slow, 'the request cut off by the kill fails').toBeInstanceOf(Error);
+  });
+
   it('keeps a keep-alive connection on one worker, and on SIGTERM closes it while idle (a handed-off socket, the worker server never listened) instead of waiting for shutdownTimeout', async () => {
     const app = await startFixture({
       fixture: 'ip-app.mjs',
