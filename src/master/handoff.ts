@@ -15,18 +15,32 @@ export interface RawHandle {
 
 const CONNECTION: ConnectionMessage = message<ConnectionMessage>(MessageType.Connection, {});
 
+interface Sent {
+  handle: RawHandle;
+  /** The number of the acknowledgement that answers this handle. */
+  answer: number;
+}
+
+type ProcessWithQueue = { _handleQueue?: Array<{ handle?: unknown }> | null };
+
 /**
  * Hands connections to one worker and keeps the primary's copy of each until the worker has it.
  *
- * Node passes one handle at a time and waits for the receiver's `NODE_HANDLE_ACK` before the
- * next (on its internal `internalMessage` channel); acknowledgements come in send order. Holding
- * our copy until then costs nothing and means a worker that dies first leaves handles that were
- * never read: `takeUnacknowledged()` returns them to be routed again instead of being reset (or,
- * with the handle given up too early, left hanging).
+ * Node passes one handle at a time and waits for the receiver's `NODE_HANDLE_ACK` (or `NACK`)
+ * before the next, on its internal `internalMessage` channel; later handles wait in its
+ * `_handleQueue`. Every handle message gets exactly one answer, in send order, whoever sent it:
+ * cluster's own round-robin also passes handles on this channel when a worker listens on a port
+ * of its own. So each of our handles is numbered with the answer that will be its own (answers
+ * seen + the one in flight + handles queued ahead + 1), and only that answer releases it.
+ * Holding our copy until then costs nothing and means a worker that dies first leaves handles
+ * that were never read: `takeUnacknowledged()` returns them to be routed again instead of being
+ * reset (or, with the handle given up too early, left hanging).
  */
 export class Handoff {
-  private unacked: RawHandle[] = [];
-  private readonly onInternal = (msg: unknown) => this.onAck(msg);
+  private sent: Sent[] = [];
+  /** Acknowledgements (ACK or NACK) seen on this channel so far. */
+  private answers = 0;
+  private readonly onInternal = (msg: unknown) => this.onAnswer(msg);
 
   /** `onReturned` gets back a handle the worker could not take (send failed, or it refused it). */
   constructor(
@@ -38,17 +52,21 @@ export class Handoff {
 
   /** Sends `handle` to the worker; `onSent` runs once it is written to the IPC channel. */
   send(handle: RawHandle, onSent: () => void): void {
-    this.unacked.push(handle);
+    const queue = (this.worker.process as unknown as ProcessWithQueue)._handleQueue;
+    // A non-null queue means a handle is in flight; each queued handle will be answered first.
+    const ahead = queue ? 1 + queue.filter((entry) => entry.handle).length : 0;
+    const entry: Sent = { handle, answer: this.answers + ahead + 1 };
+    this.sent.push(entry);
     this.worker.send(CONNECTION, handle as never, (err: Error | null) => {
       if (!err) {
         onSent();
         return;
       }
       debug('handoff to pid %d failed: %s', this.worker.process.pid, err.message);
-      const i = this.unacked.indexOf(handle);
+      const i = this.sent.indexOf(entry);
       // Already taken back by takeUnacknowledged(): the exit path routes it.
       if (i === -1) return;
-      this.unacked.splice(i, 1);
+      this.sent.splice(i, 1);
       this.onReturned(handle);
     });
   }
@@ -56,22 +74,26 @@ export class Handoff {
   /** The handles the worker never acknowledged; the caller owns them now. Call once it exited. */
   takeUnacknowledged(): RawHandle[] {
     this.worker.process.off('internalMessage', this.onInternal);
-    const handles = this.unacked;
-    this.unacked = [];
+    const handles = this.sent.map((entry) => entry.handle);
+    this.sent = [];
     // Node would otherwise keep queued sends (and their handles) for a process that is gone.
-    (this.worker.process as unknown as { _handleQueue?: unknown })._handleQueue = null;
+    (this.worker.process as unknown as ProcessWithQueue)._handleQueue = null;
     return handles;
   }
 
-  private onAck(msg: unknown): void {
+  private onAnswer(msg: unknown): void {
     const cmd = (msg as { cmd?: unknown } | null)?.cmd;
+    if (cmd !== 'NODE_HANDLE_ACK' && cmd !== 'NODE_HANDLE_NACK') return;
+    this.answers++;
+    const head = this.sent[0];
+    if (head?.answer !== this.answers) return; // someone else's handle
+    this.sent.shift();
     if (cmd === 'NODE_HANDLE_ACK') {
-      this.unacked.shift()?.close();
-    } else if (cmd === 'NODE_HANDLE_NACK') {
-      // The worker could not take the handle in flight; Node does not resend raw handles.
+      head.handle.close();
+    } else {
+      // The worker could not take it; Node does not resend raw handles.
       debug('pid %d refused a handle', this.worker.process.pid);
-      const handle = this.unacked.shift();
-      if (handle) this.onReturned(handle);
+      this.onReturned(head.handle);
     }
   }
 }

@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startFixture, stopFixtures } from '../helpers/cluster.js';
@@ -359,3 +360,42 @@ describe('IP mode with no ready worker', () => {
     expect(app.events('ready'), what).toEqual([]);
   });
 });
+
+describe('IP mode beside other handle traffic', () => {
+  afterEach(stopFixtures);
+
+  it('loses no connection when workers also listen on a port of their own (cluster round-robin passes its handles on the same channel)', async () => {
+    const extra = await freePort();
+    const app = await startFixture({
+      fixture: 'ip-app.mjs',
+      env: { WORKERS: '2', EXTRA_PORT: String(extra) },
+    });
+    await app.waitFor('extraListening');
+    const port = app.port();
+    const sources = loopbackSources(20);
+    const failures: string[] = [];
+    let done = 0;
+    for (let round = 0; round < 15; round++) {
+      const results = await Promise.allSettled(
+        sources.flatMap((source) => [
+          request({ port, source, timeoutMs: 3_000 }),
+          request({ port: extra, source, timeoutMs: 3_000 }),
+        ]),
+      );
+      for (const r of results) {
+        if (r.status === 'rejected') failures.push(String(r.reason));
+        else if (r.value.status !== 200) failures.push(`status ${r.value.status}`);
+        else done++;
+      }
+    }
+    expect(failures, `${done} succeeded\n${app.transcript()}`).toEqual([]);
+  });
+});
+
+async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as net.AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
