@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { debug } from '../debug.js';
+import { channels, debug } from '../debug.js';
 import { StickyMeshError } from '../errors.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import { normaliseAddress } from './address.js';
@@ -131,6 +131,7 @@ export class Balancer {
     handoff.send(handle, () => {
       this.counters.connections++;
       this.pool.countConnection(slot);
+      if (channels.connection.hasSubscribers) channels.connection.publish({ slot, key });
     });
   }
 

@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { debug } from '../debug.js';
+import { channels, debug } from '../debug.js';
 import { describe, StickyMeshError } from '../errors.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import { Balancer, type BalancerCounters } from './balancer.js';
@@ -46,11 +46,18 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     this.pool = new WorkerPool(options);
     this.balancer = new Balancer(options, this.pool, rendezvous(options.seed, options.num));
     this.pool.on('workerUp', (info) => {
+      publishWorker('up', info);
       this.emit('workerUp', info);
       if (this.state === 'starting' && this.pool.allReady) this.becomeReady();
     });
-    this.pool.on('workerExit', (info) => this.emit('workerExit', info));
-    this.pool.on('workerRespawn', (info) => this.emit('workerRespawn', info));
+    this.pool.on('workerExit', (info) => {
+      publishWorker('exit', info);
+      this.emit('workerExit', info);
+    });
+    this.pool.on('workerRespawn', (info) => {
+      publishWorker('respawn', info);
+      this.emit('workerRespawn', info);
+    });
     this.balancer.server.on('error', (err) => this.onServerError(err));
   }
 
@@ -159,4 +166,8 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       debug('listening socket error: %s', err.message);
     }
   }
+}
+
+function publishWorker(event: 'up' | 'exit' | 'respawn', info: object): void {
+  if (channels.worker.hasSubscribers) channels.worker.publish({ event, ...info });
 }

@@ -120,3 +120,26 @@ describe('a worker that leaves on its own', () => {
     expect(after).toMatchObject({ slot: first.slot, pid: up.line.pid });
   });
 });
+
+describe('observability', () => {
+  it('publishes each handoff and each worker lifecycle step on diagnostics channels', async () => {
+    const app = await startFixture({
+      fixture: 'ip-app.mjs',
+      env: { WORKERS: '2', DIAGNOSTICS: '1' },
+    });
+    const reply = await getWorker({ port: app.port(), source: '127.0.0.33' });
+    await app.waitFor('diag', { match: (l) => l.channel === 'sticky-mesh:connection' });
+    const diag = app.events('diag');
+    expect(diag, app.transcript()).toContainEqual(
+      expect.objectContaining({
+        channel: 'sticky-mesh:connection',
+        message: { slot: reply.slot, key: '127.0.0.33' },
+      }),
+    );
+    const ups = diag.filter((l) => l.channel === 'sticky-mesh:worker');
+    expect(ups.map((l) => (l.message as { event: string; slot: number }).slot).sort()).toEqual([
+      0, 1,
+    ]);
+    expect(ups.every((l) => (l.message as { event: string }).event === 'up')).toBe(true);
+  });
+});
