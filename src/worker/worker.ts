@@ -43,7 +43,8 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   private server: AnyServer | undefined;
   /** Sockets handed over by the primary and not yet closed (raw TCP, under any TLS layer). */
   private readonly sockets = new Set<Socket>();
-  private inFlight = 0;
+  /** While draining: closes connections as they become idle (Node does not say when). */
+  private idleTimer: NodeJS.Timeout | undefined;
   /** The primary asked for this drain (it already stopped routing here). */
   private shutdownRequested = false;
   private closing: Promise<void> | undefined;
@@ -91,20 +92,8 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     }
   }
 
-  stats(): {
-    role: 'worker';
-    slot: number;
-    state: WorkerState;
-    connections: number;
-    inFlight: number;
-  } {
-    return {
-      role: 'worker',
-      slot: this.slot,
-      state: this.state,
-      connections: this.sockets.size,
-      inFlight: this.inFlight,
-    };
+  stats(): { role: 'worker'; slot: number; state: WorkerState; connections: number } {
+    return { role: 'worker', slot: this.slot, state: this.state, connections: this.sockets.size };
   }
 
   /**
@@ -149,9 +138,6 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     }
     this.server = server;
     trackConnections(server);
-    server.prependListener('request', (_req: http.IncomingMessage, res: http.ServerResponse) =>
-      this.track(res),
-    );
     this.state = 'ready';
     process.send?.(
       message<ReadyMessage>(MessageType.Ready, { slot: this.slot }),
@@ -192,15 +178,6 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     socket.resume();
   }
 
-  private track(res: http.ServerResponse): void {
-    this.inFlight++;
-    if (this.state === 'draining' && !res.headersSent) res.setHeader('connection', 'close');
-    res.once('close', () => {
-      this.inFlight--;
-      if (this.state === 'draining') setImmediate(() => this.closeIdle());
-    });
-  }
-
   private drain(): void {
     if (this.state === 'draining' || this.state === 'closed') return;
     const wasServing = this.server !== undefined;
@@ -213,7 +190,16 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     // Stops the server's timers and closes idle keep-alive connections (Node >= 19). It was
     // never listening, so no error reaches us; the server emits 'close' for the app.
     this.server?.close();
+    // Requests that arrive on open connections from now on close them once answered.
+    this.server?.prependListener(
+      'request',
+      (_req: http.IncomingMessage, res: http.ServerResponse) => {
+        if (!res.headersSent) res.setHeader('connection', 'close');
+      },
+    );
     this.closeIdle();
+    this.idleTimer = setInterval(() => this.closeIdle(), IDLE_CHECK_MS);
+    this.idleTimer.unref();
   }
 
   private closeIdle(): void {
@@ -222,12 +208,13 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   }
 
   private maybeFinish(): void {
-    if (this.sockets.size === 0 && this.inFlight === 0) this.finish();
+    if (this.sockets.size === 0) this.finish();
   }
 
   private finish(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    clearInterval(this.idleTimer);
     process.off('message', this.onMessage);
     this.emit('close');
     // Leaving the IPC channel ends a cluster worker (Node's cluster module exits it).
@@ -248,6 +235,9 @@ function trackConnections(server: AnyServer): void {
   if (setup) setup.call(server);
   else debug('this Node version has no setupConnectionsTracking: idle connections are not tracked');
 }
+
+/** How often a draining worker closes the connections that have become idle, in ms. */
+const IDLE_CHECK_MS = 50;
 
 function ignoreSignal(signal: NodeJS.Signals): void {
   debug('worker %d: %s ignored; the primary coordinates shutdown', process.pid, signal);
