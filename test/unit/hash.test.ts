@@ -58,9 +58,16 @@ describe('rendezvous hashing', () => {
   });
 
   it('spreads octet permutations evenly (an unseeded string hash collided on them for power-of-two counts)', () => {
+    // 120k keys from a fixed generator: enough that a fair hash stays well inside 1.10 at 16
+    // slots (sd ~1.2% of the mean), and the same keys on every run.
+    let state = 0x2545f491;
+    const octet = () => {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      return state >>> 24;
+    };
     const keys: string[] = [];
-    for (let i = 0; i < 5_000; i++) {
-      const [a, b, c, d] = randomBytes(4);
+    for (let i = 0; i < 20_000; i++) {
+      const [a, b, c, d] = [octet(), octet(), octet(), octet()];
       for (const p of [
         [a, b, c, d],
         [b, a, c, d],
