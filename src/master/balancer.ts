@@ -1,10 +1,10 @@
 import net from 'node:net';
 import { channels, debug } from '../debug.js';
 import { StickyMeshError } from '../errors.js';
+import type { Pick } from '../hash.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import { normaliseAddress } from './address.js';
 import type { RawHandle } from './handoff.js';
-import type { Pick } from './hash.js';
 import type { WorkerPool } from './pool.js';
 
 export interface BalancerCounters {

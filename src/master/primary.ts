@@ -3,9 +3,9 @@ import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { channels, debug } from '../debug.js';
 import { describe, StickyMeshError } from '../errors.js';
+import { rendezvous } from '../hash.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import { Balancer, type BalancerCounters } from './balancer.js';
-import { rendezvous } from './hash.js';
 import { type PoolEvents, type SlotStats, WorkerPool } from './pool.js';
 
 export interface PrimaryStats extends BalancerCounters {
