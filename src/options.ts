@@ -63,6 +63,42 @@ export interface StickyOptions {
    * @default 'json'
    */
   serialization?: 'json' | 'advanced';
+  /**
+   * Proxy mode: the primary reads each connection's request head and routes by the client
+   * address in `header` instead of the TCP peer (a reverse proxy or CDN). A connection then
+   * carries one request (the worker answers with `Connection: close`), so every request of a
+   * keep-alive proxy connection is routed by its own header.
+   * @default false
+   */
+  proxy?: boolean;
+  /**
+   * The request header that holds the client address in proxy mode, matched exactly and
+   * case-insensitively: an `X-Forwarded-For`-style list, or `forwarded` for RFC 7239.
+   * @default 'x-forwarded-for'
+   */
+  header?: string;
+  /**
+   * How many proxies you run in front append to `header`: 0 takes the left-most address (what
+   * the client sent, spoofable), n takes the n-th from the right (written by your outermost one).
+   * @default 0
+   */
+  trustedProxies?: number;
+  /**
+   * Proxy mode, header missing or unusable: `true` routes by the TCP peer address, `false`
+   * answers `400 Bad Request` and closes.
+   * @default false
+   */
+  ignoreMissingHeader?: boolean;
+  /**
+   * Proxy mode: largest request head the primary reads, in bytes; a larger one gets `431`.
+   * @default 16384
+   */
+  maxHeaderBytes?: number;
+  /**
+   * Proxy mode: time a client has to send its whole request head, in ms; then `408`.
+   * @default 10000
+   */
+  headTimeout?: number;
 }
 
 /** Options after defaults are applied and validation passed. */
@@ -80,13 +116,20 @@ export const DEFAULTS: Readonly<Omit<ResolvedStickyOptions, 'num'>> = Object.fre
   maxPendingConnections: 1024,
   readyTimeout: 30_000,
   serialization: 'json',
+  proxy: false,
+  header: 'x-forwarded-for',
+  trustedProxies: 0,
+  ignoreMissingHeader: false,
+  maxHeaderBytes: 16 * 1024,
+  headTimeout: 10_000,
 });
 
 const MAX_WORKERS = 1024;
 const MAX_MS = 2 ** 31 - 1; // largest delay setTimeout honours
 
 /** Option names that belong to the proxy mode, which this version does not yet implement. */
-const PROXY_OPTIONS = ['proxy', 'header', 'ignoreMissingHeader', 'sync'] as const;
+/** Options of proxy mode that this version does not implement yet. */
+const PROXY_OPTIONS = ['sync', 'proxyProtocol'] as const;
 
 function integer(name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
@@ -107,7 +150,7 @@ export function resolveOptions(input: StickyOptions | undefined): ResolvedSticky
     if (options[name] !== undefined && options[name] !== false) {
       throw new InvalidOptionError(
         name,
-        'unset: proxy mode is not available in this version',
+        'unset: it is not available in this version',
         options[name],
       );
     }
@@ -163,7 +206,33 @@ export function resolveOptions(input: StickyOptions | undefined): ResolvedSticky
       'serialization',
       DEFAULTS.serialization,
     ) as ResolvedStickyOptions['serialization'],
+    proxy: boolean('proxy', pick('proxy', DEFAULTS.proxy)),
+    header: pick('header', DEFAULTS.header) as string,
+    trustedProxies: integer(
+      'trustedProxies',
+      pick('trustedProxies', DEFAULTS.trustedProxies),
+      0,
+      64,
+    ),
+    ignoreMissingHeader: boolean(
+      'ignoreMissingHeader',
+      pick('ignoreMissingHeader', DEFAULTS.ignoreMissingHeader),
+    ),
+    maxHeaderBytes: integer(
+      'maxHeaderBytes',
+      pick('maxHeaderBytes', DEFAULTS.maxHeaderBytes),
+      256,
+      1024 * 1024,
+    ),
+    headTimeout: integer('headTimeout', pick('headTimeout', DEFAULTS.headTimeout), 1, MAX_MS),
   };
+  if (
+    typeof resolved.header !== 'string' ||
+    !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(resolved.header)
+  ) {
+    throw new InvalidOptionError('header', 'an HTTP header name', resolved.header);
+  }
+  resolved.header = resolved.header.toLowerCase();
   if (resolved.serialization !== 'json' && resolved.serialization !== 'advanced') {
     throw new InvalidOptionError('serialization', '"json" or "advanced"', resolved.serialization);
   }

@@ -4,7 +4,10 @@ import { StickyMeshError } from '../errors.js';
 import type { Pick } from '../hash.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import { normaliseAddress } from './address.js';
+import { fromForwarded, fromForwardedFor } from './forwarded.js';
 import type { RawHandle } from './handoff.js';
+import { parseHead } from './head.js';
+import { type HeadReadResult, readHead } from './head-reader.js';
 import type { WorkerPool } from './pool.js';
 
 export interface BalancerCounters {
@@ -24,13 +27,26 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
+/** Proxy mode: what the primary learned from a connection's head, kept for retries. */
+interface Routed {
+  key: string;
+  head: Buffer;
+}
+
 /** What the listening socket's handle calls for each accepted connection (libuv's callback). */
 type OnConnection = (status: number, client?: RawHandle) => void;
 
-const UNAVAILABLE = Buffer.from(
-  'HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n' +
-    'Retry-After: 1\r\nConnection: close\r\n\r\nno worker available\n',
-);
+function answer(status: string, text: string, extra = ''): Buffer {
+  return Buffer.from(
+    `HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length + 1}\r\n` +
+      `${extra}Connection: close\r\n\r\n${text}\n`,
+    'latin1',
+  );
+}
+
+const UNAVAILABLE = answer('503 Service Unavailable', 'no worker available', 'Retry-After: 1\r\n');
+const TOO_LARGE = answer('431 Request Header Fields Too Large', 'request head too large');
+const TIMEOUT = answer('408 Request Timeout', 'request head not received in time');
 
 /**
  * The listening side of the primary, IP mode. A `net.Server` binds and closes the port; each
@@ -45,6 +61,9 @@ export class Balancer {
   private readonly pending = new Set<Pending>();
   /** Slots a returned connection already failed on, so a retry never goes back to one. */
   private readonly tried = new WeakMap<RawHandle, Set<number>>();
+  /** Proxy mode: each connection's key and head, until a worker has it. */
+  private readonly routed = new WeakMap<RawHandle, Routed>();
+  private readonly missingHeader: Buffer;
   private closed = false;
 
   constructor(
@@ -52,6 +71,7 @@ export class Balancer {
     private readonly pool: WorkerPool,
     private readonly pick: Pick,
   ) {
+    this.missingHeader = answer('400 Bad Request', `missing or unusable ${options.header} header`);
     this.server = net.createServer({ pauseOnConnect: true });
     // Registered before listen()'s own callback, so no connection is accepted the usual way.
     this.server.once('listening', () => this.takeOverAccept());
@@ -97,10 +117,63 @@ export class Balancer {
       debug('accept failed: %d', status);
       return;
     }
-    this.keyAndRoute(client);
+    if (this.options.proxy) {
+      const { maxHeaderBytes: maxBytes, headTimeout: timeoutMs } = this.options;
+      readHead(client, { maxBytes, timeoutMs, proxyProtocol: false }, (r) => this.onHead(r));
+    } else {
+      this.keyAndRoute(client);
+    }
+  }
+
+  /** Proxy mode: the first request head of a connection has been read (or could not be). */
+  private onHead(result: HeadReadResult): void {
+    switch (result.status) {
+      case 'ok': {
+        const key = this.keyFromHead(result.bytes.subarray(0, result.headLength));
+        if (key !== undefined) {
+          this.routed.set(result.handle, { key, head: result.bytes });
+          this.route(result.handle, key);
+        } else if (this.options.ignoreMissingHeader) {
+          this.routed.set(result.handle, { key: '', head: result.bytes });
+          this.keyAndRoute(result.handle);
+        } else {
+          this.counters.dropped++;
+          this.respond(result.handle, this.missingHeader);
+        }
+        return;
+      }
+      case 'too-large':
+        this.counters.dropped++;
+        this.respond(result.socket, TOO_LARGE);
+        return;
+      case 'timeout':
+        this.counters.dropped++;
+        this.respond(result.socket, TIMEOUT);
+        return;
+      case 'bad-proxy':
+        this.counters.dropped++;
+        result.socket.destroy();
+        return;
+      case 'closed':
+        this.counters.dropped++;
+        return;
+    }
+  }
+
+  private keyFromHead(head: Buffer): string | undefined {
+    const values = parseHead(head)?.headers.get(this.options.header);
+    if (!values) return undefined;
+    return this.options.header === 'forwarded'
+      ? fromForwarded(values, this.options.trustedProxies)
+      : fromForwardedFor(values, this.options.trustedProxies);
   }
 
   private keyAndRoute(handle: RawHandle): void {
+    const known = this.routed.get(handle)?.key;
+    if (known) {
+      this.route(handle, known);
+      return;
+    }
     const peer: { address?: string } = {};
     handle.getpeername(peer);
     const key = normaliseAddress(peer.address);
@@ -128,7 +201,7 @@ export class Balancer {
       }
       return;
     }
-    handoff.send(handle, () => {
+    handoff.send(handle, this.routed.get(handle)?.head, () => {
       this.counters.connections++;
       this.pool.countConnection(slot);
       if (channels.connection.hasSubscribers) channels.connection.publish({ slot, key });
@@ -177,16 +250,24 @@ export class Balancer {
 
   private respond503(handle: RawHandle): void {
     this.counters.rejected++;
+    this.respond(handle, UNAVAILABLE);
+  }
+
+  /** Answers and closes. Takes a raw handle or a socket that still holds its handle. */
+  private respond(target: RawHandle | net.Socket, response: Buffer): void {
+    const socket =
+      target instanceof net.Socket
+        ? target
+        : new net.Socket({
+            handle: target,
+            readable: true,
+            writable: true,
+          } as net.SocketConstructorOpts);
     // Reading (and discarding) what the client sent keeps the close from turning into a reset
     // that could swallow the answer; clients that never finish are cut off after 2 s.
-    const socket = new net.Socket({
-      handle,
-      readable: true,
-      writable: true,
-    } as net.SocketConstructorOpts);
     socket.on('error', (err) => debug('client socket error: %s', err.message));
     socket.resume();
-    socket.end(UNAVAILABLE);
+    socket.end(response);
     socket.once('end', () => socket.destroy());
     setTimeout(() => socket.destroy(), 2_000).unref();
   }

@@ -51,13 +51,16 @@ export class Handoff {
   }
 
   /** Sends `handle` to the worker; `onSent` runs once it is written to the IPC channel. */
-  send(handle: RawHandle, onSent: () => void): void {
+  send(handle: RawHandle, head: Buffer | undefined, onSent: () => void): void {
     const queue = (this.worker.process as unknown as ProcessWithQueue)._handleQueue;
     // A non-null queue means a handle is in flight; each queued handle will be answered first.
     const ahead = queue ? 1 + queue.filter((entry) => entry.handle).length : 0;
     const entry: Sent = { handle, answer: this.answers + ahead + 1 };
     this.sent.push(entry);
-    this.worker.send(CONNECTION, handle as never, (err: Error | null) => {
+    const msg = head
+      ? message<ConnectionMessage>(MessageType.Connection, { head: head.toString('base64') })
+      : CONNECTION;
+    this.worker.send(msg, handle as never, (err: Error | null) => {
       if (!err) {
         onSent();
         return;

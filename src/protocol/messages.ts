@@ -30,7 +30,8 @@ interface Envelope<T extends MessageType> {
 }
 
 export type ReadyMessage = Envelope<typeof MessageType.Ready> & { slot: number };
-export type ConnectionMessage = Envelope<typeof MessageType.Connection>;
+/** `head`: bytes the primary read from the client (proxy mode), base64; the worker replays them. */
+export type ConnectionMessage = Envelope<typeof MessageType.Connection> & { head?: string };
 export type ShutdownMessage = Envelope<typeof MessageType.Shutdown>;
 export type StartFailedMessage = Envelope<typeof MessageType.StartFailed> & { reason: string };
 
@@ -57,6 +58,9 @@ export function parseMessage(value: unknown): Message | undefined {
     case MessageType.Ready:
       return Number.isInteger(m.slot) ? (m as unknown as ReadyMessage) : undefined;
     case MessageType.Connection:
+      return m.head === undefined || typeof m.head === 'string'
+        ? (m as unknown as Message)
+        : undefined;
     case MessageType.Shutdown:
     case MessageType.Leaving:
       return m as unknown as Message;

@@ -43,6 +43,8 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   private server: AnyServer | undefined;
   /** Sockets handed over by the primary and not yet closed (raw TCP, under any TLS layer). */
   private readonly sockets = new Set<Socket>();
+  /** Proxy mode: connections routed by their first request's header (one request each). */
+  private readonly proxied = new WeakSet<Socket>();
   /** While draining: closes connections as they become idle (Node does not say when). */
   private idleTimer: NodeJS.Timeout | undefined;
   /** The primary asked for this drain (it already stopped routing here). */
@@ -50,11 +52,14 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   private closing: Promise<void> | undefined;
   private readonly onMessage = (raw: unknown, handle: unknown) => this.receive(raw, handle);
 
+  private readonly proxyMode: boolean;
+
   constructor(
     options: ResolvedStickyOptions,
     private readonly factory: ServerFactory,
   ) {
     super();
+    this.proxyMode = options.proxy;
     this.slot = Number(process.env[SLOT_ENV] ?? 0);
     // Listen before anything is announced: IPC messages that arrive with no listener are lost.
     process.on('message', this.onMessage);
@@ -138,6 +143,13 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     }
     this.server = server;
     trackConnections(server);
+    if (this.proxyMode) {
+      // A proxy's connection may carry other clients' requests next: each goes back through the
+      // primary to be routed by its own header.
+      server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+        if (this.proxied.has(req.socket) && !res.headersSent) res.setHeader('connection', 'close');
+      });
+    }
     this.state = 'ready';
     process.send?.(
       message<ReadyMessage>(MessageType.Ready, { slot: this.slot }),
@@ -153,7 +165,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     if (!msg) return;
     if (msg.t === MessageType.Connection) {
       const socket = toSocket(handle);
-      if (socket) this.adopt(socket);
+      if (socket) this.adopt(socket, msg.head);
     } else if (msg.t === MessageType.Shutdown) {
       this.shutdownRequested = true;
       void this.close();
@@ -161,7 +173,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   }
 
   /** Gives a handed-off socket to the server exactly as if the server had accepted it. */
-  private adopt(socket: Socket): void {
+  private adopt(socket: Socket, head: string | undefined): void {
     const server = this.server;
     if (!server) {
       socket.destroy();
@@ -175,6 +187,11 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     // A socket that did not come through the server's accept misses its defaults.
     socket.setNoDelay(true);
     server.emit('connection', socket);
+    // Proxy mode: the bytes the primary read to route this connection, replayed first.
+    if (head !== undefined) {
+      this.proxied.add(socket);
+      socket.unshift(Buffer.from(head, 'base64'));
+    }
     socket.resume();
   }
 

@@ -40,6 +40,8 @@ export interface RequestOptions {
   readonly agent?: http.Agent | false;
   /** ms for the whole exchange; default 5000. */
   readonly timeoutMs?: number;
+  /** Extra request headers. */
+  readonly headers?: Record<string, string>;
 }
 
 /** `count` loopback source addresses starting at 127.0.0.`first`. */
@@ -50,7 +52,7 @@ export function loopbackSources(count: number, first = 2): string[] {
 export function request(options: RequestOptions): Promise<Reply> {
   const { port, source = '127.0.0.1', host = '127.0.0.1', method = 'GET', path = '/' } = options;
   const timeoutMs = options.timeoutMs ?? 5_000;
-  const headers: Record<string, string | number> = {};
+  const headers: Record<string, string | number> = { ...options.headers };
   if (options.body !== undefined) {
     headers['content-type'] = 'application/octet-stream';
     headers['content-length'] = options.body.length;

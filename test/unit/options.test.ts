@@ -27,6 +27,12 @@ describe('options', () => {
       maxPendingConnections: 1024,
       readyTimeout: 30_000,
       serialization: 'json',
+      proxy: false,
+      header: 'x-forwarded-for',
+      trustedProxies: 0,
+      ignoreMissingHeader: false,
+      maxHeaderBytes: 16_384,
+      headTimeout: 10_000,
     });
     expect(resolveOptions({})).toEqual(resolveOptions(undefined));
     expect(Object.isFrozen(DEFAULTS)).toBe(true);
@@ -45,6 +51,12 @@ describe('options', () => {
       maxPendingConnections: 0,
       readyTimeout: 9,
       serialization: 'advanced' as const,
+      proxy: true,
+      header: 'x-real-ip',
+      trustedProxies: 2,
+      ignoreMissingHeader: true,
+      maxHeaderBytes: 4096,
+      headTimeout: 500,
     };
     expect(resolveOptions(given)).toEqual(given);
   });
@@ -64,6 +76,14 @@ describe('options', () => {
     ['pendingTimeout', Number.POSITIVE_INFINITY],
     ['readyTimeout', 0],
     ['serialization', 'v8'],
+    ['proxy', 1],
+    ['header', 'x forwarded for'],
+    ['header', ''],
+    ['header', 42],
+    ['trustedProxies', -1],
+    ['ignoreMissingHeader', 'no'],
+    ['maxHeaderBytes', 10],
+    ['headTimeout', 0],
   ])('rejects %s = %s with a coded error that names it', (name, value) => {
     const err = thrown(() => resolveOptions({ [name]: value } as never));
     expect(err).toBeInstanceOf(StickyMeshError);
@@ -84,10 +104,16 @@ describe('options', () => {
     expect(err.message).toMatch(/misspelt/);
   });
 
-  it('says plainly that proxy mode is not available yet rather than ignoring it', () => {
-    expect(thrown(() => resolveOptions({ proxy: true } as never)).message).toMatch(
-      /proxy mode is not available/,
+  it('says plainly which proxy-mode options are not available yet rather than ignoring them', () => {
+    expect(thrown(() => resolveOptions({ sync: { event: 'x' } } as never)).message).toMatch(
+      /not available/,
     );
-    expect(resolveOptions({ proxy: false } as never).num).toBe(os.availableParallelism());
+    expect(thrown(() => resolveOptions({ proxyProtocol: true } as never)).option).toBe(
+      'proxyProtocol',
+    );
+  });
+
+  it('matches the header name case-insensitively', () => {
+    expect(resolveOptions({ header: 'X-Forwarded-For' }).header).toBe('x-forwarded-for');
   });
 });
