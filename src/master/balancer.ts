@@ -169,7 +169,7 @@ export class Balancer {
   }
 
   private keyAndRoute(handle: RawHandle): void {
-    const known = this.routed.get(handle)?.key;
+    const known = this.options.proxy ? this.routed.get(handle)?.key : undefined;
     if (known) {
       this.route(handle, known);
       return;
@@ -201,7 +201,8 @@ export class Balancer {
       }
       return;
     }
-    handoff.send(handle, this.routed.get(handle)?.head, () => {
+    const head = this.options.proxy ? this.routed.get(handle)?.head : undefined;
+    handoff.send(handle, head, () => {
       this.counters.connections++;
       this.pool.countConnection(slot);
       if (channels.connection.hasSubscribers) channels.connection.publish({ slot, key });
