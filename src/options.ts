@@ -99,6 +99,14 @@ export interface StickyOptions {
    * @default 10000
    */
   headTimeout?: number;
+  /**
+   * Every connection starts with a PROXY protocol header (v1 or v2: HAProxy `send-proxy`,
+   * AWS NLB): the client address is taken from it. It precedes any TLS, so https factories work.
+   * A connection without a valid header is closed. With `proxy` too, `header` decides and the
+   * PROXY address is the fallback for a missing header when `ignoreMissingHeader` is set.
+   * @default false
+   */
+  proxyProtocol?: boolean;
 }
 
 /** Options after defaults are applied and validation passed. */
@@ -122,6 +130,7 @@ export const DEFAULTS: Readonly<Omit<ResolvedStickyOptions, 'num'>> = Object.fre
   ignoreMissingHeader: false,
   maxHeaderBytes: 16 * 1024,
   headTimeout: 10_000,
+  proxyProtocol: false,
 });
 
 const MAX_WORKERS = 1024;
@@ -129,7 +138,7 @@ const MAX_MS = 2 ** 31 - 1; // largest delay setTimeout honours
 
 /** Option names that belong to the proxy mode, which this version does not yet implement. */
 /** Options of proxy mode that this version does not implement yet. */
-const PROXY_OPTIONS = ['sync', 'proxyProtocol'] as const;
+const PROXY_OPTIONS = ['sync'] as const;
 
 function integer(name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
@@ -225,6 +234,7 @@ export function resolveOptions(input: StickyOptions | undefined): ResolvedSticky
       1024 * 1024,
     ),
     headTimeout: integer('headTimeout', pick('headTimeout', DEFAULTS.headTimeout), 1, MAX_MS),
+    proxyProtocol: boolean('proxyProtocol', pick('proxyProtocol', DEFAULTS.proxyProtocol)),
   };
   if (
     typeof resolved.header !== 'string' ||

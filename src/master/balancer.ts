@@ -64,6 +64,8 @@ export class Balancer {
   /** Proxy mode: each connection's key and head, until a worker has it. */
   private readonly routed = new WeakMap<RawHandle, Routed>();
   private readonly missingHeader: Buffer;
+  /** The primary reads from connections (proxy mode or PROXY protocol) before routing them. */
+  private readonly proxied: boolean;
   private closed = false;
 
   constructor(
@@ -71,6 +73,7 @@ export class Balancer {
     private readonly pool: WorkerPool,
     private readonly pick: Pick,
   ) {
+    this.proxied = options.proxy || options.proxyProtocol;
     this.missingHeader = answer('400 Bad Request', `missing or unusable ${options.header} header`);
     this.server = net.createServer({ pauseOnConnect: true });
     // Registered before listen()'s own callback, so no connection is accepted the usual way.
@@ -117,9 +120,16 @@ export class Balancer {
       debug('accept failed: %d', status);
       return;
     }
-    if (this.options.proxy) {
-      const { maxHeaderBytes: maxBytes, headTimeout: timeoutMs } = this.options;
-      readHead(client, { maxBytes, timeoutMs, proxyProtocol: false }, (r) => this.onHead(r));
+    if (this.options.proxy || this.options.proxyProtocol) {
+      const {
+        maxHeaderBytes: maxBytes,
+        headTimeout: timeoutMs,
+        proxyProtocol,
+        proxy,
+      } = this.options;
+      readHead(client, { maxBytes, timeoutMs, proxyProtocol, untilHead: proxy }, (r) =>
+        this.onHead(r),
+      );
     } else {
       this.keyAndRoute(client);
     }
@@ -129,12 +139,16 @@ export class Balancer {
   private onHead(result: HeadReadResult): void {
     switch (result.status) {
       case 'ok': {
-        const key = this.keyFromHead(result.bytes.subarray(0, result.headLength));
+        const key = this.options.proxy
+          ? this.keyFromHead(result.bytes.subarray(0, result.headLength))
+          : result.source;
+        // Without `proxy` a PROXY header without an address (LOCAL, UNKNOWN) keys by the peer.
+        const fallback = !this.options.proxy || this.options.ignoreMissingHeader;
         if (key !== undefined) {
           this.routed.set(result.handle, { key, head: result.bytes });
           this.route(result.handle, key);
-        } else if (this.options.ignoreMissingHeader) {
-          this.routed.set(result.handle, { key: '', head: result.bytes });
+        } else if (fallback) {
+          this.routed.set(result.handle, { key: result.source ?? '', head: result.bytes });
           this.keyAndRoute(result.handle);
         } else {
           this.counters.dropped++;
@@ -169,7 +183,7 @@ export class Balancer {
   }
 
   private keyAndRoute(handle: RawHandle): void {
-    const known = this.options.proxy ? this.routed.get(handle)?.key : undefined;
+    const known = this.proxied ? this.routed.get(handle)?.key : undefined;
     if (known) {
       this.route(handle, known);
       return;
@@ -201,7 +215,7 @@ export class Balancer {
       }
       return;
     }
-    const head = this.options.proxy ? this.routed.get(handle)?.head : undefined;
+    const head = this.proxied ? this.routed.get(handle)?.head : undefined;
     handoff.send(handle, head, () => {
       this.counters.connections++;
       this.pool.countConnection(slot);

@@ -33,6 +33,11 @@ export interface HeadReadOptions {
   timeoutMs: number;
   /** Expect a PROXY protocol (v1 or v2) header before the request. */
   proxyProtocol: boolean;
+  /**
+   * Also read the HTTP request head after any PROXY header. `false` stops right after the PROXY
+   * header (what follows may be a TLS handshake for the workers to terminate).
+   */
+  untilHead: boolean;
 }
 
 type ReadableHandle = RawHandle & { readStop(): number; reading?: boolean };
@@ -96,6 +101,10 @@ export function readHead(
         proxyLength = proxy.length;
         source = proxy.source;
       }
+    }
+    if (proxyLength >= 0 && !options.untilHead) {
+      complete(all, 0);
+      return;
     }
     if (proxyLength >= 0) {
       const end = findHeadEnd(all.subarray(proxyLength));

@@ -186,11 +186,12 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     });
     // A socket that did not come through the server's accept misses its defaults.
     socket.setNoDelay(true);
+    // The bytes the primary read to route this connection (proxy mode, PROXY protocol) are
+    // replayed after the server took the socket (http and tls servers both read them then).
     server.emit('connection', socket);
-    // Proxy mode: the bytes the primary read to route this connection, replayed first.
     if (head !== undefined) {
       this.proxied.add(socket);
-      socket.unshift(Buffer.from(head, 'base64'));
+      if (head !== '') socket.unshift(Buffer.from(head, 'base64'));
     }
     socket.resume();
   }

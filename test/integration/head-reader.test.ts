@@ -12,7 +12,12 @@ import {
   readHead,
 } from '../../src/master/head-reader.js';
 
-const OPTIONS: HeadReadOptions = { maxBytes: 16 * 1024, timeoutMs: 2_000, proxyProtocol: false };
+const OPTIONS: HeadReadOptions = {
+  maxBytes: 16 * 1024,
+  timeoutMs: 2_000,
+  proxyProtocol: false,
+  untilHead: true,
+};
 
 let listener: net.Server;
 let port: number;

@@ -33,6 +33,7 @@ describe('options', () => {
       ignoreMissingHeader: false,
       maxHeaderBytes: 16_384,
       headTimeout: 10_000,
+      proxyProtocol: false,
     });
     expect(resolveOptions({})).toEqual(resolveOptions(undefined));
     expect(Object.isFrozen(DEFAULTS)).toBe(true);
@@ -57,6 +58,7 @@ describe('options', () => {
       ignoreMissingHeader: true,
       maxHeaderBytes: 4096,
       headTimeout: 500,
+      proxyProtocol: true,
     };
     expect(resolveOptions(given)).toEqual(given);
   });
@@ -108,7 +110,7 @@ describe('options', () => {
     expect(thrown(() => resolveOptions({ sync: { event: 'x' } } as never)).message).toMatch(
       /not available/,
     );
-    expect(thrown(() => resolveOptions({ proxyProtocol: true } as never)).option).toBe(
+    expect(thrown(() => resolveOptions({ proxyProtocol: 'v2' } as never)).option).toBe(
       'proxyProtocol',
     );
   });
