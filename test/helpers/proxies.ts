@@ -1,0 +1,130 @@
+/**
+ * Real reverse proxies for system tests: nginx and HAProxy, each started in the foreground with
+ * a configuration written to a temporary directory, listening on loopback only, and stopped (and
+ * awaited) on teardown.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface RunningProxy {
+  readonly port: number;
+  readonly ports: number[];
+  output(): string;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as net.AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+async function waitForPort(port: number, child: ChildProcess, output: () => string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`proxy exited early:\n${output()}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`proxy did not listen on ${port}:\n${output()}`);
+}
+
+async function start(
+  command: string,
+  args: string[],
+  ports: number[],
+  dir: string,
+): Promise<RunningProxy> {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let out = '';
+  child.stdout?.on('data', (c) => {
+    out += c;
+  });
+  child.stderr?.on('data', (c) => {
+    out += c;
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {}
+      await exited;
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    for (const port of ports) await waitForPort(port, child, () => out);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { port: ports[0] as number, ports, output: () => out, stop };
+}
+
+/** nginx in front of `upstreamPort`, HTTP/1.1 with an upstream keep-alive pool. */
+export async function startNginx(upstreamPort: number): Promise<RunningProxy> {
+  const dir = await mkdtemp(join(tmpdir(), 'sticky-mesh-nginx-'));
+  const port = await freePort();
+  const conf = `
+user root;
+worker_processes 1;
+daemon off;
+error_log ${dir}/error.log warn;
+pid ${dir}/nginx.pid;
+events { worker_connections 512; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
+  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 8; }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }
+  }
+}
+`;
+  await writeFile(join(dir, 'nginx.conf'), conf);
+  return start('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf')], [port], dir);
+}
+
+/** HAProxy in TCP mode in front of `upstreamPort`: one port with send-proxy, one with v2. */
+export async function startHaproxy(upstreamPort: number): Promise<RunningProxy> {
+  const dir = await mkdtemp(join(tmpdir(), 'sticky-mesh-haproxy-'));
+  const v1 = await freePort();
+  const v2 = await freePort();
+  const conf = `
+global
+  maxconn 512
+defaults
+  mode tcp
+  timeout connect 2s
+  timeout client 10s
+  timeout server 10s
+listen v1
+  bind 127.0.0.1:${v1}
+  server app 127.0.0.1:${upstreamPort} send-proxy
+listen v2
+  bind 127.0.0.1:${v2}
+  server app 127.0.0.1:${upstreamPort} send-proxy-v2
+`;
+  await writeFile(join(dir, 'haproxy.cfg'), conf);
+  return start('haproxy', ['-f', join(dir, 'haproxy.cfg'), '-db'], [v1, v2], dir);
+}
