@@ -17,3 +17,35 @@ export function hasTool(name: string): boolean {
   }
   return found;
 }
+
+/** A throwaway self-signed certificate for localhost (needs openssl), and how to remove it. */
+export async function selfSignedCert(): Promise<{
+  cert: string;
+  key: string;
+  remove(): Promise<void>;
+}> {
+  const { execFile } = await import('node:child_process');
+  const { mkdtemp, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { promisify } = await import('node:util');
+  const dir = await mkdtemp(join(tmpdir(), 'sticky-mesh-tls-'));
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  await promisify(execFile)('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=localhost',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+  ]);
+  return { cert, key, remove: () => rm(dir, { recursive: true, force: true }) };
+}

@@ -1,4 +1,3 @@
-import net from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startFixture, stopFixtures } from '../helpers/cluster.js';
@@ -11,6 +10,7 @@ import {
   type WorkerReply,
 } from '../helpers/http.js';
 import { establishedTcpSockets, isAlive } from '../helpers/proc.js';
+import { freePort } from '../helpers/proxies.js';
 import { hasTool } from '../helpers/system.js';
 
 const SOURCES = loopbackSources(40);
@@ -391,11 +391,3 @@ describe('IP mode beside other handle traffic', () => {
     expect(failures, `${done} succeeded\n${app.transcript()}`).toEqual([]);
   });
 });
-
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}

@@ -1,40 +1,18 @@
-import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFixture, stopFixtures } from '../helpers/cluster.js';
 import { loopbackSources, type Reply, request } from '../helpers/http.js';
-import { hasTool } from '../helpers/system.js';
-
-const run = promisify(execFile);
+import { hasTool, selfSignedCert } from '../helpers/system.js';
 
 describe.skipIf(!hasTool('openssl'))('IP mode with an HTTPS factory (needs openssl)', () => {
-  let dir: string;
+  let tlsFiles: Awaited<ReturnType<typeof selfSignedCert>>;
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sticky-mesh-tls-'));
-    await run('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-      '-keyout',
-      join(dir, 'key.pem'),
-      '-out',
-      join(dir, 'cert.pem'),
-    ]);
+    tlsFiles = await selfSignedCert();
   });
 
   afterAll(async () => {
     await stopFixtures();
-    await rm(dir, { recursive: true, force: true });
+    await tlsFiles.remove();
   });
 
   it('keeps each client address on one worker over TLS', async () => {
@@ -42,8 +20,8 @@ describe.skipIf(!hasTool('openssl'))('IP mode with an HTTPS factory (needs opens
       fixture: 'ip-app.mjs',
       env: {
         WORKERS: '2',
-        HTTPS_CERT: join(dir, 'cert.pem'),
-        HTTPS_KEY: join(dir, 'key.pem'),
+        HTTPS_CERT: tlsFiles.cert,
+        HTTPS_KEY: tlsFiles.key,
         STICKY_OPTIONS: JSON.stringify({ seed: 7 }),
       },
     });

@@ -1,15 +1,8 @@
-import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import tls from 'node:tls';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFixture, stopFixtures } from '../helpers/cluster.js';
-import { hasTool } from '../helpers/system.js';
-
-const run = promisify(execFile);
+import { hasTool, selfSignedCert } from '../helpers/system.js';
 
 function v1(source: string): Buffer {
   return Buffer.from(`PROXY TCP4 ${source} 10.0.0.1 40000 443\r\n`, 'latin1');
@@ -77,30 +70,15 @@ describe('PROXY protocol (HAProxy send-proxy / send-proxy-v2)', () => {
 describe.skipIf(!hasTool('openssl'))(
   'PROXY protocol in front of TLS terminated in the workers (needs openssl)',
   () => {
-    let dir: string;
+    let tlsFiles: Awaited<ReturnType<typeof selfSignedCert>>;
 
     beforeAll(async () => {
-      dir = await mkdtemp(join(tmpdir(), 'sticky-mesh-pp-'));
-      await run('openssl', [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '2',
-        '-subj',
-        '/CN=localhost',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-      ]);
+      tlsFiles = await selfSignedCert();
     });
 
     afterAll(async () => {
       await stopFixtures();
-      await rm(dir, { recursive: true, force: true });
+      await tlsFiles.remove();
     });
 
     it('routes by the PROXY source and completes the TLS handshake in the worker', async () => {
@@ -108,8 +86,8 @@ describe.skipIf(!hasTool('openssl'))(
         fixture: 'ip-app.mjs',
         env: {
           WORKERS: '2',
-          HTTPS_CERT: join(dir, 'cert.pem'),
-          HTTPS_KEY: join(dir, 'key.pem'),
+          HTTPS_CERT: tlsFiles.cert,
+          HTTPS_KEY: tlsFiles.key,
           STICKY_OPTIONS: JSON.stringify({ proxyProtocol: true, seed: 7 }),
         },
       });
