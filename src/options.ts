@@ -137,6 +137,9 @@ const MAX_WORKERS = 1024;
 const MAX_MS = 2 ** 31 - 1; // largest delay setTimeout honours
 
 /** Option names that belong to the proxy mode, which this version does not yet implement. */
+/** An HTTP token (RFC 9110 section 5.6.2): what a method or header name consists of. */
+export const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
 /** Options of proxy mode that this version does not implement yet. */
 const PROXY_OPTIONS = ['sync'] as const;
 
@@ -170,76 +173,36 @@ export function resolveOptions(input: StickyOptions | undefined): ResolvedSticky
     if (!known.has(name))
       throw new InvalidOptionError(name, 'a known option (is it misspelt?)', options[name]);
   }
-  const pick = <K extends keyof ResolvedStickyOptions>(
-    name: K,
-    fallback: ResolvedStickyOptions[K],
-  ) => (options[name] === undefined ? fallback : options[name]);
+  const given = (name: keyof ResolvedStickyOptions, fallback: unknown): unknown =>
+    options[name] === undefined ? fallback : options[name];
+  const int = (name: keyof typeof DEFAULTS, min: number, max: number) =>
+    integer(name, given(name, DEFAULTS[name]), min, max);
+  const bool = (name: keyof typeof DEFAULTS) => boolean(name, given(name, DEFAULTS[name]));
 
   const resolved: ResolvedStickyOptions = {
-    num: integer('num', pick('num', os.availableParallelism()), 1, MAX_WORKERS),
-    seed: integer('seed', pick('seed', DEFAULTS.seed), 0, 0xffffffff),
-    handleSignals: boolean('handleSignals', pick('handleSignals', DEFAULTS.handleSignals)),
-    shutdownTimeout: integer(
-      'shutdownTimeout',
-      pick('shutdownTimeout', DEFAULTS.shutdownTimeout),
-      0,
-      MAX_MS,
-    ),
-    respawnDelay: integer('respawnDelay', pick('respawnDelay', DEFAULTS.respawnDelay), 0, MAX_MS),
-    maxRespawnDelay: integer(
-      'maxRespawnDelay',
-      pick('maxRespawnDelay', DEFAULTS.maxRespawnDelay),
-      0,
-      MAX_MS,
-    ),
-    respawnResetAfter: integer(
-      'respawnResetAfter',
-      pick('respawnResetAfter', DEFAULTS.respawnResetAfter),
-      0,
-      MAX_MS,
-    ),
-    pendingTimeout: integer(
-      'pendingTimeout',
-      pick('pendingTimeout', DEFAULTS.pendingTimeout),
-      0,
-      MAX_MS,
-    ),
-    maxPendingConnections: integer(
-      'maxPendingConnections',
-      pick('maxPendingConnections', DEFAULTS.maxPendingConnections),
-      0,
-      1_000_000,
-    ),
-    readyTimeout: integer('readyTimeout', pick('readyTimeout', DEFAULTS.readyTimeout), 1, MAX_MS),
-    serialization: pick(
+    num: integer('num', given('num', os.availableParallelism()), 1, MAX_WORKERS),
+    seed: int('seed', 0, 0xffffffff),
+    handleSignals: bool('handleSignals'),
+    shutdownTimeout: int('shutdownTimeout', 0, MAX_MS),
+    respawnDelay: int('respawnDelay', 0, MAX_MS),
+    maxRespawnDelay: int('maxRespawnDelay', 0, MAX_MS),
+    respawnResetAfter: int('respawnResetAfter', 0, MAX_MS),
+    pendingTimeout: int('pendingTimeout', 0, MAX_MS),
+    maxPendingConnections: int('maxPendingConnections', 0, 1_000_000),
+    readyTimeout: int('readyTimeout', 1, MAX_MS),
+    serialization: given(
       'serialization',
       DEFAULTS.serialization,
     ) as ResolvedStickyOptions['serialization'],
-    proxy: boolean('proxy', pick('proxy', DEFAULTS.proxy)),
-    header: pick('header', DEFAULTS.header) as string,
-    trustedProxies: integer(
-      'trustedProxies',
-      pick('trustedProxies', DEFAULTS.trustedProxies),
-      0,
-      64,
-    ),
-    ignoreMissingHeader: boolean(
-      'ignoreMissingHeader',
-      pick('ignoreMissingHeader', DEFAULTS.ignoreMissingHeader),
-    ),
-    maxHeaderBytes: integer(
-      'maxHeaderBytes',
-      pick('maxHeaderBytes', DEFAULTS.maxHeaderBytes),
-      256,
-      1024 * 1024,
-    ),
-    headTimeout: integer('headTimeout', pick('headTimeout', DEFAULTS.headTimeout), 1, MAX_MS),
-    proxyProtocol: boolean('proxyProtocol', pick('proxyProtocol', DEFAULTS.proxyProtocol)),
+    proxy: bool('proxy'),
+    header: given('header', DEFAULTS.header) as string,
+    trustedProxies: int('trustedProxies', 0, 64),
+    ignoreMissingHeader: bool('ignoreMissingHeader'),
+    maxHeaderBytes: int('maxHeaderBytes', 256, 1024 * 1024),
+    headTimeout: int('headTimeout', 1, MAX_MS),
+    proxyProtocol: bool('proxyProtocol'),
   };
-  if (
-    typeof resolved.header !== 'string' ||
-    !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(resolved.header)
-  ) {
+  if (typeof resolved.header !== 'string' || !HTTP_TOKEN.test(resolved.header)) {
     throw new InvalidOptionError('header', 'an HTTP header name', resolved.header);
   }
   resolved.header = resolved.header.toLowerCase();

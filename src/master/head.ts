@@ -1,3 +1,5 @@
+import { HTTP_TOKEN } from '../options.js';
+
 /**
  * Reading an HTTP/1.x request head in the primary (proxy mode). Pure functions over bytes: they
  * never throw and never look past the bytes they are given, so the caller's size cap bounds all
@@ -34,8 +36,6 @@ export interface RequestHead {
   headers: Map<string, string[]>;
 }
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-
 /**
  * Parses a complete request head (as delimited by `findHeadEnd`). Returns `undefined` for
  * anything that is not a plausible HTTP/1.x request head; the caller then treats the request as
@@ -51,7 +51,7 @@ export function parseHead(head: Uint8Array): RequestHead | undefined {
   if (requestLine === undefined) return undefined;
   const parts = requestLine.split(' ');
   const [method, target, version] = parts;
-  if (parts.length !== 3 || !method || !target || !TOKEN.test(method)) return undefined;
+  if (parts.length !== 3 || !method || !target || !HTTP_TOKEN.test(method)) return undefined;
   if (!version || !/^HTTP\/1\.[01]$/.test(version)) return undefined;
   const headers = new Map<string, string[]>();
   for (let i = first + 1; i < lines.length; i++) {
@@ -60,7 +60,7 @@ export function parseHead(head: Uint8Array): RequestHead | undefined {
     const colon = line.indexOf(':');
     if (colon <= 0) return undefined;
     const name = line.slice(0, colon);
-    if (!TOKEN.test(name)) return undefined;
+    if (!HTTP_TOKEN.test(name)) return undefined;
     const value = line.slice(colon + 1).trim();
     const key = name.toLowerCase();
     const values = headers.get(key);
