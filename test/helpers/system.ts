@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { afterAll, beforeAll } from 'vitest';
 
 /**
  * Whether a system program the tests need is installed. Tests that need one are skipped, by
@@ -48,4 +49,23 @@ export async function selfSignedCert(): Promise<{
     cert,
   ]);
   return { cert, key, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * Registers hooks that make a throwaway certificate before the suite's tests and remove it after
+ * them; the returned object holds its paths once the suite runs.
+ */
+export function useSelfSignedCert(): { cert: string; key: string } {
+  const files = { cert: '', key: '' };
+  let remove: (() => Promise<void>) | undefined;
+  beforeAll(async () => {
+    const made = await selfSignedCert();
+    files.cert = made.cert;
+    files.key = made.key;
+    remove = made.remove;
+  });
+  afterAll(async () => {
+    await remove?.();
+  });
+  return files;
 }

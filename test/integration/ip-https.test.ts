@@ -1,19 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { startFixture, stopFixtures } from '../helpers/cluster.js';
 import { loopbackSources, type Reply, request } from '../helpers/http.js';
-import { hasTool, selfSignedCert } from '../helpers/system.js';
+import { hasTool, useSelfSignedCert } from '../helpers/system.js';
 
 describe.skipIf(!hasTool('openssl'))('IP mode with an HTTPS factory (needs openssl)', () => {
-  let tlsFiles: Awaited<ReturnType<typeof selfSignedCert>>;
-
-  beforeAll(async () => {
-    tlsFiles = await selfSignedCert();
-  });
-
-  afterAll(async () => {
-    await stopFixtures();
-    await tlsFiles.remove();
-  });
+  const tlsFiles = useSelfSignedCert();
+  afterAll(stopFixtures);
 
   it('keeps each client address on one worker over TLS', async () => {
     const app = await startFixture({

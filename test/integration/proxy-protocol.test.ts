@@ -1,8 +1,8 @@
 import net from 'node:net';
 import tls from 'node:tls';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { startFixture, stopFixtures } from '../helpers/cluster.js';
-import { hasTool, selfSignedCert } from '../helpers/system.js';
+import { hasTool, useSelfSignedCert } from '../helpers/system.js';
 
 function v1(source: string): Buffer {
   return Buffer.from(`PROXY TCP4 ${source} 10.0.0.1 40000 443\r\n`, 'latin1');
@@ -70,16 +70,8 @@ describe('PROXY protocol (HAProxy send-proxy / send-proxy-v2)', () => {
 describe.skipIf(!hasTool('openssl'))(
   'PROXY protocol in front of TLS terminated in the workers (needs openssl)',
   () => {
-    let tlsFiles: Awaited<ReturnType<typeof selfSignedCert>>;
-
-    beforeAll(async () => {
-      tlsFiles = await selfSignedCert();
-    });
-
-    afterAll(async () => {
-      await stopFixtures();
-      await tlsFiles.remove();
-    });
+    const tlsFiles = useSelfSignedCert();
+    afterAll(stopFixtures);
 
     it('routes by the PROXY source and completes the TLS handshake in the worker', async () => {
       const app = await startFixture({
