@@ -7,7 +7,7 @@ import { normaliseAddress } from './address.js';
 import { fromForwarded, fromForwardedFor } from './forwarded.js';
 import type { RawHandle } from './handoff.js';
 import { parseHead } from './head.js';
-import { type HeadReadResult, readHead } from './head-reader.js';
+import { type HeadReadOptions, type HeadReadResult, readHead } from './head-reader.js';
 import type { WorkerPool } from './pool.js';
 
 export interface BalancerCounters {
@@ -64,8 +64,11 @@ export class Balancer {
   /** Proxy mode: each connection's key and head, until a worker has it. */
   private readonly routed = new WeakMap<RawHandle, Routed>();
   private readonly missingHeader: Buffer;
-  /** The primary reads from connections (proxy mode or PROXY protocol) before routing them. */
-  private readonly proxied: boolean;
+  /**
+   * How the primary reads a connection (proxy mode, PROXY protocol) before routing it; undefined
+   * in IP mode, where it reads nothing.
+   */
+  private readonly headOptions: HeadReadOptions | undefined;
   private closed = false;
 
   constructor(
@@ -73,7 +76,15 @@ export class Balancer {
     private readonly pool: WorkerPool,
     private readonly pick: Pick,
   ) {
-    this.proxied = options.proxy || options.proxyProtocol;
+    this.headOptions =
+      options.proxy || options.proxyProtocol
+        ? {
+            maxBytes: options.maxHeaderBytes,
+            timeoutMs: options.headTimeout,
+            proxyProtocol: options.proxyProtocol,
+            untilHead: options.proxy,
+          }
+        : undefined;
     this.missingHeader = answer('400 Bad Request', `missing or unusable ${options.header} header`);
     this.server = net.createServer({ pauseOnConnect: true });
     // Registered before listen()'s own callback, so no connection is accepted the usual way.
@@ -120,16 +131,8 @@ export class Balancer {
       debug('accept failed: %d', status);
       return;
     }
-    if (this.options.proxy || this.options.proxyProtocol) {
-      const {
-        maxHeaderBytes: maxBytes,
-        headTimeout: timeoutMs,
-        proxyProtocol,
-        proxy,
-      } = this.options;
-      readHead(client, { maxBytes, timeoutMs, proxyProtocol, untilHead: proxy }, (r) =>
-        this.onHead(r),
-      );
+    if (this.headOptions) {
+      readHead(client, this.headOptions, (r) => this.onHead(r));
     } else {
       this.keyAndRoute(client);
     }
@@ -183,7 +186,7 @@ export class Balancer {
   }
 
   private keyAndRoute(handle: RawHandle): void {
-    const known = this.proxied ? this.routed.get(handle)?.key : undefined;
+    const known = this.headOptions ? this.routed.get(handle)?.key : undefined;
     if (known) {
       this.route(handle, known);
       return;
@@ -215,7 +218,7 @@ export class Balancer {
       }
       return;
     }
-    const head = this.proxied ? this.routed.get(handle)?.head : undefined;
+    const head = this.headOptions ? this.routed.get(handle)?.head : undefined;
     handoff.send(handle, head, () => {
       this.counters.connections++;
       this.pool.countConnection(slot);
