@@ -54,7 +54,11 @@ export class Handoff {
   send(handle: RawHandle, head: Buffer | undefined, onSent: () => void): void {
     const queue = (this.worker.process as unknown as ProcessWithQueue)._handleQueue;
     // A non-null queue means a handle is in flight; each queued handle will be answered first.
-    const ahead = queue ? 1 + queue.filter((entry) => entry.handle).length : 0;
+    let ahead = 0;
+    if (queue) {
+      ahead = 1;
+      for (const queued of queue) if (queued.handle) ahead++;
+    }
     const entry: Sent = { handle, answer: this.answers + ahead + 1 };
     this.sent.push(entry);
     const msg = head
