@@ -43,8 +43,6 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   private server: AnyServer | undefined;
   /** Sockets handed over by the primary and not yet closed (raw TCP, under any TLS layer). */
   private readonly sockets = new Set<Socket>();
-  /** Proxy mode: connections routed by their first request's header (one request each). */
-  private readonly proxied = new WeakSet<Socket>();
   /** While draining: closes connections as they become idle (Node does not say when). */
   private idleTimer: NodeJS.Timeout | undefined;
   /** The primary asked for this drain (it already stopped routing here). */
@@ -146,9 +144,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     if (this.proxyMode) {
       // A proxy's connection may carry other clients' requests next: each goes back through the
       // primary to be routed by its own header.
-      server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-        if (this.proxied.has(req.socket) && !res.headersSent) res.setHeader('connection', 'close');
-      });
+      server.prependListener('request', closeAfterResponse);
     }
     this.state = 'ready';
     process.send?.(
@@ -189,10 +185,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     // The bytes the primary read to route this connection (proxy mode, PROXY protocol) are
     // replayed after the server took the socket (http and tls servers both read them then).
     server.emit('connection', socket);
-    if (head !== undefined) {
-      this.proxied.add(socket);
-      if (head !== '') socket.unshift(Buffer.from(head, 'base64'));
-    }
+    if (head) socket.unshift(Buffer.from(head, 'base64'));
     socket.resume();
   }
 
@@ -208,13 +201,9 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     // Stops the server's timers and closes idle keep-alive connections (Node >= 19). It was
     // never listening, so no error reaches us; the server emits 'close' for the app.
     this.server?.close();
-    // Requests that arrive on open connections from now on close them once answered.
-    this.server?.prependListener(
-      'request',
-      (_req: http.IncomingMessage, res: http.ServerResponse) => {
-        if (!res.headersSent) res.setHeader('connection', 'close');
-      },
-    );
+    // Requests that arrive on open connections from now on close them once answered (proxy
+    // mode does so for every request already).
+    if (!this.proxyMode) this.server?.prependListener('request', closeAfterResponse);
     this.closeIdle();
     this.idleTimer = setInterval(() => this.closeIdle(), IDLE_CHECK_MS);
     this.idleTimer.unref();
@@ -256,6 +245,11 @@ function trackConnections(server: AnyServer): void {
 
 /** How often a draining worker closes the connections that have become idle, in ms. */
 const IDLE_CHECK_MS = 50;
+
+/** A 'request' listener that makes the server close the connection once it has answered. */
+function closeAfterResponse(_req: http.IncomingMessage, res: http.ServerResponse): void {
+  if (!res.headersSent) res.setHeader('connection', 'close');
+}
 
 function ignoreSignal(signal: NodeJS.Signals): void {
   debug('worker %d: %s ignored; the primary coordinates shutdown', process.pid, signal);
