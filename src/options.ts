@@ -107,10 +107,55 @@ export interface StickyOptions {
    * @default false
    */
   proxyProtocol?: boolean;
+  /**
+   * Session-id affinity: route a request by the session id it carries when that id names its
+   * owning worker slot (ids made by the `genid` / `generateId` helpers of the object `sticky()`
+   * returns). `true` looks at the express-session cookie `connect.sid` (signed `s:` values
+   * included) and the engine.io `sid` query parameter; an object names either or both. A request
+   * without such an id, or whose slot has no ready worker, is routed by its address key as
+   * usual. The primary then reads each connection's request head, also without `proxy`.
+   * @default false
+   */
+  sessionAffinity?: boolean | SessionAffinityOptions;
+  /**
+   * socketio-sticky-session's `sync`: with `isSynced` (or its other spelling `isSyncable`) true,
+   * a worker gives each connection to the server at once but replays the request bytes the
+   * primary read only when the application emits `event` on that socket (say, once per-connection
+   * state is loaded in a 'connection' listener). Needs `proxy` or `sessionAffinity` (otherwise
+   * the primary reads nothing that could be held back).
+   * @default false
+   */
+  sync?: false | SyncOptions;
 }
 
+/** Where a request's session id is looked for (see {@link StickyOptions.sessionAffinity}). */
+export interface SessionAffinityOptions {
+  /** Cookie holding the id (express-session's `name`); `false` ignores cookies. @default 'connect.sid' */
+  cookie?: string | false;
+  /** Query parameter holding the id (engine.io uses `sid`); `false` ignores the query. @default 'sid' */
+  query?: string | false;
+}
+
+/** See {@link StickyOptions.sync}. */
+export interface SyncOptions {
+  isSynced?: boolean;
+  /** The same as `isSynced` (socketio-sticky-session accepts both spellings). */
+  isSyncable?: boolean;
+  /** The socket event the application emits when the request may be read. */
+  event: string;
+}
+
+/** `sessionAffinity` after defaults: where to look, or `false` for off. */
+export type ResolvedSessionAffinity =
+  | { cookie: string | undefined; query: string | undefined }
+  | false;
+
 /** Options after defaults are applied and validation passed. */
-export type ResolvedStickyOptions = Required<StickyOptions>;
+export type ResolvedStickyOptions = Omit<Required<StickyOptions>, 'sessionAffinity' | 'sync'> & {
+  sessionAffinity: ResolvedSessionAffinity;
+  /** The event that releases a connection's request bytes, or `false`. */
+  sync: { event: string } | false;
+};
 
 /** The defaults, in one place. `num` depends on the machine and is filled in by `resolveOptions`. */
 export const DEFAULTS: Readonly<Omit<ResolvedStickyOptions, 'num'>> = Object.freeze({
@@ -131,23 +176,66 @@ export const DEFAULTS: Readonly<Omit<ResolvedStickyOptions, 'num'>> = Object.fre
   maxHeaderBytes: 16 * 1024,
   headTimeout: 10_000,
   proxyProtocol: false,
+  sessionAffinity: false,
+  sync: false,
 });
 
 const MAX_WORKERS = 1024;
 const MAX_MS = 2 ** 31 - 1; // largest delay setTimeout honours
 
-/** Option names that belong to the proxy mode, which this version does not yet implement. */
 /** An HTTP token (RFC 9110 section 5.6.2): what a method or header name consists of. */
 export const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-
-/** Options of proxy mode that this version does not implement yet. */
-const PROXY_OPTIONS = ['sync'] as const;
 
 function integer(name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     throw new InvalidOptionError(name, `an integer from ${min} to ${max}`, value);
   }
   return value;
+}
+
+function sessionAffinity(value: unknown): ResolvedSessionAffinity {
+  if (value === false) return false;
+  if (value === true) return { cookie: 'connect.sid', query: 'sid' };
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidOptionError('sessionAffinity', 'a boolean or { cookie, query }', value);
+  }
+  const v = value as Record<string, unknown>;
+  for (const k of Object.keys(v)) {
+    if (k !== 'cookie' && k !== 'query') {
+      throw new InvalidOptionError(`sessionAffinity.${k}`, 'cookie or query (misspelt?)', v[k]);
+    }
+  }
+  const place = (k: 'cookie' | 'query', fallback: string): string | undefined => {
+    const given = v[k] === undefined ? fallback : v[k];
+    if (given === false) return undefined;
+    if (typeof given !== 'string' || !HTTP_TOKEN.test(given)) {
+      throw new InvalidOptionError(`sessionAffinity.${k}`, 'a name or false', given);
+    }
+    return given;
+  };
+  const resolved = { cookie: place('cookie', 'connect.sid'), query: place('query', 'sid') };
+  return resolved.cookie === undefined && resolved.query === undefined ? false : resolved;
+}
+
+function sync(value: unknown): { event: string } | false {
+  if (value === false) return false;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidOptionError('sync', 'false or { isSynced, event }', value);
+  }
+  const v = value as Record<string, unknown>;
+  for (const k of Object.keys(v)) {
+    if (k !== 'isSynced' && k !== 'isSyncable' && k !== 'event') {
+      throw new InvalidOptionError(`sync.${k}`, 'isSynced, isSyncable or event (misspelt?)', v[k]);
+    }
+  }
+  for (const k of ['isSynced', 'isSyncable'] as const) {
+    if (v[k] !== undefined) boolean(`sync.${k}`, v[k]);
+  }
+  if (v.isSynced !== true && v.isSyncable !== true) return false;
+  if (typeof v.event !== 'string' || v.event === '') {
+    throw new InvalidOptionError('sync.event', 'the name of a socket event', v.event);
+  }
+  return { event: v.event };
 }
 
 function boolean(name: string, value: unknown): boolean {
@@ -158,16 +246,6 @@ function boolean(name: string, value: unknown): boolean {
 /** Applies defaults and validates eagerly: a bad option throws an error that names it. */
 export function resolveOptions(input: StickyOptions | undefined): ResolvedStickyOptions {
   const options: Record<string, unknown> = { ...(input ?? {}) };
-  for (const name of PROXY_OPTIONS) {
-    if (options[name] !== undefined && options[name] !== false) {
-      throw new InvalidOptionError(
-        name,
-        'unset: it is not available in this version',
-        options[name],
-      );
-    }
-    delete options[name];
-  }
   const known = new Set<string>(['num', ...Object.keys(DEFAULTS)]);
   for (const name of Object.keys(options)) {
     if (!known.has(name))
@@ -201,7 +279,16 @@ export function resolveOptions(input: StickyOptions | undefined): ResolvedSticky
     maxHeaderBytes: int('maxHeaderBytes', 256, 1024 * 1024),
     headTimeout: int('headTimeout', 1, MAX_MS),
     proxyProtocol: bool('proxyProtocol'),
+    sessionAffinity: sessionAffinity(given('sessionAffinity', false)),
+    sync: sync(given('sync', false)),
   };
+  if (resolved.sync && !resolved.proxy && !resolved.sessionAffinity) {
+    throw new InvalidOptionError(
+      'sync',
+      'used with proxy: true or sessionAffinity (only then does the primary read request bytes)',
+      options.sync,
+    );
+  }
   if (typeof resolved.header !== 'string' || !HTTP_TOKEN.test(resolved.header)) {
     throw new InvalidOptionError('header', 'an HTTP header name', resolved.header);
   }

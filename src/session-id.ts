@@ -6,15 +6,15 @@ import { hashKey } from './hash.js';
  * and worker count routes them to that slot with no lookup table and no race (the id exists in
  * the worker before any client can send it back).
  *
- * Layout (URL- and cookie-safe base64url, 19 characters):
- *   16 random characters (96 bits) | slot in 2 characters (12 bits) | 1 check character
+ * Layout (URL- and cookie-safe base64url, 27 characters):
+ *   24 random characters (144 bits) | slot in 2 characters (12 bits) | 1 check character
  * The check character is a seeded hash of the rest, so an id made elsewhere (another generator,
  * another seed, a typo) is recognised as carrying no slot 63 times in 64, and then routed by
  * the client's address as usual. It is not a security measure: stickiness never is.
  */
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-const RANDOM_CHARS = 16;
+const RANDOM_CHARS = 24;
 /** Length of an id made here. */
 export const SESSION_ID_LENGTH = RANDOM_CHARS + 3;
 /** Slots an id can name (two base64url characters). */
@@ -29,7 +29,7 @@ export function makeSessionId(slot: number, seed: number): string {
   if (!Number.isInteger(slot) || slot < 0 || slot > MAX_ENCODED_SLOT) {
     throw new RangeError(`slot must be an integer from 0 to ${MAX_ENCODED_SLOT}, got ${slot}`);
   }
-  const random = randomBytes(12).toString('base64url'); // 16 characters
+  const random = randomBytes(18).toString('base64url'); // 24 characters
   const body = `${random}${ALPHABET[slot >> 6]}${ALPHABET[slot & 63]}`;
   return `${body}${check(body, seed)}`;
 }
@@ -82,12 +82,18 @@ export function cookieValue(headerValues: readonly string[], name: string): stri
 
 /** The engine.io `sid` query parameter of a request target (`/socket.io/?EIO=4&sid=...`). */
 export function sidFromTarget(target: string): string | undefined {
+  return queryParam(target, 'sid');
+}
+
+/** The (decoded) value of query parameter `name` in a request target, or `undefined`. */
+export function queryParam(target: string, name: string): string | undefined {
   const q = target.indexOf('?');
   if (q === -1) return undefined;
+  const prefix = `${name}=`;
   for (const part of target.slice(q + 1).split('&')) {
-    if (part.startsWith('sid=')) {
+    if (part.startsWith(prefix)) {
       try {
-        return decodeURIComponent(part.slice(4)) || undefined;
+        return decodeURIComponent(part.slice(prefix.length)) || undefined;
       } catch {
         return undefined;
       }

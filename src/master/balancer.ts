@@ -3,11 +3,12 @@ import { channels, debug } from '../debug.js';
 import { StickyMeshError } from '../errors.js';
 import type { Pick } from '../hash.js';
 import type { ResolvedStickyOptions } from '../options.js';
-import { normaliseAddress } from './address.js';
-import { fromForwarded, fromForwardedFor } from './forwarded.js';
-import type { RawHandle } from './handoff.js';
-import { parseHead } from './head.js';
-import { type HeadReadOptions, type HeadReadResult, readHead } from './head-reader.js';
+import { normaliseAddress } from '../routing/address.js';
+import { missingHeader, respond, TIMEOUT, TOO_LARGE, UNAVAILABLE } from '../routing/answer.js';
+import type { RawHandle } from '../routing/handle.js';
+import { findHeadEnd } from '../routing/head.js';
+import { type HeadReadOptions, type HeadReadResult, readHead } from '../routing/head-reader.js';
+import { type RouteKey, routeKey, slotFor } from '../routing/key.js';
 import type { WorkerPool } from './pool.js';
 
 export interface BalancerCounters {
@@ -19,34 +20,33 @@ export interface BalancerCounters {
   rerouted: number;
   /** Connections closed before they could be handed off (client left, no address, no worker). */
   dropped: number;
+  /** Connections a worker handed back because their next request belonged to another slot. */
+  handedBack: number;
 }
 
 interface Pending {
   handle: RawHandle;
-  key: string;
+  route: RouteKey;
   timer: NodeJS.Timeout;
 }
 
 /** Proxy mode: what the primary learned from a connection's head, kept for retries. */
 interface Routed {
-  key: string;
+  route: RouteKey;
+  /** Every byte read from the connection (the head and what followed), to be replayed. */
   head: Buffer;
+  /** The connection's address key: PROXY protocol source or TCP peer. */
+  peer: string | undefined;
+}
+
+function peerKey(handle: RawHandle): string | undefined {
+  const peer: { address?: string } = {};
+  handle.getpeername(peer);
+  return normaliseAddress(peer.address);
 }
 
 /** What the listening socket's handle calls for each accepted connection (libuv's callback). */
 type OnConnection = (status: number, client?: RawHandle) => void;
-
-function answer(status: string, text: string, extra = ''): Buffer {
-  return Buffer.from(
-    `HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length + 1}\r\n` +
-      `${extra}Connection: close\r\n\r\n${text}\n`,
-    'latin1',
-  );
-}
-
-const UNAVAILABLE = answer('503 Service Unavailable', 'no worker available', 'Retry-After: 1\r\n');
-const TOO_LARGE = answer('431 Request Header Fields Too Large', 'request head too large');
-const TIMEOUT = answer('408 Request Timeout', 'request head not received in time');
 
 /**
  * The listening side of the primary, IP mode. A `net.Server` binds and closes the port; each
@@ -57,7 +57,13 @@ const TIMEOUT = answer('408 Request Timeout', 'request head not received in time
  */
 export class Balancer {
   readonly server: net.Server;
-  readonly counters: BalancerCounters = { connections: 0, rejected: 0, rerouted: 0, dropped: 0 };
+  readonly counters: BalancerCounters = {
+    connections: 0,
+    rejected: 0,
+    rerouted: 0,
+    dropped: 0,
+    handedBack: 0,
+  };
   private readonly pending = new Set<Pending>();
   /** Slots a returned connection already failed on, so a retry never goes back to one. */
   private readonly tried = new WeakMap<RawHandle, Set<number>>();
@@ -76,21 +82,23 @@ export class Balancer {
     private readonly pool: WorkerPool,
     private readonly pick: Pick,
   ) {
+    const untilHead = options.proxy || options.sessionAffinity !== false;
     this.headOptions =
-      options.proxy || options.proxyProtocol
+      untilHead || options.proxyProtocol
         ? {
             maxBytes: options.maxHeaderBytes,
             timeoutMs: options.headTimeout,
             proxyProtocol: options.proxyProtocol,
-            untilHead: options.proxy,
+            untilHead,
           }
         : undefined;
-    this.missingHeader = answer('400 Bad Request', `missing or unusable ${options.header} header`);
+    this.missingHeader = missingHeader(options.header);
     this.server = net.createServer({ pauseOnConnect: true });
     // Registered before listen()'s own callback, so no connection is accepted the usual way.
     this.server.once('listening', () => this.takeOverAccept());
     pool.on('change', () => this.flushPending());
     pool.on('returned', (handle, slot) => this.retry(handle, slot));
+    pool.on('reroute', (handle, bytes, peer) => this.reroute(handle, bytes, peer));
     pool.on('orphans', (handles) => {
       debug('re-routing %d connections a dead worker never took', handles.length);
       for (const handle of handles) {
@@ -142,21 +150,11 @@ export class Balancer {
   private onHead(result: HeadReadResult): void {
     switch (result.status) {
       case 'ok': {
-        const key = this.options.proxy
-          ? this.keyFromHead(result.bytes.subarray(0, result.headLength))
-          : result.source;
-        // Without `proxy` a PROXY header without an address (LOCAL, UNKNOWN) keys by the peer.
-        const fallback = !this.options.proxy || this.options.ignoreMissingHeader;
-        if (key !== undefined) {
-          this.routed.set(result.handle, { key, head: result.bytes });
-          this.route(result.handle, key);
-        } else if (fallback) {
-          this.routed.set(result.handle, { key: result.source ?? '', head: result.bytes });
-          this.keyAndRoute(result.handle);
-        } else {
-          this.counters.dropped++;
-          this.respond(result.handle, this.missingHeader);
-        }
+        const head = this.headOptions?.untilHead
+          ? result.bytes.subarray(0, result.headLength)
+          : undefined;
+        const peer = result.source ?? peerKey(result.handle);
+        this.routeHead(result.handle, head, result.bytes, peer);
         return;
       }
       case 'too-large':
@@ -177,52 +175,74 @@ export class Balancer {
     }
   }
 
-  private keyFromHead(head: Buffer): string | undefined {
-    const values = parseHead(head)?.headers.get(this.options.header);
-    if (!values) return undefined;
-    return this.options.header === 'forwarded'
-      ? fromForwarded(values, this.options.trustedProxies)
-      : fromForwardedFor(values, this.options.trustedProxies);
+  /**
+   * A worker handed back a connection whose next request belongs elsewhere: route that request
+   * as if the connection were new (the bytes read so far travel with it).
+   */
+  private reroute(handle: RawHandle, bytes: Buffer, peer: string | undefined): void {
+    this.counters.handedBack++;
+    const end = findHeadEnd(bytes);
+    this.routeHead(handle, end === -1 ? bytes : bytes.subarray(0, end), bytes, peer);
+  }
+
+  private routeHead(
+    handle: RawHandle,
+    head: Buffer | undefined,
+    bytes: Buffer,
+    peer: string | undefined,
+  ): void {
+    const route = routeKey(head, peer, this.options);
+    if (route.key === undefined && route.owner === undefined) {
+      this.counters.dropped++;
+      this.respond(handle, this.missingHeader);
+      return;
+    }
+    this.routed.set(handle, { route, head: bytes, peer });
+    this.route(handle, route);
   }
 
   private keyAndRoute(handle: RawHandle): void {
-    const known = this.headOptions ? this.routed.get(handle)?.key : undefined;
+    const known = this.headOptions ? this.routed.get(handle)?.route : undefined;
     if (known) {
       this.route(handle, known);
       return;
     }
-    const peer: { address?: string } = {};
-    handle.getpeername(peer);
-    const key = normaliseAddress(peer.address);
+    const key = peerKey(handle);
     if (key === undefined) {
       // The client is already gone: the kernel reports no peer for it.
       this.counters.dropped++;
       handle.close();
       return;
     }
-    this.route(handle, key);
+    this.route(handle, { key });
   }
 
-  private route(handle: RawHandle, key: string): void {
+  private route(handle: RawHandle, route: RouteKey): void {
     const tried = this.tried.get(handle);
     const live = tried ? this.pool.live.filter((slot) => !tried.has(slot)) : this.pool.live;
-    const slot = this.pick(key, live);
+    const slot = slotFor(route, this.pick, live);
     const handoff = slot === undefined ? undefined : this.pool.handoff(slot);
     if (slot === undefined || !handoff) {
       if (tried) {
         // Every ready worker failed to take this connection in turn: give up rather than loop.
         this.counters.dropped++;
         handle.close();
+      } else if (route.key === undefined) {
+        // Only a session owner could take it and none is ready: same answer as a missing header.
+        this.counters.dropped++;
+        this.respond(handle, this.missingHeader);
       } else {
-        this.hold(handle, key);
+        this.hold(handle, route);
       }
       return;
     }
-    const head = this.headOptions ? this.routed.get(handle)?.head : undefined;
-    handoff.send(handle, head, () => {
+    const routed = this.headOptions ? this.routed.get(handle) : undefined;
+    handoff.send(handle, routed?.head, routed?.peer, () => {
       this.counters.connections++;
       this.pool.countConnection(slot);
-      if (channels.connection.hasSubscribers) channels.connection.publish({ slot, key });
+      if (channels.connection.hasSubscribers) {
+        channels.connection.publish({ slot, key: route.key ?? `session:${slot}` });
+      }
     });
   }
 
@@ -236,14 +256,14 @@ export class Balancer {
   }
 
   /** No worker is ready: keep the connection (unread) until one is, or answer 503. */
-  private hold(handle: RawHandle, key: string): void {
+  private hold(handle: RawHandle, route: RouteKey): void {
     if (this.closed || this.pending.size >= this.options.maxPendingConnections) {
       this.respond503(handle);
       return;
     }
     const entry: Pending = {
       handle,
-      key,
+      route,
       timer: setTimeout(() => this.reject(entry), this.options.pendingTimeout),
     };
     entry.timer.unref();
@@ -256,7 +276,7 @@ export class Balancer {
     this.pending.clear();
     for (const p of waiting) {
       clearTimeout(p.timer);
-      this.route(p.handle, p.key);
+      this.route(p.handle, p.route);
     }
   }
 
@@ -271,22 +291,7 @@ export class Balancer {
     this.respond(handle, UNAVAILABLE);
   }
 
-  /** Answers and closes. Takes a raw handle or a socket that still holds its handle. */
   private respond(target: RawHandle | net.Socket, response: Buffer): void {
-    const socket =
-      target instanceof net.Socket
-        ? target
-        : new net.Socket({
-            handle: target,
-            readable: true,
-            writable: true,
-          } as net.SocketConstructorOpts);
-    // Reading (and discarding) what the client sent keeps the close from turning into a reset
-    // that could swallow the answer; clients that never finish are cut off after 2 s.
-    socket.on('error', (err) => debug('client socket error: %s', err.message));
-    socket.resume();
-    socket.end(response);
-    socket.once('end', () => socket.destroy());
-    setTimeout(() => socket.destroy(), 2_000).unref();
+    respond(target, response);
   }
 }

@@ -1,17 +1,9 @@
 import type { Worker } from 'node:cluster';
 import { debug } from '../debug.js';
 import { type ConnectionMessage, MessageType, message } from '../protocol/messages.js';
+import type { RawHandle } from '../routing/handle.js';
 
-/**
- * A client connection as libuv accepted it (Node's internal TCP handle), before any `net.Socket`
- * exists. The primary routes these directly, as Node's own round-robin scheduler does: building
- * a stream object per connection only to give it away cost the primary about a third more CPU
- * per connection and, since a worker takes one handle at a time, throughput.
- */
-export interface RawHandle {
-  getpeername(out: { address?: string }): number;
-  close(callback?: () => void): void;
-}
+export type { RawHandle };
 
 const CONNECTION: ConnectionMessage = message<ConnectionMessage>(MessageType.Connection, {});
 
@@ -50,8 +42,16 @@ export class Handoff {
     worker.process.on('internalMessage', this.onInternal);
   }
 
-  /** Sends `handle` to the worker; `onSent` runs once it is written to the IPC channel. */
-  send(handle: RawHandle, head: Buffer | undefined, onSent: () => void): void {
+  /**
+   * Sends `handle` to the worker with the bytes read from it (`head`) and its address key
+   * (`peer`); `onSent` runs once it is written to the IPC channel.
+   */
+  send(
+    handle: RawHandle,
+    head: Buffer | undefined,
+    peer: string | undefined,
+    onSent: () => void,
+  ): void {
     const queue = (this.worker.process as unknown as ProcessWithQueue)._handleQueue;
     // A non-null queue means a handle is in flight; each queued handle will be answered first.
     let ahead = 0;
@@ -61,9 +61,13 @@ export class Handoff {
     }
     const entry: Sent = { handle, answer: this.answers + ahead + 1 };
     this.sent.push(entry);
-    const msg = head
-      ? message<ConnectionMessage>(MessageType.Connection, { head: head.toString('base64') })
-      : CONNECTION;
+    const msg =
+      head || peer
+        ? message<ConnectionMessage>(MessageType.Connection, {
+            ...(head ? { head: head.toString('base64') } : {}),
+            ...(peer ? { peer } : {}),
+          })
+        : CONNECTION;
     this.worker.send(msg, handle as never, (err: Error | null) => {
       if (!err) {
         onSent();

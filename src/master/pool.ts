@@ -10,6 +10,7 @@ import {
   parseMessage,
   type ShutdownMessage,
   SLOT_ENV,
+  type SlotsMessage,
 } from '../protocol/messages.js';
 import { respawnDelay } from './backoff.js';
 import { Handoff, type RawHandle } from './handoff.js';
@@ -47,6 +48,11 @@ export interface PoolEvents {
   orphans: [RawHandle[]];
   /** A connection the worker of `slot` could not take (send failed or refused). */
   returned: [RawHandle, number];
+  /**
+   * A worker handed a connection back: its next request (in `head`, with every byte read after
+   * it) belongs elsewhere. `peer` is the connection's address key.
+   */
+  reroute: [RawHandle, Buffer, string | undefined];
   /** Every slot that was ever started has exited and no respawn is pending. */
   idle: [];
 }
@@ -178,7 +184,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       kill(worker, 'SIGKILL');
     }, this.options.readyTimeout);
     s.timer.unref();
-    worker.on('message', (raw: unknown) => this.onMessage(s, worker, raw));
+    worker.on('message', (raw: unknown, handle: unknown) => this.onMessage(s, worker, raw, handle));
     // A worker's 'error' (e.g. a failed send to a dead process) must never become an uncaught
     // exception in the primary; send callbacks already report the failure where it matters.
     worker.on('error', (err: Error) => debug('slot %d: worker error: %s', s.slot, err.message));
@@ -187,8 +193,18 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     );
   }
 
-  private onMessage(s: Slot, worker: Worker, raw: unknown): void {
+  private onMessage(s: Slot, worker: Worker, raw: unknown, handle: unknown): void {
     const msg = parseMessage(raw);
+    if (msg?.t === MessageType.Reroute && isRawHandle(handle)) {
+      // Whatever state the sender is in now, the connection is the primary's to route.
+      this.emit('reroute', handle, Buffer.from(msg.head, 'base64'), msg.peer);
+      return;
+    }
+    if (isRawHandle(handle)) {
+      // A handle that came with no message of ours: nobody else will close it.
+      debug('slot %d: closing an unexpected handle from the worker', s.slot);
+      handle.close();
+    }
     if (!msg || s.worker !== worker) return;
     if (msg.t === MessageType.Ready && s.state === 'starting') {
       clearTimeout(s.timer);
@@ -251,12 +267,29 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     const live = this.slots.filter((s) => s.state === 'ready').map((s) => s.slot);
     if (live.length === this.live.length && live.every((slot, i) => slot === this.live[i])) return;
     this.live = live;
+    // Workers route the later requests of their connections with the same view.
+    const slots = message<SlotsMessage>(MessageType.Slots, { live });
+    for (const r of this.slots) {
+      if (r.state !== 'ready' || !r.worker?.isConnected()) continue;
+      r.worker.send(slots, (err: Error | null) => {
+        if (err) debug('slot %d: slots message failed: %s', r.slot, err.message);
+      });
+    }
     this.emit('change');
   }
 
   private checkIdle(): void {
     if (this.closing && this.slots.every((s) => s.worker === undefined)) this.emit('idle');
   }
+}
+
+function isRawHandle(value: unknown): value is RawHandle {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { getpeername?: unknown }).getpeername === 'function' &&
+    typeof (value as { close?: unknown }).close === 'function'
+  );
 }
 
 function kill(worker: Worker, signal: NodeJS.Signals): void {

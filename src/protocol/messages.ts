@@ -20,6 +20,13 @@ export const MessageType = {
   StartFailed: 4,
   /** worker -> primary: the app called close() in this worker; stop routing to it, then replace it. */
   Leaving: 5,
+  /**
+   * worker -> primary: the next request on a connection belongs to another slot; the connection
+   * travels as the IPC handle with the bytes read from it, to be routed again.
+   */
+  Reroute: 6,
+  /** primary -> worker: the slots that have a ready worker now (for per-request routing). */
+  Slots: 7,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -30,19 +37,31 @@ interface Envelope<T extends MessageType> {
 }
 
 export type ReadyMessage = Envelope<typeof MessageType.Ready> & { slot: number };
-/** `head`: bytes the primary read from the client (proxy mode), base64; the worker replays them. */
-export type ConnectionMessage = Envelope<typeof MessageType.Connection> & { head?: string };
+/**
+ * `head`: bytes the primary read from the client (proxy mode), base64; the worker replays them.
+ * `peer`: the connection's address key (PROXY protocol source or TCP peer), the fallback key of
+ * its later requests.
+ */
+export type ConnectionMessage = Envelope<typeof MessageType.Connection> & {
+  head?: string;
+  peer?: string;
+};
 export type ShutdownMessage = Envelope<typeof MessageType.Shutdown>;
 export type StartFailedMessage = Envelope<typeof MessageType.StartFailed> & { reason: string };
 
 export type LeavingMessage = Envelope<typeof MessageType.Leaving>;
+/** `head`: every byte read from the connection since the last request, base64. */
+export type RerouteMessage = Envelope<typeof MessageType.Reroute> & { head: string; peer?: string };
+export type SlotsMessage = Envelope<typeof MessageType.Slots> & { live: number[] };
 
 export type Message =
   | ReadyMessage
   | ConnectionMessage
   | ShutdownMessage
   | StartFailedMessage
-  | LeavingMessage;
+  | LeavingMessage
+  | RerouteMessage
+  | SlotsMessage;
 
 /** Builds a message of the given type; `body` holds its type-specific fields. */
 export function message<M extends Message>(t: M['t'], body: Omit<M, 'src' | 'v' | 't'>): M {
@@ -58,8 +77,16 @@ export function parseMessage(value: unknown): Message | undefined {
     case MessageType.Ready:
       return Number.isInteger(m.slot) ? (m as unknown as ReadyMessage) : undefined;
     case MessageType.Connection:
-      return m.head === undefined || typeof m.head === 'string'
+      return optionalString(m.head) && optionalString(m.peer)
         ? (m as unknown as Message)
+        : undefined;
+    case MessageType.Reroute:
+      return typeof m.head === 'string' && optionalString(m.peer)
+        ? (m as unknown as RerouteMessage)
+        : undefined;
+    case MessageType.Slots:
+      return Array.isArray(m.live) && m.live.every((s) => Number.isInteger(s))
+        ? (m as unknown as SlotsMessage)
         : undefined;
     case MessageType.Shutdown:
     case MessageType.Leaving:
@@ -69,6 +96,10 @@ export function parseMessage(value: unknown): Message | undefined {
     default:
       return undefined;
   }
+}
+
+function optionalString(value: unknown): boolean {
+  return value === undefined || typeof value === 'string';
 }
 
 /** Name of the environment variable that tells a forked worker its slot. */

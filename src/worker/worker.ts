@@ -2,8 +2,10 @@ import { EventEmitter } from 'node:events';
 import type http from 'node:http';
 import type https from 'node:https';
 import { type AddressInfo, Socket, type SocketConstructorOpts } from 'node:net';
+import tls from 'node:tls';
 import { debug } from '../debug.js';
 import { StickyMeshError } from '../errors.js';
+import { type Pick, rendezvous } from '../hash.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import {
   ADDRESS_ENV,
@@ -12,9 +14,15 @@ import {
   message,
   parseMessage,
   type ReadyMessage,
+  type RerouteMessage,
   SLOT_ENV,
   type StartFailedMessage,
 } from '../protocol/messages.js';
+import { missingHeader, respond, TIMEOUT, TOO_LARGE } from '../routing/answer.js';
+import type { RawHandle } from '../routing/handle.js';
+import { type HeadRead, type HeadReadOptions, readHead } from '../routing/head-reader.js';
+import { routeKey, slotFor } from '../routing/key.js';
+import { makeSessionId } from '../session-id.js';
 
 export type AnyServer = http.Server | https.Server;
 export type ServerFactory = () => AnyServer | Promise<AnyServer>;
@@ -30,35 +38,80 @@ export interface WorkerEvents {
   close: [];
 }
 
+/** Per-request routing state of one proxy connection (its socket wrapper is `socket`). */
+interface ProxyConnection {
+  handle: RawHandle;
+  /** The connection's address key: the fallback key of its requests. */
+  peer: string | undefined;
+  /** Requests received on this socket and not yet answered. */
+  inflight: number;
+  /** Reading was stopped after the last answer, to see the next request before the server. */
+  paused: boolean;
+}
+
+/** What Node's http server keeps on a socket it serves (internal; checked before use). */
+interface ServedSocket {
+  _handle: (RawHandle & { _consumed?: boolean }) | null;
+  parser?: { _consumed?: boolean; unconsume?: () => void } | null;
+}
+
 /**
  * The worker side: runs the user's factory once, takes the sockets the primary hands over,
  * binds no port, and drains on the primary's word (in-flight requests finish, idle keep-alive
  * connections close) before disconnecting, which ends the worker process.
+ *
+ * Proxy connections (proxy mode, session-id affinity) carry requests of many clients. Each
+ * request is checked before the server reads it: after an answer, the worker stops reading,
+ * takes the connection back from the server, reads the next request head itself and either
+ * gives the connection to the server again (the request belongs here) or hands it, with the
+ * bytes read, back to the primary, which routes it like a new connection. No byte is lost and
+ * the connection stays open.
  */
 export class StickyWorker extends EventEmitter<WorkerEvents> {
   readonly role = 'worker' as const;
   /** This worker's fixed slot, `0 .. num-1`. */
   readonly slot: number;
+  /**
+   * An express-session `genid`: a new session id that names this worker's slot, so that with
+   * `sessionAffinity` every later request of the session is routed here (by any balancer with
+   * the same `seed` and `num`).
+   */
+  readonly genid: (req?: unknown) => string;
+  /** The same, as engine.io's `generateId` (`io.engine.generateId = app.generateId`). */
+  readonly generateId: (req?: unknown) => string;
   private state: WorkerState = 'idle';
   private server: AnyServer | undefined;
   /** Sockets handed over by the primary and not yet closed (raw TCP, under any TLS layer). */
   private readonly sockets = new Set<Socket>();
+  /** Proxy connections between two requests, whose next head this worker is reading. */
+  private readonly waiting = new Set<HeadRead>();
+  private readonly proxied = new WeakMap<Socket, ProxyConnection>();
   /** While draining: closes connections as they become idle (Node does not say when). */
   private idleTimer: NodeJS.Timeout | undefined;
   /** The primary asked for this drain (it already stopped routing here). */
   private shutdownRequested = false;
   private closing: Promise<void> | undefined;
   private readonly onMessage = (raw: unknown, handle: unknown) => this.receive(raw, handle);
-
-  private readonly proxyMode: boolean;
+  /** Every request of a connection is routed by its own key (heads are read as HTTP). */
+  private readonly perRequest: boolean;
+  private readonly pick: Pick;
+  /** Slots with a ready worker, as the primary last said. */
+  private live: number[];
+  private readonly missingHeader: Buffer;
+  private handedBack = 0;
 
   constructor(
-    options: ResolvedStickyOptions,
+    private readonly options: ResolvedStickyOptions,
     private readonly factory: ServerFactory,
   ) {
     super();
-    this.proxyMode = options.proxy;
+    this.perRequest = options.proxy || options.sessionAffinity !== false;
     this.slot = Number(process.env[SLOT_ENV] ?? 0);
+    this.pick = rendezvous(options.seed, options.num);
+    this.live = Array.from({ length: options.num }, (_, i) => i);
+    this.missingHeader = missingHeader(options.header);
+    this.genid = () => makeSessionId(this.slot, options.seed);
+    this.generateId = this.genid;
     // Listen before anything is announced: IPC messages that arrive with no listener are lost.
     process.on('message', this.onMessage);
     if (options.handleSignals) {
@@ -95,8 +148,24 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     }
   }
 
-  stats(): { role: 'worker'; slot: number; state: WorkerState; connections: number } {
-    return { role: 'worker', slot: this.slot, state: this.state, connections: this.sockets.size };
+  /**
+   * `connections`: sockets this worker serves now; `handedBack`: proxy connections it gave back
+   * to the primary because their next request belonged to another slot.
+   */
+  stats(): {
+    role: 'worker';
+    slot: number;
+    state: WorkerState;
+    connections: number;
+    handedBack: number;
+  } {
+    return {
+      role: 'worker',
+      slot: this.slot,
+      state: this.state,
+      connections: this.sockets.size + this.waiting.size,
+      handedBack: this.handedBack,
+    };
   }
 
   /**
@@ -124,6 +193,12 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
       if (!server || typeof server.emit !== 'function' || typeof server.listen !== 'function') {
         throw new TypeError('the factory must return an http.Server or https.Server');
       }
+      if (this.perRequest && server instanceof tls.Server) {
+        throw new TypeError(
+          'proxy mode and sessionAffinity read plain HTTP request heads in the primary, so the ' +
+            'factory must return an http.Server: terminate TLS in front, or use proxyProtocol alone',
+        );
+      }
     } catch (cause) {
       const err = new StickyMeshError(
         'ERR_STICKY_FACTORY_FAILED',
@@ -141,11 +216,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     }
     this.server = server;
     trackConnections(server);
-    if (this.proxyMode) {
-      // A proxy's connection may carry other clients' requests next: each goes back through the
-      // primary to be routed by its own header.
-      server.prependListener('request', closeAfterResponse);
-    }
+    if (this.perRequest) server.prependListener('request', (req, res) => this.onRequest(req, res));
     this.state = 'ready';
     process.send?.(
       message<ReadyMessage>(MessageType.Ready, { slot: this.slot }),
@@ -160,8 +231,11 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     const msg = parseMessage(raw);
     if (!msg) return;
     if (msg.t === MessageType.Connection) {
-      const socket = toSocket(handle);
-      if (socket) this.adopt(socket, msg.head);
+      const socket = toSocket(handle, this.options.sync !== false && msg.head !== undefined);
+      if (socket)
+        this.adopt(socket, msg.head ? Buffer.from(msg.head, 'base64') : undefined, msg.peer);
+    } else if (msg.t === MessageType.Slots) {
+      this.live = msg.live;
     } else if (msg.t === MessageType.Shutdown) {
       this.shutdownRequested = true;
       void this.close();
@@ -169,7 +243,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   }
 
   /** Gives a handed-off socket to the server exactly as if the server had accepted it. */
-  private adopt(socket: Socket, head: string | undefined): void {
+  private adopt(socket: Socket, head: Buffer | undefined, peer: string | undefined): void {
     const server = this.server;
     if (!server) {
       socket.destroy();
@@ -180,13 +254,144 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
       this.sockets.delete(socket);
       if (this.state === 'draining') this.maybeFinish();
     });
+    const handle = (socket as unknown as ServedSocket)._handle;
+    if (this.perRequest && head && handle) {
+      this.proxied.set(socket, { handle, peer, inflight: 0, paused: false });
+    }
     // A socket that did not come through the server's accept misses its defaults.
     socket.setNoDelay(true);
+    const sync = this.options.sync;
+    if (sync && head) {
+      // The app's 'connection' listener may emit the event at once: listen before it runs.
+      socket.once(sync.event, () => replay(socket, head));
+      server.emit('connection', socket);
+      return;
+    }
     // The bytes the primary read to route this connection (proxy mode, PROXY protocol) are
     // replayed after the server took the socket (http and tls servers both read them then).
     server.emit('connection', socket);
-    if (head) socket.unshift(Buffer.from(head, 'base64'));
-    socket.resume();
+    replay(socket, head);
+  }
+
+  /** Proxy connections: follows each request, to read the next one before the server does. */
+  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const conn = this.proxied.get(req.socket);
+    if (!conn) return;
+    conn.inflight++;
+    res.once('prefinish', () => {
+      // The answer is complete and written; a proxy sends the connection's next request only
+      // after reading it. Stop reading now, so that request stays unread until it is routed.
+      // (A handler that answers at once runs before the parser has marked a bodiless request
+      // complete, so completeness is checked on 'finish', which comes after.)
+      if (conn.inflight === 1 && !this.closingAfterResponse(res)) {
+        conn.handle.readStop();
+        conn.paused = true;
+      }
+    });
+    res.once('finish', () => {
+      conn.inflight--;
+      if (!conn.paused) return;
+      conn.paused = false;
+      const socket = req.socket;
+      // Pipelined requests already in, a body still arriving, or a closing connection keep it
+      // on this worker: it cannot leave the server cleanly, so it is served here.
+      const movable = conn.inflight === 0 && req.complete && !socket.destroyed && socket.writable;
+      if (!movable || !this.detach(socket)) {
+        if (!socket.destroyed) conn.handle.readStart();
+        return;
+      }
+      this.nextRequest(conn.handle, conn.peer);
+    });
+  }
+
+  private closingAfterResponse(res: http.ServerResponse): boolean {
+    return (
+      this.state === 'draining' ||
+      (res as unknown as { _last?: boolean })._last === true ||
+      res.shouldKeepAlive === false
+    );
+  }
+
+  /**
+   * Takes a socket's handle back from the http server without closing it: the parser stops
+   * consuming it, and the socket object (now without a handle) is destroyed, which makes the
+   * server forget the connection. Returns false (and changes nothing) if that is not possible.
+   */
+  private detach(socket: Socket): boolean {
+    const served = socket as unknown as ServedSocket;
+    const handle = served._handle;
+    const parser = served.parser;
+    if (!handle || socket.readableLength > 0) return false;
+    if (parser?._consumed) {
+      if (typeof parser.unconsume !== 'function') return false;
+      parser.unconsume();
+      parser._consumed = false;
+    }
+    handle._consumed = false;
+    served._handle = null;
+    handle.reading = false;
+    this.proxied.delete(socket);
+    socket.destroy();
+    return true;
+  }
+
+  /** Reads the next request of a proxy connection and sends it where it belongs. */
+  private nextRequest(handle: RawHandle, peer: string | undefined): void {
+    const idle = this.server?.keepAliveTimeout ?? 0;
+    const options: HeadReadOptions = {
+      maxBytes: this.options.maxHeaderBytes,
+      timeoutMs: idle > 0 ? idle : this.options.headTimeout,
+      proxyProtocol: false,
+      untilHead: true,
+    };
+    const read = readHead(handle, options, (result) => {
+      this.waiting.delete(read);
+      switch (result.status) {
+        case 'ok': {
+          const head = result.bytes.subarray(0, result.headLength);
+          const route = routeKey(head, peer, this.options);
+          if (route.key === undefined && route.owner === undefined) {
+            respond(result.handle, this.missingHeader);
+          } else if (this.state === 'ready' && slotFor(route, this.pick, this.live) === this.slot) {
+            const socket = toSocket(result.handle, this.options.sync !== false);
+            if (socket) this.adopt(socket, result.bytes, peer);
+          } else {
+            this.handBack(result.handle, result.bytes, peer);
+          }
+          break;
+        }
+        case 'timeout':
+          // An idle keep-alive connection expires quietly; a started request gets 408.
+          if (result.received === 0) result.socket.destroy();
+          else respond(result.socket, TIMEOUT);
+          break;
+        case 'too-large':
+          respond(result.socket, TOO_LARGE);
+          break;
+        default:
+          break;
+      }
+      if (this.state === 'draining') this.maybeFinish();
+    });
+    this.waiting.add(read);
+  }
+
+  /** Gives a proxy connection back to the primary, with the bytes read from it. */
+  private handBack(handle: RawHandle, bytes: Buffer, peer: string | undefined): void {
+    this.handedBack++;
+    const msg = message<RerouteMessage>(MessageType.Reroute, {
+      head: bytes.toString('base64'),
+      ...(peer ? { peer } : {}),
+    });
+    if (!process.connected || !process.send) {
+      handle.close();
+      return;
+    }
+    // Once written, the descriptor travels in the message: this process's copy can go.
+    process.send(msg, handle as never, {}, (err: Error | null) => {
+      if (err) debug('worker %d: hand-back failed: %s', this.slot, err.message);
+      handle.close();
+    });
   }
 
   private drain(): void {
@@ -201,9 +406,8 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     // Stops the server's timers and closes idle keep-alive connections (Node >= 19). It was
     // never listening, so no error reaches us; the server emits 'close' for the app.
     this.server?.close();
-    // Requests that arrive on open connections from now on close them once answered (proxy
-    // mode does so for every request already).
-    if (!this.proxyMode) this.server?.prependListener('request', closeAfterResponse);
+    // Requests that arrive on open connections from now on close them once answered.
+    this.server?.prependListener('request', closeAfterResponse);
     this.closeIdle();
     this.idleTimer = setInterval(() => this.closeIdle(), IDLE_CHECK_MS);
     this.idleTimer.unref();
@@ -211,11 +415,12 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
 
   private closeIdle(): void {
     this.server?.closeIdleConnections();
+    for (const read of this.waiting) if (read.closeIfIdle()) this.waiting.delete(read);
     this.maybeFinish();
   }
 
   private maybeFinish(): void {
-    if (this.sockets.size === 0) this.finish();
+    if (this.sockets.size === 0 && this.waiting.size === 0) this.finish();
   }
 
   private finish(): void {
@@ -227,6 +432,15 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     // Leaving the IPC channel ends a cluster worker (Node's cluster module exits it).
     if (process.connected) process.disconnect();
   }
+}
+
+/**
+ * Replays the bytes the primary (or this worker) read from a connection, then lets the socket
+ * flow. Empty replays are skipped: an empty unshift can break a TLS handshake.
+ */
+function replay(socket: Socket, head: Buffer | undefined): void {
+  if (head && head.length > 0) socket.unshift(head);
+  socket.resume();
 }
 
 /**
@@ -255,10 +469,18 @@ function ignoreSignal(signal: NodeJS.Signals): void {
   debug('worker %d: %s ignored; the primary coordinates shutdown', process.pid, signal);
 }
 
-/** The primary sends the raw TCP handle it accepted; wrap it as the server's accept would. */
-function toSocket(handle: unknown): Socket | undefined {
+/**
+ * The primary sends the raw TCP handle it accepted; wrap it as the server's accept would.
+ * `paused`: do not start reading (the request bytes wait for the application's sync event).
+ */
+function toSocket(handle: unknown, paused = false): Socket | undefined {
   if (typeof handle !== 'object' || handle === null) return undefined;
   if (handle instanceof Socket) return handle;
   if (typeof (handle as { readStart?: unknown }).readStart !== 'function') return undefined;
-  return new Socket({ handle, readable: true, writable: true } as SocketConstructorOpts);
+  return new Socket({
+    handle,
+    readable: true,
+    writable: true,
+    pauseOnCreate: paused,
+  } as SocketConstructorOpts);
 }

@@ -5,12 +5,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RawHandle } from '../../src/master/handoff.js';
+import type { RawHandle } from '../../src/routing/handle.js';
 import {
   type HeadReadOptions,
   type HeadReadResult,
   readHead,
-} from '../../src/master/head-reader.js';
+} from '../../src/routing/head-reader.js';
 
 const OPTIONS: HeadReadOptions = {
   maxBytes: 16 * 1024,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { normaliseAddress } from '../../src/master/address.js';
+import { normaliseAddress } from '../../src/routing/address.js';
 
 describe('normaliseAddress', () => {
   it.each([

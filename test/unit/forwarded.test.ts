@@ -5,7 +5,7 @@ import {
   fromForwardedFor,
   parseAddressToken,
   pickHop,
-} from '../../src/master/forwarded.js';
+} from '../../src/routing/forwarded.js';
 
 describe('parseAddressToken', () => {
   it.each([

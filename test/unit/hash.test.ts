@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { fmix32, hashKey, rendezvous } from '../../src/hash.js';
-import { normaliseAddress } from '../../src/master/address.js';
+import { normaliseAddress } from '../../src/routing/address.js';
 
 const SEED = 0x5eed1e55;
 

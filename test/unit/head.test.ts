@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { findHeadEnd, parseHead } from '../../src/master/head.js';
+import { findHeadEnd, parseHead } from '../../src/routing/head.js';
 
 const bytes = (s: string) => Buffer.from(s, 'latin1');
 

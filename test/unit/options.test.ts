@@ -34,6 +34,8 @@ describe('options', () => {
       maxHeaderBytes: 16_384,
       headTimeout: 10_000,
       proxyProtocol: false,
+      sessionAffinity: false,
+      sync: false,
     });
     expect(resolveOptions({})).toEqual(resolveOptions(undefined));
     expect(Object.isFrozen(DEFAULTS)).toBe(true);
@@ -60,7 +62,9 @@ describe('options', () => {
       headTimeout: 500,
       proxyProtocol: true,
     };
-    expect(resolveOptions(given)).toEqual(given);
+    expect(resolveOptions(given)).toEqual({ ...given, sessionAffinity: false, sync: false });
+    const session = { cookie: 'a.sid', query: 'eio' };
+    expect(resolveOptions({ ...given, sessionAffinity: session }).sessionAffinity).toEqual(session);
   });
 
   it.each([
@@ -106,12 +110,55 @@ describe('options', () => {
     expect(err.message).toMatch(/misspelt/);
   });
 
-  it('says plainly which proxy-mode options are not available yet rather than ignoring them', () => {
-    expect(thrown(() => resolveOptions({ sync: { event: 'x' } } as never)).message).toMatch(
-      /not available/,
-    );
+  it('rejects a proxyProtocol that is not a boolean', () => {
     expect(thrown(() => resolveOptions({ proxyProtocol: 'v2' } as never)).option).toBe(
       'proxyProtocol',
+    );
+  });
+
+  it('accepts sync with either spelling, and only where request bytes are read', () => {
+    expect(resolveOptions({ proxy: true, sync: { isSynced: true, event: 'go' } }).sync).toEqual({
+      event: 'go',
+    });
+    expect(resolveOptions({ proxy: true, sync: { isSyncable: true, event: 'go' } }).sync).toEqual({
+      event: 'go',
+    });
+    expect(resolveOptions({ proxy: true, sync: { isSynced: false, event: 'go' } }).sync).toBe(
+      false,
+    );
+    expect(thrown(() => resolveOptions({ sync: { isSynced: true, event: 'go' } })).message).toMatch(
+      /proxy: true or sessionAffinity/,
+    );
+    expect(
+      thrown(() => resolveOptions({ proxy: true, sync: { isSynced: true } } as never)).option,
+    ).toBe('sync.event');
+    expect(
+      thrown(() => resolveOptions({ proxy: true, sync: { isSynched: true, event: 'x' } } as never))
+        .option,
+    ).toBe('sync.isSynched');
+    expect(thrown(() => resolveOptions({ proxy: true, sync: true } as never)).option).toBe('sync');
+  });
+
+  it('resolves sessionAffinity to the places an id is looked for', () => {
+    expect(resolveOptions({ sessionAffinity: true }).sessionAffinity).toEqual({
+      cookie: 'connect.sid',
+      query: 'sid',
+    });
+    expect(resolveOptions({ sessionAffinity: { cookie: 'app.sid' } }).sessionAffinity).toEqual({
+      cookie: 'app.sid',
+      query: 'sid',
+    });
+    expect(
+      resolveOptions({ sessionAffinity: { cookie: false, query: false } }).sessionAffinity,
+    ).toBe(false);
+    expect(thrown(() => resolveOptions({ sessionAffinity: { cookie: 'a b' } })).option).toBe(
+      'sessionAffinity.cookie',
+    );
+    expect(
+      thrown(() => resolveOptions({ sessionAffinity: { coookie: 'x' } } as never)).option,
+    ).toBe('sessionAffinity.coookie');
+    expect(thrown(() => resolveOptions({ sessionAffinity: 'yes' } as never)).option).toBe(
+      'sessionAffinity',
     );
   });
 

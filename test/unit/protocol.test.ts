@@ -43,6 +43,8 @@ describe('IPC protocol', () => {
       Shutdown: 3,
       StartFailed: 4,
       Leaving: 5,
+      Reroute: 6,
+      Slots: 7,
     });
   });
 });

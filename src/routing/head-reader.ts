@@ -1,5 +1,5 @@
 import net from 'node:net';
-import type { RawHandle } from './handoff.js';
+import type { RawHandle } from './handle.js';
 import { findHeadEnd } from './head.js';
 import { parseProxyHeader } from './proxy-protocol.js';
 
@@ -19,8 +19,11 @@ export type HeadReadResult =
     }
   /** More than `maxBytes` arrived without a complete head (answer 431). */
   | { status: 'too-large'; socket: net.Socket }
-  /** No complete head within `timeoutMs` (answer 408). */
-  | { status: 'timeout'; socket: net.Socket }
+  /**
+   * No complete head within `timeoutMs` (answer 408). `received`: bytes that did arrive (none
+   * means an idle keep-alive connection, which is closed without an answer).
+   */
+  | { status: 'timeout'; socket: net.Socket; received: number }
   /** A PROXY header was required and missing or malformed (close). */
   | { status: 'bad-proxy'; socket: net.Socket; reason: string }
   /** The client closed or reset before its head was complete. */
@@ -40,7 +43,14 @@ export interface HeadReadOptions {
   untilHead: boolean;
 }
 
-type ReadableHandle = RawHandle & { readStop(): number; reading?: boolean };
+/** What `readHead` returns: a way to give up on a connection that has sent nothing yet. */
+export interface HeadRead {
+  /**
+   * If no byte has arrived, stops reading, closes the connection and reports `closed`; returns
+   * whether it did. A connection that has started a request is left to finish it.
+   */
+  closeIfIdle(): boolean;
+}
 
 /**
  * Reads the first request head of an accepted connection without losing a byte, then gives
@@ -57,7 +67,7 @@ export function readHead(
   handle: RawHandle,
   options: HeadReadOptions,
   done: (result: HeadReadResult) => void,
-): void {
+): HeadRead {
   const socket = new net.Socket({
     handle,
     readable: true,
@@ -79,7 +89,10 @@ export function readHead(
     done(result);
   };
   const onGone = () => finish({ status: 'closed' });
-  const timer = setTimeout(() => finish({ status: 'timeout', socket }), options.timeoutMs);
+  const timer = setTimeout(
+    () => finish({ status: 'timeout', socket, received: total }),
+    options.timeoutMs,
+  );
   timer.unref();
 
   const onReadable = () => {
@@ -118,7 +131,7 @@ export function readHead(
   };
 
   const complete = (all: Buffer, headLength: number) => {
-    const raw = (socket as unknown as { _handle: ReadableHandle | null })._handle;
+    const raw = (socket as unknown as { _handle: RawHandle | null })._handle;
     if (!raw) {
       finish({ status: 'closed' });
       return;
@@ -129,7 +142,7 @@ export function readHead(
     let chunk: Buffer | null;
     // biome-ignore lint/suspicious/noAssignInExpressions: the stream idiom
     while ((chunk = socket.read() as Buffer | null) !== null) rest.push(chunk);
-    (socket as unknown as { _handle: ReadableHandle | null })._handle = null;
+    (socket as unknown as { _handle: RawHandle | null })._handle = null;
     raw.reading = false;
     const bytes = Buffer.concat([all.subarray(proxyLength), ...rest]);
     finish({ status: 'ok', handle: raw, bytes, headLength, source });
@@ -139,4 +152,12 @@ export function readHead(
   socket.on('readable', onReadable);
   socket.once('end', onGone);
   socket.once('close', onGone);
+  return {
+    closeIfIdle() {
+      if (finished || total > 0) return false;
+      finish({ status: 'closed' });
+      socket.destroy();
+      return true;
+    },
+  };
 }
