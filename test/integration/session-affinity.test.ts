@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { rendezvous } from '../../src/hash.js';
 import { startFixture, stopFixtures } from '../helpers/cluster.js';
 import { loopbackSources, request } from '../helpers/http.js';
-import { rendezvous } from '../../src/hash.js';
 
 afterAll(stopFixtures);
 
