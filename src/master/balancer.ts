@@ -4,7 +4,14 @@ import { StickyMeshError } from '../errors.js';
 import type { Pick } from '../hash.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import { normaliseAddress } from '../routing/address.js';
-import { missingHeader, respond, TIMEOUT, TOO_LARGE, UNAVAILABLE } from '../routing/answer.js';
+import {
+  drop,
+  missingHeader,
+  respond,
+  TIMEOUT,
+  TOO_LARGE,
+  UNAVAILABLE,
+} from '../routing/answer.js';
 import type { RawHandle } from '../routing/handle.js';
 import { findHeadEnd } from '../routing/head.js';
 import { type HeadReadOptions, type HeadReadResult, readHead } from '../routing/head-reader.js';
@@ -159,15 +166,15 @@ export class Balancer {
       }
       case 'too-large':
         this.counters.dropped++;
-        this.respond(result.socket, TOO_LARGE);
+        this.respond(result.connection, TOO_LARGE);
         return;
       case 'timeout':
         this.counters.dropped++;
-        this.respond(result.socket, TIMEOUT);
+        this.respond(result.connection, TIMEOUT);
         return;
       case 'bad-proxy':
         this.counters.dropped++;
-        result.socket.destroy();
+        drop(result.connection);
         return;
       case 'closed':
         this.counters.dropped++;

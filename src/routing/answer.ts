@@ -45,3 +45,9 @@ export function respond(target: RawHandle | net.Socket, response: Buffer): void 
   socket.once('end', () => socket.destroy());
   setTimeout(() => socket.destroy(), 2_000).unref();
 }
+
+/** Closes a connection without an answer. */
+export function drop(target: RawHandle | net.Socket): void {
+  if (target instanceof net.Socket) target.destroy();
+  else target.close();
+}

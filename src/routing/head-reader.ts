@@ -1,9 +1,10 @@
 import net from 'node:net';
+import { debug } from '../debug.js';
 import type { RawHandle } from './handle.js';
 import { findHeadEnd } from './head.js';
 import { parseProxyHeader } from './proxy-protocol.js';
 
-/** How a proxy-mode connection's first request head was read in the primary. */
+/** How a connection's request head was read (in the primary, or in a worker between requests). */
 export type HeadReadResult =
   /**
    * The head is complete. `bytes` holds every byte read from the client after any PROXY header
@@ -17,16 +18,16 @@ export type HeadReadResult =
       headLength: number;
       source: string | undefined;
     }
-  /** More than `maxBytes` arrived without a complete head (answer 431). */
-  | { status: 'too-large'; socket: net.Socket }
+  /** More than `maxBytes` arrived without a complete head (answer 431 on `connection`). */
+  | { status: 'too-large'; connection: RawHandle | net.Socket }
   /**
    * No complete head within `timeoutMs` (answer 408). `received`: bytes that did arrive (none
    * means an idle keep-alive connection, which is closed without an answer).
    */
-  | { status: 'timeout'; socket: net.Socket; received: number }
-  /** A PROXY header was required and missing or malformed (close). */
-  | { status: 'bad-proxy'; socket: net.Socket; reason: string }
-  /** The client closed or reset before its head was complete. */
+  | { status: 'timeout'; connection: RawHandle | net.Socket; received: number }
+  /** A PROXY header was required and missing or malformed (close `connection`). */
+  | { status: 'bad-proxy'; connection: RawHandle | net.Socket; reason: string }
+  /** The client closed or reset before its head was complete (already closed here). */
   | { status: 'closed' };
 
 export interface HeadReadOptions {
@@ -41,6 +42,11 @@ export interface HeadReadOptions {
    * header (what follows may be a TLS handshake for the workers to terminate).
    */
   untilHead: boolean;
+  /**
+   * How to read: straight from the handle (no stream object; the default where this Node
+   * exposes its read state) or through a `net.Socket`. Both are exact; tests run both.
+   */
+  via?: 'handle' | 'socket';
 }
 
 /** What `readHead` returns: a way to give up on a connection that has sent nothing yet. */
@@ -52,18 +58,183 @@ export interface HeadRead {
   closeIfIdle(): boolean;
 }
 
+/** Where Node's stream handles leave the size and offset of each read for their `onread`. */
+interface ReadState {
+  streamBaseState: Int32Array;
+  kReadBytesOrError: number;
+  kArrayBufferOffset: number;
+}
+
+const readState: ReadState | undefined = (() => {
+  try {
+    const binding = (process as unknown as { binding(name: string): Partial<ReadState> }).binding(
+      'stream_wrap',
+    );
+    const { streamBaseState, kReadBytesOrError, kArrayBufferOffset } = binding;
+    if (
+      streamBaseState instanceof Int32Array &&
+      typeof kReadBytesOrError === 'number' &&
+      typeof kArrayBufferOffset === 'number'
+    ) {
+      return { streamBaseState, kReadBytesOrError, kArrayBufferOffset };
+    }
+  } catch (err) {
+    debug('reading through sockets: %s', (err as Error).message);
+  }
+  return undefined;
+})();
+
+type OnRead = (this: RawHandle, data: ArrayBuffer | undefined) => void;
+
 /**
- * Reads the first request head of an accepted connection without losing a byte, then gives
- * the raw handle back (detached, not reading) with everything read so far.
- *
- * The recipe matters. `socket.pause()` does not stop the handle from reading, and a 'data'
- * listener lets bytes flow past; so the socket is read in paused mode ('readable' + read()),
- * and the moment the head is complete the handle itself stops reading (`readStop()`, leaving
- * Node's `reading` flag set, so that draining the stream buffer with read() cannot start it
- * again). What read() still returns is appended, and the handle is taken back from the socket
- * object before anything else can touch it.
+ * Collects bytes until the head is complete (or a limit is hit) and decides. Shared by both
+ * read paths, which only differ in how bytes arrive and how reading stops.
+ */
+class HeadParser {
+  private readonly chunks: Buffer[] = [];
+  total = 0;
+  private proxyLength: number;
+  private source: string | undefined;
+
+  constructor(private readonly options: HeadReadOptions) {
+    this.proxyLength = options.proxyProtocol ? -1 : 0;
+  }
+
+  /**
+   * Adds a chunk. Returns `undefined` while more is needed, else what was found: the head's end
+   * (`bytes` after any PROXY header), a limit, or a bad PROXY header.
+   */
+  push(
+    chunk: Buffer,
+  ):
+    | { status: 'ok'; all: Buffer; headLength: number }
+    | { status: 'too-large' }
+    | { status: 'bad-proxy'; reason: string }
+    | undefined {
+    this.chunks.push(chunk);
+    this.total += chunk.length;
+    const all = this.chunks.length === 1 ? chunk : Buffer.concat(this.chunks);
+    if (this.chunks.length > 1) {
+      this.chunks.length = 0;
+      this.chunks.push(all);
+    }
+    if (this.proxyLength === -1) {
+      const proxy = parseProxyHeader(all);
+      if (proxy.status === 'invalid') return { status: 'bad-proxy', reason: proxy.reason };
+      if (proxy.status === 'ok') {
+        this.proxyLength = proxy.length;
+        this.source = proxy.source;
+      }
+    }
+    if (this.proxyLength >= 0 && !this.options.untilHead) {
+      return { status: 'ok', all: all.subarray(this.proxyLength), headLength: 0 };
+    }
+    if (this.proxyLength >= 0) {
+      const end = findHeadEnd(all.subarray(this.proxyLength));
+      if (end !== -1 && this.proxyLength + end <= this.options.maxBytes) {
+        return { status: 'ok', all: all.subarray(this.proxyLength), headLength: end };
+      }
+    }
+    // No head end within the first maxBytes: too large, however much more has arrived.
+    if (this.total > this.options.maxBytes) return { status: 'too-large' };
+    return undefined;
+  }
+
+  get proxySource(): string | undefined {
+    return this.source;
+  }
+}
+
+/**
+ * Reads the request head of a connection without losing a byte, then gives the raw handle back
+ * (detached, not reading) with everything read so far.
  */
 export function readHead(
+  handle: RawHandle,
+  options: HeadReadOptions,
+  done: (result: HeadReadResult) => void,
+): HeadRead {
+  const via = options.via ?? (readState ? 'handle' : 'socket');
+  return via === 'handle' && readState
+    ? readFromHandle(handle, options, done, readState)
+    : readFromSocket(handle, options, done);
+}
+
+/**
+ * The lean path: the handle's own `onread` receives each chunk; no stream object exists. When
+ * the head is complete the handle stops reading, so nothing past what was read leaves the
+ * kernel, and whoever takes the handle next installs its own `onread`.
+ */
+function readFromHandle(
+  handle: RawHandle,
+  options: HeadReadOptions,
+  done: (result: HeadReadResult) => void,
+  state: ReadState,
+): HeadRead {
+  const parser = new HeadParser(options);
+  let finished = false;
+  const finish = (result: HeadReadResult) => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    handle.readStop();
+    (handle as { onread?: OnRead }).onread = ignoreRead;
+    if (result.status === 'closed') handle.close();
+    done(result);
+  };
+  const timer = setTimeout(
+    () => finish({ status: 'timeout', connection: handle, received: parser.total }),
+    options.timeoutMs,
+  );
+  timer.unref();
+  const onread: OnRead = (data) => {
+    const n = state.streamBaseState[state.kReadBytesOrError] ?? 0;
+    if (n < 0 || data === undefined) {
+      // End of stream or an error (reset): the client left before its head was complete.
+      if (n !== 0) finish({ status: 'closed' });
+      return;
+    }
+    if (n === 0 || finished) return;
+    const offset = state.streamBaseState[state.kArrayBufferOffset] ?? 0;
+    const found = parser.push(Buffer.from(data, offset, n));
+    if (found === undefined) return;
+    if (found.status === 'ok') {
+      finish({
+        status: 'ok',
+        handle,
+        bytes: found.all,
+        headLength: found.headLength,
+        source: parser.proxySource,
+      });
+    } else if (found.status === 'too-large') {
+      finish({ status: 'too-large', connection: handle });
+    } else {
+      finish({ status: 'bad-proxy', connection: handle, reason: found.reason });
+    }
+  };
+  (handle as { onread?: OnRead }).onread = onread;
+  const err = handle.readStart();
+  if (err !== 0) finish({ status: 'closed' });
+  return {
+    closeIfIdle() {
+      if (finished || parser.total > 0) return false;
+      finish({ status: 'closed' });
+      return true;
+    },
+  };
+}
+
+function ignoreRead(): void {}
+
+/**
+ * The portable path, through a `net.Socket`. The recipe matters: `socket.pause()` does not stop
+ * the handle from reading, and a 'data' listener lets bytes flow past; so the socket is read in
+ * paused mode ('readable' + read()), and the moment the head is complete the handle itself stops
+ * reading (`readStop()`, leaving Node's `reading` flag set, so that draining the stream buffer
+ * with read() cannot start it again). What read() still returns is appended, and the handle is
+ * taken back from the socket object before anything else can touch it.
+ */
+function readFromSocket(
   handle: RawHandle,
   options: HeadReadOptions,
   done: (result: HeadReadResult) => void,
@@ -73,10 +244,7 @@ export function readHead(
     readable: true,
     writable: true,
   } as net.SocketConstructorOpts);
-  const chunks: Buffer[] = [];
-  let total = 0;
-  let proxyLength = options.proxyProtocol ? -1 : 0;
-  let source: string | undefined;
+  const parser = new HeadParser(options);
   let finished = false;
 
   const finish = (result: HeadReadResult) => {
@@ -88,9 +256,12 @@ export function readHead(
     socket.removeListener('close', onGone);
     done(result);
   };
-  const onGone = () => finish({ status: 'closed' });
+  const onGone = () => {
+    finish({ status: 'closed' });
+    socket.destroy();
+  };
   const timer = setTimeout(
-    () => finish({ status: 'timeout', socket, received: total }),
+    () => finish({ status: 'timeout', connection: socket, received: parser.total }),
     options.timeoutMs,
   );
   timer.unref();
@@ -98,42 +269,19 @@ export function readHead(
   const onReadable = () => {
     let chunk: Buffer | null;
     // biome-ignore lint/suspicious/noAssignInExpressions: the stream idiom
-    while ((chunk = socket.read() as Buffer | null) !== null) {
-      chunks.push(chunk);
-      total += chunk.length;
+    while (!finished && (chunk = socket.read() as Buffer | null) !== null) {
+      const found = parser.push(chunk);
+      if (found === undefined) continue;
+      if (found.status === 'ok') complete(found.all, found.headLength);
+      else if (found.status === 'too-large') finish({ status: 'too-large', connection: socket });
+      else finish({ status: 'bad-proxy', connection: socket, reason: found.reason });
     }
-    if (finished) return;
-    const all = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
-    if (proxyLength === -1) {
-      const proxy = parseProxyHeader(all);
-      if (proxy.status === 'invalid') {
-        finish({ status: 'bad-proxy', socket, reason: proxy.reason });
-        return;
-      }
-      if (proxy.status === 'ok') {
-        proxyLength = proxy.length;
-        source = proxy.source;
-      }
-    }
-    if (proxyLength >= 0 && !options.untilHead) {
-      complete(all, 0);
-      return;
-    }
-    if (proxyLength >= 0) {
-      const end = findHeadEnd(all.subarray(proxyLength));
-      if (end !== -1 && proxyLength + end <= options.maxBytes) {
-        complete(all, end);
-        return;
-      }
-    }
-    // No head end within the first maxBytes: too large, however much more has arrived.
-    if (total > options.maxBytes) finish({ status: 'too-large', socket });
   };
 
   const complete = (all: Buffer, headLength: number) => {
     const raw = (socket as unknown as { _handle: RawHandle | null })._handle;
     if (!raw) {
-      finish({ status: 'closed' });
+      onGone();
       return;
     }
     raw.readStop();
@@ -144,8 +292,8 @@ export function readHead(
     while ((chunk = socket.read() as Buffer | null) !== null) rest.push(chunk);
     (socket as unknown as { _handle: RawHandle | null })._handle = null;
     raw.reading = false;
-    const bytes = Buffer.concat([all.subarray(proxyLength), ...rest]);
-    finish({ status: 'ok', handle: raw, bytes, headLength, source });
+    const bytes = rest.length === 0 ? all : Buffer.concat([all, ...rest]);
+    finish({ status: 'ok', handle: raw, bytes, headLength, source: parser.proxySource });
   };
 
   socket.on('error', () => {});
@@ -154,9 +302,8 @@ export function readHead(
   socket.once('close', onGone);
   return {
     closeIfIdle() {
-      if (finished || total > 0) return false;
-      finish({ status: 'closed' });
-      socket.destroy();
+      if (finished || parser.total > 0) return false;
+      onGone();
       return true;
     },
   };

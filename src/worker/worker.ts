@@ -18,7 +18,7 @@ import {
   SLOT_ENV,
   type StartFailedMessage,
 } from '../protocol/messages.js';
-import { missingHeader, respond, TIMEOUT, TOO_LARGE } from '../routing/answer.js';
+import { drop, missingHeader, respond, TIMEOUT, TOO_LARGE } from '../routing/answer.js';
 import type { RawHandle } from '../routing/handle.js';
 import { type HeadRead, type HeadReadOptions, readHead } from '../routing/head-reader.js';
 import { routeKey, slotFor } from '../routing/key.js';
@@ -362,11 +362,11 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
         }
         case 'timeout':
           // An idle keep-alive connection expires quietly; a started request gets 408.
-          if (result.received === 0) result.socket.destroy();
-          else respond(result.socket, TIMEOUT);
+          if (result.received === 0) drop(result.connection);
+          else respond(result.connection, TIMEOUT);
           break;
         case 'too-large':
-          respond(result.socket, TOO_LARGE);
+          respond(result.connection, TOO_LARGE);
           break;
         default:
           break;
