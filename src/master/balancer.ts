@@ -83,6 +83,8 @@ export class Balancer {
    */
   private readonly headOptions: HeadReadOptions | undefined;
   private closed = false;
+  /** Whether a request's key can be the connection's address (no proxy, or its fallback). */
+  private readonly peerNeeded: boolean;
 
   constructor(
     private readonly options: ResolvedStickyOptions,
@@ -100,6 +102,7 @@ export class Balancer {
           }
         : undefined;
     this.missingHeader = missingHeader(options.header);
+    this.peerNeeded = !options.proxy || options.ignoreMissingHeader;
     this.server = net.createServer({ pauseOnConnect: true });
     // Registered before listen()'s own callback, so no connection is accepted the usual way.
     this.server.once('listening', () => this.takeOverAccept());
@@ -160,7 +163,8 @@ export class Balancer {
         const head = this.headOptions?.untilHead
           ? result.bytes.subarray(0, result.headLength)
           : undefined;
-        const peer = result.source ?? peerKey(result.handle);
+        // The address key is only asked of the kernel where it can be the key.
+        const peer = result.source ?? (this.peerNeeded ? peerKey(result.handle) : undefined);
         this.routeHead(result.handle, head, result.bytes, peer);
         return;
       }

@@ -47,6 +47,11 @@ export interface HeadReadOptions {
    * exposes its read state) or through a `net.Socket`. Both are exact; tests run both.
    */
   via?: 'handle' | 'socket';
+  /**
+   * The caller still owns the handle through another object (a socket its server holds): a
+   * client that leaves is reported as `closed` without closing the handle here.
+   */
+  keepHandle?: boolean;
 }
 
 /** What `readHead` returns: a way to give up on a connection that has sent nothing yet. */
@@ -56,6 +61,13 @@ export interface HeadRead {
    * whether it did. A connection that has started a request is left to finish it.
    */
   closeIfIdle(): boolean;
+  /** Stops waiting without a report and without touching the handle (its owner closed it). */
+  abandon(): void;
+}
+
+/** Whether `readHead` can read straight from a handle on this Node (see `via`). */
+export function canReadHandles(): boolean {
+  return readState !== undefined;
 }
 
 /** Where Node's stream handles leave the size and offset of each read for their `onread`. */
@@ -65,7 +77,12 @@ interface ReadState {
   kArrayBufferOffset: number;
 }
 
+/**
+ * `STICKY_MESH_HEAD_READS=socket` in the environment forces the portable path everywhere (to
+ * rule the lean one out when diagnosing a problem on a new Node version).
+ */
 const readState: ReadState | undefined = (() => {
+  if (process.env.STICKY_MESH_HEAD_READS === 'socket') return undefined;
   try {
     const binding = (process as unknown as { binding(name: string): Partial<ReadState> }).binding(
       'stream_wrap',
@@ -179,7 +196,7 @@ function readFromHandle(
     clearTimeout(timer);
     handle.readStop();
     (handle as { onread?: OnRead }).onread = ignoreRead;
-    if (result.status === 'closed') handle.close();
+    if (result.status === 'closed' && !options.keepHandle) handle.close();
     done(result);
   };
   const timer = setTimeout(
@@ -220,6 +237,10 @@ function readFromHandle(
       if (finished || parser.total > 0) return false;
       finish({ status: 'closed' });
       return true;
+    },
+    abandon() {
+      finished = true;
+      clearTimeout(timer);
     },
   };
 }
@@ -305,6 +326,10 @@ function readFromSocket(
       if (finished || parser.total > 0) return false;
       onGone();
       return true;
+    },
+    abandon() {
+      finished = true;
+      clearTimeout(timer);
     },
   };
 }

@@ -20,7 +20,12 @@ import {
 } from '../protocol/messages.js';
 import { drop, missingHeader, respond, TIMEOUT, TOO_LARGE } from '../routing/answer.js';
 import type { RawHandle } from '../routing/handle.js';
-import { type HeadRead, type HeadReadOptions, readHead } from '../routing/head-reader.js';
+import {
+  canReadHandles,
+  type HeadRead,
+  type HeadReadOptions,
+  readHead,
+} from '../routing/head-reader.js';
 import { routeKey, slotFor } from '../routing/key.js';
 import { makeSessionId } from '../session-id.js';
 
@@ -51,8 +56,12 @@ interface ProxyConnection {
 
 /** What Node's http server keeps on a socket it serves (internal; checked before use). */
 interface ServedSocket {
-  _handle: (RawHandle & { _consumed?: boolean }) | null;
-  parser?: { _consumed?: boolean; unconsume?: () => void } | null;
+  _handle: (RawHandle & { _consumed?: boolean; onread?: unknown }) | null;
+  parser?: {
+    _consumed?: boolean;
+    consume?: (handle: unknown) => void;
+    unconsume?: () => void;
+  } | null;
 }
 
 /**
@@ -243,7 +252,12 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   }
 
   /** Gives a handed-off socket to the server exactly as if the server had accepted it. */
-  private adopt(socket: Socket, head: Buffer | undefined, peer: string | undefined): void {
+  private adopt(
+    socket: Socket,
+    head: Buffer | undefined,
+    peer: string | undefined,
+    again = false,
+  ): void {
     const server = this.server;
     if (!server) {
       socket.destroy();
@@ -258,8 +272,9 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     if (this.perRequest && head && handle) {
       this.proxied.set(socket, { handle, peer, inflight: 0, paused: false });
     }
-    // A socket that did not come through the server's accept misses its defaults.
-    socket.setNoDelay(true);
+    // A socket that did not come through the server's accept misses its defaults (the option
+    // stays set on the connection, so once is enough).
+    if (!again) socket.setNoDelay(true);
     const sync = this.options.sync;
     if (sync && head) {
       // The app's 'connection' listener may emit the event at once: listen before it runs.
@@ -296,11 +311,21 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
       // Pipelined requests already in, a body still arriving, or a closing connection keep it
       // on this worker: it cannot leave the server cleanly, so it is served here.
       const movable = conn.inflight === 0 && req.complete && !socket.destroyed && socket.writable;
-      if (!movable || !this.detach(socket)) {
+      if (!movable) {
         if (!socket.destroyed) conn.handle.readStart();
         return;
       }
-      this.nextRequest(conn.handle, conn.peer);
+      // After the write that ended this answer has fully settled (destroying the socket inside
+      // its callbacks would fail the stream's pending ones); nothing is read meanwhile.
+      process.nextTick(() => {
+        if (socket.destroyed) return;
+        if (this.peekNext(socket, conn)) return;
+        if (!this.detach(socket)) {
+          conn.handle.readStart();
+          return;
+        }
+        this.nextRequest(conn.handle, conn.peer);
+      });
     });
   }
 
@@ -335,16 +360,93 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     return true;
   }
 
-  /** Reads the next request of a proxy connection and sends it where it belongs. */
-  private nextRequest(handle: RawHandle, peer: string | undefined): void {
+  /**
+   * Reads the next request of a proxy connection while its server still holds it: the parser
+   * stops consuming the handle, the head is read straight from the handle, and then either the
+   * server gets the request on the same connection (it belongs here: no new socket, no new
+   * 'connection') or the connection is taken from the server and handed back to the primary.
+   * Returns false (nothing changed) where that is not possible; the caller then detaches first.
+   */
+  private peekNext(socket: Socket, conn: ProxyConnection): boolean {
+    const served = socket as unknown as ServedSocket;
+    const handle = served._handle;
+    const parser = served.parser;
+    if (
+      !canReadHandles() ||
+      !handle ||
+      !parser?._consumed ||
+      typeof parser.consume !== 'function' ||
+      typeof parser.unconsume !== 'function' ||
+      socket.readableLength > 0
+    ) {
+      return false;
+    }
+    parser.unconsume();
+    parser._consumed = false;
+    handle._consumed = false;
+    const onread = handle.onread;
+    // The reader's own timeout (the server's keepAliveTimeout) applies while it waits.
+    socket.setTimeout(0);
+    const onClose = () => {
+      // The server closed it meanwhile (closeIdleConnections in a drain, an error).
+      read.abandon();
+      this.waiting.delete(read);
+      if (this.state === 'draining') this.maybeFinish();
+    };
+    socket.once('close', onClose);
+    const read = readHead(handle, this.nextHeadOptions(true), (result) => {
+      this.waiting.delete(read);
+      socket.off('close', onClose);
+      handle.onread = onread;
+      if (result.status === 'ok') {
+        const route = routeKey(
+          result.bytes.subarray(0, result.headLength),
+          conn.peer,
+          this.options,
+        );
+        if (route.key === undefined && route.owner === undefined) {
+          handle.reading = false;
+          respond(socket, this.missingHeader);
+        } else if (this.state === 'ready' && slotFor(route, this.pick, this.live) === this.slot) {
+          // Give the request to the server on the same connection, parser consuming again.
+          parser.consume?.(handle);
+          parser._consumed = true;
+          handle._consumed = true;
+          handle.reading = true;
+          handle.readStart();
+          socket.unshift(result.bytes);
+        } else if (this.detach(socket)) {
+          this.handBack(handle, result.bytes, conn.peer);
+        } else {
+          socket.destroy();
+        }
+      } else {
+        handle.reading = false;
+        if (result.status === 'too-large') respond(socket, TOO_LARGE);
+        else if (result.status === 'timeout' && result.received > 0) respond(socket, TIMEOUT);
+        // An idle keep-alive connection expires quietly, as does one the client closed.
+        else socket.destroy();
+      }
+      if (this.state === 'draining') this.maybeFinish();
+    });
+    this.waiting.add(read);
+    return true;
+  }
+
+  private nextHeadOptions(keepHandle: boolean): HeadReadOptions {
     const idle = this.server?.keepAliveTimeout ?? 0;
-    const options: HeadReadOptions = {
+    return {
       maxBytes: this.options.maxHeaderBytes,
       timeoutMs: idle > 0 ? idle : this.options.headTimeout,
       proxyProtocol: false,
       untilHead: true,
+      keepHandle,
     };
-    const read = readHead(handle, options, (result) => {
+  }
+
+  /** Reads the next request of a detached proxy connection and sends it where it belongs. */
+  private nextRequest(handle: RawHandle, peer: string | undefined): void {
+    const read = readHead(handle, this.nextHeadOptions(false), (result) => {
       this.waiting.delete(read);
       switch (result.status) {
         case 'ok': {
@@ -354,7 +456,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
             respond(result.handle, this.missingHeader);
           } else if (this.state === 'ready' && slotFor(route, this.pick, this.live) === this.slot) {
             const socket = toSocket(result.handle, this.options.sync !== false);
-            if (socket) this.adopt(socket, result.bytes, peer);
+            if (socket) this.adopt(socket, result.bytes, peer, true);
           } else {
             this.handBack(result.handle, result.bytes, peer);
           }

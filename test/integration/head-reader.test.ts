@@ -107,7 +107,7 @@ function answer(text: string): { bytes: number; sha256: string; xff: string | nu
 
 describe.each(['handle', 'socket'] as const)('reading the request head (read via %s)', (via) => {
   it('loses no byte of a 10 MB body written right behind the head', async () => {
-    options = { ...OPTIONS, via, via };
+    options = { ...OPTIONS, via };
     const body = randomBytes(10 * 1024 * 1024);
     const text = await exchange([Buffer.concat([post(body), body])]);
     expect(text).toMatch(/^HTTP\/1\.1 200/);
@@ -119,7 +119,7 @@ describe.each(['handle', 'socket'] as const)('reading the request head (read via
   });
 
   it('reads a head split into single bytes exactly as an unsplit one, body intact', async () => {
-    options = { ...OPTIONS, via, via };
+    options = { ...OPTIONS, via };
     const body = randomBytes(64 * 1024);
     const head = post(body);
     const parts = [...head].map((b) => Buffer.from([b]));

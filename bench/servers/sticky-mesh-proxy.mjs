@@ -1,0 +1,17 @@
+// sticky-mesh in proxy mode, the documented form with `proxy: true`:
+//   sticky({ num, proxy: true }, () => http.createServer(handler)).listen(port, '127.0.0.1', cb)
+// The primary reads each connection's request head and routes it by the left-most address of
+// `X-Forwarded-For` (the default `header`, `trustedProxies: 0`); a request without the header
+// gets 400 (`ignoreMissingHeader: false`). Used by bench/proxy.mjs. Needs dist/ (npm run build);
+// imported by the package's own name.
+import http from 'node:http';
+import { sticky } from 'sticky-mesh';
+import { env, handler, ready } from './handler.mjs';
+
+const { port, host, workers } = env();
+const app = sticky({ num: workers, proxy: true }, () => http.createServer(handler));
+if (app.role === 'primary') {
+  app.listen(port, host, () => ready(`workers=${workers} proxy=true`));
+} else {
+  app.listen(port, host);
+}

@@ -1,0 +1,329 @@
+/**
+ * Socket.io long-polling clients behind a reverse proxy: many clients, one upstream keep-alive
+ * pool. Every polling exchange is an HTTP request, and the requests of different clients are
+ * interleaved on shared connections, told apart only by their X-Forwarded-For. Under sticky-mesh's
+ * proxy mode each client's requests must all reach the worker that holds its engine.io session;
+ * under Node's round-robin cluster (the negative control: same app, same clients) they do not, and
+ * engine.io answers "Session ID unknown".
+ */
+import type { ClientRequest, ClientRequestArgs, OutgoingHttpHeaders } from 'node:http';
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { io, type Socket } from 'socket.io-client';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
+import { freePort } from '../helpers/proxies.js';
+
+const CLIENTS = 40;
+const WORKERS = 4;
+/**
+ * Idle connections the shared agent keeps, as nginx's `keepalive 4` does for an upstream: busy
+ * connections are not capped (each client's long-poll GET holds one until the server has a packet
+ * for it; a cap below the client count starves the heartbeats even with a single worker), but
+ * every request that finds an idle connection takes it, whichever client it is for.
+ */
+const MAX_FREE_SOCKETS = 4;
+const PING_INTERVAL = 300;
+const PING_TIMEOUT = 2_000;
+/** How long each client stays connected after its hello: several ping cycles. */
+const HOLD_MS = 2_000;
+const ROUND_TRIPS = 4;
+
+const APP_ENV = {
+  WORKERS: String(WORKERS),
+  TRANSPORTS: 'polling',
+  PING_INTERVAL: String(PING_INTERVAL),
+  PING_TIMEOUT: String(PING_TIMEOUT),
+};
+
+interface Hello {
+  pid: number;
+  slot: number;
+}
+
+interface Ack {
+  echo: string;
+  pid: number;
+  slot: number;
+}
+
+/** What happened to one client, from its side, up to the moment the test closes it. */
+interface ClientRun {
+  readonly forwardedFor: string;
+  readonly socket: Socket;
+  hello: Hello | undefined;
+  connectError: string | undefined;
+  readonly disconnects: string[];
+  readonly acks: Ack[];
+  readonly ackErrors: string[];
+  pings: number;
+  closing: boolean;
+}
+
+/**
+ * A keep-alive agent that counts its connections and requests, and how often it reused a
+ * connection for a different client than the connection's previous request was for.
+ */
+class CountingAgent extends http.Agent {
+  opened = 0;
+  reused = 0;
+  reusedForAnotherClient = 0;
+  private readonly lastClient = new WeakMap<Duplex, string>();
+
+  get requestCount(): number {
+    return this.opened + this.reused; // maxSockets is unlimited: no request waits in a queue
+  }
+
+  override createConnection(
+    options: ClientRequestArgs,
+    callback?: (err: Error | null, stream: Duplex) => void,
+  ): Duplex | null | undefined {
+    this.opened++;
+    const socket = super.createConnection(options, callback);
+    const headers = options.headers;
+    const client = Array.isArray(headers)
+      ? undefined
+      : (headers as OutgoingHttpHeaders | undefined)?.['x-forwarded-for'];
+    if (socket && typeof client === 'string') this.lastClient.set(socket, client);
+    return socket;
+  }
+
+  override reuseSocket(socket: Duplex, request: ClientRequest): void {
+    this.reused++;
+    const client = String(request.getHeader('x-forwarded-for'));
+    const last = this.lastClient.get(socket);
+    if (last !== undefined && last !== client) this.reusedForAnotherClient++;
+    this.lastClient.set(socket, client);
+    super.reuseSocket(socket, request);
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function explain(details: unknown): string {
+  if (details === undefined) return '';
+  if (details instanceof Error) {
+    const { description, context } = details as Error & {
+      description?: unknown;
+      context?: unknown;
+    };
+    return JSON.stringify({
+      description: String(description ?? ''),
+      context: String(context ?? ''),
+    });
+  }
+  try {
+    return JSON.stringify(details);
+  } catch {
+    return String(details);
+  }
+}
+
+/**
+ * One polling-only client on the shared agent: waits for its hello, then stays connected for
+ * HOLD_MS doing ROUND_TRIPS acknowledged emits. Never throws and leaves the client open (the
+ * caller closes every client at once, after reading the servers' log): records what went wrong.
+ */
+async function runClient(port: number, agent: http.Agent, index: number): Promise<ClientRun> {
+  const forwardedFor = `203.0.113.${index + 1}`;
+  const socket: Socket = io(`http://127.0.0.1:${port}`, {
+    agent: agent as never,
+    transports: ['polling'],
+    extraHeaders: { 'x-forwarded-for': forwardedFor },
+    reconnection: false,
+    forceNew: true,
+  });
+  const run: ClientRun = {
+    forwardedFor,
+    socket,
+    hello: undefined,
+    connectError: undefined,
+    disconnects: [],
+    acks: [],
+    ackErrors: [],
+    pings: 0,
+    closing: false,
+  };
+  socket.io.on('ping', () => {
+    run.pings++;
+  });
+  socket.on('disconnect', (reason, details) => {
+    if (!run.closing) run.disconnects.push(`${reason} ${explain(details)}`);
+  });
+  const hello = await new Promise<Hello | string>((resolve) => {
+    const timer = setTimeout(() => resolve('no hello within 8000 ms'), 8_000);
+    socket.once('hello', (h: Hello) => {
+      clearTimeout(timer);
+      resolve(h);
+    });
+    socket.once('connect_error', (err) => {
+      clearTimeout(timer);
+      resolve(`connect_error: ${err.message} ${explain(err)}`);
+    });
+    socket.once('disconnect', (reason) => {
+      clearTimeout(timer);
+      resolve(`disconnected before hello: ${reason}`);
+    });
+  });
+  if (typeof hello === 'string') {
+    run.connectError = hello;
+    return run;
+  }
+  run.hello = hello;
+  for (let i = 0; i < ROUND_TRIPS; i++) {
+    await sleep(HOLD_MS / ROUND_TRIPS);
+    if (!socket.connected) break;
+    try {
+      const ack = await socket.timeout(3_000).emitWithAck('ping', `${forwardedFor} #${i}`);
+      run.acks.push(ack as Ack);
+    } catch (err) {
+      run.ackErrors.push(String(err));
+    }
+  }
+  return run;
+}
+
+interface Outcome {
+  readonly runs: ClientRun[];
+  /** The shared agent, for its counts. */
+  readonly agent: CountingAgent;
+  /** Server-side `connectionError` lines printed while every client was still open. */
+  readonly serverErrors: { code: unknown; message: unknown; forwardedFor: unknown }[];
+  /** Of those, the ones that reached a worker other than the one holding the session. */
+  readonly misrouted: number;
+  /** Server-side connections that carried requests of more than one client. */
+  readonly sharedConnections: number;
+  readonly failed: ClientRun[];
+  readonly sessionUnknown: number;
+  readonly summary: string;
+}
+
+/**
+ * All CLIENTS clients at once on ONE shared keep-alive agent against `app`. The servers' log is
+ * read before any client is closed: closing a polling client races its last requests against the
+ * end of its session, which engine.io may also answer with "Session ID unknown".
+ */
+async function runAll(app: FixtureProcess): Promise<Outcome> {
+  const agent = new CountingAgent({ keepAlive: true, maxFreeSockets: MAX_FREE_SOCKETS });
+  const runs: ClientRun[] = [];
+  try {
+    await Promise.all(
+      Array.from({ length: CLIENTS }, (_, i) =>
+        runClient(app.port(), agent, i).then((run) => {
+          runs.push(run);
+        }),
+      ),
+    );
+    // Every client is still open; give the workers' last lines time to arrive.
+    await sleep(200);
+    for (const run of runs) run.closing = true;
+    const errorLines = app.events('connectionError');
+    const serverErrors = errorLines.map((l) => ({
+      code: l.code,
+      message: l.message,
+      forwardedFor: l.forwardedFor,
+    }));
+    const sessionPid = new Map(app.events('connection').map((l) => [l.sid, l.pid]));
+    const misrouted = errorLines.filter(
+      (l) => sessionPid.has(l.sid) && sessionPid.get(l.sid) !== l.pid,
+    ).length;
+    const sharedConnections = app.events('sharedConnection').length;
+    const failed = runs.filter(
+      (r) =>
+        r.connectError !== undefined ||
+        r.disconnects.length > 0 ||
+        r.ackErrors.length > 0 ||
+        r.acks.length < ROUND_TRIPS,
+    );
+    const sessionUnknown = serverErrors.filter((e) => e.message === 'Session ID unknown').length;
+    const summary = [
+      `${runs.length} clients, ${failed.length} failed:`,
+      `connect_error ${runs.filter((r) => r.connectError !== undefined).length},`,
+      `disconnected ${runs.filter((r) => r.disconnects.length > 0).length},`,
+      `ack errors ${runs.reduce((n, r) => n + r.ackErrors.length, 0)};`,
+      `server connectionError ${serverErrors.length} (Session ID unknown ${sessionUnknown},`,
+      `${misrouted} of all at a worker other than the session's);`,
+      `agent: ${agent.requestCount} requests on ${agent.opened} connections,`,
+      `${agent.reusedForAnotherClient} reused a connection last used for another client;`,
+      `worker-side connections that carried several clients ${sharedConnections}`,
+      ...failed
+        .slice(0, 5)
+        .map(
+          (r) =>
+            `\n  ${r.forwardedFor}: ${r.connectError ?? ''} ${r.disconnects.join('; ')} ${r.ackErrors.join('; ')}`,
+        ),
+    ].join(' ');
+    return {
+      runs,
+      agent,
+      serverErrors,
+      misrouted,
+      sharedConnections,
+      failed,
+      sessionUnknown,
+      summary,
+    };
+  } finally {
+    for (const run of runs) {
+      run.closing = true;
+      run.socket.close();
+    }
+    agent.destroy();
+  }
+}
+
+afterEach(stopFixtures);
+
+describe('socket.io polling clients on one shared keep-alive agent, behind a proxy', () => {
+  it('sticky-mesh proxy mode: every client stays on its worker, zero "Session ID unknown"', async ({
+    annotate,
+  }) => {
+    const app = await startFixture({ fixture: 'socketio-app.mjs', env: APP_ENV });
+    const outcome = await runAll(app);
+    await annotate(outcome.summary);
+    const context = `${outcome.summary}\n${app.transcript()}`;
+
+    // Zero "Session ID unknown" (or any other refusal) on any worker, zero client-side failures.
+    expect(outcome.serverErrors, context).toEqual([]);
+    expect(
+      outcome.failed.map((r) => r.forwardedFor),
+      context,
+    ).toEqual([]);
+    expect(outcome.runs, context).toHaveLength(CLIENTS);
+    for (const run of outcome.runs) {
+      expect(run.hello, context).toBeDefined();
+      expect(run.acks, context).toHaveLength(ROUND_TRIPS);
+      // Every round trip was answered by the worker that greeted the client.
+      for (const ack of run.acks) expect(ack.pid, context).toBe(run.hello?.pid);
+      // It stayed connected through several heartbeats.
+      expect(run.pings, `${run.forwardedFor}\n${context}`).toBeGreaterThanOrEqual(3);
+    }
+    // The clients really shared connections, as behind a proxy's upstream keep-alive pool.
+    expect(outcome.agent.reusedForAnotherClient, context).toBeGreaterThan(0);
+    // One engine.io session per client, none opened twice.
+    expect(app.events('connection'), context).toHaveLength(CLIENTS);
+    expect(new Set(outcome.runs.map((r) => r.hello?.slot)).size, context).toBeGreaterThan(1);
+  });
+
+  it('negative control: the same clients under round-robin cluster get "Session ID unknown"', async ({
+    annotate,
+  }) => {
+    const port = await freePort();
+    const app = await startFixture({
+      fixture: 'socketio-rr.mjs',
+      env: { ...APP_ENV, PORT: String(port) },
+    });
+    expect(app.port()).toBe(port);
+    const outcome = await runAll(app);
+    await annotate(outcome.summary);
+    const context = `${outcome.summary}\n${app.transcript()}`;
+
+    // Requests of different clients did share connections: that is what breaks round-robin.
+    expect(outcome.agent.reusedForAnotherClient, context).toBeGreaterThan(0);
+    expect(outcome.sharedConnections, context).toBeGreaterThan(0);
+    expect(outcome.sessionUnknown, context).toBeGreaterThan(0);
+    // ... because requests reached a worker other than the one holding their session.
+    expect(outcome.misrouted, context).toBeGreaterThan(0);
+    expect(outcome.failed.length, context).toBeGreaterThan(0);
+  });
+});
