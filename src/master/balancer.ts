@@ -83,6 +83,8 @@ export class Balancer {
    */
   private readonly headOptions: HeadReadOptions | undefined;
   private closed = false;
+  /** Accepted connections already have TCP_NODELAY (inherited from the listening socket). */
+  noDelayInherited = false;
   /** Whether a request's key can be the connection's address (no proxy, or its fallback). */
   private readonly peerNeeded: boolean;
 
@@ -141,6 +143,12 @@ export class Balancer {
       return;
     }
     handle.onconnection = (status, client) => this.accept(status, client);
+    // Linux copies TCP_NODELAY from the listening socket to each accepted one: set once here,
+    // it spares a system call per connection in the workers.
+    const listener = handle as { setNoDelay?: (on: boolean) => number };
+    if (process.platform === 'linux' && typeof listener.setNoDelay === 'function') {
+      this.noDelayInherited = listener.setNoDelay(true) === 0;
+    }
   }
 
   private accept(status: number, client: RawHandle | undefined): void {

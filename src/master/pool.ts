@@ -7,6 +7,7 @@ import {
   ADDRESS_ENV,
   MessageType,
   message,
+  NODELAY_ENV,
   parseMessage,
   type ShutdownMessage,
   SLOT_ENV,
@@ -103,9 +104,11 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
 
   /** The primary's bound address, handed to every worker it forks (see `StickyWorker.address`). */
   private address = '';
+  private noDelay = '0';
 
-  start(address: AddressInfo): void {
+  start(address: AddressInfo, noDelayInherited = false): void {
     this.address = JSON.stringify(address);
+    this.noDelay = noDelayInherited ? '1' : '0';
     for (const s of this.slots) this.fork(s);
   }
 
@@ -170,7 +173,11 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   private fork(s: Slot): void {
     s.timer = undefined;
     if (this.closing) return;
-    const worker = cluster.fork({ [SLOT_ENV]: String(s.slot), [ADDRESS_ENV]: this.address });
+    const worker = cluster.fork({
+      [SLOT_ENV]: String(s.slot),
+      [ADDRESS_ENV]: this.address,
+      [NODELAY_ENV]: this.noDelay,
+    });
     s.worker = worker;
     s.handoff = new Handoff(worker, (handle) => this.emit('returned', handle, s.slot));
     s.state = 'starting';

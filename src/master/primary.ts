@@ -93,7 +93,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
         this.state = 'starting';
         const address = this.balancer.server.address() as AddressInfo;
         this.emit('listening', address);
-        this.pool.start(address);
+        this.pool.start(address, this.balancer.noDelayInherited);
       },
     );
     return this;

@@ -107,3 +107,9 @@ export const SLOT_ENV = 'STICKY_MESH_SLOT';
 
 /** Name of the environment variable that tells a forked worker the primary's bound address (JSON). */
 export const ADDRESS_ENV = 'STICKY_MESH_ADDRESS';
+
+/**
+ * Set to `1` for a forked worker when the primary's listening socket has TCP_NODELAY set and
+ * accepted connections inherit it (Linux): the worker then need not set it per connection.
+ */
+export const NODELAY_ENV = 'STICKY_MESH_NODELAY';

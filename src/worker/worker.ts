@@ -12,6 +12,7 @@ import {
   type LeavingMessage,
   MessageType,
   message,
+  NODELAY_ENV,
   parseMessage,
   type ReadyMessage,
   type RerouteMessage,
@@ -108,6 +109,8 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   private live: number[];
   private readonly missingHeader: Buffer;
   private handedBack = 0;
+  /** The primary's listening socket passes TCP_NODELAY on to every connection (Linux). */
+  private readonly noDelayInherited: boolean;
 
   constructor(
     private readonly options: ResolvedStickyOptions,
@@ -116,6 +119,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     super();
     this.perRequest = options.proxy || options.sessionAffinity !== false;
     this.slot = Number(process.env[SLOT_ENV] ?? 0);
+    this.noDelayInherited = process.env[NODELAY_ENV] === '1';
     this.pick = rendezvous(options.seed, options.num);
     this.live = Array.from({ length: options.num }, (_, i) => i);
     this.missingHeader = missingHeader(options.header);
@@ -274,7 +278,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     }
     // A socket that did not come through the server's accept misses its defaults (the option
     // stays set on the connection, so once is enough).
-    if (!again) socket.setNoDelay(true);
+    if (!again && !this.noDelayInherited) socket.setNoDelay(true);
     const sync = this.options.sync;
     if (sync && head) {
       // The app's 'connection' listener may emit the event at once: listen before it runs.
