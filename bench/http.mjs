@@ -32,11 +32,14 @@
 // below gives client i the fixed source address 127.0.0.(2 + i) (i = 0..connections-1; Linux
 // routes all of 127.0.0.0/8 to lo) by replacing that client's `_connect` with a wrapper that,
 // for the duration of the synchronous original `_connect` call only, swaps `net.connect` for
-// `(port, host) => net.connect({ port, host, localAddress })`. Reconnects (after
-// `connection: close`, errors, timeouts) go through the same wrapper, so a client keeps its
-// address for the whole run, like 50 distinct users. The same client setup is used for every
-// server and mode. setupClient also counts connections opened and the `x-worker` header of
-// every response (the pid that answered), giving the per-worker distribution for every server.
+// `(port, host) => net.connect({ port, host, localAddress })` (that wrapper is `connectFrom` in
+// bench/lib.mjs, shared with bench/proxy.mjs). Reconnects (after `connection: close`, errors,
+// timeouts) go through the same wrapper, so a client keeps its address for the whole run, like
+// 50 distinct users. The same client setup is used for every server and mode. setupClient also
+// counts connections opened and the `x-worker` header of every response (the pid that
+// answered), giving the per-worker distribution for every server.
+// Server start/stop, CPU and background-load accounting and the report helpers are in
+// bench/lib.mjs as well; what they do is described here and in the sections below.
 //
 // Environment knobs (defaults in brackets): BENCH_ROUNDS [5], BENCH_DURATION seconds [3],
 // BENCH_WARMUP seconds [2], BENCH_CONNECTIONS [50], BENCH_WORKERS [2] (workers of (a)-(d);
@@ -52,27 +55,20 @@
 // measurement with start and stop) a run on a quiet machine takes about 7 minutes; repeated
 // measurements (background load) add to that.
 
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import { createRequire } from 'node:module';
-import net from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import autocannon from 'autocannon';
+import * as lib from './lib.mjs';
+import { errorSummary, fmtCpu, fmtInt, fmtRatio, intEnv, median, pct, shares } from './lib.mjs';
 
-const require = createRequire(import.meta.url);
-const benchDir = path.dirname(fileURLToPath(import.meta.url));
-const rootDir = path.resolve(benchDir, '..');
-const resultsFile = path.join(benchDir, 'RESULTS.md');
+const resultsFile = path.join(lib.benchDir, 'RESULTS.md');
 
 const ROUNDS = intEnv('BENCH_ROUNDS', 5);
 const DURATION = intEnv('BENCH_DURATION', 3);
 const WARMUP = intEnv('BENCH_WARMUP', 2);
 const CONNECTIONS = intEnv('BENCH_CONNECTIONS', 50);
 const WORKERS = intEnv('BENCH_WORKERS', 2);
-const READY_TIMEOUT_MS = 30_000;
 const MIN_SHARE = 0.3;
 
 const TARGETS = { close: 0.95, keepalive: 0.97 };
@@ -134,15 +130,6 @@ const MODES = pick(ALL_MODES, 'BENCH_MODES');
 const FULL_RUN = SERVERS.length === ALL_SERVERS.length && MODES.length === ALL_MODES.length;
 const WRITE = FULL_RUN || process.env.BENCH_WRITE === '1';
 
-function intEnv(name, dflt) {
-  const v = process.env[name];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0)
-    throw new Error(`${name} must be a positive integer, got ${v}`);
-  return n;
-}
-
 function pick(all, envName) {
   const v = process.env[envName];
   if (!v) return all;
@@ -159,210 +146,30 @@ function pick(all, envName) {
 // ---------------------------------------------------------------------------------------------
 // Client side: source-address spreading and per-response accounting (see header comment).
 
-const clientAddresses = Array.from({ length: CONNECTIONS }, (_, i) => `127.0.0.${2 + (i % 253)}`);
-
 function makeClientSetup(counters) {
   let index = 0;
   return function setupClient(client) {
-    const localAddress = clientAddresses[index % clientAddresses.length];
+    const localAddress = lib.sourceAddress(index % CONNECTIONS);
     index += 1;
-    const protoConnect = Object.getPrototypeOf(client)._connect;
-    client._connect = function connectFromAddress() {
-      const original = net.connect;
-      net.connect = (port, host) => original({ port, host, localAddress });
-      try {
-        protoConnect.call(this);
-      } finally {
-        net.connect = original;
-      }
+    lib.connectFrom(client, localAddress, () => {
       counters.connects += 1;
-    };
+    });
     client.on('headers', (info) => {
       if (!counters.active) return;
-      const h = info.headers;
-      for (let i = 0; i < h.length; i += 2) {
-        if (h[i] === 'x-worker') {
-          const pid = h[i + 1];
-          counters.byWorker.set(pid, (counters.byWorker.get(pid) || 0) + 1);
-          return;
-        }
-      }
-      counters.noWorkerHeader += 1;
+      const pid = lib.workerHeader(info.headers);
+      if (pid === undefined) counters.noWorkerHeader += 1;
+      else counters.byWorker.set(pid, (counters.byWorker.get(pid) || 0) + 1);
     });
-    client.on('connError', (err) => {
-      if (!counters.active) return;
-      const code = err?.code || err?.message || 'unknown';
-      counters.connErrors.set(code, (counters.connErrors.get(code) || 0) + 1);
-    });
+    lib.countConnErrors(client, counters);
   };
 }
 
-async function runAutocannon(port, mode, seconds, counters) {
-  return autocannon({
-    url: `http://127.0.0.1:${port}/`,
-    connections: CONNECTIONS,
-    pipelining: 1,
-    duration: seconds,
-    headers: mode.headers,
-    setupClient: makeClientSetup(counters),
-  });
-}
-
 // ---------------------------------------------------------------------------------------------
-// Server lifecycle: spawn detached (own process group), wait for READY, kill the group.
-
-let current = null; // { child, pgid } of the running server, for cleanup on abort
-
-function startServer(server, port) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(benchDir, 'servers', server.file)], {
-      cwd: rootDir,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, PORT: String(port), WORKERS: String(workersOf(server)) },
-    });
-    current = { child, pgid: child.pid };
-    let out = '';
-    let err = '';
-    let done = false;
-    const timer = setTimeout(() => {
-      finish(
-        new Error(
-          `${server.id}: no READY line within ${READY_TIMEOUT_MS} ms\nstdout: ${out}\nstderr: ${err}`,
-        ),
-      );
-    }, READY_TIMEOUT_MS);
-    const finish = (e) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      if (e) reject(e);
-      else resolve({ child, pgid: child.pid, stderr: () => err, stdout: () => out });
-    };
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
-    child.stdout.on('data', (d) => {
-      out += d;
-      if (/^READY /m.test(out)) finish();
-    });
-    child.stderr.on('data', (d) => {
-      err += d;
-    });
-    child.on('exit', (code, signal) => {
-      finish(
-        new Error(
-          `${server.id}: exited before READY (code ${code}, signal ${signal})\nstdout: ${out}\nstderr: ${err}`,
-        ),
-      );
-    });
-    child.on('error', finish);
-  });
-}
-
-function groupMembers(pgid) {
-  // Live (non-zombie) processes whose process group is pgid, read from /proc.
-  const members = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const state = rest[0];
-    const pgrp = Number(rest[2]);
-    if (pgrp === pgid && state !== 'Z' && state !== 'X') members.push(Number(entry));
-  }
-  return members;
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function stopServer(srv) {
-  const exited = new Promise((r) => {
-    if (srv.child.exitCode !== null || srv.child.signalCode !== null) r();
-    else srv.child.once('exit', r);
-  });
-  try {
-    process.kill(-srv.pgid, 'SIGKILL');
-  } catch (e) {
-    if (e.code !== 'ESRCH') throw e;
-  }
-  await exited;
-  for (let i = 0; i < 200; i++) {
-    if (groupMembers(srv.pgid).length === 0) break;
-    try {
-      process.kill(-srv.pgid, 'SIGKILL');
-    } catch {}
-    await sleep(25);
-  }
-  const left = groupMembers(srv.pgid);
-  if (left.length)
-    throw new Error(`processes of group ${srv.pgid} still alive: ${left.join(', ')}`);
-  current = null;
-}
-
-function canListen(port, host, opts = {}) {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once('error', () => resolve(false));
-    s.listen({ port, host, ...opts }, () => s.close(() => resolve(true)));
-  });
-}
-
-async function portFree(port) {
-  // sticky-session's master binds all interfaces (::, dual stack); the others bind 127.0.0.1.
-  return (await canListen(port, '127.0.0.1')) && (await canListen(port, '::'));
-}
-
-async function waitPortFree(port) {
-  for (let i = 0; i < 200; i++) {
-    if (await portFree(port)) return;
-    await sleep(50);
-  }
-  throw new Error(`port ${port} still in use 10 s after the server was killed`);
-}
-
-async function findPort() {
-  if (process.env.BENCH_PORT) return intEnv('BENCH_PORT', 0);
-  for (let i = 0; i < 50; i++) {
-    const port = await new Promise((resolve, reject) => {
-      const s = net.createServer();
-      s.once('error', reject);
-      s.listen(0, '127.0.0.1', () => {
-        const p = s.address().port;
-        s.close(() => resolve(p));
-      });
-    });
-    if (await portFree(port)) return port;
-  }
-  throw new Error('no free port found');
-}
-
-function probe(port) {
-  return new Promise((resolve, reject) => {
-    const req = http.get(
-      {
-        host: '127.0.0.1',
-        port,
-        path: '/',
-        localAddress: clientAddresses[0],
-        agent: false,
-        timeout: 5000,
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () =>
-          res.statusCode === 200 ? resolve() : reject(new Error(`probe: HTTP ${res.statusCode}`)),
-        );
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('probe timed out')));
-    req.on('error', reject);
-  });
-}
+// Server lifecycle (bench/lib.mjs): each measurement spawns the server detached (own process
+// group), waits for its READY line and a probe, and kills the group afterwards.
+// sticky-session's master binds all interfaces (::, dual stack); the others bind 127.0.0.1: the
+// port must be free on both before a server starts.
+const PORT_HOSTS = ['127.0.0.1', '::'];
 
 // ---------------------------------------------------------------------------------------------
 // Background load. This machine may be shared (builds and test runs of other work): CPU used by
@@ -376,185 +183,83 @@ function probe(port) {
 const FOREIGN_MAX = Number(process.env.BENCH_FOREIGN_MAX || 0.2);
 const MAX_ATTEMPTS = intEnv('BENCH_MAX_ATTEMPTS', 3);
 const QUIET_WAIT_S = intEnv('BENCH_QUIET_WAIT', 60);
-let CLK_TCK = 100;
-try {
-  CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-} catch {}
-
-function procStat(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    return {
-      comm,
-      state: rest[0],
-      pgrp: Number(rest[2]),
-      cpu: Number(rest[11]) + Number(rest[12]),
-    };
-  } catch {
-    return null;
-  }
-}
-
-function cpuSnapshot(pgid) {
-  const f = readFileSync('/proc/stat', 'utf8')
-    .split('\n')[0]
-    .trim()
-    .split(/\s+/)
-    .slice(1)
-    .map(Number);
-  const busy = f[0] + f[1] + f[2]; // user + nice + system (ticks, all CPUs)
-  let ours = 0;
-  let self = 0;
-  let primary = 0;
-  const others = new Map(); // pid -> { comm, cpu } of every other process, to name the load
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const st = procStat(entry);
-    if (!st) continue;
-    const pid = Number(entry);
-    if (pid === process.pid) self = st.cpu;
-    if (pid === pgid) primary = st.cpu;
-    if (pid === process.pid || (pgid && st.pgrp === pgid)) ours += st.cpu;
-    else others.set(entry, st);
-  }
-  return { t: process.hrtime.bigint(), busy, ours, self, primary, others };
-}
-
-// The busiest other processes between two snapshots, e.g. "node 1.20s, tsc 0.40s".
-function foreignTop(a, b) {
-  const d = [];
-  for (const [pid, st] of b.others) {
-    const cpu = st.cpu - (a.others.get(pid)?.cpu ?? 0);
-    if (cpu > 0) d.push([st.comm, cpu / CLK_TCK]);
-  }
-  d.sort((x, y) => y[1] - x[1]);
-  return d
-    .slice(0, 3)
-    .map(([c, t]) => `${c} ${t.toFixed(2)}s`)
-    .join(', ');
-}
-
-function foreignCores(a, b) {
-  const seconds = Number(b.t - a.t) / 1e9;
-  return Math.max(0, (b.busy - a.busy - (b.ours - a.ours)) / CLK_TCK / seconds);
-}
-
-async function waitQuiet() {
-  const deadline = Date.now() + QUIET_WAIT_S * 1000;
-  let load = 0;
-  for (;;) {
-    const a = cpuSnapshot(0);
-    await sleep(500);
-    load = foreignCores(a, cpuSnapshot(0));
-    if (load <= FOREIGN_MAX || Date.now() >= deadline) return load;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // One measurement.
 
-async function measure(server, mode, port, round) {
-  let best = null;
-  for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-    const idleLoad = await waitQuiet();
-    const r = await measureOnce(server, mode, port, round);
-    r.attempt = attempt;
-    r.idleLoad = idleLoad;
-    if (!best || r.foreign < best.foreign) best = { ...r, attempts: attempt };
-    best.attempts = attempt;
-    if (r.foreign <= FOREIGN_MAX || attempt === MAX_ATTEMPTS) break;
-    console.log(
+function measure(server, mode, port, round) {
+  return lib.measureQuietly({
+    maxAttempts: MAX_ATTEMPTS,
+    quietWaitS: QUIET_WAIT_S,
+    foreignMax: FOREIGN_MAX,
+    foreignOf: (r) => r.foreign,
+    once: async (attempt, idleLoad) => ({
+      ...(await measureOnce(server, mode, port, round)),
+      attempt,
+      idleLoad,
+    }),
+    retryNote: (r) =>
       `  (round ${round} ${mode.id} ${server.id}: ${r.foreign.toFixed(2)} cores of foreign CPU load during the run [${r.foreignBy}], ${fmtInt(r.rps)} req/s, retrying)`,
-    );
-  }
-  return best;
+  });
 }
 
 async function measureOnce(server, mode, port, round) {
-  await waitPortFree(port);
-  const srv = await startServer(server, port);
-  try {
-    await probe(port);
-    const warm = {
-      active: false,
-      connects: 0,
-      byWorker: new Map(),
-      noWorkerHeader: 0,
-      connErrors: new Map(),
-    };
-    if (WARMUP > 0) await runAutocannon(port, mode, WARMUP, warm);
-    const c = {
-      active: true,
-      connects: 0,
-      byWorker: new Map(),
-      noWorkerHeader: 0,
-      connErrors: new Map(),
-    };
-    const before = cpuSnapshot(srv.pgid);
-    const r = await runAutocannon(port, mode, DURATION, c);
-    const after = cpuSnapshot(srv.pgid);
-    const foreign = foreignCores(before, after);
-    const foreignBy = foreignTop(before, after);
-    const secs = Number(after.t - before.t) / 1e9;
-    const oursCores = (after.ours - before.ours) / CLK_TCK / secs;
-    const cores = (k) => (after[k] - before[k]) / CLK_TCK / secs;
-    const cpu = { client: cores('self'), primary: cores('primary') };
-    cpu.workers = Math.max(0, oursCores - cpu.client - cpu.primary);
-    const rps = r.duration > 0 ? r.requests.total / r.duration : 0;
-    const stderr = srv.stderr().trim();
-    return {
-      round,
-      server: server.id,
-      mode: mode.id,
-      rps,
-      requests: r.requests.total,
-      duration: r.duration,
-      ok2xx: r['2xx'],
-      non2xx: r.non2xx,
-      errors: r.errors,
-      timeouts: r.timeouts,
-      resets: r.resets,
-      mismatches: r.mismatches,
-      connects: c.connects,
-      connErrors: Object.fromEntries(c.connErrors),
-      byWorker: Object.fromEntries(c.byWorker),
-      noWorkerHeader: c.noWorkerHeader,
-      foreign,
-      foreignBy,
-      oursCores,
-      cpu,
-      serverStderr: stderr ? stderr.split('\n').slice(0, 5).join(' | ') : '',
-    };
-  } finally {
-    await stopServer(srv);
-    await waitPortFree(port);
-  }
+  const warm = lib.newCounters();
+  const c = lib.newCounters({ active: true });
+  const m = await lib.measureOnFreshServer(
+    {
+      file: server.file,
+      name: server.id,
+      workers: workersOf(server),
+      port,
+      hosts: PORT_HOSTS,
+      probe: { localAddress: lib.sourceAddress(0) },
+      warmup: WARMUP,
+      duration: DURATION,
+      freeAfter: true,
+    },
+    (seconds, measured) =>
+      lib.runAutocannon({
+        port,
+        connections: CONNECTIONS,
+        seconds,
+        headers: mode.headers,
+        setupClient: makeClientSetup(measured ? c : warm),
+      }),
+  );
+  const r = m.result;
+  const cpu = { client: m.cpu.client, primary: m.cpu.primary };
+  cpu.workers = Math.max(0, m.cpu.ours - cpu.client - cpu.primary);
+  const rps = r.duration > 0 ? r.requests.total / r.duration : 0;
+  return {
+    round,
+    server: server.id,
+    mode: mode.id,
+    rps,
+    requests: r.requests.total,
+    duration: r.duration,
+    ok2xx: r['2xx'],
+    non2xx: r.non2xx,
+    errors: r.errors,
+    timeouts: r.timeouts,
+    resets: r.resets,
+    mismatches: r.mismatches,
+    connects: c.connects,
+    connErrors: Object.fromEntries(c.connErrors),
+    byWorker: Object.fromEntries(c.byWorker),
+    noWorkerHeader: c.noWorkerHeader,
+    foreign: m.cpu.foreign,
+    foreignBy: lib.foreignTop(m.before, m.after),
+    oursCores: m.cpu.ours,
+    cpu,
+    serverStderr: m.stderr ? m.stderr.split('\n').slice(0, 5).join(' | ') : '',
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
-// Figures and report.
+// Figures and report (median, formatting, shares, errorSummary: bench/lib.mjs).
 
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  if (s.length === 0) return Number.NaN;
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-const fmtInt = (n) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
-const fmtRatio = (x) => (Number.isFinite(x) ? `${x.toFixed(3)}x` : 'n/a');
-const pct = (x) => `${(x * 100).toFixed(1)}%`;
 const spread = (xs) => (Math.max(...xs) - Math.min(...xs)) / median(xs);
-const fmtCpu = (c) => `${c.client.toFixed(2)} / ${c.primary.toFixed(2)} / ${c.workers.toFixed(2)}`;
-
-function shares(byWorker, expected) {
-  const counts = Object.values(byWorker).sort((a, b) => b - a);
-  while (counts.length < expected) counts.push(0);
-  const total = counts.reduce((a, b) => a + b, 0);
-  return { counts, total, shares: counts.map((c) => (total ? c / total : 0)) };
-}
 
 function machineInfo() {
   let cpu = 'unknown';
@@ -571,36 +276,17 @@ function machineInfo() {
   try {
     nproc = execFileSync('nproc', { encoding: 'utf8' }).trim();
   } catch {}
-  const version = (name) => {
-    try {
-      return require(`${name}/package.json`).version;
-    } catch {
-      return 'not installed';
-    }
-  };
-  let commit = 'unknown';
-  try {
-    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
-      cwd: rootDir,
-      encoding: 'utf8',
-    }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], {
-      cwd: rootDir,
-      encoding: 'utf8',
-    }).trim();
-    if (dirty) commit += ' (src/ has uncommitted changes)';
-  } catch {}
   return {
     nproc,
     cpu,
     mem,
     node: process.version,
     os: `${os.type()} ${os.release()} ${os.arch()}`,
-    autocannon: version('autocannon'),
-    stickySession: version('sticky-session'),
-    socketioSticky: version('@socket.io/sticky'),
-    socketio: version('socket.io'),
-    commit,
+    autocannon: lib.packageVersion('autocannon'),
+    stickySession: lib.packageVersion('sticky-session'),
+    socketioSticky: lib.packageVersion('@socket.io/sticky'),
+    socketio: lib.packageVersion('socket.io'),
+    commit: lib.gitCommit(),
   };
 }
 
@@ -884,19 +570,6 @@ function renderRoutingSection(L, a) {
   L.push('');
 }
 
-function errorSummary(r) {
-  const parts = [];
-  if (r.errors) parts.push(`errors ${r.errors}`);
-  if (r.timeouts) parts.push(`timeouts ${r.timeouts}`);
-  if (r.non2xx) parts.push(`non-2xx ${r.non2xx}`);
-  if (r.resets) parts.push(`resets ${r.resets}`);
-  if (r.mismatches) parts.push(`mismatches ${r.mismatches}`);
-  if (r.noWorkerHeader) parts.push(`no x-worker ${r.noWorkerHeader}`);
-  const ce = Object.entries(r.connErrors);
-  if (ce.length) parts.push(`conn errors: ${ce.map(([k, v]) => `${k} ${v}`).join(', ')}`);
-  return parts.length ? parts.join('; ') : '0';
-}
-
 function renderSection(results, info, startedAt, elapsedS, replayedAt = null) {
   const { med, ratio } = summarize(results);
   const checks = targetChecks(med, ratio);
@@ -1092,22 +765,6 @@ function renderSection(results, info, startedAt, elapsedS, replayedAt = null) {
   return { text: L.join('\n'), checks, warnings, med, ratio, routing };
 }
 
-function writeResults(section) {
-  const begin = '<!-- BEGIN http-balancer';
-  const end = '<!-- END http-balancer -->';
-  let doc = existsSync(resultsFile)
-    ? readFileSync(resultsFile, 'utf8')
-    : '# sticky-mesh benchmark results\n\nEach section is written by its own script; re-running a script replaces only its section.\n';
-  const i = doc.indexOf(begin);
-  const j = doc.indexOf(end);
-  if (i !== -1 && j > i) {
-    doc = doc.slice(0, i) + section + doc.slice(j + end.length);
-  } else {
-    doc = `${doc.replace(/\s*$/, '')}\n\n${section}\n`;
-  }
-  writeFileSync(resultsFile, doc);
-}
-
 function printTable(med, ratio, checks, warnings, results, routing) {
   const rows = [['server', ...MODES.flatMap((m) => [`${m.short} req/s`, 'vs RR'])]];
   for (const s of SERVERS)
@@ -1115,15 +772,11 @@ function printTable(med, ratio, checks, warnings, results, routing) {
       s.label,
       ...MODES.flatMap((m) => [fmtInt(med[s.id][m.id]), fmtRatio(ratio(s.id, m.id))]),
     ]);
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   console.log('');
   console.log(
     `Median over ${ROUNDS} rounds (${CONNECTIONS} connections, ${DURATION} s each, ${WORKERS} workers unless the label says otherwise; vs RR = vs round-robin with the same worker count):`,
   );
-  for (const r of rows)
-    console.log(
-      r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  '),
-    );
+  for (const line of lib.formatTable(rows, { rightAlign: true })) console.log(line);
   console.log('');
   for (const c of checks)
     console.log(`target: ${c.text}: ${c.value} -> ${c.met ? 'met' : 'NOT MET'}`);
@@ -1168,7 +821,7 @@ function runConfig() {
 }
 
 async function measureAll(info) {
-  const port = await findPort();
+  const port = await lib.findPort(PORT_HOSTS);
   console.log(
     `HTTP balancer bench: ${SERVERS.map((s) => s.id).join(', ')}; modes ${MODES.map((m) => m.id).join(', ')}; ${ROUNDS} rounds x ${WARMUP}+${DURATION} s; ${CONNECTIONS} connections from 127.0.0.2..127.0.0.${1 + Math.min(CONNECTIONS, 253)}; port ${port}`,
   );
@@ -1207,7 +860,7 @@ async function main() {
   if (
     !replayFile &&
     SERVERS.some((s) => s.id.startsWith('sticky-mesh')) &&
-    !existsSync(path.join(rootDir, 'dist', 'index.js'))
+    !existsSync(path.join(lib.rootDir, 'dist', 'index.js'))
   ) {
     console.error(
       'dist/index.js is missing: run `npm run build` first (or `npm run bench`), or set BENCH_ONLY to skip sticky-mesh.',
@@ -1250,7 +903,7 @@ async function main() {
   );
   printTable(med, ratio, checks, warnings, results, routing);
   if (WRITE) {
-    writeResults(text);
+    lib.writeSection(resultsFile, 'http-balancer', text);
     console.log(
       `\nwrote ${path.relative(process.cwd(), resultsFile) || resultsFile} (${elapsedS.toFixed(0)} s)`,
     );
@@ -1261,23 +914,4 @@ async function main() {
   }
 }
 
-async function abort(signal) {
-  if (current) {
-    try {
-      process.kill(-current.pgid, 'SIGKILL');
-    } catch {}
-  }
-  process.exit(signal === 'SIGINT' ? 130 : 143);
-}
-process.on('SIGINT', () => abort('SIGINT'));
-process.on('SIGTERM', () => abort('SIGTERM'));
-
-main().catch((err) => {
-  console.error(err);
-  if (current) {
-    try {
-      process.kill(-current.pgid, 'SIGKILL');
-    } catch {}
-  }
-  process.exit(1);
-});
+lib.runMain(main);

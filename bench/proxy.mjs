@@ -18,9 +18,10 @@
 //    127.0.0.(2+i) and sends `x-forwarded-for: 198.51.100.(1+i)` on every request, in BOTH runs,
 //    so the client and the request bytes are identical and either balancer sees CONNECTIONS
 //    distinct clients (IP mode ignores the header, proxy mode the source address). The source
-//    address is bound as bench/http.mjs does it: setupClient wraps the client's `_connect` and,
-//    for that synchronous call only, makes `net.connect(port, host)` pass `localAddress`
-//    (Linux routes all of 127.0.0.0/8 to lo). Target: proxy / ip >= 0.90 (ratio of medians).
+//    address is bound as in bench/http.mjs (`connectFrom` in bench/lib.mjs, shared by both):
+//    setupClient wraps the client's `_connect` and, for that synchronous call only, makes
+//    `net.connect(port, host)` pass `localAddress` (Linux routes all of 127.0.0.0/8 to lo).
+//    Target: proxy / ip >= 0.90 (ratio of medians).
 //
 // 2. mixed: keep-alive connections carrying many keys, as a reverse proxy's upstream keep-alive
 //    pool does. CONNECTIONS keep-alive connections, all from 127.0.0.1 (one proxy); consecutive
@@ -71,6 +72,8 @@
 // foreign CPU (busy time in /proc/stat minus the CPU time of this process and of the server's
 // process group). A run with more than FOREIGN_MAX cores of foreign load is repeated (up to
 // MAX_ATTEMPTS, keeping the least disturbed attempt). Linux only (/proc).
+// Server lifecycle, CPU and background-load accounting and the report helpers are shared with
+// bench/http.mjs in bench/lib.mjs.
 //
 // Output: a table on stdout, and the section "Proxy mode (issue 3)" of bench/RESULTS.md (between
 // its BEGIN/END proxy-mode markers; appended if absent; other sections untouched), all figures
@@ -84,30 +87,15 @@
 // BENCH_MAX_ATTEMPTS [2], BENCH_QUIET_WAIT seconds [30].
 // Defaults take about a minute on a quiet machine (3 rounds x 4 runs of ~5.5 s).
 
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import { createRequire } from 'node:module';
-import net from 'node:net';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import autocannon from 'autocannon';
+import * as lib from './lib.mjs';
+import { errorSummary, fmtCpu, fmtInt, fmtRatio, intEnv, median, pct, shares } from './lib.mjs';
 
-const require = createRequire(import.meta.url);
-const benchDir = path.dirname(fileURLToPath(import.meta.url));
-const rootDir = path.resolve(benchDir, '..');
 const resultsFile = path.resolve(
-  process.env.BENCH_RESULTS_FILE || path.join(benchDir, 'RESULTS.md'),
+  process.env.BENCH_RESULTS_FILE || path.join(lib.benchDir, 'RESULTS.md'),
 );
-
-function intEnv(name, dflt, min = 1) {
-  const v = process.env[name];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name}: integer >= ${min}, got ${v}`);
-  return n;
-}
 
 const ROUNDS = intEnv('BENCH_ROUNDS', 3);
 const DURATION = intEnv('BENCH_DURATION', 3);
@@ -119,7 +107,6 @@ const MAX_ATTEMPTS = intEnv('BENCH_MAX_ATTEMPTS', 2);
 const QUIET_WAIT_S = intEnv('BENCH_QUIET_WAIT', 30, 0);
 const FOREIGN_MAX = Number(process.env.BENCH_FOREIGN_MAX || 0.2);
 const WRITE = (process.env.BENCH_WRITE ?? '1') !== '0';
-const READY_TIMEOUT_MS = 30_000;
 if (CONNECTIONS > 253) throw new Error('BENCH_CONNECTIONS: at most 253 (127.0.0.2..254)');
 if (KEYS > 254) throw new Error('BENCH_KEYS: at most 254 (198.51.100.1..254)');
 
@@ -151,22 +138,10 @@ const MEASUREMENTS = [
   },
 ];
 
-const sourceAddress = (i) => `127.0.0.${2 + i}`;
 const clientKey = (k) => `198.51.100.${1 + k}`;
 
 // ---------------------------------------------------------------------------------------------
 // Client side (see the header): per-client source address or key rotation, and accounting.
-
-function newCounters(keyWorkers) {
-  return {
-    active: false,
-    connects: 0,
-    byWorker: new Map(),
-    noWorkerHeader: 0,
-    connErrors: new Map(),
-    keyWorkers,
-  };
-}
 
 function makeSetupClient(meas, c) {
   let index = 0;
@@ -182,23 +157,16 @@ function makeSetupClient(meas, c) {
     } else {
       client.setHeaders({ 'x-forwarded-for': clientKey(i) });
     }
-    const localAddress = meas.keepAlive ? undefined : sourceAddress(i);
+    const localAddress = meas.keepAlive ? undefined : lib.sourceAddress(i);
     const sent = new WeakMap(); // connection -> x-forwarded-for of its unanswered requests
     let reading = null; // the connection whose bytes the response parser is reading
-    client._connect = function connect() {
-      const original = net.connect;
-      if (localAddress) net.connect = (port, host) => original({ port, host, localAddress });
-      try {
-        proto._connect.call(this);
-      } finally {
-        net.connect = original;
-      }
-      const conn = this.conn;
+    lib.connectFrom(client, localAddress, (self) => {
+      const conn = self.conn;
       conn.prependListener('data', () => {
         reading = conn;
       });
       if (c.active) c.connects += 1;
-    };
+    });
     client._doRequest = function doRequest() {
       const before = this.reqsMade;
       proto._doRequest.call(this);
@@ -208,14 +176,7 @@ function makeSetupClient(meas, c) {
     };
     client.on('headers', (info) => {
       const key = sent.get(reading)?.shift();
-      const h = info.headers;
-      let pid;
-      for (let j = 0; j < h.length; j += 2) {
-        if (h[j] === 'x-worker') {
-          pid = h[j + 1];
-          break;
-        }
-      }
+      const pid = lib.workerHeader(info.headers);
       if (pid === undefined) {
         if (c.active) c.noWorkerHeader += 1;
         return;
@@ -226,322 +187,100 @@ function makeSetupClient(meas, c) {
       }
       if (c.active) c.byWorker.set(pid, (c.byWorker.get(pid) || 0) + 1);
     });
-    client.on('connError', (err) => {
-      if (!c.active) return;
-      const code = err?.code || err?.message || 'unknown';
-      c.connErrors.set(code, (c.connErrors.get(code) || 0) + 1);
-    });
+    lib.countConnErrors(client, c);
   };
 }
 
-function runAutocannon(port, meas, seconds, c) {
-  return autocannon({
-    url: `http://127.0.0.1:${port}/`,
-    connections: CONNECTIONS,
-    pipelining: 1,
-    duration: seconds,
-    headers: meas.keepAlive ? {} : { connection: 'close' },
-    setupClient: makeSetupClient(meas, c),
-  });
-}
+// The servers measured here all bind 127.0.0.1 only: the port must be free there.
+const PORT_HOSTS = ['127.0.0.1'];
 
 // ---------------------------------------------------------------------------------------------
-// Server lifecycle (as in bench/http.mjs): spawn detached, wait for READY, kill the group.
+// One run: a fresh server, warm-up, measured period, kill (server lifecycle, CPU accounting and
+// background load: bench/lib.mjs, see the header).
 
-let current = null; // the running server, for cleanup on abort
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function startServer(run, port) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(benchDir, 'servers', run.file)], {
-      cwd: rootDir,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, PORT: String(port), WORKERS: String(WORKERS) },
-    });
-    current = { child, pgid: child.pid };
-    let out = '';
-    let err = '';
-    let done = false;
-    const finish = (e) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      if (e) reject(e);
-      else resolve({ child, pgid: child.pid, stderr: () => err });
-    };
-    const timer = setTimeout(
-      () => finish(new Error(`${run.file}: no READY line within ${READY_TIMEOUT_MS} ms\n${err}`)),
-      READY_TIMEOUT_MS,
-    );
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
-    child.stdout.on('data', (d) => {
-      out += d;
-      if (/^READY /m.test(out)) finish();
-    });
-    child.stderr.on('data', (d) => {
-      err += d;
-    });
-    child.on('exit', (code, signal) =>
-      finish(new Error(`${run.file}: exited before READY (${code ?? signal})\n${out}\n${err}`)),
-    );
-    child.on('error', finish);
+function measure(meas, run, port, round) {
+  return lib.measureQuietly({
+    maxAttempts: MAX_ATTEMPTS,
+    quietWaitS: QUIET_WAIT_S,
+    foreignMax: FOREIGN_MAX,
+    foreignOf: (r) => r.cpu.foreign,
+    once: () => measureOnce(meas, run, port, round),
+    retryNote: (r) => `  (${r.cpu.foreign.toFixed(2)} cores of foreign load during the run; again)`,
   });
-}
-
-function groupMembers(pgid) {
-  const members = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const st = procStat(entry);
-    if (st && st.pgrp === pgid && st.state !== 'Z' && st.state !== 'X') members.push(entry);
-  }
-  return members;
-}
-
-async function stopServer(srv) {
-  const exited = new Promise((r) => {
-    if (srv.child.exitCode !== null || srv.child.signalCode !== null) r();
-    else srv.child.once('exit', r);
-  });
-  const kill = () => {
-    try {
-      process.kill(-srv.pgid, 'SIGKILL');
-    } catch {}
-  };
-  kill();
-  await exited;
-  for (let i = 0; i < 200 && groupMembers(srv.pgid).length; i++) {
-    kill();
-    await sleep(25);
-  }
-  const left = groupMembers(srv.pgid);
-  if (left.length) throw new Error(`group ${srv.pgid} still alive: ${left.join(', ')}`);
-  current = null;
-}
-
-function canListen(port) {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
-
-async function waitPortFree(port) {
-  for (let i = 0; i < 200; i++) {
-    if (await canListen(port)) return;
-    await sleep(50);
-  }
-  throw new Error(`port ${port} still in use 10 s after the server was killed`);
-}
-
-async function findPort() {
-  if (process.env.BENCH_PORT) return intEnv('BENCH_PORT', 0);
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-function probe(port) {
-  return new Promise((resolve, reject) => {
-    const req = http.get(
-      {
-        host: '127.0.0.1',
-        port,
-        path: '/',
-        localAddress: sourceAddress(0),
-        headers: { 'x-forwarded-for': clientKey(0) },
-        agent: false,
-        timeout: 5000,
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () =>
-          res.statusCode === 200 ? resolve() : reject(new Error(`probe: HTTP ${res.statusCode}`)),
-        );
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('probe timed out')));
-    req.on('error', reject);
-  });
-}
-
-// ---------------------------------------------------------------------------------------------
-// CPU accounting and background load (see the header).
-
-let CLK_TCK = 100;
-try {
-  CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-} catch {}
-
-function procStat(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { state: rest[0], pgrp: Number(rest[2]), cpu: Number(rest[11]) + Number(rest[12]) };
-  } catch {
-    return null;
-  }
-}
-
-function cpuSnapshot(pgid) {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1);
-  const busy = Number(f[0]) + Number(f[1]) + Number(f[2]); // user + nice + system, all CPUs
-  let self = 0;
-  let group = 0;
-  let primary = 0;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const st = procStat(entry);
-    if (!st) continue;
-    if (Number(entry) === process.pid) self = st.cpu;
-    else if (pgid && st.pgrp === pgid) group += st.cpu;
-    if (pgid && Number(entry) === pgid) primary = st.cpu;
-  }
-  return { t: process.hrtime.bigint(), busy, self, group, primary };
-}
-
-function cpuBetween(a, b) {
-  const secs = Number(b.t - a.t) / 1e9;
-  const cores = (x) => x / CLK_TCK / secs;
-  return {
-    client: cores(b.self - a.self),
-    server: cores(b.group - a.group),
-    primary: cores(b.primary - a.primary),
-    foreign: Math.max(0, cores(b.busy - a.busy - (b.self - a.self) - (b.group - a.group))),
-  };
-}
-
-async function waitQuiet() {
-  const deadline = Date.now() + QUIET_WAIT_S * 1000;
-  for (;;) {
-    const a = cpuSnapshot(0);
-    await sleep(500);
-    const load = cpuBetween(a, cpuSnapshot(0)).foreign;
-    if (load <= FOREIGN_MAX || Date.now() >= deadline) return load;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// One run: a fresh server, warm-up, measured period, kill.
-
-async function measure(meas, run, port, round) {
-  let best = null;
-  for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-    await waitQuiet();
-    const r = await measureOnce(meas, run, port, round);
-    if (!best || r.cpu.foreign < best.cpu.foreign) best = r;
-    best.attempts = attempt;
-    if (r.cpu.foreign <= FOREIGN_MAX) break;
-    if (attempt < MAX_ATTEMPTS)
-      console.log(`  (${r.cpu.foreign.toFixed(2)} cores of foreign load during the run; again)`);
-  }
-  return best;
 }
 
 async function measureOnce(meas, run, port, round) {
-  await waitPortFree(port);
-  const srv = await startServer(run, port);
-  try {
-    await probe(port);
-    const c = newCounters(new Map());
-    if (WARMUP > 0) await runAutocannon(port, meas, WARMUP, c);
-    c.active = true;
-    const before = cpuSnapshot(srv.pgid);
-    const r = await runAutocannon(port, meas, DURATION, c);
-    const cpu = cpuBetween(before, cpuSnapshot(srv.pgid));
-    const split = [...c.keyWorkers.values()].filter((s) => s.size > 1).length;
-    const stderr = srv.stderr().trim();
-    return {
-      round,
-      measurement: meas.id,
-      server: run.id,
-      rps: r.duration > 0 ? r.requests.total / r.duration : 0,
-      requests: r.requests.total,
-      connects: c.connects,
-      errors: r.errors,
-      timeouts: r.timeouts,
-      non2xx: r.non2xx,
-      resets: r.resets,
-      noWorkerHeader: c.noWorkerHeader,
-      connErrors: Object.fromEntries(c.connErrors),
-      byWorker: Object.fromEntries(c.byWorker),
-      keys: c.keyWorkers.size,
-      split,
-      cpu,
-      attempts: 1,
-      serverStderr: stderr ? stderr.split('\n').slice(0, 3).join(' | ') : '',
-    };
-  } finally {
-    await stopServer(srv);
-  }
+  const c = lib.newCounters({ keyWorkers: new Map() });
+  const m = await lib.measureOnFreshServer(
+    {
+      file: run.file,
+      name: run.file,
+      workers: WORKERS,
+      port,
+      hosts: PORT_HOSTS,
+      probe: { localAddress: lib.sourceAddress(0), headers: { 'x-forwarded-for': clientKey(0) } },
+      warmup: WARMUP,
+      duration: DURATION,
+    },
+    (seconds, measured) => {
+      c.active = measured;
+      return lib.runAutocannon({
+        port,
+        connections: CONNECTIONS,
+        seconds,
+        headers: meas.keepAlive ? {} : { connection: 'close' },
+        setupClient: makeSetupClient(meas, c),
+      });
+    },
+  );
+  const r = m.result;
+  const { client, server, primary, foreign } = m.cpu;
+  const split = [...c.keyWorkers.values()].filter((s) => s.size > 1).length;
+  return {
+    round,
+    measurement: meas.id,
+    server: run.id,
+    rps: r.duration > 0 ? r.requests.total / r.duration : 0,
+    requests: r.requests.total,
+    connects: c.connects,
+    errors: r.errors,
+    timeouts: r.timeouts,
+    non2xx: r.non2xx,
+    resets: r.resets,
+    noWorkerHeader: c.noWorkerHeader,
+    connErrors: Object.fromEntries(c.connErrors),
+    byWorker: Object.fromEntries(c.byWorker),
+    keys: c.keyWorkers.size,
+    split,
+    cpu: { client, server, primary, foreign },
+    attempts: 1,
+    serverStderr: m.stderr ? m.stderr.split('\n').slice(0, 3).join(' | ') : '',
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
-// Figures and report.
+// Figures and report (median, formatting, errorSummary: bench/lib.mjs).
 
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  if (s.length === 0) return Number.NaN;
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-const fmtInt = (n) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
-const fmtRatio = (x) => (Number.isFinite(x) ? `${x.toFixed(3)}x` : 'n/a');
-const pct = (x) => `${(x * 100).toFixed(1)}%`;
-const fmtCpu = (c) =>
-  [c.client, c.primary, c.server - c.primary].map((x) => Math.max(0, x).toFixed(2)).join(' / ');
+// client / primary / workers cores, each at least 0
+const fmtRunCpu = (c) =>
+  fmtCpu({
+    client: Math.max(0, c.client),
+    primary: Math.max(0, c.primary),
+    workers: Math.max(0, c.server - c.primary),
+  });
 const perConn = (reqs, conns) => (conns ? (reqs / conns).toFixed(2) : 'n/a');
-
-function shares(byWorker) {
-  const counts = Object.values(byWorker).sort((a, b) => b - a);
-  while (counts.length < WORKERS) counts.push(0);
-  const total = counts.reduce((a, b) => a + b, 0);
-  return counts.map((n) => pct(total ? n / total : 0)).join(' / ');
-}
-
-function errorSummary(r) {
-  const parts = [];
-  if (r.errors) parts.push(`errors ${r.errors}`);
-  if (r.timeouts) parts.push(`timeouts ${r.timeouts}`);
-  if (r.non2xx) parts.push(`non-2xx ${r.non2xx}`);
-  if (r.resets) parts.push(`resets ${r.resets}`);
-  if (r.noWorkerHeader) parts.push(`no x-worker ${r.noWorkerHeader}`);
-  const ce = Object.entries(r.connErrors);
-  if (ce.length) parts.push(`conn errors: ${ce.map(([k, v]) => `${k} ${v}`).join(', ')}`);
-  return parts.length ? parts.join('; ') : '0';
-}
+const workerShares = (byWorker) => shares(byWorker, WORKERS).shares.map(pct).join(' / ');
 
 function machineInfo() {
-  const version = (name) => {
-    try {
-      return require(`${name}/package.json`).version;
-    } catch {
-      return 'not installed';
-    }
-  };
-  let commit = 'unknown';
-  try {
-    const git = (...args) => execFileSync('git', args, { cwd: rootDir, encoding: 'utf8' }).trim();
-    commit = git('rev-parse', '--short', 'HEAD');
-    if (git('status', '--porcelain', '--', 'src')) commit += ' (src/ has uncommitted changes)';
-  } catch {}
   const cpus = os.cpus();
   return {
     cpus: cpus.length,
     model: cpus[0]?.model?.trim() || 'unknown',
     node: process.version,
     os: `${os.type()} ${os.release()} ${os.arch()}`,
-    autocannon: version('autocannon'),
-    socketioSticky: version('@socket.io/sticky'),
-    commit,
+    autocannon: lib.packageVersion('autocannon'),
+    socketioSticky: lib.packageVersion('@socket.io/sticky'),
+    commit: lib.gitCommit(),
     distBuilt: distStamp(),
   };
 }
@@ -549,7 +288,7 @@ function machineInfo() {
 // Newest modification time of dist/ (ISO): the build the sticky-mesh servers load. Compared at
 // the end of the run, because a rebuild during the run would mix two builds in one report.
 function distStamp() {
-  const dist = path.join(rootDir, 'dist');
+  const dist = path.join(lib.rootDir, 'dist');
   const times = readdirSync(dist, { recursive: true }).map(
     (f) => statSync(path.join(dist, f)).mtimeMs,
   );
@@ -649,7 +388,7 @@ function renderSection(results, info, startedAt, elapsedS) {
   for (const r of results) {
     const meas = MEASUREMENTS.find((m) => m.id === r.measurement);
     p(
-      `| ${r.round} | ${meas.short} | ${r.server} | ${fmtInt(r.rps)} | ${fmtInt(r.requests)} | ${fmtInt(r.connects)} | ${perConn(r.requests, r.connects)} | ${shares(r.byWorker)} | ${errorSummary(r)} | ${r.split}/${r.keys} | ${fmtCpu(r.cpu)} | ${r.cpu.foreign.toFixed(2)} | ${r.attempts} |`,
+      `| ${r.round} | ${meas.short} | ${r.server} | ${fmtInt(r.rps)} | ${fmtInt(r.requests)} | ${fmtInt(r.connects)} | ${perConn(r.requests, r.connects)} | ${workerShares(r.byWorker)} | ${errorSummary(r)} | ${r.split}/${r.keys} | ${fmtRunCpu(r.cpu)} | ${r.cpu.foreign.toFixed(2)} | ${r.attempts} |`,
     );
   }
   p('', '### Observations (generated from the figures above)', '');
@@ -694,26 +433,12 @@ function observations(rows) {
   return out;
 }
 
-function writeResults(section) {
-  const begin = '<!-- BEGIN proxy-mode';
-  const end = '<!-- END proxy-mode -->';
-  let doc = existsSync(resultsFile)
-    ? readFileSync(resultsFile, 'utf8')
-    : '# sticky-mesh benchmark results\n\nEach section is written by its own script; re-running a script replaces only its section.\n';
-  const i = doc.indexOf(begin);
-  const j = doc.indexOf(end);
-  if (i !== -1 && j > i) doc = doc.slice(0, i) + section + doc.slice(j + end.length);
-  else doc = `${doc.replace(/\s*$/, '')}\n\n${section}\n`;
-  writeFileSync(resultsFile, doc);
-}
-
 function printTable(rows, checks) {
   const table = [['measurement', 'server', 'median req/s', 'req/conn', 'split keys', 'errors']];
   for (const x of rows)
     table.push([x.meas.short, x.run.label, fmtInt(x.med), x.perConn, x.split, x.errors]);
-  const w = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
   console.log(`\nMedian over ${ROUNDS} rounds (${CONNECTIONS} connections, ${WORKERS} workers):`);
-  for (const r of table) console.log(r.map((c, i) => c.padEnd(w[i])).join('  '));
+  for (const line of lib.formatTable(table)) console.log(line);
   console.log('');
   for (const c of checks)
     console.log(
@@ -722,13 +447,13 @@ function printTable(rows, checks) {
 }
 
 async function main() {
-  if (!existsSync(path.join(rootDir, 'dist', 'index.js'))) {
+  if (!existsSync(path.join(lib.rootDir, 'dist', 'index.js'))) {
     console.error('dist/index.js is missing: run `npm run build` first.');
     process.exit(2);
   }
   const startedAt = new Date();
   const info = machineInfo();
-  const port = await findPort();
+  const port = await lib.findPort(PORT_HOSTS);
   console.log(
     `proxy-mode bench: ${ROUNDS} rounds x ${WARMUP}+${DURATION} s, ${CONNECTIONS} connections, ${WORKERS} workers, ${KEYS} keys, port ${port}`,
   );
@@ -741,7 +466,7 @@ async function main() {
         const r = await measure(meas, run, port, round);
         results.push(r);
         console.log(
-          `round ${round} ${meas.short.padEnd(16)} ${run.id.padEnd(15)} ${fmtInt(r.rps).padStart(7)} req/s  conns ${fmtInt(r.connects).padStart(6)}  workers ${shares(r.byWorker)}  split ${r.split}/${r.keys}  cpu client/primary/workers ${fmtCpu(r.cpu)}  foreign ${r.cpu.foreign.toFixed(2)}  errors: ${errorSummary(r)}`,
+          `round ${round} ${meas.short.padEnd(16)} ${run.id.padEnd(15)} ${fmtInt(r.rps).padStart(7)} req/s  conns ${fmtInt(r.connects).padStart(6)}  workers ${workerShares(r.byWorker)}  split ${r.split}/${r.keys}  cpu client/primary/workers ${fmtRunCpu(r.cpu)}  foreign ${r.cpu.foreign.toFixed(2)}  errors: ${errorSummary(r)}`,
         );
       }
     }
@@ -755,22 +480,9 @@ async function main() {
   const { text, rows, checks } = renderSection(results, info, startedAt, elapsedS);
   printTable(rows, checks);
   if (WRITE) {
-    writeResults(text);
+    lib.writeSection(resultsFile, 'proxy-mode', text);
     console.log(`\nwrote ${path.relative(process.cwd(), resultsFile) || resultsFile}`);
   } else console.log('\nBENCH_WRITE=0: bench/RESULTS.md not written');
 }
 
-function abort(code) {
-  if (current) {
-    try {
-      process.kill(-current.pgid, 'SIGKILL');
-    } catch {}
-  }
-  process.exit(code);
-}
-process.on('SIGINT', () => abort(130));
-process.on('SIGTERM', () => abort(143));
-main().catch((err) => {
-  console.error(err);
-  abort(1);
-});
+lib.runMain(main);
