@@ -101,6 +101,7 @@ export class Balancer {
             timeoutMs: options.headTimeout,
             proxyProtocol: options.proxyProtocol,
             untilHead,
+            readNow: true,
           }
         : undefined;
     this.missingHeader = missingHeader(options.header);

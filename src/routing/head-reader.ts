@@ -1,3 +1,4 @@
+import { readSync } from 'node:fs';
 import net from 'node:net';
 import { debug } from '../debug.js';
 import type { RawHandle } from './handle.js';
@@ -52,6 +53,11 @@ export interface HeadReadOptions {
    * client that leaves is reported as `closed` without closing the handle here.
    */
   keepHandle?: boolean;
+  /**
+   * Try one read at once, before waiting for the event loop (a new connection whose client
+   * wrote its request right away). The result may then be reported before `readHead` returns.
+   */
+  readNow?: boolean;
 }
 
 /** What `readHead` returns: a way to give up on a connection that has sent nothing yet. */
@@ -193,27 +199,15 @@ function readFromHandle(
   const finish = (result: HeadReadResult) => {
     if (finished) return;
     finished = true;
-    clearTimeout(timer);
+    if (timer) clearTimeout(timer);
     handle.readStop();
     (handle as { onread?: OnRead }).onread = ignoreRead;
     if (result.status === 'closed' && !options.keepHandle) handle.close();
     done(result);
   };
-  const timer = setTimeout(
-    () => finish({ status: 'timeout', connection: handle, received: parser.total }),
-    options.timeoutMs,
-  );
-  timer.unref();
-  const onread: OnRead = (data) => {
-    const n = state.streamBaseState[state.kReadBytesOrError] ?? 0;
-    if (n < 0 || data === undefined) {
-      // End of stream or an error (reset): the client left before its head was complete.
-      if (n !== 0) finish({ status: 'closed' });
-      return;
-    }
-    if (n === 0 || finished) return;
-    const offset = state.streamBaseState[state.kArrayBufferOffset] ?? 0;
-    const found = parser.push(Buffer.from(data, offset, n));
+  let timer: NodeJS.Timeout | undefined;
+  const take = (chunk: Buffer) => {
+    const found = parser.push(chunk);
     if (found === undefined) return;
     if (found.status === 'ok') {
       finish({
@@ -229,6 +223,24 @@ function readFromHandle(
       finish({ status: 'bad-proxy', connection: handle, reason: found.reason });
     }
   };
+  if (options.readNow) readNow(handle, take, () => finish({ status: 'closed' }));
+  if (finished) return { closeIfIdle: () => false, abandon() {} };
+  timer = setTimeout(
+    () => finish({ status: 'timeout', connection: handle, received: parser.total }),
+    options.timeoutMs,
+  );
+  timer.unref();
+  const onread: OnRead = (data) => {
+    const n = state.streamBaseState[state.kReadBytesOrError] ?? 0;
+    if (n < 0 || data === undefined) {
+      // End of stream or an error (reset): the client left before its head was complete.
+      if (n !== 0) finish({ status: 'closed' });
+      return;
+    }
+    if (n === 0 || finished) return;
+    const offset = state.streamBaseState[state.kArrayBufferOffset] ?? 0;
+    take(Buffer.from(data, offset, n));
+  };
   (handle as { onread?: OnRead }).onread = onread;
   const err = handle.readStart();
   if (err !== 0) finish({ status: 'closed' });
@@ -240,12 +252,36 @@ function readFromHandle(
     },
     abandon() {
       finished = true;
-      clearTimeout(timer);
+      if (timer) clearTimeout(timer);
     },
   };
 }
 
 function ignoreRead(): void {}
+
+/** Scratch space for `readNow`; what is read is copied out, so one buffer serves every call. */
+let scratch: Buffer | undefined;
+
+/**
+ * One non-blocking read straight from the connection's descriptor, before waiting for the event
+ * loop: a client usually sends its request right behind the handshake, so the whole head is
+ * often there already, and the connection can be handed over from the accept callback itself.
+ * What was read goes to `take`; a client already gone goes to `gone`. Nothing there yet
+ * (EAGAIN), or an error the event loop's read will report properly, changes nothing.
+ */
+function readNow(handle: RawHandle, take: (chunk: Buffer) => void, gone: () => void): void {
+  const fd = (handle as { fd?: unknown }).fd;
+  if (typeof fd !== 'number' || fd < 0) return;
+  scratch ??= Buffer.allocUnsafe(64 * 1024);
+  let n: number;
+  try {
+    n = readSync(fd, scratch, 0, scratch.length, null);
+  } catch {
+    return;
+  }
+  if (n === 0) gone();
+  else take(Buffer.from(scratch.subarray(0, n)));
+}
 
 /**
  * The portable path, through a `net.Socket`. The recipe matters: `socket.pause()` does not stop

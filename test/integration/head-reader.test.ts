@@ -105,61 +105,68 @@ function answer(text: string): { bytes: number; sha256: string; xff: string | nu
   return JSON.parse(body);
 }
 
-describe.each(['handle', 'socket'] as const)('reading the request head (read via %s)', (via) => {
-  it('loses no byte of a 10 MB body written right behind the head', async () => {
-    options = { ...OPTIONS, via };
-    const body = randomBytes(10 * 1024 * 1024);
-    const text = await exchange([Buffer.concat([post(body), body])]);
-    expect(text).toMatch(/^HTTP\/1\.1 200/);
-    expect(answer(text)).toEqual({
-      bytes: body.length,
-      sha256: createHash('sha256').update(body).digest('hex'),
-      xff: '203.0.113.9',
+describe.each([
+  ['handle', false],
+  ['handle', true],
+  ['socket', false],
+] as const)(
+  'reading the request head (read via %s, an immediate first read: %s)',
+  (via, readNow) => {
+    it('loses no byte of a 10 MB body written right behind the head', async () => {
+      options = { ...OPTIONS, via, readNow };
+      const body = randomBytes(10 * 1024 * 1024);
+      const text = await exchange([Buffer.concat([post(body), body])]);
+      expect(text).toMatch(/^HTTP\/1\.1 200/);
+      expect(answer(text)).toEqual({
+        bytes: body.length,
+        sha256: createHash('sha256').update(body).digest('hex'),
+        xff: '203.0.113.9',
+      });
     });
-  });
 
-  it('reads a head split into single bytes exactly as an unsplit one, body intact', async () => {
-    options = { ...OPTIONS, via };
-    const body = randomBytes(64 * 1024);
-    const head = post(body);
-    const parts = [...head].map((b) => Buffer.from([b]));
-    const text = await exchange([...parts, body], 1);
-    expect(answer(text)).toMatchObject({
-      bytes: body.length,
-      sha256: createHash('sha256').update(body).digest('hex'),
+    it('reads a head split into single bytes exactly as an unsplit one, body intact', async () => {
+      options = { ...OPTIONS, via, readNow };
+      const body = randomBytes(64 * 1024);
+      const head = post(body);
+      const parts = [...head].map((b) => Buffer.from([b]));
+      const text = await exchange([...parts, body], 1);
+      expect(answer(text)).toMatchObject({
+        bytes: body.length,
+        sha256: createHash('sha256').update(body).digest('hex'),
+      });
+      const ok = results.at(-1);
+      expect(ok?.status).toBe('ok');
+      if (ok?.status === 'ok') expect(ok.headLength).toBe(head.length);
     });
-    const ok = results.at(-1);
-    expect(ok?.status).toBe('ok');
-    if (ok?.status === 'ok') expect(ok.headLength).toBe(head.length);
-  });
 
-  it('gives up on a head larger than maxBytes', async () => {
-    options = { ...OPTIONS, via, maxBytes: 1024 };
-    await exchange([Buffer.from(`GET / HTTP/1.1\r\nX-Big: ${'a'.repeat(4096)}\r\n\r\n`)]);
-    expect(results.at(-1)?.status).toBe('too-large');
-  });
+    it('gives up on a head larger than maxBytes', async () => {
+      options = { ...OPTIONS, via, readNow, maxBytes: 1024 };
+      await exchange([Buffer.from(`GET / HTTP/1.1\r\nX-Big: ${'a'.repeat(4096)}\r\n\r\n`)]);
+      expect(results.at(-1)?.status).toBe('too-large');
+    });
 
-  it('gives up on a head that does not complete in time (slowloris)', async () => {
-    options = { ...OPTIONS, via, timeoutMs: 200 };
-    await exchange([Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n')]);
-    expect(results.at(-1)?.status).toBe('timeout');
-  });
+    it('gives up on a head that does not complete in time (slowloris)', async () => {
+      options = { ...OPTIONS, via, readNow, timeoutMs: 200 };
+      await exchange([Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n')]);
+      expect(results.at(-1)?.status).toBe('timeout');
+    });
 
-  it('strips a PROXY v1 header, reports its source, and replays only the request', async () => {
-    options = { ...OPTIONS, via, proxyProtocol: true };
-    const body = randomBytes(100_000);
-    const text = await exchange(
-      [Buffer.from('PROXY TCP4 198.51.100.4 10.0.0.1 40000 443\r\n'), post(body), body],
-      2,
-    );
-    expect(answer(text)).toMatchObject({ bytes: body.length });
-    const ok = results.at(-1);
-    expect(ok).toMatchObject({ status: 'ok', source: '198.51.100.4' });
-  });
+    it('strips a PROXY v1 header, reports its source, and replays only the request', async () => {
+      options = { ...OPTIONS, via, readNow, proxyProtocol: true };
+      const body = randomBytes(100_000);
+      const text = await exchange(
+        [Buffer.from('PROXY TCP4 198.51.100.4 10.0.0.1 40000 443\r\n'), post(body), body],
+        2,
+      );
+      expect(answer(text)).toMatchObject({ bytes: body.length });
+      const ok = results.at(-1);
+      expect(ok).toMatchObject({ status: 'ok', source: '198.51.100.4' });
+    });
 
-  it('refuses a connection without the required PROXY header', async () => {
-    options = { ...OPTIONS, via, proxyProtocol: true };
-    await exchange([Buffer.from('GET / HTTP/1.1\r\n\r\n')]);
-    expect(results.at(-1)?.status).toBe('bad-proxy');
-  });
-});
+    it('refuses a connection without the required PROXY header', async () => {
+      options = { ...OPTIONS, via, readNow, proxyProtocol: true };
+      await exchange([Buffer.from('GET / HTTP/1.1\r\n\r\n')]);
+      expect(results.at(-1)?.status).toBe('bad-proxy');
+    });
+  },
+);
