@@ -1,0 +1,176 @@
+import { compareVersions, type Version, ZERO } from './clock.js';
+
+/**
+ * A replicated change to one session. Every replica applies the same set of changes, in any
+ * order and any number of times, and ends in the same state:
+ * - `set` and `destroy` are last-writer-wins by version: the newest replaces the record whole.
+ *   A `destroy` leaves a tombstone, so an older `set` that arrives late cannot bring it back.
+ * - `touch` never changes data: it raises the expiry of the record it is newer than. Touches
+ *   newer than the current record are remembered until a newer `set` or `destroy` supersedes
+ *   them, so the result does not depend on whether a touch or the set before it came first.
+ */
+export type Change =
+  | { op: 'set'; sid: string; data: string; expiresAt: number; version: Version }
+  | { op: 'destroy'; sid: string; version: Version }
+  | { op: 'touch'; sid: string; expiresAt: number; version: Version };
+
+/** One session as a replica holds it. `data` is the session as JSON; `null` is a tombstone. */
+export interface SessionRecord {
+  readonly sid: string;
+  readonly data: string | null;
+  /** ms since the epoch; for a tombstone, when it may be forgotten. */
+  readonly expiresAt: number;
+  readonly version: Version;
+}
+
+interface Slot {
+  data: string | null;
+  /** Expiry the winning `set` carried (a tombstone: when it may be purged). */
+  setExpiresAt: number;
+  version: Version;
+  /** Touches newer than `version`: only their expiries matter. */
+  touches: { expiresAt: number; version: Version }[];
+}
+
+/** Most touches newer than a record kept per session; older ones are merged into the rest. */
+const MAX_PENDING_TOUCHES = 8;
+
+export interface TableOptions {
+  /** How long a destroyed (or expired) session's tombstone is kept, in ms. */
+  tombstoneTtl: number;
+  now?: () => number;
+}
+
+/**
+ * The sessions of one replica: a pure data structure (no timers, no I/O) that applies
+ * changes and answers reads. Expired records are never returned; `sweep()` turns them into
+ * tombstones and forgets tombstones older than `tombstoneTtl`.
+ */
+export class SessionTable {
+  private readonly slots = new Map<string, Slot>();
+  private readonly now: () => number;
+
+  constructor(private readonly options: TableOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Applies a change; returns whether it changed anything visible to reads or replicas. */
+  apply(change: Change): boolean {
+    const slot = this.slots.get(change.sid);
+    const current = slot?.version ?? ZERO;
+    if (change.op === 'touch') {
+      if (compareVersions(change.version, current) <= 0) return false;
+      const s = slot ?? this.empty(change.sid);
+      return addTouch(s, change.expiresAt, change.version);
+    }
+    if (compareVersions(change.version, current) <= 0) return false;
+    const s = slot ?? this.empty(change.sid);
+    s.version = change.version;
+    s.touches = s.touches.filter((t) => compareVersions(t.version, change.version) > 0);
+    if (change.op === 'set') {
+      s.data = change.data;
+      s.setExpiresAt = change.expiresAt;
+    } else {
+      s.data = null;
+      s.setExpiresAt = this.now() + this.options.tombstoneTtl;
+    }
+    return true;
+  }
+
+  /** The session's JSON if it exists and has not expired. */
+  get(sid: string): string | undefined {
+    const slot = this.slots.get(sid);
+    if (!slot || slot.data === null || expiry(slot) <= this.now()) return undefined;
+    return slot.data;
+  }
+
+  /** The current record, tombstones and expired records included (for replication). */
+  record(sid: string): SessionRecord | undefined {
+    const slot = this.slots.get(sid);
+    if (!slot || compareVersions(slot.version, ZERO) === 0) return undefined;
+    return { sid, data: slot.data, expiresAt: expiry(slot), version: slot.version };
+  }
+
+  /** Live, unexpired sessions. */
+  *live(): IterableIterator<[string, string]> {
+    const now = this.now();
+    for (const [sid, slot] of this.slots) {
+      if (slot.data !== null && expiry(slot) > now) yield [sid, slot.data];
+    }
+  }
+
+  /** Every record, for a full state transfer; `changes()` of it rebuild this table elsewhere. */
+  *changes(): IterableIterator<Change> {
+    for (const [sid, slot] of this.slots) {
+      if (compareVersions(slot.version, ZERO) !== 0) {
+        yield slot.data === null
+          ? { op: 'destroy', sid, version: slot.version }
+          : {
+              op: 'set',
+              sid,
+              data: slot.data,
+              expiresAt: slot.setExpiresAt,
+              version: slot.version,
+            };
+      }
+      for (const t of slot.touches) {
+        yield { op: 'touch', sid, expiresAt: t.expiresAt, version: t.version };
+      }
+    }
+  }
+
+  /**
+   * Forgets what can no longer matter: tombstones older than `tombstoneTtl`, and sessions that
+   * expired more than `tombstoneTtl` ago. Until then an expired session is kept (never served),
+   * so a touch or write still in flight from another replica lands the same way everywhere.
+   * Returns how many records were removed.
+   */
+  sweep(): number {
+    const now = this.now();
+    const ttl = this.options.tombstoneTtl;
+    let n = 0;
+    for (const [sid, slot] of this.slots) {
+      const deadline =
+        slot.data === null && slot.version !== ZERO ? slot.setExpiresAt : expiry(slot) + ttl;
+      if (deadline <= now) {
+        this.slots.delete(sid);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** Number of records held, tombstones included (a memory figure, not a session count). */
+  get size(): number {
+    return this.slots.size;
+  }
+
+  private empty(sid: string): Slot {
+    const slot: Slot = { data: null, setExpiresAt: 0, version: ZERO, touches: [] };
+    this.slots.set(sid, slot);
+    return slot;
+  }
+}
+
+function expiry(slot: Slot): number {
+  let e = slot.setExpiresAt;
+  for (const t of slot.touches) if (t.expiresAt > e) e = t.expiresAt;
+  return e;
+}
+
+/** Remembers a touch newer than the record; false if it was already known. */
+function addTouch(slot: Slot, expiresAt: number, version: Version): boolean {
+  if (slot.touches.some((t) => compareVersions(t.version, version) === 0)) return false;
+  slot.touches.push({ expiresAt, version });
+  if (slot.touches.length > MAX_PENDING_TOUCHES) {
+    // Keep the newest; the oldest two merge into one (its expiry, the later version), which
+    // only matters if a set lands between them: the result is then a little later, never less.
+    slot.touches.sort((a, b) => compareVersions(a.version, b.version));
+    const [first, second] = slot.touches as [(typeof slot.touches)[0], (typeof slot.touches)[0]];
+    slot.touches.splice(0, 2, {
+      expiresAt: Math.max(first.expiresAt, second.expiresAt),
+      version: second.version,
+    });
+  }
+  return true;
+}
