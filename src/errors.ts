@@ -7,7 +7,9 @@ export type StickyMeshErrorCode =
   | 'ERR_STICKY_INVALID_ARGUMENT'
   | 'ERR_STICKY_ALREADY_LISTENING'
   | 'ERR_STICKY_LISTEN_FAILED'
-  | 'ERR_STICKY_FACTORY_FAILED';
+  | 'ERR_STICKY_FACTORY_FAILED'
+  | 'ERR_STICKY_SESSION_TOO_LARGE'
+  | 'ERR_STICKY_STORE_CLOSED';
 
 export class StickyMeshError extends Error {
   readonly code: StickyMeshErrorCode;

@@ -1,7 +1,17 @@
 export { InvalidOptionError, StickyMeshError, type StickyMeshErrorCode } from './errors.js';
 export type { SlotState, SlotStats, WorkerExitInfo } from './master/pool.js';
 export type { PrimaryEvents, PrimaryState, PrimaryStats, StickyPrimary } from './master/primary.js';
-export { DEFAULTS, type StickyOptions } from './options.js';
+export {
+  DEFAULTS,
+  type SessionAffinityOptions,
+  type StickyOptions,
+  type SyncOptions,
+} from './options.js';
+export {
+  ReplicatedStore,
+  type ReplicatedStoreOptions,
+  type SessionData,
+} from './replication/store.js';
 export { type StickyCluster, sticky } from './sticky.js';
 export type {
   AnyServer,

@@ -1,0 +1,277 @@
+import { EventEmitter } from 'node:events';
+import { createRequire } from 'node:module';
+import { InvalidOptionError, StickyMeshError } from '../errors.js';
+import { Clock, newNodeId } from './clock.js';
+import { type Change, SessionTable } from './table.js';
+
+/** Options of {@link ReplicatedStore}. Every time is in milliseconds. */
+export interface ReplicatedStoreOptions {
+  /**
+   * Lifetime of a session whose cookie has no `expires` (a browser-session cookie), in ms.
+   * Otherwise the lifetime is the cookie's: `expires - now`; zero or less deletes the session.
+   * @default 86400000 (one day)
+   */
+  ttl?: number;
+  /**
+   * Ignore express-session's `touch()` (the expiry then moves only when a session is saved).
+   * @default false
+   */
+  disableTouch?: boolean;
+  /**
+   * Largest session accepted by `set()`, in bytes of its JSON form; a larger one fails with
+   * `ERR_STICKY_SESSION_TOO_LARGE` and nothing is written.
+   * @default 65536
+   */
+  maxSessionBytes?: number;
+  /**
+   * How long a destroyed or expired session is remembered, in ms, so that a write still in
+   * flight from another replica cannot bring it back. Longer than any replication delay.
+   * @default 600000
+   */
+  tombstoneTtl?: number;
+  /**
+   * How often expired sessions and old tombstones are swept from memory, in ms (an unref'd
+   * timer: it never keeps the process alive). Expired sessions are never served meanwhile.
+   * @default 60000
+   */
+  sweepInterval?: number;
+}
+
+type Resolved = Required<ReplicatedStoreOptions>;
+
+const DEFAULTS: Readonly<Resolved> = Object.freeze({
+  ttl: 86_400_000,
+  disableTouch: false,
+  maxSessionBytes: 64 * 1024,
+  tombstoneTtl: 600_000,
+  sweepInterval: 60_000,
+});
+
+/** What express-session stores: any JSON-serialisable object with a `cookie`. */
+export interface SessionData {
+  cookie?: { expires?: Date | string | null; originalMaxAge?: number | null } | undefined;
+  [key: string]: unknown;
+}
+
+/**
+ * A store callback. Typed loosely on purpose: express-session's own types declare the session
+ * argument with its `Cookie` class, and this package's types must not depend on them.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: see above
+type Callback<_T> = (err: any, value?: any) => void;
+
+/**
+ * express-session's `Store` when express-session is installed (so `instanceof Store` holds and
+ * its `regenerate` / `load` / `createSession` helpers are inherited), a plain EventEmitter
+ * otherwise (the store is then usable on its own, without the middleware).
+ */
+const Base: typeof EventEmitter = (() => {
+  try {
+    const loaded = createRequire(import.meta.url)('express-session') as { Store?: unknown };
+    if (typeof loaded.Store === 'function') return loaded.Store as typeof EventEmitter;
+  } catch {
+    // express-session is an optional peer dependency.
+  }
+  return EventEmitter;
+})();
+
+/**
+ * An express-session store in which every process keeps a full replica of the sessions.
+ * Reads are local and never wait; every write is versioned (hybrid logical clock + node id),
+ * so replicas that receive the same writes in any order agree, a logout cannot be undone by a
+ * late save, and a `touch` never rewrites data. Standalone (as here) it is a correct in-process
+ * store; replication across workers and machines plugs in through its change stream.
+ *
+ * Every method takes an express-session style callback, or returns a promise without one.
+ * Sessions are stored as JSON: what `get` returns is a fresh copy every time.
+ */
+export class ReplicatedStore extends Base {
+  // Inherited from express-session's Store when it is installed (what the middleware calls to
+  // regenerate and reload sessions). Typed loosely so that this package's types do not depend
+  // on @types/express-session.
+  // biome-ignore lint/suspicious/noExplicitAny: see above
+  declare regenerate: (req: any, callback: (err?: any) => any) => void;
+  // biome-ignore lint/suspicious/noExplicitAny: see above
+  declare load: (sid: string, callback: (err: any, session?: any) => any) => void;
+  // biome-ignore lint/suspicious/noExplicitAny: see above
+  declare createSession: (req: any, session: any) => any;
+  readonly nodeId: string;
+  private readonly options: Resolved;
+  private readonly clock: Clock;
+  private readonly table: SessionTable;
+  private readonly sweeper: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(options: ReplicatedStoreOptions = {}) {
+    super();
+    this.options = resolve(options);
+    this.nodeId = newNodeId();
+    this.clock = new Clock(this.nodeId);
+    this.table = new SessionTable({ tombstoneTtl: this.options.tombstoneTtl });
+    this.sweeper = setInterval(() => this.table.sweep(), this.options.sweepInterval);
+    this.sweeper.unref();
+  }
+
+  get(sid: string, cb?: Callback<SessionData | null>): Promise<SessionData | null> | undefined {
+    return settle(cb, () => {
+      const json = this.table.get(sid);
+      return json === undefined ? null : (JSON.parse(json) as SessionData);
+    });
+  }
+
+  set(sid: string, session: object, cb?: Callback<void>): Promise<void> | undefined {
+    return settle(cb, () => {
+      this.assertOpen();
+      const expiresAt = this.expiresAt(session);
+      if (expiresAt <= Date.now()) {
+        this.commit({ op: 'destroy', sid, version: this.clock.tick() });
+        return;
+      }
+      const data = JSON.stringify(session);
+      const bytes = Buffer.byteLength(data);
+      if (bytes > this.options.maxSessionBytes) {
+        throw new StickyMeshError(
+          'ERR_STICKY_SESSION_TOO_LARGE',
+          `sticky-mesh: session ${sid} is ${bytes} bytes as JSON, over maxSessionBytes ` +
+            `(${this.options.maxSessionBytes}); nothing was written`,
+        );
+      }
+      this.commit({ op: 'set', sid, data, expiresAt, version: this.clock.tick() });
+    });
+  }
+
+  destroy(sid: string, cb?: Callback<void>): Promise<void> | undefined {
+    return settle(cb, () => {
+      this.assertOpen();
+      this.commit({ op: 'destroy', sid, version: this.clock.tick() });
+    });
+  }
+
+  touch(sid: string, session: object, cb?: Callback<void>): Promise<void> | undefined {
+    return settle(cb, () => {
+      if (this.options.disableTouch) return;
+      this.assertOpen();
+      // A touch of a session this replica does not hold (expired, destroyed) changes nothing.
+      if (this.table.get(sid) === undefined) return;
+      const expiresAt = this.expiresAt(session);
+      this.commit({ op: 'touch', sid, expiresAt, version: this.clock.tick() });
+    });
+  }
+
+  /** Every live session, by id (as express-session's MemoryStore answers). */
+  all(
+    cb?: Callback<Record<string, SessionData>>,
+  ): Promise<Record<string, SessionData>> | undefined {
+    return settle(cb, () => {
+      const out: Record<string, SessionData> = {};
+      for (const [sid, json] of this.table.live()) out[sid] = JSON.parse(json) as SessionData;
+      return out;
+    });
+  }
+
+  ids(cb?: Callback<string[]>): Promise<string[]> | undefined {
+    return settle(cb, () => [...this.table.live()].map(([sid]) => sid));
+  }
+
+  length(cb?: Callback<number>): Promise<number> | undefined {
+    return settle(cb, () => {
+      let n = 0;
+      for (const _ of this.table.live()) n++;
+      return n;
+    });
+  }
+
+  /** Destroys every session (each destroy is replicated like any other). */
+  clear(cb?: Callback<void>): Promise<void> | undefined {
+    return settle(cb, () => {
+      this.assertOpen();
+      for (const [sid] of [...this.table.live()]) {
+        this.commit({ op: 'destroy', sid, version: this.clock.tick() });
+      }
+    });
+  }
+
+  /** Stops the sweeper. Reads keep working; writes fail with `ERR_STICKY_STORE_CLOSED`. */
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      clearInterval(this.sweeper);
+    }
+    return Promise.resolve();
+  }
+
+  /** Applies a local change; replication transports subscribe to these. */
+  private commit(change: Change): void {
+    this.table.apply(change);
+    this.emit('change', change);
+  }
+
+  private expiresAt(session: object): number {
+    const expires = (session as SessionData | null)?.cookie?.expires;
+    if (expires) {
+      const at = expires instanceof Date ? expires.getTime() : Date.parse(expires);
+      if (Number.isFinite(at)) return at;
+    }
+    return Date.now() + this.options.ttl;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) {
+      throw new StickyMeshError('ERR_STICKY_STORE_CLOSED', 'sticky-mesh: the store is closed');
+    }
+  }
+}
+
+/**
+ * Runs `work` and reports through the callback (asynchronously, as a store must) or, without
+ * one, through the returned promise.
+ */
+function settle<T>(cb: Callback<T> | undefined, work: () => T): Promise<T> | undefined {
+  let result: { ok: true; value: T } | { ok: false; error: Error };
+  try {
+    result = { ok: true, value: work() };
+  } catch (err) {
+    result = { ok: false, error: err as Error };
+  }
+  if (!cb) return result.ok ? Promise.resolve(result.value) : Promise.reject(result.error);
+  process.nextTick(() => (result.ok ? cb(null, result.value) : cb(result.error)));
+  return undefined;
+}
+
+function resolve(options: ReplicatedStoreOptions): Resolved {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidOptionError('options', 'an object', options);
+  }
+  const known = new Set(Object.keys(DEFAULTS));
+  for (const key of Object.keys(options)) {
+    if (!known.has(key)) {
+      throw new InvalidOptionError(
+        key,
+        'a known option (is it misspelt?)',
+        (options as never)[key],
+      );
+    }
+  }
+  const out = { ...DEFAULTS, ...stripUndefined(options) } as Resolved;
+  const positive = (
+    name: 'ttl' | 'maxSessionBytes' | 'tombstoneTtl' | 'sweepInterval',
+    max: number,
+  ) => {
+    const v = out[name];
+    if (!Number.isInteger(v) || v < 1 || v > max) {
+      throw new InvalidOptionError(name, `an integer from 1 to ${max}`, v);
+    }
+  };
+  positive('ttl', 2 ** 47);
+  positive('maxSessionBytes', 64 * 1024 * 1024);
+  positive('tombstoneTtl', 2 ** 31 - 1);
+  positive('sweepInterval', 2 ** 31 - 1);
+  if (typeof out.disableTouch !== 'boolean') {
+    throw new InvalidOptionError('disableTouch', 'a boolean', out.disableTouch);
+  }
+  return out;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
