@@ -12,6 +12,8 @@ import {
   type ShutdownMessage,
   SLOT_ENV,
   type SlotsMessage,
+  type StoreChangeMessage,
+  type StoreHelloMessage,
 } from '../protocol/messages.js';
 import { respawnDelay } from './backoff.js';
 import { Handoff, type RawHandle } from './handoff.js';
@@ -56,6 +58,10 @@ export interface PoolEvents {
   reroute: [RawHandle, Buffer, string | undefined];
   /** Every slot that was ever started has exited and no respawn is pending. */
   idle: [];
+  /** A worker reported ready and is about to be routed to: give it what it must have first. */
+  syncWorker: [Worker];
+  /** A worker's session write, or its request for the full session state. */
+  store: [Worker, StoreChangeMessage | StoreHelloMessage];
 }
 
 interface Slot {
@@ -213,11 +219,15 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       handle.close();
     }
     if (!msg || s.worker !== worker) return;
-    if (msg.t === MessageType.Ready && s.state === 'starting') {
+    if (msg.t === MessageType.StoreChange || msg.t === MessageType.StoreHello) {
+      this.emit('store', worker, msg);
+    } else if (msg.t === MessageType.Ready && s.state === 'starting') {
       clearTimeout(s.timer);
       s.timer = undefined;
       s.state = 'ready';
       s.readyAt = Date.now();
+      // Sent before any connection can be: IPC keeps the order.
+      this.emit('syncWorker', worker);
       this.updateLive();
       this.emit('workerUp', { slot: s.slot, pid: worker.process.pid ?? -1 });
     } else if (msg.t === MessageType.StartFailed) {

@@ -5,18 +5,23 @@ import { channels, debug } from '../debug.js';
 import { describe, StickyMeshError } from '../errors.js';
 import { rendezvous } from '../hash.js';
 import type { ResolvedStickyOptions } from '../options.js';
+import { MessageType } from '../protocol/messages.js';
 import { Balancer, type BalancerCounters } from './balancer.js';
+import { Hub, type HubCounters } from './hub.js';
 import { type PoolEvents, type SlotStats, WorkerPool } from './pool.js';
 
 export interface PrimaryStats extends BalancerCounters {
   role: 'primary';
   state: PrimaryState;
   slots: SlotStats[];
+  /** The session replication hub: writes applied, malformed store messages dropped. */
+  sessions: HubCounters;
 }
 
 export type PrimaryState = 'idle' | 'binding' | 'starting' | 'ready' | 'closing' | 'closed';
 
-export interface PrimaryEvents extends Omit<PoolEvents, 'change' | 'idle'> {
+export interface PrimaryEvents
+  extends Omit<PoolEvents, 'change' | 'idle' | 'syncWorker' | 'store' | 'reroute'> {
   /** The port is bound (workers may still be starting). */
   listening: [AddressInfo];
   /** The port is bound and every worker is ready. */
@@ -36,6 +41,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
   readonly role = 'primary' as const;
   private state: PrimaryState = 'idle';
   private readonly pool: WorkerPool;
+  private readonly hub = new Hub();
   private readonly balancer: Balancer;
   private closing: Promise<void> | undefined;
   private readonly onSignal = (signal: NodeJS.Signals) => this.closeOnSignal(signal);
@@ -45,6 +51,11 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     cluster.setupPrimary({ serialization: options.serialization });
     this.pool = new WorkerPool(options);
     this.balancer = new Balancer(options, this.pool, rendezvous(options.seed, options.num));
+    this.pool.on('syncWorker', (worker) => this.hub.sync(worker));
+    this.pool.on('store', (worker, msg) => {
+      if (msg.t === MessageType.StoreHello) this.hub.sync(worker);
+      else this.hub.onChange(worker, msg);
+    });
     this.pool.on('workerUp', (info) => {
       publishWorker('up', info);
       this.emit('workerUp', info);
@@ -110,6 +121,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       state: this.state,
       ...this.balancer.counters,
       slots: this.pool.stats(),
+      sessions: { ...this.hub.counters },
     };
   }
 
@@ -122,6 +134,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       this.state = 'closing';
       for (const s of SIGNALS) process.off(s, this.onSignal);
       this.balancer.close();
+      this.hub.close();
       this.pool.once('idle', () => {
         this.state = 'closed';
         this.emit('close');

@@ -27,6 +27,17 @@ export const MessageType = {
   Reroute: 6,
   /** primary -> worker: the slots that have a ready worker now (for per-request routing). */
   Slots: 7,
+  /**
+   * Session replication. worker -> primary: a write (`id` set: answer with StoreAck once the
+   * hub has it). primary -> worker: another process's write, to apply.
+   */
+  StoreChange: 8,
+  /** primary -> worker: the hub has the write numbered `id`. */
+  StoreAck: 9,
+  /** primary -> worker: part of the full session state; `done` on the last part. */
+  StoreState: 10,
+  /** worker -> primary: send me the full session state (a store created after start). */
+  StoreHello: 11,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -53,6 +64,17 @@ export type LeavingMessage = Envelope<typeof MessageType.Leaving>;
 /** `head`: every byte read from the connection since the last request, base64. */
 export type RerouteMessage = Envelope<typeof MessageType.Reroute> & { head: string; peer?: string };
 export type SlotsMessage = Envelope<typeof MessageType.Slots> & { live: number[] };
+/** `change` is checked with `parseChange` by whoever applies it. */
+export type StoreChangeMessage = Envelope<typeof MessageType.StoreChange> & {
+  change: unknown;
+  id?: number;
+};
+export type StoreAckMessage = Envelope<typeof MessageType.StoreAck> & { id: number };
+export type StoreStateMessage = Envelope<typeof MessageType.StoreState> & {
+  changes: unknown[];
+  done: boolean;
+};
+export type StoreHelloMessage = Envelope<typeof MessageType.StoreHello>;
 
 export type Message =
   | ReadyMessage
@@ -61,7 +83,11 @@ export type Message =
   | StartFailedMessage
   | LeavingMessage
   | RerouteMessage
-  | SlotsMessage;
+  | SlotsMessage
+  | StoreChangeMessage
+  | StoreAckMessage
+  | StoreStateMessage
+  | StoreHelloMessage;
 
 /** Builds a message of the given type; `body` holds its type-specific fields. */
 export function message<M extends Message>(t: M['t'], body: Omit<M, 'src' | 'v' | 't'>): M {
@@ -90,7 +116,18 @@ export function parseMessage(value: unknown): Message | undefined {
         : undefined;
     case MessageType.Shutdown:
     case MessageType.Leaving:
+    case MessageType.StoreHello:
       return m as unknown as Message;
+    case MessageType.StoreChange:
+      return m.id === undefined || Number.isSafeInteger(m.id)
+        ? (m as unknown as StoreChangeMessage)
+        : undefined;
+    case MessageType.StoreAck:
+      return Number.isSafeInteger(m.id) ? (m as unknown as StoreAckMessage) : undefined;
+    case MessageType.StoreState:
+      return Array.isArray(m.changes) && typeof m.done === 'boolean'
+        ? (m as unknown as StoreStateMessage)
+        : undefined;
     case MessageType.StartFailed:
       return typeof m.reason === 'string' ? (m as unknown as StartFailedMessage) : undefined;
     default:

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import { InvalidOptionError, StickyMeshError } from '../errors.js';
 import { Clock, newNodeId } from './clock.js';
+import { type HubClient, hubClient } from './hub-client.js';
 import { type Change, SessionTable } from './table.js';
 
 /** Options of {@link ReplicatedStore}. Every time is in milliseconds. */
@@ -99,6 +100,8 @@ export class ReplicatedStore extends Base {
   private readonly options: Resolved;
   private readonly clock: Clock;
   private readonly table: SessionTable;
+  /** In a sticky-mesh worker: the process's link to the hub (and its shared replica). */
+  private readonly hub: HubClient | undefined;
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
 
@@ -107,24 +110,27 @@ export class ReplicatedStore extends Base {
     this.options = resolve(options);
     this.nodeId = newNodeId();
     this.clock = new Clock(this.nodeId);
-    this.table = new SessionTable({ tombstoneTtl: this.options.tombstoneTtl });
+    this.hub = hubClient(this.options.tombstoneTtl);
+    this.hub?.observe((version) => this.clock.observe(version));
+    this.table = this.hub?.table ?? new SessionTable({ tombstoneTtl: this.options.tombstoneTtl });
     this.sweeper = setInterval(() => this.table.sweep(), this.options.sweepInterval);
     this.sweeper.unref();
   }
 
   get(sid: string, cb?: Callback<SessionData | null>): Promise<SessionData | null> | undefined {
-    return settle(cb, () => {
+    return settle(cb, async () => {
+      await this.hub?.ready();
       const json = this.table.get(sid);
       return json === undefined ? null : (JSON.parse(json) as SessionData);
     });
   }
 
   set(sid: string, session: object, cb?: Callback<void>): Promise<void> | undefined {
-    return settle(cb, () => {
+    return settle(cb, async () => {
       this.assertOpen();
       const expiresAt = this.expiresAt(session);
       if (expiresAt <= Date.now()) {
-        this.commit({ op: 'destroy', sid, version: this.clock.tick() });
+        await this.commit({ op: 'destroy', sid, version: this.clock.tick() });
         return;
       }
       const data = JSON.stringify(session);
@@ -136,25 +142,26 @@ export class ReplicatedStore extends Base {
             `(${this.options.maxSessionBytes}); nothing was written`,
         );
       }
-      this.commit({ op: 'set', sid, data, expiresAt, version: this.clock.tick() });
+      await this.commit({ op: 'set', sid, data, expiresAt, version: this.clock.tick() });
     });
   }
 
   destroy(sid: string, cb?: Callback<void>): Promise<void> | undefined {
-    return settle(cb, () => {
+    return settle(cb, async () => {
       this.assertOpen();
-      this.commit({ op: 'destroy', sid, version: this.clock.tick() });
+      await this.commit({ op: 'destroy', sid, version: this.clock.tick() });
     });
   }
 
   touch(sid: string, session: object, cb?: Callback<void>): Promise<void> | undefined {
-    return settle(cb, () => {
+    return settle(cb, async () => {
       if (this.options.disableTouch) return;
       this.assertOpen();
+      await this.hub?.ready();
       // A touch of a session this replica does not hold (expired, destroyed) changes nothing.
       if (this.table.get(sid) === undefined) return;
       const expiresAt = this.expiresAt(session);
-      this.commit({ op: 'touch', sid, expiresAt, version: this.clock.tick() });
+      await this.commit({ op: 'touch', sid, expiresAt, version: this.clock.tick() });
     });
   }
 
@@ -162,7 +169,8 @@ export class ReplicatedStore extends Base {
   all(
     cb?: Callback<Record<string, SessionData>>,
   ): Promise<Record<string, SessionData>> | undefined {
-    return settle(cb, () => {
+    return settle(cb, async () => {
+      await this.hub?.ready();
       const out: Record<string, SessionData> = {};
       for (const [sid, json] of this.table.live()) out[sid] = JSON.parse(json) as SessionData;
       return out;
@@ -170,11 +178,15 @@ export class ReplicatedStore extends Base {
   }
 
   ids(cb?: Callback<string[]>): Promise<string[]> | undefined {
-    return settle(cb, () => [...this.table.live()].map(([sid]) => sid));
+    return settle(cb, async () => {
+      await this.hub?.ready();
+      return [...this.table.live()].map(([sid]) => sid);
+    });
   }
 
   length(cb?: Callback<number>): Promise<number> | undefined {
-    return settle(cb, () => {
+    return settle(cb, async () => {
+      await this.hub?.ready();
       let n = 0;
       for (const _ of this.table.live()) n++;
       return n;
@@ -183,11 +195,13 @@ export class ReplicatedStore extends Base {
 
   /** Destroys every session (each destroy is replicated like any other). */
   clear(cb?: Callback<void>): Promise<void> | undefined {
-    return settle(cb, () => {
+    return settle(cb, async () => {
       this.assertOpen();
-      for (const [sid] of [...this.table.live()]) {
-        this.commit({ op: 'destroy', sid, version: this.clock.tick() });
-      }
+      await this.hub?.ready();
+      const sids = [...this.table.live()].map(([sid]) => sid);
+      await Promise.all(
+        sids.map((sid) => this.commit({ op: 'destroy', sid, version: this.clock.tick() })),
+      );
     });
   }
 
@@ -200,9 +214,13 @@ export class ReplicatedStore extends Base {
     return Promise.resolve();
   }
 
-  /** Applies a local change; replication transports subscribe to these. */
-  private commit(change: Change): void {
-    this.table.apply(change);
+  /**
+   * Applies a local change; in a cluster it resolves once the hub has it. Replication
+   * transports subscribe to the 'change' event.
+   */
+  private async commit(change: Change): Promise<void> {
+    if (this.hub) await this.hub.submit(change);
+    else this.table.apply(change);
     this.emit('change', change);
   }
 
@@ -223,18 +241,17 @@ export class ReplicatedStore extends Base {
 }
 
 /**
- * Runs `work` and reports through the callback (asynchronously, as a store must) or, without
- * one, through the returned promise.
+ * Runs `work` and reports through the callback (always asynchronously, as a store must) or,
+ * without one, through the returned promise.
  */
-function settle<T>(cb: Callback<T> | undefined, work: () => T): Promise<T> | undefined {
-  let result: { ok: true; value: T } | { ok: false; error: Error };
-  try {
-    result = { ok: true, value: work() };
-  } catch (err) {
-    result = { ok: false, error: err as Error };
-  }
-  if (!cb) return result.ok ? Promise.resolve(result.value) : Promise.reject(result.error);
-  process.nextTick(() => (result.ok ? cb(null, result.value) : cb(result.error)));
+function settle<T>(cb: Callback<T> | undefined, work: () => Promise<T>): Promise<T> | undefined {
+  const done = work();
+  if (!cb) return done;
+  // The callback runs on its own tick: an exception in it surfaces as one, not as a rejection.
+  done.then(
+    (value) => process.nextTick(cb, null, value),
+    (err: unknown) => process.nextTick(cb, err),
+  );
   return undefined;
 }
 

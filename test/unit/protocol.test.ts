@@ -45,6 +45,10 @@ describe('IPC protocol', () => {
       Leaving: 5,
       Reroute: 6,
       Slots: 7,
+      StoreChange: 8,
+      StoreAck: 9,
+      StoreState: 10,
+      StoreHello: 11,
     });
   });
 });

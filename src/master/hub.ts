@@ -1,0 +1,87 @@
+import type { Worker } from 'node:cluster';
+import { debug } from '../debug.js';
+import {
+  MessageType,
+  message,
+  type StoreAckMessage,
+  type StoreChangeMessage,
+  type StoreStateMessage,
+} from '../protocol/messages.js';
+import { SessionTable } from '../replication/table.js';
+import { parseChange } from '../replication/wire.js';
+
+/** Changes per state-transfer message: keeps each IPC message small whatever the total. */
+const STATE_CHUNK = 500;
+
+export interface HubCounters {
+  /** Writes received from workers and applied. */
+  writes: number;
+  /** IPC store messages dropped as malformed. */
+  dropped: number;
+}
+
+/**
+ * The replication hub in the primary: holds its own replica of every session, takes each
+ * worker's writes, and passes them on to every other worker.
+ *
+ * Ordering is what makes read-your-writes hold. A write is forwarded to every worker the moment
+ * it arrives, before it is acknowledged to its writer and before any later connection is handed
+ * to anyone; a worker's IPC channel delivers in order, so when a worker is handed a connection
+ * it has already applied every write acknowledged before that handoff. A worker gets the full
+ * state (in chunks) just before it is marked ready, so its first request sees every session.
+ */
+export class Hub {
+  readonly counters: HubCounters = { writes: 0, dropped: 0 };
+  private readonly table: SessionTable;
+  /** Workers that have the full state, and so get every write from now on. */
+  private readonly synced = new Set<Worker>();
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(tombstoneTtl = 600_000, sweepInterval = 60_000) {
+    this.table = new SessionTable({ tombstoneTtl });
+    this.sweeper = setInterval(() => this.table.sweep(), sweepInterval);
+    this.sweeper.unref();
+  }
+
+  /** Sends the full state to a worker about to become ready; from then on it gets every write. */
+  sync(worker: Worker): void {
+    const changes = [...this.table.changes()];
+    for (let i = 0; i < changes.length || i === 0; i += STATE_CHUNK) {
+      const part = changes.slice(i, i + STATE_CHUNK);
+      const done = i + STATE_CHUNK >= changes.length;
+      send(worker, message<StoreStateMessage>(MessageType.StoreState, { changes: part, done }));
+    }
+    this.synced.add(worker);
+    worker.once('exit', () => this.synced.delete(worker));
+  }
+
+  /** A worker's write: apply, pass on to every other worker, then acknowledge. */
+  onChange(from: Worker, msg: StoreChangeMessage): void {
+    const change = parseChange(msg.change);
+    if (!change) {
+      this.counters.dropped++;
+      debug('hub: dropped a malformed change from pid %d', from.process.pid);
+      return;
+    }
+    this.counters.writes++;
+    if (this.table.apply(change)) {
+      const forward = message<StoreChangeMessage>(MessageType.StoreChange, { change });
+      for (const worker of this.synced) if (worker !== from) send(worker, forward);
+    }
+    if (msg.id !== undefined) {
+      send(from, message<StoreAckMessage>(MessageType.StoreAck, { id: msg.id }));
+    }
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+    this.synced.clear();
+  }
+}
+
+function send(worker: Worker, msg: object): void {
+  if (!worker.isConnected()) return;
+  worker.send(msg, (err: Error | null) => {
+    if (err) debug('hub: send to pid %d failed: %s', worker.process.pid, err.message);
+  });
+}

@@ -1,0 +1,139 @@
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { rendezvous } from '../../src/hash.js';
+import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
+import { request } from '../helpers/http.js';
+
+afterAll(stopFixtures);
+
+const SEED = 7;
+const SLOTS = [0, 1, 2, 3];
+const pick = rendezvous(SEED, SLOTS.length);
+
+/** An X-Forwarded-For value that the balancer routes to `slot` (the n-th such value). */
+function clientOn(slot: number, n = 0): string {
+  let seen = 0;
+  for (let i = 1; i < 100_000; i++) {
+    const ip = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
+    if (pick(ip, SLOTS) === slot && seen++ === n) return ip;
+  }
+  throw new Error(`no address for slot ${slot}`);
+}
+
+interface Answer {
+  slot: number;
+  user?: string | null;
+  count?: number | null;
+  sessions?: number;
+  digest?: string;
+  sid?: string;
+}
+
+async function call(
+  port: number,
+  method: 'GET' | 'POST',
+  path: string,
+  slot: number,
+  cookie?: string,
+): Promise<{ body: Answer; cookie: string | undefined }> {
+  const r = await request({
+    port,
+    method,
+    path,
+    headers: { 'x-forwarded-for': clientOn(slot), ...(cookie ? { cookie } : {}) },
+  });
+  expect(r.status, `${method} ${path} on ${slot}: ${r.text}`).toBe(200);
+  const body = JSON.parse(r.text) as Answer;
+  expect(body.slot, `${method} ${path} was meant for slot ${slot}`).toBe(slot);
+  const setCookie = r.headers['set-cookie']?.[0]?.split(';')[0];
+  return { body, cookie: setCookie ?? cookie };
+}
+
+async function start(): Promise<FixtureProcess> {
+  return startFixture({
+    fixture: 'session-app.mjs',
+    env: { WORKERS: '4', STICKY_OPTIONS: JSON.stringify({ seed: SEED, respawnDelay: 50 }) },
+  });
+}
+
+describe('ReplicatedStore across the workers of a sticky cluster', () => {
+  it('every read sees the last write, whichever worker serves it; logout holds everywhere', async () => {
+    const app = await start();
+    const port = app.port();
+    const login = await call(port, 'POST', '/login?user=ann', 0);
+    const cookie = login.cookie;
+    expect(cookie).toMatch(/^connect\.sid=/);
+    let expected = 0;
+    for (const writer of [1, 2, 3, 0, 2]) {
+      const inc = await call(port, 'POST', '/inc', writer, cookie);
+      expected++;
+      expect(inc.body.count).toBe(expected);
+      for (const reader of SLOTS) {
+        const me = await call(port, 'GET', '/me', reader, cookie);
+        expect(me.body, `read on ${reader} after a write on ${writer}`).toMatchObject({
+          user: 'ann',
+          count: expected,
+        });
+      }
+    }
+    await call(port, 'POST', '/logout', 3, cookie);
+    for (const reader of SLOTS) {
+      expect((await call(port, 'GET', '/me', reader, cookie)).body.user).toBeNull();
+    }
+  });
+
+  it('loses no session when the worker that created them is killed with SIGKILL', async () => {
+    const app = await start();
+    const port = app.port();
+    const cookies: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      cookies.push((await call(port, 'POST', `/login?user=u${i}`, 2)).cookie as string);
+    }
+    const up = app.events('workerUp').filter((e) => e.slot === 2);
+    const pid = Number(up.at(-1)?.pid);
+    const before = app.events('workerUp').length;
+    process.kill(pid, 'SIGKILL');
+    await vi.waitFor(
+      () => {
+        expect(
+          app
+            .events('workerUp')
+            .slice(before)
+            .some((e) => e.slot === 2),
+        ).toBe(true);
+      },
+      { timeout: 10_000 },
+    );
+    for (const [i, cookie] of cookies.entries()) {
+      expect((await call(port, 'GET', '/me', 2, cookie)).body.user).toBe(`u${i}`);
+      expect((await call(port, 'GET', '/me', 0, cookie)).body.user).toBe(`u${i}`);
+    }
+  });
+
+  it('1,000 sessions updated concurrently from every worker converge to one state', async () => {
+    const app = await start();
+    const port = app.port();
+    const cookies: string[] = [];
+    await inBatches(1_000, 50, async (i) => {
+      cookies[i] = (await call(port, 'POST', `/login?user=u${i}`, i % 4)).cookie as string;
+    });
+    // Each session is written from three workers at once: last writer wins, the same everywhere.
+    await inBatches(1_000, 50, async (i) => {
+      const cookie = cookies[i] as string;
+      await Promise.all([1, 2, 3].map((k) => call(port, 'POST', '/inc', (i + k) % 4, cookie)));
+    });
+    await vi.waitFor(
+      async () => {
+        const digests = await Promise.all(SLOTS.map((s) => call(port, 'GET', '/digest', s)));
+        for (const d of digests) expect(d.body.sessions).toBe(1_000);
+        expect(new Set(digests.map((d) => d.body.digest)).size).toBe(1);
+      },
+      { timeout: 5_000, interval: 200 },
+    );
+  });
+});
+
+async function inBatches(n: number, size: number, work: (i: number) => Promise<void>) {
+  for (let start = 0; start < n; start += size) {
+    await Promise.all(Array.from({ length: Math.min(size, n - start) }, (_, k) => work(start + k)));
+  }
+}
