@@ -132,6 +132,28 @@ describe('ReplicatedStore across the workers of a sticky cluster', () => {
   });
 });
 
+describe('the replication hub and bad input', () => {
+  it('drops and counts malformed store messages from a worker, and keeps serving', async () => {
+    const app = await start();
+    const port = app.port();
+    const login = await call(port, 'POST', '/login?user=zoe', 1);
+    expect((await call(port, 'GET', '/garbage', 2)).body).toMatchObject({ slot: 2 });
+    // The messages may still be on their way: ask again until the count shows them.
+    await vi.waitFor(
+      async () => {
+        const mark = app.received.length;
+        app.signal('SIGUSR2');
+        const stats = await app.waitFor('stats', { from: mark, timeoutMs: 1_000 });
+        expect((stats.line.sessions as { dropped: number }).dropped).toBe(3);
+      },
+      { timeout: 5_000 },
+    );
+    for (const reader of SLOTS) {
+      expect((await call(port, 'GET', '/me', reader, login.cookie)).body.user).toBe('zoe');
+    }
+  });
+});
+
 async function inBatches(n: number, size: number, work: (i: number) => Promise<void>) {
   for (let start = 0; start < n; start += size) {
     await Promise.all(Array.from({ length: Math.min(size, n - start) }, (_, k) => work(start + k)));
