@@ -48,10 +48,14 @@ async function call(
   return { body, cookie: setCookie ?? cookie };
 }
 
-async function start(): Promise<FixtureProcess> {
+async function start(extra: Record<string, string> = {}): Promise<FixtureProcess> {
   return startFixture({
     fixture: 'session-app.mjs',
-    env: { WORKERS: '4', STICKY_OPTIONS: JSON.stringify({ seed: SEED, respawnDelay: 50 }) },
+    env: {
+      WORKERS: '4',
+      STICKY_OPTIONS: JSON.stringify({ seed: SEED, respawnDelay: 50 }),
+      ...extra,
+    },
   });
 }
 
@@ -129,6 +133,22 @@ describe('ReplicatedStore across the workers of a sticky cluster', () => {
       },
       { timeout: 5_000, interval: 200 },
     );
+  });
+});
+
+describe('a store created after its worker joined the cluster', () => {
+  it('fetches the full state before it answers its first read', async () => {
+    const app = await start({ LAZY_STORE: '1' });
+    const port = app.port();
+    const login = await call(port, 'POST', '/login?user=lee', 0);
+    await call(port, 'POST', '/inc', 0, login.cookie);
+    // Slots 1 to 3 create their store on this very request, after the write.
+    for (const reader of [1, 2, 3]) {
+      expect((await call(port, 'GET', '/me', reader, login.cookie)).body).toMatchObject({
+        user: 'lee',
+        count: 1,
+      });
+    }
   });
 });
 
