@@ -9,6 +9,7 @@ import {
   message,
   NODELAY_ENV,
   parseMessage,
+  SOURCE,
   type ShutdownMessage,
   SLOT_ENV,
   type SlotsMessage,
@@ -110,6 +111,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
 
   /** The primary's bound address, handed to every worker it forks (see `StickyWorker.address`). */
   private address = '';
+  /** Messages tagged as sticky-mesh's that did not parse (wrong version or shape). */
+  malformed = 0;
   private noDelay = '0';
 
   start(address: AddressInfo, noDelayInherited = false): void {
@@ -208,6 +211,11 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
 
   private onMessage(s: Slot, worker: Worker, raw: unknown, handle: unknown): void {
     const msg = parseMessage(raw);
+    if (!msg && (raw as { src?: unknown } | null)?.src === SOURCE) {
+      // Ours by its tag, but another protocol version or a wrong shape: dropped, counted.
+      this.malformed++;
+      debug('slot %d: dropped a malformed sticky-mesh message', s.slot);
+    }
     if (msg?.t === MessageType.Reroute && isRawHandle(handle)) {
       // Whatever state the sender is in now, the connection is the primary's to route.
       this.emit('reroute', handle, Buffer.from(msg.head, 'base64'), msg.peer);

@@ -16,6 +16,8 @@ export interface PrimaryStats extends BalancerCounters {
   slots: SlotStats[];
   /** The session replication hub: writes applied, malformed store messages dropped. */
   sessions: HubCounters;
+  /** IPC messages from workers tagged as sticky-mesh's that did not parse (version, shape). */
+  malformedMessages: number;
 }
 
 export type PrimaryState = 'idle' | 'binding' | 'starting' | 'ready' | 'closing' | 'closed';
@@ -122,6 +124,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       ...this.balancer.counters,
       slots: this.pool.stats(),
       sessions: { ...this.hub.counters },
+      malformedMessages: this.pool.malformed,
     };
   }
 

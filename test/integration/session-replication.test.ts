@@ -165,6 +165,8 @@ describe('the replication hub and bad input', () => {
         app.signal('SIGUSR2');
         const stats = await app.waitFor('stats', { from: mark, timeoutMs: 1_000 });
         expect((stats.line.sessions as { dropped: number }).dropped).toBe(3);
+        // Another version and an unknown type are counted; another library's message is not ours.
+        expect(stats.line.malformedMessages).toBe(2);
       },
       { timeout: 5_000 },
     );
