@@ -9,10 +9,10 @@ import {
   message,
   NODELAY_ENV,
   parseMessage,
-  SOURCE,
   type ShutdownMessage,
   SLOT_ENV,
   type SlotsMessage,
+  SOURCE,
   type StoreChangeMessage,
   type StoreHelloMessage,
 } from '../protocol/messages.js';
