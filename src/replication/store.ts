@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
+import { debug } from '../debug.js';
 import { InvalidOptionError, StickyMeshError } from '../errors.js';
 import { Clock, newNodeId } from './clock.js';
 import { type HubClient, hubClient } from './hub-client.js';
@@ -161,7 +162,11 @@ export class ReplicatedStore extends Base {
       // A touch of a session this replica does not hold (expired, destroyed) changes nothing.
       if (this.table.get(sid) === undefined) return;
       const expiresAt = this.expiresAt(session);
-      await this.commit({ op: 'touch', sid, expiresAt, version: this.clock.tick() });
+      // A touch only moves an expiry later and carries no data a later request could miss:
+      // it is applied here at once and replicated without holding up the response.
+      this.commit({ op: 'touch', sid, expiresAt, version: this.clock.tick() }).catch((err) =>
+        debug('touch of %s not replicated: %s', sid, (err as Error).message),
+      );
     });
   }
 
