@@ -97,6 +97,28 @@ describe('ReplicatedStore: the express-session store contract', () => {
     expect(await still.get('a')).toBeNull();
   });
 
+  it('skips touches that would move the expiry by less than touchAfter or a tenth of the lifetime', async () => {
+    vi.useFakeTimers({ now: 1_000_000 });
+    const s = store();
+    await s.set('long', sess(3_600_000));
+    await s.set('short', sess(5_000));
+    vi.setSystemTime(1_000_000 + 2_000);
+    // 2 s later: an hour-long session gains 2 s (< 10 s: skipped), a 5 s one gains 2 s (> 0.5 s).
+    await s.touch('long', sess(3_600_000));
+    await s.touch('short', sess(5_000));
+    vi.setSystemTime(1_000_000 + 6_000);
+    expect(await s.get('short')).not.toBeNull();
+    vi.setSystemTime(1_000_000 + 3_600_000 + 1);
+    expect(await s.get('long')).toBeNull();
+    const every = store({ touchAfter: 0 });
+    vi.setSystemTime(1_000_000);
+    await every.set('long', sess(3_600_000));
+    vi.setSystemTime(1_000_000 + 2_000);
+    await every.touch('long', sess(3_600_000));
+    vi.setSystemTime(1_000_000 + 3_600_000 + 1);
+    expect(await every.get('long')).not.toBeNull();
+  });
+
   it('a touch after a logout does not bring the session back', async () => {
     const s = store();
     await s.set('a', sess(60_000, { user: 'ann' }));
