@@ -14,7 +14,7 @@
 // Linux only (/proc).
 
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import net from 'node:net';
@@ -490,6 +490,16 @@ export function gitCommit() {
     if (git('status', '--porcelain', '--', 'src')) commit += ' (src/ has uncommitted changes)';
   } catch {}
   return commit;
+}
+
+// Newest modification time of dist/ (ISO): the build the sticky-mesh servers load. Compared at
+// the end of a run, because a rebuild during the run would mix two builds in one report.
+export function distStamp() {
+  const dist = path.join(rootDir, 'dist');
+  const times = readdirSync(dist, { recursive: true }).map(
+    (f) => statSync(path.join(dist, f)).mtimeMs,
+  );
+  return new Date(Math.max(...times)).toISOString();
 }
 
 // Replaces the section between `<!-- BEGIN marker` and `<!-- END marker -->` of file (appended

@@ -87,7 +87,7 @@
 // BENCH_MAX_ATTEMPTS [2], BENCH_QUIET_WAIT seconds [30].
 // Defaults take about a minute on a quiet machine (3 rounds x 4 runs of ~5.5 s).
 
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as lib from './lib.mjs';
@@ -281,18 +281,8 @@ function machineInfo() {
     autocannon: lib.packageVersion('autocannon'),
     socketioSticky: lib.packageVersion('@socket.io/sticky'),
     commit: lib.gitCommit(),
-    distBuilt: distStamp(),
+    distBuilt: lib.distStamp(),
   };
-}
-
-// Newest modification time of dist/ (ISO): the build the sticky-mesh servers load. Compared at
-// the end of the run, because a rebuild during the run would mix two builds in one report.
-function distStamp() {
-  const dist = path.join(lib.rootDir, 'dist');
-  const times = readdirSync(dist, { recursive: true }).map(
-    (f) => statSync(path.join(dist, f)).mtimeMs,
-  );
-  return new Date(Math.max(...times)).toISOString();
 }
 
 function summarize(results) {
@@ -472,7 +462,7 @@ async function main() {
     }
   }
   const elapsedS = (Date.now() - startedAt.getTime()) / 1000;
-  const distNow = distStamp();
+  const distNow = lib.distStamp();
   if (distNow !== info.distBuilt) {
     info.distChanged = distNow;
     console.log(`WARNING: dist/ was rebuilt during the run (${info.distBuilt} -> ${distNow})`);

@@ -109,7 +109,7 @@
 // servers and 2 memory runs; 255 s in the run now in bench/RESULTS.md).
 
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -825,18 +825,8 @@ function machineInfo() {
     redis: version('redis'),
     redisServer,
     commit: lib.gitCommit(),
-    distBuilt: distStamp(),
+    distBuilt: lib.distStamp(),
   };
-}
-
-// Newest modification time of dist/ (ISO), compared at the end of the run (a rebuild during
-// the run would mix two builds in one report).
-function distStamp() {
-  const dist = path.join(lib.rootDir, 'dist');
-  const times = readdirSync(dist, { recursive: true }).map(
-    (f) => statSync(path.join(dist, f)).mtimeMs,
-  );
-  return new Date(Math.max(...times)).toISOString();
 }
 
 function summarize(results, memory) {
@@ -1280,7 +1270,7 @@ async function main() {
     }
   }
   const elapsedS = (Date.now() - startedAt.getTime()) / 1000;
-  const distNow = distStamp();
+  const distNow = lib.distStamp();
   if (distNow !== info.distBuilt) {
     info.distChanged = distNow;
     console.log(`WARNING: dist/ was rebuilt during the run (${info.distBuilt} -> ${distNow})`);

@@ -181,12 +181,14 @@ export const DEFAULTS: Readonly<Omit<ResolvedStickyOptions, 'num'>> = Object.fre
 });
 
 const MAX_WORKERS = 1024;
-const MAX_MS = 2 ** 31 - 1; // largest delay setTimeout honours
+/** Longest delay a timer honours, in ms. */
+export const MAX_MS = 2 ** 31 - 1;
 
 /** An HTTP token (RFC 9110 section 5.6.2): what a method or header name consists of. */
 export const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
-function integer(name: string, value: unknown, min: number, max: number): number {
+/** `value` if it is an integer in `min .. max`, else an error that names option `name`. */
+export function integer(name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     throw new InvalidOptionError(name, `an integer from ${min} to ${max}`, value);
   }
@@ -238,7 +240,8 @@ function sync(value: unknown): { event: string } | false {
   return { event: v.event };
 }
 
-function boolean(name: string, value: unknown): boolean {
+/** `value` if it is a boolean, else an error that names option `name`. */
+export function boolean(name: string, value: unknown): boolean {
   if (typeof value !== 'boolean') throw new InvalidOptionError(name, 'a boolean', value);
   return value;
 }

@@ -179,11 +179,11 @@ export class Balancer {
       }
       case 'too-large':
         this.counters.dropped++;
-        this.respond(result.connection, TOO_LARGE);
+        respond(result.connection, TOO_LARGE);
         return;
       case 'timeout':
         this.counters.dropped++;
-        this.respond(result.connection, TIMEOUT);
+        respond(result.connection, TIMEOUT);
         return;
       case 'bad-proxy':
         this.counters.dropped++;
@@ -214,7 +214,7 @@ export class Balancer {
     const route = routeKey(head, peer, this.options);
     if (route.key === undefined && route.owner === undefined) {
       this.counters.dropped++;
-      this.respond(handle, this.missingHeader);
+      respond(handle, this.missingHeader);
       return;
     }
     this.routed.set(handle, { route, head: bytes, peer });
@@ -250,7 +250,7 @@ export class Balancer {
       } else if (route.key === undefined) {
         // Only a session owner could take it and none is ready: same answer as a missing header.
         this.counters.dropped++;
-        this.respond(handle, this.missingHeader);
+        respond(handle, this.missingHeader);
       } else {
         this.hold(handle, route);
       }
@@ -308,10 +308,6 @@ export class Balancer {
 
   private respond503(handle: RawHandle): void {
     this.counters.rejected++;
-    this.respond(handle, UNAVAILABLE);
-  }
-
-  private respond(target: RawHandle | net.Socket, response: Buffer): void {
-    respond(target, response);
+    respond(handle, UNAVAILABLE);
   }
 }

@@ -51,8 +51,10 @@ export class Hub {
       const done = i + STATE_CHUNK >= changes.length;
       send(worker, message<StoreStateMessage>(MessageType.StoreState, { changes: part, done }));
     }
-    this.synced.add(worker);
-    worker.once('exit', () => this.synced.delete(worker));
+    if (!this.synced.has(worker)) {
+      this.synced.add(worker);
+      worker.once('exit', () => this.synced.delete(worker));
+    }
   }
 
   /** A worker's write: apply, pass on to every other worker, then acknowledge. */

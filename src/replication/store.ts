@@ -2,6 +2,8 @@ import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import { debug } from '../debug.js';
 import { InvalidOptionError, StickyMeshError } from '../errors.js';
+import { boolean, integer, MAX_MS } from '../options.js';
+
 import { Clock, newNodeId } from './clock.js';
 import { type HubClient, hubClient } from './hub-client.js';
 import { type Change, SessionTable } from './table.js';
@@ -168,8 +170,8 @@ export class ReplicatedStore extends Base {
       this.assertOpen();
       await this.hub?.ready();
       // A touch of a session this replica does not hold (expired, destroyed) changes nothing.
-      const current = this.table.record(sid);
-      if (current?.data == null || this.table.get(sid) === undefined) return;
+      const current = this.table.get(sid) === undefined ? undefined : this.table.record(sid);
+      if (!current) return;
       const expiresAt = this.expiresAt(session);
       const gain = expiresAt - current.expiresAt;
       if (gain < Math.min(this.options.touchAfter, (expiresAt - Date.now()) / 10)) return;
@@ -286,29 +288,12 @@ function resolve(options: ReplicatedStoreOptions): Resolved {
     }
   }
   const out = { ...DEFAULTS, ...stripUndefined(options) } as Resolved;
-  const positive = (
-    name: 'ttl' | 'maxSessionBytes' | 'tombstoneTtl' | 'sweepInterval',
-    max: number,
-  ) => {
-    const v = out[name];
-    if (!Number.isInteger(v) || v < 1 || v > max) {
-      throw new InvalidOptionError(name, `an integer from 1 to ${max}`, v);
-    }
-  };
-  positive('ttl', 2 ** 47);
-  if (!Number.isInteger(out.touchAfter) || out.touchAfter < 0 || out.touchAfter > 2 ** 31 - 1) {
-    throw new InvalidOptionError(
-      'touchAfter',
-      `an integer from 0 to ${2 ** 31 - 1}`,
-      out.touchAfter,
-    );
-  }
-  positive('maxSessionBytes', 64 * 1024 * 1024);
-  positive('tombstoneTtl', 2 ** 31 - 1);
-  positive('sweepInterval', 2 ** 31 - 1);
-  if (typeof out.disableTouch !== 'boolean') {
-    throw new InvalidOptionError('disableTouch', 'a boolean', out.disableTouch);
-  }
+  integer('ttl', out.ttl, 1, 2 ** 47);
+  integer('touchAfter', out.touchAfter, 0, MAX_MS);
+  integer('maxSessionBytes', out.maxSessionBytes, 1, 64 * 1024 * 1024);
+  integer('tombstoneTtl', out.tombstoneTtl, 1, MAX_MS);
+  integer('sweepInterval', out.sweepInterval, 1, MAX_MS);
+  boolean('disableTouch', out.disableTouch);
   return out;
 }
 

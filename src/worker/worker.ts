@@ -25,6 +25,7 @@ import {
   canReadHandles,
   type HeadRead,
   type HeadReadOptions,
+  type HeadReadResult,
   readHead,
 } from '../routing/head-reader.js';
 import { routeKey, slotFor } from '../routing/key.js';
@@ -403,15 +404,8 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
       socket.off('close', onClose);
       handle.onread = onread;
       if (result.status === 'ok') {
-        const route = routeKey(
-          result.bytes.subarray(0, result.headLength),
-          conn.peer,
-          this.options,
-        );
-        if (route.key === undefined && route.owner === undefined) {
-          handle.reading = false;
-          respond(socket, this.missingHeader);
-        } else if (this.state === 'ready' && slotFor(route, this.pick, this.live) === this.slot) {
+        const place = this.placeOf(result.bytes.subarray(0, result.headLength), conn.peer);
+        if (place === 'here') {
           // Give the request to the server on the same connection, parser consuming again.
           parser.consume?.(handle);
           parser._consumed = true;
@@ -419,6 +413,9 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
           handle.reading = true;
           handle.readStart();
           socket.unshift(result.bytes);
+        } else if (place === 'unroutable') {
+          handle.reading = false;
+          respond(socket, this.missingHeader);
         } else if (this.detach(socket)) {
           this.handBack(handle, result.bytes, conn.peer);
         } else {
@@ -426,15 +423,26 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
         }
       } else {
         handle.reading = false;
-        if (result.status === 'too-large') respond(socket, TOO_LARGE);
-        else if (result.status === 'timeout' && result.received > 0) respond(socket, TIMEOUT);
-        // An idle keep-alive connection expires quietly, as does one the client closed.
+        const answer = failureAnswer(result);
+        if (answer) respond(socket, answer);
         else socket.destroy();
       }
       if (this.state === 'draining') this.maybeFinish();
     });
     this.waiting.add(read);
     return true;
+  }
+
+  /**
+   * Where the next request of a proxy connection goes: this worker, another one (through the
+   * primary, which also decides while this worker is draining), or nowhere (answer 400).
+   */
+  private placeOf(head: Buffer, peer: string | undefined): 'here' | 'elsewhere' | 'unroutable' {
+    const route = routeKey(head, peer, this.options);
+    if (route.key === undefined && route.owner === undefined) return 'unroutable';
+    return this.state === 'ready' && slotFor(route, this.pick, this.live) === this.slot
+      ? 'here'
+      : 'elsewhere';
   }
 
   private nextHeadOptions(keepHandle: boolean): HeadReadOptions {
@@ -452,30 +460,20 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   private nextRequest(handle: RawHandle, peer: string | undefined): void {
     const read = readHead(handle, this.nextHeadOptions(false), (result) => {
       this.waiting.delete(read);
-      switch (result.status) {
-        case 'ok': {
-          const head = result.bytes.subarray(0, result.headLength);
-          const route = routeKey(head, peer, this.options);
-          if (route.key === undefined && route.owner === undefined) {
-            respond(result.handle, this.missingHeader);
-          } else if (this.state === 'ready' && slotFor(route, this.pick, this.live) === this.slot) {
-            const socket = toSocket(result.handle, this.options.sync !== false);
-            if (socket) this.adopt(socket, result.bytes, peer, true);
-          } else {
-            this.handBack(result.handle, result.bytes, peer);
-          }
-          break;
+      if (result.status === 'ok') {
+        const place = this.placeOf(result.bytes.subarray(0, result.headLength), peer);
+        if (place === 'here') {
+          const socket = toSocket(result.handle, this.options.sync !== false);
+          if (socket) this.adopt(socket, result.bytes, peer, true);
+        } else if (place === 'unroutable') {
+          respond(result.handle, this.missingHeader);
+        } else {
+          this.handBack(result.handle, result.bytes, peer);
         }
-        case 'timeout':
-          // An idle keep-alive connection expires quietly; a started request gets 408.
-          if (result.received === 0) drop(result.connection);
-          else respond(result.connection, TIMEOUT);
-          break;
-        case 'too-large':
-          respond(result.connection, TOO_LARGE);
-          break;
-        default:
-          break;
+      } else if (result.status !== 'closed') {
+        const answer = failureAnswer(result);
+        if (answer) respond(result.connection, answer);
+        else drop(result.connection);
       }
       if (this.state === 'draining') this.maybeFinish();
     });
@@ -538,6 +536,16 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     // Leaving the IPC channel ends a cluster worker (Node's cluster module exits it).
     if (process.connected) process.disconnect();
   }
+}
+
+/**
+ * The answer to a request head that could not be read: 431 or 408, or none (close quietly)
+ * for an idle keep-alive connection that expired or a client that left.
+ */
+function failureAnswer(result: Exclude<HeadReadResult, { status: 'ok' }>): Buffer | undefined {
+  if (result.status === 'too-large') return TOO_LARGE;
+  if (result.status === 'timeout' && result.received > 0) return TIMEOUT;
+  return undefined;
 }
 
 /**
