@@ -9,7 +9,8 @@ export type StickyMeshErrorCode =
   | 'ERR_STICKY_LISTEN_FAILED'
   | 'ERR_STICKY_FACTORY_FAILED'
   | 'ERR_STICKY_SESSION_TOO_LARGE'
-  | 'ERR_STICKY_STORE_CLOSED';
+  | 'ERR_STICKY_STORE_CLOSED'
+  | 'ERR_STICKY_TRANSPORT_FAILED';
 
 export class StickyMeshError extends Error {
   readonly code: StickyMeshErrorCode;

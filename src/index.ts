@@ -7,6 +7,16 @@ export {
   type StickyOptions,
   type SyncOptions,
 } from './options.js';
+export type {
+  MulticastLogger,
+  MulticastOptions,
+  MulticastStats,
+} from './replication/multicast.js';
+export {
+  type MulticastStoreConstructor,
+  type MulticastStoreOptions,
+  multicastStore,
+} from './replication/multicast-store.js';
 export {
   ReplicatedStore,
   type ReplicatedStoreOptions,

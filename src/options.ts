@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { InvalidOptionError } from './errors.js';
+import type { MulticastOptions } from './replication/multicast.js';
 
 /** Options of {@link sticky}. Every time is in milliseconds. */
 export interface StickyOptions {
@@ -126,6 +127,14 @@ export interface StickyOptions {
    * @default false
    */
   sync?: false | SyncOptions;
+  /**
+   * Replicate the sessions of every ReplicatedStore in the workers to the other machines of the
+   * cluster over authenticated UDP multicast. The primary owns the machine's one socket (the
+   * workers' stores are fed over IPC as before) and binds the port only once it holds the
+   * cluster's sessions. `secret` (or `insecure: true`) is required; see {@link MulticastOptions}.
+   * @default undefined (sessions stay on this machine)
+   */
+  multicast?: MulticastOptions;
 }
 
 /** Where a request's session id is looked for (see {@link StickyOptions.sessionAffinity}). */
@@ -151,7 +160,12 @@ export type ResolvedSessionAffinity =
   | false;
 
 /** Options after defaults are applied and validation passed. */
-export type ResolvedStickyOptions = Omit<Required<StickyOptions>, 'sessionAffinity' | 'sync'> & {
+export type ResolvedStickyOptions = Omit<
+  Required<StickyOptions>,
+  'sessionAffinity' | 'sync' | 'multicast'
+> & {
+  /** Validated when the primary starts (resolveMulticastOptions). */
+  multicast: MulticastOptions | undefined;
   sessionAffinity: ResolvedSessionAffinity;
   /** The event that releases a connection's request bytes, or `false`. */
   sync: { event: string } | false;
@@ -178,6 +192,7 @@ export const DEFAULTS: Readonly<Omit<ResolvedStickyOptions, 'num'>> = Object.fre
   proxyProtocol: false,
   sessionAffinity: false,
   sync: false,
+  multicast: undefined,
 });
 
 const MAX_WORKERS = 1024;
@@ -284,6 +299,7 @@ export function resolveOptions(input: StickyOptions | undefined): ResolvedSticky
     proxyProtocol: bool('proxyProtocol'),
     sessionAffinity: sessionAffinity(given('sessionAffinity', false)),
     sync: sync(given('sync', false)),
+    multicast: options.multicast as MulticastOptions | undefined,
   };
   if (resolved.sync && !resolved.proxy && !resolved.sessionAffinity) {
     throw new InvalidOptionError(

@@ -7,7 +7,7 @@ import {
   type StoreChangeMessage,
   type StoreStateMessage,
 } from '../protocol/messages.js';
-import { SessionTable } from '../replication/table.js';
+import { type Change, SessionTable } from '../replication/table.js';
 import { parseChange } from '../replication/wire.js';
 
 /** Changes per state-transfer message: keeps each IPC message small whatever the total. */
@@ -32,7 +32,9 @@ export interface HubCounters {
  */
 export class Hub {
   readonly counters: HubCounters = { writes: 0, dropped: 0 };
-  private readonly table: SessionTable;
+  readonly table: SessionTable;
+  /** The transport to other machines, if any: gets every change a worker makes. */
+  publisher: { publish(change: Change): void } | undefined;
   /** Workers that have the full state, and so get every write from now on. */
   private readonly synced = new Set<Worker>();
   private readonly sweeper: NodeJS.Timeout;
@@ -67,12 +69,25 @@ export class Hub {
     }
     this.counters.writes++;
     if (this.table.apply(change)) {
-      const forward = message<StoreChangeMessage>(MessageType.StoreChange, { change });
-      for (const worker of this.synced) if (worker !== from) send(worker, forward);
+      this.forward(change, from);
+      this.publisher?.publish(change);
     }
     if (msg.id !== undefined) {
       send(from, message<StoreAckMessage>(MessageType.StoreAck, { id: msg.id }));
     }
+  }
+
+  /** Changes from other machines: applied here and passed to every worker. */
+  applyRemote(changes: readonly Change[]): void {
+    for (const change of changes) {
+      if (this.table.apply(change)) this.forward(change, undefined);
+    }
+  }
+
+  private forward(change: Change, from: Worker | undefined): void {
+    if (this.synced.size === 0) return;
+    const msg = message<StoreChangeMessage>(MessageType.StoreChange, { change });
+    for (const worker of this.synced) if (worker !== from) send(worker, msg);
   }
 
   close(): void {

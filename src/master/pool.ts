@@ -15,6 +15,7 @@ import {
   SOURCE,
   type StoreChangeMessage,
   type StoreHelloMessage,
+  TRANSPORT_ENV,
 } from '../protocol/messages.js';
 import { respawnDelay } from './backoff.js';
 import { Handoff, type RawHandle } from './handoff.js';
@@ -186,6 +187,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       [SLOT_ENV]: String(s.slot),
       [ADDRESS_ENV]: this.address,
       [NODELAY_ENV]: this.noDelay,
+      [TRANSPORT_ENV]: this.options.multicast ? 'multicast' : '',
     });
     s.worker = worker;
     s.handoff = new Handoff(worker, (handle) => this.emit('returned', handle, s.slot));

@@ -6,6 +6,11 @@ import { describe, StickyMeshError } from '../errors.js';
 import { rendezvous } from '../hash.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import { MessageType } from '../protocol/messages.js';
+import {
+  type MulticastStats,
+  MulticastTransport,
+  resolveMulticastOptions,
+} from '../replication/multicast.js';
 import { Balancer, type BalancerCounters } from './balancer.js';
 import { Hub, type HubCounters } from './hub.js';
 import { type PoolEvents, type SlotStats, WorkerPool } from './pool.js';
@@ -18,9 +23,22 @@ export interface PrimaryStats extends BalancerCounters {
   sessions: HubCounters;
   /** IPC messages from workers tagged as sticky-mesh's that did not parse (version, shape). */
   malformedMessages: number;
+  /** Replication to other machines, with the `multicast` option. */
+  multicast?: MulticastStats;
 }
 
-export type PrimaryState = 'idle' | 'binding' | 'starting' | 'ready' | 'closing' | 'closed';
+/**
+ * `joining`: the multicast transport is fetching the cluster's sessions; the port is bound
+ * once it has them.
+ */
+export type PrimaryState =
+  | 'idle'
+  | 'joining'
+  | 'binding'
+  | 'starting'
+  | 'ready'
+  | 'closing'
+  | 'closed';
 
 export interface PrimaryEvents
   extends Omit<PoolEvents, 'change' | 'idle' | 'syncWorker' | 'store' | 'reroute'> {
@@ -45,6 +63,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
   private readonly pool: WorkerPool;
   private readonly hub = new Hub();
   private readonly balancer: Balancer;
+  private readonly transport: MulticastTransport | undefined;
   private closing: Promise<void> | undefined;
   private readonly onSignal = (signal: NodeJS.Signals) => this.closeOnSignal(signal);
 
@@ -52,6 +71,10 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     super();
     cluster.setupPrimary({ serialization: options.serialization });
     this.pool = new WorkerPool(options);
+    if (options.multicast !== undefined) {
+      this.transport = new MulticastTransport(resolveMulticastOptions(options.multicast), this.hub);
+      this.hub.publisher = this.transport;
+    }
     this.balancer = new Balancer(options, this.pool, rendezvous(options.seed, options.num));
     this.pool.on('syncWorker', (worker) => this.hub.sync(worker));
     this.pool.on('store', (worker, msg) => {
@@ -93,8 +116,30 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     const cb = typeof host === 'function' ? host : callback;
     const bindHost = typeof host === 'string' ? host : undefined;
     if (cb) this.once('ready', cb);
-    this.state = 'binding';
     if (this.options.handleSignals) for (const s of SIGNALS) process.on(s, this.onSignal);
+    const transport = this.transport;
+    if (!transport) {
+      this.bind(portNumber, bindHost);
+      return this;
+    }
+    // Sessions first: the port is bound (and workers forked) once this machine holds them.
+    this.state = 'joining';
+    transport.start().then(
+      () => {
+        if (this.state === 'joining') this.bind(portNumber, bindHost);
+      },
+      (err: StickyMeshError) => {
+        if (this.state !== 'joining') return;
+        this.state = 'closed';
+        for (const s of SIGNALS) process.off(s, this.onSignal);
+        this.emit('error', err);
+      },
+    );
+    return this;
+  }
+
+  private bind(portNumber: number, bindHost: string | undefined): void {
+    this.state = 'binding';
     this.balancer.server.listen(
       { port: portNumber, ...(bindHost ? { host: bindHost } : {}) },
       () => {
@@ -109,7 +154,6 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
         this.pool.start(address, this.balancer.noDelayInherited);
       },
     );
-    return this;
   }
 
   address(): AddressInfo | null {
@@ -125,6 +169,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       slots: this.pool.stats(),
       sessions: { ...this.hub.counters },
       malformedMessages: this.pool.malformed,
+      ...(this.transport ? { multicast: this.transport.stats() } : {}),
     };
   }
 
@@ -139,9 +184,12 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       this.balancer.close();
       this.hub.close();
       this.pool.once('idle', () => {
-        this.state = 'closed';
-        this.emit('close');
-        resolve();
+        // After the workers: their last writes still go out before the leave message.
+        void (this.transport?.close() ?? Promise.resolve()).then(() => {
+          this.state = 'closed';
+          this.emit('close');
+          resolve();
+        });
       });
       this.pool.shutdown();
     });

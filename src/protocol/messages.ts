@@ -139,6 +139,12 @@ function optionalString(value: unknown): boolean {
   return value === undefined || typeof value === 'string';
 }
 
+/**
+ * Tells a forked worker which transport its primary runs between machines (`multicast`), or
+ * none (empty): a worker's store checks its own options against it.
+ */
+export const TRANSPORT_ENV = 'STICKY_MESH_TRANSPORT';
+
 /** Name of the environment variable that tells a forked worker its slot. */
 export const SLOT_ENV = 'STICKY_MESH_SLOT';
 

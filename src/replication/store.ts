@@ -3,9 +3,16 @@ import { createRequire } from 'node:module';
 import { debug } from '../debug.js';
 import { InvalidOptionError, StickyMeshError } from '../errors.js';
 import { boolean, integer, MAX_MS } from '../options.js';
+import { TRANSPORT_ENV } from '../protocol/messages.js';
 
 import { Clock, newNodeId } from './clock.js';
 import { type HubClient, hubClient } from './hub-client.js';
+import {
+  type MulticastOptions,
+  type MulticastStats,
+  MulticastTransport,
+  resolveMulticastOptions,
+} from './multicast.js';
 import { type Change, SessionTable } from './table.js';
 
 /** Options of {@link ReplicatedStore}. Every time is in milliseconds. */
@@ -46,9 +53,19 @@ export interface ReplicatedStoreOptions {
    * @default 60000
    */
   sweepInterval?: number;
+  /**
+   * Replicate to the other machines of the cluster over authenticated UDP multicast (see
+   * {@link MulticastOptions}; `secret` or `insecure: true` is required). Standalone, the store
+   * opens the machine's socket itself. In a sticky-mesh worker give these options to `sticky()`
+   * instead: the primary owns the machine's one socket and the store is fed over IPC.
+   * @default undefined (sessions stay in this process, or this cluster)
+   */
+  multicast?: MulticastOptions;
 }
 
-type Resolved = Required<ReplicatedStoreOptions>;
+type Resolved = Required<Omit<ReplicatedStoreOptions, 'multicast'>> & {
+  multicast: MulticastOptions | undefined;
+};
 
 const DEFAULTS: Readonly<Resolved> = Object.freeze({
   ttl: 86_400_000,
@@ -57,6 +74,7 @@ const DEFAULTS: Readonly<Resolved> = Object.freeze({
   maxSessionBytes: 64 * 1024,
   tombstoneTtl: 600_000,
   sweepInterval: 60_000,
+  multicast: undefined,
 });
 
 /** What express-session stores: any JSON-serialisable object with a `cookie`. */
@@ -113,6 +131,10 @@ export class ReplicatedStore extends Base {
   private readonly table: SessionTable;
   /** In a sticky-mesh worker: the process's link to the hub (and its shared replica). */
   private readonly hub: HubClient | undefined;
+  /** Standalone with `multicast`: this store's own link to the other machines. */
+  private readonly transport: MulticastTransport | undefined;
+  /** Settles once the transport holds the cluster's sessions (rejects if it cannot start). */
+  private readonly transportReady: Promise<void> | undefined;
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
 
@@ -124,13 +146,38 @@ export class ReplicatedStore extends Base {
     this.hub = hubClient(this.options.tombstoneTtl);
     this.hub?.observe((version) => this.clock.observe(version));
     this.table = this.hub?.table ?? new SessionTable({ tombstoneTtl: this.options.tombstoneTtl });
+    const multicast = this.options.multicast;
+    if (multicast !== undefined && this.hub) {
+      if (process.env[TRANSPORT_ENV] !== 'multicast') {
+        throw new StickyMeshError(
+          'ERR_STICKY_INVALID_OPTION',
+          'sticky-mesh: in a sticky-mesh worker the multicast options belong in ' +
+            "sticky({ multicast: {...} }): the primary owns the machine's one socket and feeds " +
+            'every worker',
+        );
+      }
+      // The primary replicates this machine: the store's copy of the options is not needed.
+    } else if (multicast !== undefined) {
+      const resolved = resolveMulticastOptions(multicast);
+      const table = this.table;
+      this.transport = new MulticastTransport(resolved, {
+        table,
+        applyRemote: (changes) => {
+          for (const change of changes) {
+            if (table.apply(change)) this.clock.observe(change.version);
+          }
+        },
+      });
+      this.transportReady = this.transport.start();
+      this.transportReady.catch((err: Error) => resolved.logger.error(err.message));
+    }
     this.sweeper = setInterval(() => this.table.sweep(), this.options.sweepInterval);
     this.sweeper.unref();
   }
 
   get(sid: string, cb?: Callback<SessionData | null>): Promise<SessionData | null> | undefined {
     return settle(cb, async () => {
-      await this.hub?.ready();
+      await this.ready();
       const json = this.table.get(sid);
       return json === undefined ? null : (JSON.parse(json) as SessionData);
     });
@@ -139,6 +186,7 @@ export class ReplicatedStore extends Base {
   set(sid: string, session: object, cb?: Callback<void>): Promise<void> | undefined {
     return settle(cb, async () => {
       this.assertOpen();
+      await this.transportReady;
       const expiresAt = this.expiresAt(session);
       if (expiresAt <= Date.now()) {
         await this.commit({ op: 'destroy', sid, version: this.clock.tick() });
@@ -160,6 +208,7 @@ export class ReplicatedStore extends Base {
   destroy(sid: string, cb?: Callback<void>): Promise<void> | undefined {
     return settle(cb, async () => {
       this.assertOpen();
+      await this.transportReady;
       await this.commit({ op: 'destroy', sid, version: this.clock.tick() });
     });
   }
@@ -168,7 +217,7 @@ export class ReplicatedStore extends Base {
     return settle(cb, async () => {
       if (this.options.disableTouch) return;
       this.assertOpen();
-      await this.hub?.ready();
+      await this.ready();
       // A touch of a session this replica does not hold (expired, destroyed) changes nothing.
       const current = this.table.get(sid) === undefined ? undefined : this.table.record(sid);
       if (!current) return;
@@ -188,7 +237,7 @@ export class ReplicatedStore extends Base {
     cb?: Callback<Record<string, SessionData>>,
   ): Promise<Record<string, SessionData>> | undefined {
     return settle(cb, async () => {
-      await this.hub?.ready();
+      await this.ready();
       const out: Record<string, SessionData> = {};
       for (const [sid, json] of this.table.live()) out[sid] = JSON.parse(json) as SessionData;
       return out;
@@ -197,14 +246,14 @@ export class ReplicatedStore extends Base {
 
   ids(cb?: Callback<string[]>): Promise<string[]> | undefined {
     return settle(cb, async () => {
-      await this.hub?.ready();
+      await this.ready();
       return [...this.table.live()].map(([sid]) => sid);
     });
   }
 
   length(cb?: Callback<number>): Promise<number> | undefined {
     return settle(cb, async () => {
-      await this.hub?.ready();
+      await this.ready();
       let n = 0;
       for (const _ of this.table.live()) n++;
       return n;
@@ -215,7 +264,7 @@ export class ReplicatedStore extends Base {
   clear(cb?: Callback<void>): Promise<void> | undefined {
     return settle(cb, async () => {
       this.assertOpen();
-      await this.hub?.ready();
+      await this.ready();
       const sids = [...this.table.live()].map(([sid]) => sid);
       await Promise.all(
         sids.map((sid) => this.commit({ op: 'destroy', sid, version: this.clock.tick() })),
@@ -223,13 +272,28 @@ export class ReplicatedStore extends Base {
     });
   }
 
-  /** Stops the sweeper. Reads keep working; writes fail with `ERR_STICKY_STORE_CLOSED`. */
+  /**
+   * Stops the sweeper and, standalone with `multicast`, says goodbye to the other machines and
+   * closes the socket. Reads keep working; writes fail with `ERR_STICKY_STORE_CLOSED`.
+   * Idempotent. (The application calls it from its own shutdown; no signal is taken over.)
+   */
   close(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
       clearInterval(this.sweeper);
     }
-    return Promise.resolve();
+    return this.transport?.close() ?? Promise.resolve();
+  }
+
+  /** Replication to other machines when this store runs it itself (standalone `multicast`). */
+  multicastStats(): MulticastStats | undefined {
+    return this.transport?.stats();
+  }
+
+  /** Resolves once this process holds the sessions it should (hub or other machines). */
+  private async ready(): Promise<void> {
+    await this.hub?.ready();
+    await this.transportReady;
   }
 
   /**
@@ -238,7 +302,10 @@ export class ReplicatedStore extends Base {
    */
   private async commit(change: Change): Promise<void> {
     if (this.hub) await this.hub.submit(change);
-    else this.table.apply(change);
+    else {
+      this.table.apply(change);
+      this.transport?.publish(change);
+    }
     this.emit('change', change);
   }
 
@@ -288,6 +355,7 @@ function resolve(options: ReplicatedStoreOptions): Resolved {
     }
   }
   const out = { ...DEFAULTS, ...stripUndefined(options) } as Resolved;
+  if (out.multicast !== undefined) resolveMulticastOptions(out.multicast);
   integer('ttl', out.ttl, 1, 2 ** 47);
   integer('touchAfter', out.touchAfter, 0, MAX_MS);
   integer('maxSessionBytes', out.maxSessionBytes, 1, 64 * 1024 * 1024);

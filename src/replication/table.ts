@@ -1,3 +1,4 @@
+import { hashKey } from '../hash.js';
 import { compareVersions, type Version, ZERO } from './clock.js';
 
 /**
@@ -47,6 +48,12 @@ export interface TableOptions {
  * tombstones and forgets tombstones older than `tombstoneTtl`.
  */
 export class SessionTable {
+  /**
+   * An order-independent digest of every record (XOR of a hash per session of its id, version,
+   * expiry and kind): replicas holding the same records have the same digest, whatever order
+   * they applied them in. Replication compares digests to find replicas that drifted apart.
+   */
+  digest = 0;
   private readonly slots = new Map<string, Slot>();
   private readonly now: () => number;
 
@@ -57,6 +64,16 @@ export class SessionTable {
   /** Applies a change; returns whether it changed anything visible to reads or replicas. */
   apply(change: Change): boolean {
     const slot = this.slots.get(change.sid);
+    const before = slot ? slotHash(change.sid, slot) : 0;
+    const changed = this.applyTo(slot, change);
+    if (changed) {
+      this.digest =
+        (this.digest ^ before ^ slotHash(change.sid, this.slots.get(change.sid) as Slot)) >>> 0;
+    }
+    return changed;
+  }
+
+  private applyTo(slot: Slot | undefined, change: Change): boolean {
     const current = slot?.version ?? ZERO;
     if (change.op === 'touch') {
       if (compareVersions(change.version, current) <= 0) return false;
@@ -101,7 +118,10 @@ export class SessionTable {
 
   /** Every record, for a full state transfer; `changes()` of it rebuild this table elsewhere. */
   *changes(): IterableIterator<Change> {
+    const now = this.now();
     for (const [sid, slot] of this.slots) {
+      // What the next sweep forgets is not passed on (it would only be swept again there).
+      if (this.deadline(slot) <= now) continue;
       if (compareVersions(slot.version, ZERO) !== 0) {
         yield slot.data === null
           ? { op: 'destroy', sid, version: slot.version }
@@ -127,12 +147,10 @@ export class SessionTable {
    */
   sweep(): number {
     const now = this.now();
-    const ttl = this.options.tombstoneTtl;
     let n = 0;
     for (const [sid, slot] of this.slots) {
-      const deadline =
-        slot.data === null && slot.version !== ZERO ? slot.setExpiresAt : expiry(slot) + ttl;
-      if (deadline <= now) {
+      if (this.deadline(slot) <= now) {
+        this.digest = (this.digest ^ slotHash(sid, slot)) >>> 0;
         this.slots.delete(sid);
         n++;
       }
@@ -145,11 +163,25 @@ export class SessionTable {
     return this.slots.size;
   }
 
+  /** When a record may be forgotten. */
+  private deadline(slot: Slot): number {
+    return slot.data === null && slot.version !== ZERO
+      ? slot.setExpiresAt
+      : expiry(slot) + this.options.tombstoneTtl;
+  }
+
   private empty(sid: string): Slot {
     const slot: Slot = { data: null, setExpiresAt: 0, version: ZERO, touches: [] };
     this.slots.set(sid, slot);
     return slot;
   }
+}
+
+function slotHash(sid: string, slot: Slot): number {
+  const v = slot.version;
+  // A tombstone's expiry is local (when this replica may forget it): not part of the digest.
+  const e = slot.data === null ? -1 : expiry(slot);
+  return hashKey(`${sid}|${v.t}|${v.c}|${v.n}|${e}`, 0x7ab1e);
 }
 
 function expiry(slot: Slot): number {

@@ -1,0 +1,63 @@
+import { InvalidOptionError } from '../errors.js';
+import type { MulticastOptions } from './multicast.js';
+import { ReplicatedStore, type ReplicatedStoreOptions } from './store.js';
+
+/**
+ * The options of express-session-multicast's store (its names and defaults), plus `secret`
+ * (or `insecure: true`) and any {@link ReplicatedStoreOptions}.
+ */
+export interface MulticastStoreOptions
+  extends MulticastOptions,
+    Omit<ReplicatedStoreOptions, 'multicast'> {
+  /**
+   * Give sessions whose cookie has no expiry a lifetime of `sessionTTL`. With `false` they get
+   * the store's `ttl` (one day by default): a session never lives for ever.
+   * @default true
+   */
+  useSessionTTL?: boolean;
+  /**
+   * Lifetime, in ms, of a session whose cookie has no expiry (with `useSessionTTL`).
+   * @default 86400000 (one day)
+   */
+  sessionTTL?: number;
+}
+
+export type MulticastStoreConstructor = new (options?: MulticastStoreOptions) => ReplicatedStore;
+
+const STORE_KEYS = new Set<string>([
+  'ttl',
+  'disableTouch',
+  'touchAfter',
+  'maxSessionBytes',
+  'tombstoneTtl',
+  'sweepInterval',
+]);
+
+/**
+ * express-session-multicast's call form: `multicastStore(session)` returns a store constructor
+ * that takes that package's options, so its README example runs with the import changed and a
+ * `secret` added. The store is a {@link ReplicatedStore} replicating over multicast.
+ *
+ * `session` is the express-session module (accepted for compatibility; the store extends the
+ * express-session `Store` it finds installed).
+ */
+export function multicastStore(session?: unknown): MulticastStoreConstructor {
+  if (session !== undefined && typeof session !== 'function' && typeof session !== 'object') {
+    throw new InvalidOptionError('session', 'the express-session module', session);
+  }
+  return class MulticastStore extends ReplicatedStore {
+    constructor(options: MulticastStoreOptions = {}) {
+      const { useSessionTTL, sessionTTL, ...rest } = options;
+      const store: Record<string, unknown> = {};
+      const multicast: Record<string, unknown> = {};
+      for (const [key, value] of Object.entries(rest)) {
+        (STORE_KEYS.has(key) ? store : multicast)[key] = value;
+      }
+      if (useSessionTTL !== undefined && typeof useSessionTTL !== 'boolean') {
+        throw new InvalidOptionError('useSessionTTL', 'a boolean', useSessionTTL);
+      }
+      if (useSessionTTL !== false && sessionTTL !== undefined) store.ttl = sessionTTL;
+      super({ ...store, multicast: multicast as MulticastOptions });
+    }
+  };
+}
