@@ -42,6 +42,11 @@ export interface RequestOptions {
   readonly timeoutMs?: number;
   /** Extra request headers. */
   readonly headers?: Record<string, string>;
+  /**
+   * Connect to this Unix socket instead of host:port (a fixture in a network namespace
+   * forwards one to its port: the test process cannot reach into the namespace otherwise).
+   */
+  readonly socketPath?: string;
 }
 
 /** `count` loopback source addresses starting at 127.0.0.`first`. */
@@ -58,12 +63,12 @@ export function request(options: RequestOptions): Promise<Reply> {
     headers['content-length'] = options.body.length;
   }
   const common = {
-    host,
-    port,
+    ...(options.socketPath
+      ? { socketPath: options.socketPath }
+      : { host, port, localAddress: source }),
     method,
     path,
     headers,
-    localAddress: source,
     agent: options.agent ?? false,
   };
   return new Promise((resolve, reject) => {

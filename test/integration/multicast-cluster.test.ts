@@ -1,0 +1,111 @@
+// Two sticky clusters on this machine replicating over multicast on the loopback interface: the
+// primary owns the socket, the workers are fed over IPC. (The multi-host version, with real
+// hosts in network namespaces, is test/system/multicast-hosts.test.ts.)
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
+import { request } from '../helpers/http.js';
+
+afterAll(stopFixtures);
+
+const SECRET = 'integration secret, 32 bytes long!';
+
+function cluster(port: number, extra: Record<string, unknown> = {}): Promise<FixtureProcess> {
+  return startFixture({
+    fixture: 'session-app.mjs',
+    env: {
+      WORKERS: '2',
+      STICKY_OPTIONS: JSON.stringify({
+        multicast: {
+          secret: SECRET,
+          ipv4: '127.0.0.1',
+          multicastPort: port,
+          heartbeatInterval: 100,
+          joinTimeout: 300,
+          failureTimeout: 800,
+          ...extra,
+        },
+      }),
+    },
+  });
+}
+
+async function call(
+  app: FixtureProcess,
+  method: 'GET' | 'POST',
+  path: string,
+  cookie?: string,
+  client = '10.0.0.1',
+) {
+  const r = await request({
+    port: app.port(),
+    method,
+    path,
+    headers: { 'x-forwarded-for': client, ...(cookie ? { cookie } : {}) },
+  });
+  expect(r.status, `${method} ${path}: ${r.text}`).toBe(200);
+  const cookieOut = r.headers['set-cookie']?.[0]?.split(';')[0] ?? cookie;
+  return { body: JSON.parse(r.text) as Record<string, unknown>, cookie: cookieOut };
+}
+
+async function stats(app: FixtureProcess): Promise<Record<string, unknown>> {
+  const from = app.received.length;
+  app.signal('SIGUSR2');
+  const { line } = await app.waitFor('stats', { from });
+  return line as unknown as Record<string, unknown>;
+}
+
+describe('multicast between two clusters on one machine (loopback)', () => {
+  it('a login on one cluster is read on the other; logout is honoured on both', async () => {
+    const a = await cluster(46201);
+    const b = await cluster(46201);
+    const { cookie } = await call(a, 'POST', '/login?user=ann');
+    for (const client of ['10.0.0.1', '10.0.0.2', '10.0.0.3']) {
+      await vi.waitFor(
+        async () => {
+          const me = await call(b, 'GET', '/me', cookie, client);
+          expect(me.body.user).toBe('ann');
+        },
+        { timeout: 2000, interval: 20 },
+      );
+    }
+    await call(b, 'POST', '/logout', cookie);
+    await vi.waitFor(
+      async () => {
+        const me = await call(a, 'GET', '/me', cookie, '10.0.0.9');
+        expect(me.body.user).toBe(null);
+      },
+      { timeout: 2000, interval: 20 },
+    );
+    const s = (await stats(a)).multicast as { peers: unknown[]; rejected: { auth: number } };
+    expect(s.peers).toHaveLength(1);
+  });
+
+  it('a cluster started later gets every existing session before it serves', async () => {
+    const a = await cluster(46202);
+    const r = await call(a, 'POST', '/bulk?n=3000&prefix=early-');
+    expect(r.body.written).toBe(3000);
+    const b = await cluster(46202);
+    // The first request on b already sees everything: the port is bound only after the sync.
+    for (const sid of ['early-0', 'early-1499', 'early-2999']) {
+      const has = await call(b, 'GET', `/has?sid=${sid}`, undefined, `10.1.0.${sid.length}`);
+      expect(has.body.found, sid).toBe(true);
+    }
+    const da = await call(a, 'GET', '/digest');
+    const db = await call(b, 'GET', '/digest', undefined, '10.9.9.9');
+    expect(db.body.sessions).toBe(3000);
+    expect(db.body.digest).toBe(da.body.digest);
+  });
+
+  it('a cluster with another secret neither receives nor injects', async () => {
+    const a = await cluster(46203);
+    const evil = await cluster(46203, { secret: 'some other secret entirely, 32b' });
+    const { cookie } = await call(a, 'POST', '/login?user=ann');
+    await call(evil, 'POST', '/login?user=mallory');
+    await new Promise((r) => setTimeout(r, 400));
+    expect((await call(evil, 'GET', '/me', cookie)).body.user).toBe(null);
+    expect((await call(a, 'GET', '/digest')).body.sessions).toBe(1);
+    const s = (await stats(a)).multicast as { peers: unknown[]; rejected: { auth: number } };
+    expect(s.peers).toHaveLength(0);
+    expect(s.rejected.auth).toBeGreaterThan(0);
+  });
+});
