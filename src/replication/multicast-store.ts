@@ -1,4 +1,5 @@
 import { InvalidOptionError } from '../errors.js';
+import { integer } from '../options.js';
 import type { MulticastOptions } from './multicast.js';
 import { ReplicatedStore, type ReplicatedStoreOptions } from './store.js';
 
@@ -56,6 +57,7 @@ export function multicastStore(session?: unknown): MulticastStoreConstructor {
       if (useSessionTTL !== undefined && typeof useSessionTTL !== 'boolean') {
         throw new InvalidOptionError('useSessionTTL', 'a boolean', useSessionTTL);
       }
+      if (sessionTTL !== undefined) integer('sessionTTL', sessionTTL, 1, 2 ** 47);
       if (useSessionTTL !== false && sessionTTL !== undefined) store.ttl = sessionTTL;
       super({ ...store, multicast: multicast as MulticastOptions });
     }
