@@ -9,10 +9,15 @@ afterAll(stopFixtures);
 
 const SECRET = 'integration secret, 32 bytes long!';
 
-function cluster(port: number, extra: Record<string, unknown> = {}): Promise<FixtureProcess> {
+function cluster(
+  port: number,
+  extra: Record<string, unknown> = {},
+  env: Record<string, string> = {},
+): Promise<FixtureProcess> {
   return startFixture({
     fixture: 'session-app.mjs',
     env: {
+      ...env,
       WORKERS: '2',
       STICKY_OPTIONS: JSON.stringify({
         multicast: {
@@ -107,5 +112,21 @@ describe('multicast between two clusters on one machine (loopback)', () => {
     const s = (await stats(a)).multicast as { peers: unknown[]; rejected: { auth: number } };
     expect(s.peers).toHaveLength(0);
     expect(s.rejected.auth).toBeGreaterThan(0);
+  });
+
+  it("a worker's store with multicast options works under sticky({ multicast }) and fails clearly without it", async () => {
+    const storeOptions = JSON.stringify({ multicast: { secret: SECRET, ipv4: '127.0.0.1' } });
+    const ok = await cluster(46204, {}, { STORE_OPTIONS: storeOptions });
+    await call(ok, 'POST', '/login?user=ann');
+    const bad = await startFixture({
+      fixture: 'session-app.mjs',
+      until: null,
+      env: { WORKERS: '1', STORE_OPTIONS: storeOptions, STICKY_OPTIONS: '{}' },
+    });
+    await vi.waitFor(() => expect(bad.stderr).toMatch(/belong in sticky\(\{ multicast/), {
+      timeout: 10_000,
+      interval: 50,
+    });
+    expect(bad.stderr).toContain('ERR_STICKY_INVALID_OPTION');
   });
 });
