@@ -36,6 +36,11 @@ export interface StartOptions {
   readonly until?: string | null;
   /** ms; default 15000. */
   readonly timeoutMs?: number;
+  /**
+   * Network namespace to run the program in (test/helpers/netns.ts): spawned as
+   * `ip netns exec <netns> node <fixture>`, which execs node, so the child pid is still node's.
+   */
+  readonly netns?: string;
 }
 
 type Matcher = (line: FixtureEvent) => boolean;
@@ -57,13 +62,19 @@ export class FixtureProcess {
   constructor(
     readonly name: string,
     env: Record<string, string>,
+    netns?: string,
   ) {
-    this.child = spawn(process.execPath, [fixturesDir + name], {
-      cwd: fileURLToPath(new URL('../../', import.meta.url)),
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
+    const script = fixturesDir + name;
+    this.child = spawn(
+      netns === undefined ? process.execPath : 'ip',
+      netns === undefined ? [script] : ['netns', 'exec', netns, process.execPath, script],
+      {
+        cwd: fileURLToPath(new URL('../../', import.meta.url)),
+        env: { ...process.env, ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+      },
+    );
     if (this.child.pid === undefined) throw new Error(`could not spawn ${name}`);
     this.pid = this.child.pid;
     this.exited = new Promise((resolve) => {
@@ -242,7 +253,7 @@ export function describeExit(status: ExitStatus): string {
  * registered for stopFixtures(), so a test cannot forget it.
  */
 export async function startFixture(options: StartOptions): Promise<FixtureProcess> {
-  const fixture = new FixtureProcess(options.fixture, options.env ?? {});
+  const fixture = new FixtureProcess(options.fixture, options.env ?? {}, options.netns);
   running.add(fixture);
   const until = options.until === undefined ? 'ready' : options.until;
   if (until !== null) await fixture.waitFor(until, { timeoutMs: options.timeoutMs ?? 15_000 });
