@@ -1,0 +1,288 @@
+// Session replication between machines: every host is a network namespace on a shared bridge
+// (test/helpers/netns.ts), running a 2-worker sticky cluster of test/fixtures/session-app.mjs
+// with `multicast` on its own address. The test reaches each cluster through a Unix socket the
+// fixture forwards to its port (the namespaces are unreachable from here otherwise).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
+import { request } from '../helpers/http.js';
+import { createLan, hasIptables, hasNetns, type Lan } from '../helpers/netns.js';
+
+const SECRET = 'system test secret: 32 bytes or more';
+const available = hasNetns();
+const dir = mkdtempSync(join(tmpdir(), 'sticky-mesh-netns-'));
+let lan: Lan | undefined;
+let sockets = 0;
+
+interface Host {
+  proc: FixtureProcess;
+  socket: string;
+}
+
+// Each test starts its own hosts: stop them all after it (also when it failed).
+afterEach(stopFixtures);
+afterAll(async () => {
+  await stopFixtures();
+  await lan?.destroy();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function host(
+  index: number,
+  port: number,
+  extra: Record<string, unknown> = {},
+): Promise<Host> {
+  const l = lan as Lan;
+  const h = l.hosts[index] as Lan['hosts'][number];
+  const socket = join(dir, `h${index}-${sockets++}.sock`);
+  const v6 = extra.use === 'v6';
+  const proc = await startFixture({
+    fixture: 'session-app.mjs',
+    netns: h.ns,
+    timeoutMs: 30_000,
+    env: {
+      WORKERS: '2',
+      CONTROL_SOCKET: socket,
+      STICKY_OPTIONS: JSON.stringify({
+        multicast: {
+          secret: SECRET,
+          ...(v6 ? { ipv6: h.ipv6 } : { ipv4: h.ipv4 }),
+          multicastPort: port,
+          heartbeatInterval: 200,
+          failureTimeout: 1500,
+          joinTimeout: 600,
+          ...extra,
+        },
+      }),
+    },
+  });
+  await proc.waitFor('control');
+  return { proc, socket };
+}
+
+interface Answer {
+  slot: number;
+  user?: string | null;
+  sessions?: number;
+  digest?: string;
+  found?: boolean;
+  written?: number;
+}
+
+async function call(
+  h: Host,
+  method: 'GET' | 'POST',
+  path: string,
+  cookie?: string,
+  client = '10.0.0.1',
+): Promise<{ body: Answer; cookie: string | undefined }> {
+  const r = await request({
+    port: 0,
+    socketPath: h.socket,
+    method,
+    path,
+    timeoutMs: 20_000,
+    headers: { 'x-forwarded-for': client, ...(cookie ? { cookie } : {}) },
+  });
+  expect(r.status, `${method} ${path}: ${r.text}`).toBe(200);
+  return {
+    body: JSON.parse(r.text) as Answer,
+    cookie: r.headers['set-cookie']?.[0]?.split(';')[0] ?? cookie,
+  };
+}
+
+/** Both workers' views: clients chosen so that each worker answers one. */
+async function everyWorker(h: Host, path: string, cookie?: string): Promise<Answer[]> {
+  const seen = new Map<number, Answer>();
+  for (let i = 1; seen.size < 2 && i < 64; i++) {
+    const { body } = await call(h, 'GET', path, cookie, `10.5.0.${i}`);
+    if (!seen.has(body.slot)) seen.set(body.slot, body);
+  }
+  expect(seen.size, 'both workers answered').toBe(2);
+  return [...seen.values()];
+}
+
+async function stats(h: Host): Promise<{
+  multicast: {
+    nodeId: string;
+    peers: { id: string }[];
+    rejected: Record<string, number>;
+    nacksSent: number;
+    retransmits: number;
+  };
+}> {
+  const from = h.proc.received.length;
+  h.proc.signal('SIGUSR2');
+  const { line } = await h.proc.waitFor('stats', { from });
+  return line as never;
+}
+
+async function digests(hosts: Host[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const h of hosts) {
+    for (const a of await everyWorker(h, '/digest')) out.push(`${a.sessions}:${a.digest}`);
+  }
+  return out;
+}
+
+describe.skipIf(!available)('multicast replication between hosts (network namespaces)', () => {
+  beforeAll(async () => {
+    lan = await createLan(5, { ipv6: true });
+  }, 60_000);
+
+  it('a login on host 1 is visible on hosts 2 and 3 within 1 s; logout anywhere is honoured everywhere; a host joining later serves all 10,000 sessions', async () => {
+    const port = 47001;
+    const [h1, h2, h3] = [await host(0, port), await host(1, port), await host(2, port)];
+    const { cookie } = await call(h1, 'POST', '/login?user=ann');
+    const wrote = Date.now();
+    for (const h of [h2, h3]) {
+      await vi.waitFor(
+        async () => {
+          for (const a of await everyWorker(h, '/me', cookie)) expect(a.user).toBe('ann');
+        },
+        { timeout: 5000, interval: 10 },
+      );
+    }
+    expect(Date.now() - wrote, 'visible on every worker of hosts 2 and 3').toBeLessThan(1000);
+
+    await call(h3, 'POST', '/logout', cookie);
+    for (const h of [h1, h2, h3]) {
+      await vi.waitFor(
+        async () => {
+          for (const a of await everyWorker(h, '/me', cookie)) expect(a.user).toBe(null);
+        },
+        { timeout: 1000, interval: 10 },
+      );
+    }
+
+    expect((await call(h1, 'POST', '/bulk?n=10000&prefix=early-')).body.written).toBe(10000);
+    await vi.waitFor(async () => expect(new Set(await digests([h1, h2, h3])).size).toBe(1), {
+      timeout: 15_000,
+      interval: 200,
+    });
+    const [reference] = await digests([h1]);
+    expect(reference?.startsWith('10000:')).toBe(true);
+    const h4 = await host(3, port);
+    // Its first requests already see everything: it binds its port only once it is synced.
+    for (const sid of ['early-0', 'early-5000', 'early-9999']) {
+      expect((await call(h4, 'GET', `/has?sid=${sid}`)).body.found, sid).toBe(true);
+    }
+    expect(new Set(await digests([h4]))).toEqual(new Set([reference]));
+  }, 90_000);
+
+  it("kill -9 of one host's primary: the others drop it after the failure timeout and lose nothing", async () => {
+    const port = 47002;
+    const [h1, h2, h3] = [await host(0, port), await host(1, port), await host(2, port)];
+    await call(h2, 'POST', '/bulk?n=500&prefix=from-h2-');
+    await vi.waitFor(async () => expect(new Set(await digests([h1, h2, h3])).size).toBe(1), {
+      timeout: 10_000,
+      interval: 100,
+    });
+    const h2id = (await stats(h2)).multicast.nodeId;
+    expect((await stats(h1)).multicast.peers.map((p) => p.id)).toContain(h2id);
+    const [before] = await digests([h1]);
+    h2.proc.signal('SIGKILL');
+    const killedAt = Date.now();
+    for (const h of [h1, h3]) {
+      await vi.waitFor(
+        async () => expect((await stats(h)).multicast.peers.map((p) => p.id)).not.toContain(h2id),
+        { timeout: 5000, interval: 100 },
+      );
+    }
+    expect(Date.now() - killedAt).toBeGreaterThanOrEqual(1000);
+    expect(new Set(await digests([h1, h3]))).toEqual(new Set([before]));
+    expect(before?.startsWith('500:')).toBe(true);
+  }, 60_000);
+
+  it.skipIf(!hasIptables())(
+    'with 10% of UDP dropped on every host, all hosts hold identical state within 10 s after writes stop',
+    async () => {
+      const port = 47003;
+      const hosts = [await host(0, port), await host(1, port), await host(2, port)];
+      const l = lan as Lan;
+      await l.dropUdp(10);
+      try {
+        const cookies: string[] = [];
+        await Promise.all(
+          hosts.map(async (h, i) => {
+            await call(h, 'POST', `/bulk?n=1500&prefix=lossy-${i}-`);
+            for (let k = 0; k < 30; k++) {
+              const r = await call(
+                h,
+                'POST',
+                `/login?user=u${i}-${k}`,
+                undefined,
+                `10.7.${i}.${k}`,
+              );
+              cookies.push(r.cookie as string);
+            }
+          }),
+        );
+        // Some logouts on other hosts than the login's.
+        for (const [n, cookie] of cookies.entries()) {
+          if (n % 3 === 0) await call(hosts[(n + 1) % 3] as Host, 'POST', '/logout', cookie);
+        }
+        const stopped = Date.now();
+        await vi.waitFor(async () => expect(new Set(await digests(hosts)).size).toBe(1), {
+          timeout: 10_000,
+          interval: 250,
+        });
+        expect(Date.now() - stopped).toBeLessThan(10_000);
+        const [d] = await digests([hosts[0] as Host]);
+        expect(d?.startsWith(`${3 * 1500 + 90 - 30}:`), d).toBe(true);
+        // Loss happened and was repaired by retransmission (not only by luck).
+        let nacks = 0;
+        let retransmits = 0;
+        for (const h of hosts) {
+          const s = (await stats(h)).multicast;
+          nacks += s.nacksSent;
+          retransmits += s.retransmits;
+        }
+        expect(nacks).toBeGreaterThan(0);
+        expect(retransmits).toBeGreaterThan(0);
+      } finally {
+        await l.clearDrops();
+      }
+    },
+    90_000,
+  );
+
+  it('a host with another secret neither receives nor injects anything', async () => {
+    const port = 47004;
+    const [h1, h2] = [await host(0, port), await host(1, port)];
+    const evil = await host(4, port, { secret: 'not the cluster secret, but long' });
+    const { cookie } = await call(h1, 'POST', '/login?user=ann');
+    await call(evil, 'POST', '/login?user=mallory');
+    await call(evil, 'POST', '/bulk?n=50&prefix=forged-');
+    await vi.waitFor(
+      async () => {
+        for (const a of await everyWorker(h2, '/me', cookie)) expect(a.user).toBe('ann');
+      },
+      { timeout: 2000, interval: 20 },
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    for (const a of await everyWorker(evil, '/me', cookie)) expect(a.user).toBe(null);
+    for (const h of [h1, h2]) {
+      for (const a of await everyWorker(h, '/digest')) expect(a.sessions).toBe(1);
+      const s = await stats(h);
+      expect(s.multicast.peers).toHaveLength(1);
+      expect(s.multicast.rejected.auth).toBeGreaterThan(0);
+    }
+  }, 60_000);
+
+  it('replicates over IPv6 multicast too', async () => {
+    const port = 47005;
+    const [h1, h2] = [await host(0, port, { use: 'v6' }), await host(1, port, { use: 'v6' })];
+    const { cookie } = await call(h1, 'POST', '/login?user=ann');
+    await vi.waitFor(
+      async () => {
+        for (const a of await everyWorker(h2, '/me', cookie)) expect(a.user).toBe('ann');
+      },
+      { timeout: 2000, interval: 20 },
+    );
+    const s = await stats(h2);
+    expect(s.multicast.peers).toHaveLength(1);
+  }, 60_000);
+});
