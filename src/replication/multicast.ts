@@ -369,6 +369,9 @@ export class MulticastTransport implements MeshIO {
   private server: net.Server | undefined;
   private iface: { address: string; multicastInterface: string } | undefined;
   private serving = 0;
+  /** Datagrams handed to the socket and not yet sent (close() waits for them). */
+  private sending = 0;
+  private sent: (() => void) | undefined;
   private readonly conns = new Set<net.Socket>();
   private closed = false;
   private readonly extra = {
@@ -380,7 +383,7 @@ export class MulticastTransport implements MeshIO {
 
   constructor(
     private readonly options: ResolvedMulticastOptions,
-    private readonly host: ReplicaHost,
+    host: ReplicaHost,
   ) {
     this.ring = new Keyring(options.secret, options.cluster);
     this.sealer = new Sealer(this.ring, this.id);
@@ -437,6 +440,13 @@ export class MulticastTransport implements MeshIO {
     this.node.close();
     this.closed = true;
     for (const c of this.conns) c.destroy();
+    // Closing the socket cancels sends still queued: let the last changes and the leave go.
+    if (this.sending > 0) {
+      await new Promise<void>((resolve) => {
+        this.sent = resolve;
+        setTimeout(resolve, 500).unref();
+      });
+    }
     const socket = this.socket;
     this.socket = undefined;
     await Promise.all([
@@ -472,7 +482,9 @@ export class MulticastTransport implements MeshIO {
     const datagram = this.sealer.seal(kind, body);
     this.node.counters.datagramsSent++;
     this.node.counters.bytesSent += datagram.length;
+    this.sending++;
     socket.send(datagram, this.options.port, this.options.group, (err) => {
+      if (--this.sending === 0) this.sent?.();
       if (err) {
         this.extra.socketErrors++;
         debug('multicast send failed: %s', err.message);
@@ -582,6 +594,8 @@ export class MulticastTransport implements MeshIO {
           o.logger.warn(`sticky-mesh: multicast socket error: ${err.message}`);
         });
         socket.on('message', (buf, rinfo) => this.onDatagram(buf, rinfo.address));
+        // Like the store's timers, the sockets never keep a process alive by themselves.
+        socket.unref();
         this.socket = socket;
         resolve();
       });
@@ -640,6 +654,7 @@ export class MulticastTransport implements MeshIO {
           this.extra.socketErrors++;
           this.options.logger.warn(`sticky-mesh: state-transfer server error: ${err.message}`);
         });
+        server.unref();
         this.server = server;
         resolve();
       });
