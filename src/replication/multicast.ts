@@ -511,7 +511,11 @@ export class MulticastTransport implements MeshIO {
       socket.once('connect', () => {
         socket.setTimeout(IDLE_TIMEOUT);
         socket.setNoDelay(true);
-        socket.write(frame(this.sealer, ...encodeSyncFrame({ k: 'request', challenge })));
+        // Each connection seals with a sealer of its own (own salt and counter), so its frames do
+        // not move the replay window of this node's datagrams.
+        socket.write(
+          frame(new Sealer(this.ring, this.id), ...encodeSyncFrame({ k: 'request', challenge })),
+        );
       });
       socket.on('error', (err) => fail(err.message));
       socket.on('close', () => {
@@ -707,7 +711,8 @@ export class MulticastTransport implements MeshIO {
 
   private async stream(socket: net.Socket, challenge: Buffer): Promise<void> {
     const { vector, changes } = this.node.snapshot();
-    await write(socket, frame(this.sealer, ...encodeSyncFrame({ k: 'header', challenge, vector })));
+    const sealer = new Sealer(this.ring, this.id);
+    await write(socket, frame(sealer, ...encodeSyncFrame({ k: 'header', challenge, vector })));
     let parts: Buffer[] = [];
     let size = 0;
     let total = 0;
@@ -715,7 +720,7 @@ export class MulticastTransport implements MeshIO {
       const body = Buffer.concat(parts, size);
       parts = [];
       size = 0;
-      await write(socket, frame(this.sealer, Kind.SyncChunk, body));
+      await write(socket, frame(sealer, Kind.SyncChunk, body));
     };
     for (const change of changes) {
       const bytes = encodeChange(change);
@@ -726,7 +731,7 @@ export class MulticastTransport implements MeshIO {
       if (socket.destroyed) throw new Error('connection closed');
     }
     if (size > 0) await flush();
-    await write(socket, frame(this.sealer, ...encodeSyncFrame({ k: 'end', total })));
+    await write(socket, frame(sealer, ...encodeSyncFrame({ k: 'end', total })));
     socket.end();
   }
 }
