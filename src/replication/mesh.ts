@@ -115,8 +115,8 @@ interface Peer {
   pending: Map<number, Extract<MeshMessage, { k: 'data' }>>;
   /** Highest sequence number the peer has said it sent. */
   highest: number;
-  /** A change being reassembled from pieces. */
-  assembling: { total: number; parts: Buffer[]; got: number } | undefined;
+  /** A change being reassembled from pieces, and the datagram its first piece came in. */
+  assembling: { total: number; parts: Buffer[]; got: number; from: number } | undefined;
   nackTimer: NodeJS.Timeout | undefined;
   /** A state transfer from this peer is running. */
   fetching: boolean;
@@ -309,7 +309,11 @@ export class MeshNode {
   snapshot(): { vector: Map<string, number>; changes: Iterable<Change> } {
     const vector = new Map<string, number>([[this.id, this.seq]]);
     for (const peer of this.peers.values()) {
-      if (peer.next !== undefined) vector.set(peer.id, peer.next - 1);
+      // A change still being reassembled is not in the table: the state covers only what came
+      // before the datagram it started in (the joiner asks for the rest).
+      if (peer.next !== undefined) {
+        vector.set(peer.id, (peer.assembling?.from ?? peer.next) - 1);
+      }
     }
     return { vector, changes: this.host.table.changes() };
   }
@@ -460,7 +464,7 @@ export class MeshNode {
     const changes: Change[] = [];
     for (const piece of msg.pieces) {
       if (piece.offset === 0) {
-        peer.assembling = { total: piece.total, parts: [], got: 0 };
+        peer.assembling = { total: piece.total, parts: [], got: 0, from: msg.seq };
       }
       const a = peer.assembling;
       // The rest of a change begun before a state transfer took over: the transfer had it.
@@ -585,6 +589,13 @@ export class MeshNode {
 
   private alone(): void {
     if (this.state !== 'joining') return;
+    // No greeting came back, but a synced peer was heard (its heartbeats): the greetings were
+    // lost, not absent. Fetch the state from it rather than start empty.
+    if ([...this.peers.values()].some((p) => p.synced && p.port > 0)) {
+      this.logger.info('sticky-mesh: no greeting, but synced peers are up; fetching their state');
+      this.beginSync();
+      return;
+    }
     this.logger.info('sticky-mesh: no peer answered; starting as the first node');
     this.becomeSynced(new Map());
   }

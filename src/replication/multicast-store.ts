@@ -21,6 +21,12 @@ export interface MulticastStoreOptions
    * @default 86400000 (one day)
    */
   sessionTTL?: number;
+  /**
+   * Accepted for compatibility and ignored: the store never takes over signals. The
+   * application's shutdown calls `store.close()` (sticky's shutdown closes the machine's
+   * socket itself).
+   */
+  gracefullShutdown?: boolean;
 }
 
 export type MulticastStoreConstructor = new (options?: MulticastStoreOptions) => ReplicatedStore;
@@ -48,7 +54,7 @@ export function multicastStore(session?: unknown): MulticastStoreConstructor {
   }
   return class MulticastStore extends ReplicatedStore {
     constructor(options: MulticastStoreOptions = {}) {
-      const { useSessionTTL, sessionTTL, ...rest } = options;
+      const { useSessionTTL, sessionTTL, gracefullShutdown: _ignored, ...rest } = options;
       const store: Record<string, unknown> = {};
       const multicast: Record<string, unknown> = {};
       for (const [key, value] of Object.entries(rest)) {

@@ -412,7 +412,7 @@ export class MulticastTransport implements MeshIO {
     this.iface = pickInterface(o.use, o.address, o.logger);
     try {
       await this.listenTcp(this.iface.address);
-      await this.bindUdp(this.iface);
+      if (!this.closed) await this.bindUdp(this.iface);
     } catch (err) {
       await this.close();
       throw new StickyMeshError(
@@ -600,7 +600,8 @@ export class MulticastTransport implements MeshIO {
         socket.on('message', (buf, rinfo) => this.onDatagram(buf, rinfo.address));
         // Like the store's timers, the sockets never keep a process alive by themselves.
         socket.unref();
-        this.socket = socket;
+        if (this.closed) socket.close();
+        else this.socket = socket;
         resolve();
       });
     });
@@ -659,7 +660,9 @@ export class MulticastTransport implements MeshIO {
           this.options.logger.warn(`sticky-mesh: state-transfer server error: ${err.message}`);
         });
         server.unref();
-        this.server = server;
+        // close() came first: nothing opened after it may stay open.
+        if (this.closed) server.close();
+        else this.server = server;
         resolve();
       });
     });

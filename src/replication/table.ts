@@ -33,9 +33,6 @@ interface Slot {
   touches: { expiresAt: number; version: Version }[];
 }
 
-/** Most touches newer than a record kept per session; older ones are merged into the rest. */
-const MAX_PENDING_TOUCHES = 8;
-
 export interface TableOptions {
   /** How long a destroyed (or expired) session's tombstone is kept, in ms. */
   tombstoneTtl: number;
@@ -190,19 +187,18 @@ function expiry(slot: Slot): number {
   return e;
 }
 
-/** Remembers a touch newer than the record; false if it was already known. */
+/**
+ * Remembers a touch newer than the record; false if it changes nothing. A touch that is older
+ * than another and extends the expiry no further can never matter (any `set` that would
+ * supersede the newer one supersedes it too), so it is dropped: what is kept depends only on
+ * the set of touches received, not their order, and is normally a single touch.
+ */
 function addTouch(slot: Slot, expiresAt: number, version: Version): boolean {
-  if (slot.touches.some((t) => compareVersions(t.version, version) === 0)) return false;
-  slot.touches.push({ expiresAt, version });
-  if (slot.touches.length > MAX_PENDING_TOUCHES) {
-    // Keep the newest; the oldest two merge into one (its expiry, the later version), which
-    // only matters if a set lands between them: the result is then a little later, never less.
-    slot.touches.sort((a, b) => compareVersions(a.version, b.version));
-    const [first, second] = slot.touches as [(typeof slot.touches)[0], (typeof slot.touches)[0]];
-    slot.touches.splice(0, 2, {
-      expiresAt: Math.max(first.expiresAt, second.expiresAt),
-      version: second.version,
-    });
-  }
+  const dominated = (older: { expiresAt: number; version: Version }, newer: typeof older) =>
+    compareVersions(older.version, newer.version) <= 0 && older.expiresAt <= newer.expiresAt;
+  const touch = { expiresAt, version };
+  if (slot.touches.some((t) => dominated(touch, t))) return false;
+  slot.touches = slot.touches.filter((t) => !dominated(t, touch));
+  slot.touches.push(touch);
   return true;
 }
