@@ -74,6 +74,8 @@ export interface MeshTimings {
   nackInterval: number;
   /** Datagrams kept for retransmission. */
   retransmitBuffer: number;
+  /** ms a leaving node keeps answering NACKs for its last datagrams. */
+  leaveLinger: number;
 }
 
 export const MESH_TIMINGS: Readonly<MeshTimings> = Object.freeze({
@@ -84,6 +86,7 @@ export const MESH_TIMINGS: Readonly<MeshTimings> = Object.freeze({
   nackDelay: 5,
   nackInterval: 50,
   retransmitBuffer: 8192,
+  leaveLinger: 300,
 });
 
 export interface MeshCounters {
@@ -118,6 +121,8 @@ interface Peer {
   /** A change being reassembled from pieces, and the datagram its first piece came in. */
   assembling: { total: number; parts: Buffer[]; got: number; from: number } | undefined;
   nackTimer: NodeJS.Timeout | undefined;
+  /** It said goodbye with datagrams missing here: dropped once they arrive, or at this timer. */
+  leaving: NodeJS.Timeout | undefined;
   /** A state transfer from this peer is running. */
   fetching: boolean;
   synced: boolean;
@@ -127,7 +132,7 @@ interface Peer {
   transferBackoff: number;
 }
 
-type State = 'idle' | 'joining' | 'syncing' | 'synced' | 'closed';
+type State = 'idle' | 'joining' | 'syncing' | 'synced' | 'leaving' | 'closed';
 
 const MAX_PENDING = 16_384;
 const DIGEST_MISMATCHES = 3;
@@ -234,11 +239,12 @@ export class MeshNode {
   receive(from: { id: string; address: string }, msg: MeshMessage): void {
     if (from.id === this.id || this.state === 'closed' || this.state === 'idle') return;
     let peer = this.peers.get(from.id);
+    if (this.state === 'leaving') {
+      if (peer && msg.k === 'nack' && msg.to === this.id) this.retransmit(peer, msg.ranges);
+      return;
+    }
     if (msg.k === 'leave') {
-      if (peer) {
-        this.drop(peer);
-        this.logger.info(`sticky-mesh: peer ${from.id} (${from.address}) left`);
-      }
+      if (peer) this.onLeave(peer, msg.seq);
       return;
     }
     if (!peer) {
@@ -252,6 +258,7 @@ export class MeshNode {
         highest: 0,
         assembling: undefined,
         nackTimer: undefined,
+        leaving: undefined,
         fetching: false,
         synced: false,
         digest: 0,
@@ -319,12 +326,24 @@ export class MeshNode {
   }
 
   /** Says goodbye and stops every timer. Idempotent. */
+  /**
+   * Says goodbye: sends what is pending and a leave message naming the last sequence number,
+   * then, until `close()`, only answers NACKs, so a peer that lost the last datagrams can still
+   * get them. Returns whether there is anyone to linger for.
+   */
+  leave(): boolean {
+    if (this.state === 'closed' || this.state === 'idle' || this.state === 'leaving') return false;
+    this.flush();
+    this.send({ k: 'leave', seq: this.seq });
+    this.state = 'leaving';
+    clearInterval(this.heartbeat);
+    clearTimeout(this.joinTimer);
+    return this.seq > 0 && this.peers.size > 0;
+  }
+
+  /** Stops every timer (after `leave()`, or without a goodbye). Idempotent. */
   close(): void {
     if (this.state === 'closed') return;
-    if (this.state !== 'idle') {
-      this.flush();
-      this.send({ k: 'leave', seq: this.seq });
-    }
     this.state = 'closed';
     clearInterval(this.heartbeat);
     clearTimeout(this.joinTimer);
@@ -457,6 +476,7 @@ export class MeshNode {
       msg = peer.pending.get(peer.next);
     }
     if (peer.highest >= peer.next) this.scheduleNack(peer);
+    else if (peer.leaving) this.left(peer);
   }
 
   private deliver(peer: Peer, msg: Extract<MeshMessage, { k: 'data' }>): void {
@@ -544,7 +564,28 @@ export class MeshNode {
     }
   }
 
+  /**
+   * A peer says goodbye. If its last datagrams are missing here, it is kept (while it lingers
+   * to answer NACKs) until they arrive, or `leaveLinger` passes.
+   */
+  private onLeave(peer: Peer, seq: number): void {
+    this.seen(peer, seq);
+    if (peer.next !== undefined && peer.highest >= peer.next && !peer.leaving) {
+      peer.leaving = setTimeout(() => this.left(peer), this.timings.leaveLinger * 2);
+      peer.leaving.unref();
+      return;
+    }
+    this.left(peer);
+  }
+
+  private left(peer: Peer): void {
+    if (this.peers.get(peer.id) !== peer) return;
+    this.drop(peer);
+    this.logger.info(`sticky-mesh: peer ${peer.id} (${peer.address}) left`);
+  }
+
   private drop(peer: Peer): void {
+    clearTimeout(peer.leaving);
     clearTimeout(peer.nackTimer);
     this.peers.delete(peer.id);
   }

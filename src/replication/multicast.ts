@@ -374,6 +374,7 @@ export class MulticastTransport implements MeshIO {
   private sent: (() => void) | undefined;
   private readonly conns = new Set<net.Socket>();
   private closed = false;
+  private closing: Promise<void> | undefined;
   private readonly extra = {
     datagramsReceived: 0,
     served: 0,
@@ -434,12 +435,24 @@ export class MulticastTransport implements MeshIO {
     this.node.publish(change);
   }
 
-  /** Sends a leave message and closes both sockets. Idempotent. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.node.close();
+  /**
+   * Sends a leave message, answers NACKs for its last datagrams for `leaveLinger` (300 ms), then
+   * closes both sockets. Idempotent: every call returns the same promise.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
     this.closed = true;
     for (const c of this.conns) c.destroy();
+    // Goodbye, then a short wait answering NACKs, so a peer that lost the last datagrams
+    // can still have them.
+    if (this.node.leave()) {
+      await new Promise((resolve) => setTimeout(resolve, MESH_TIMINGS.leaveLinger).unref());
+    }
+    this.node.close();
     // Closing the socket cancels sends still queued: let the last changes and the leave go.
     if (this.sending > 0) {
       await new Promise<void>((resolve) => {

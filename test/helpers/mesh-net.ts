@@ -234,6 +234,15 @@ export class MeshNet {
 
   /** A clean shutdown: the node says goodbye, then leaves the network. */
   close(h: MeshHandle): void {
+    h.node.leave();
+    h.node.close();
+    h.alive = false;
+  }
+
+  /** A clean shutdown that lingers `ms` (answering NACKs) between goodbye and leaving. */
+  async closeLingering(h: MeshHandle, ms: number): Promise<void> {
+    h.node.leave();
+    await this.run(ms);
     h.node.close();
     h.alive = false;
   }

@@ -174,6 +174,32 @@ describe('mesh membership', () => {
     expect(net.sent.slice(sent).filter((s) => s.from === c.id)).toEqual([]);
   });
 
+  it('a leaving node lingers to repair its last datagram; without the linger it is lost', async () => {
+    for (const linger of [true, false]) {
+      const net = network();
+      const [a, b] = (await cluster(net, 2)) as [MeshHandle, MeshHandle];
+      b.set('last-words', '{"bye":true}');
+      // The first copy of b's last data datagram never reaches a.
+      let dropped = false;
+      net.filter = (d) => {
+        if (!dropped && d.msg.k === 'data' && d.from === b) {
+          dropped = true;
+          return false;
+        }
+        return true;
+      };
+      if (linger) await net.closeLingering(b, TEST_TIMINGS.leaveLinger);
+      else net.close(b);
+      await net.run(2 * TEST_TIMINGS.leaveLinger);
+      expect(dropped).toBe(true);
+      expect(a.table.get('last-words'), `linger ${linger}`).toBe(
+        linger ? '{"bye":true}' : undefined,
+      );
+      expect(a.peerIds()).toEqual([]);
+      net.closeAll();
+    }
+  });
+
   it('close() first flushes the changes not yet sent', async () => {
     const net = network();
     const [a, b] = (await cluster(net, 2)) as [MeshHandle, MeshHandle];
