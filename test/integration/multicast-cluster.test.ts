@@ -1,6 +1,7 @@
 // Two sticky clusters on this machine replicating over multicast on the loopback interface: the
 // primary owns the socket, the workers are fed over IPC. (The multi-host version, with real
 // hosts in network namespaces, is test/system/multicast-hosts.test.ts.)
+import net from 'node:net';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
 import { request } from '../helpers/http.js';
@@ -128,5 +129,30 @@ describe('multicast between two clusters on one machine (loopback)', () => {
       interval: 50,
     });
     expect(bad.stderr).toContain('ERR_STICKY_INVALID_OPTION');
+  });
+
+  it('a transport that cannot open its sockets fails listen() with ERR_STICKY_TRANSPORT_FAILED', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const syncPort = (taken.address() as net.AddressInfo).port;
+      const app = await startFixture({
+        fixture: 'session-app.mjs',
+        until: null,
+        env: {
+          WORKERS: '1',
+          STICKY_OPTIONS: JSON.stringify({
+            multicast: { secret: SECRET, ipv4: '127.0.0.1', multicastPort: 46205, syncPort },
+          }),
+        },
+      });
+      const status = await app.waitForExit(10_000);
+      expect(status.code).not.toBe(0);
+      expect(app.stderr).toContain('ERR_STICKY_TRANSPORT_FAILED');
+      expect(app.stderr).toContain('EADDRINUSE');
+      expect(app.events('listening')).toHaveLength(0);
+    } finally {
+      taken.close();
+    }
   });
 });
