@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { InvalidOptionError } from './errors.js';
 import type { MulticastOptions } from './replication/multicast.js';
+import type { RedisOption } from './replication/redis.js';
 
 /** Options of {@link sticky}. Every time is in milliseconds. */
 export interface StickyOptions {
@@ -135,6 +136,15 @@ export interface StickyOptions {
    * @default undefined (sessions stay on this machine)
    */
   multicast?: MulticastOptions;
+  /**
+   * Replicate the sessions of every ReplicatedStore in the workers to the other machines through
+   * Redis, where multicast is not carried: an ioredis client, a `redis://` URL, ioredis options,
+   * or `{ client | url | connection, prefix, cluster, ... }` ({@link RedisTransportOptions}).
+   * The primary holds the machine's one connection pair and binds the port once it has rebuilt
+   * the sessions from Redis. Needs the ioredis package (an optional peer dependency).
+   * @default undefined
+   */
+  redis?: RedisOption;
 }
 
 /** Where a request's session id is looked for (see {@link StickyOptions.sessionAffinity}). */
@@ -162,8 +172,10 @@ export type ResolvedSessionAffinity =
 /** Options after defaults are applied and validation passed. */
 export type ResolvedStickyOptions = Omit<
   Required<StickyOptions>,
-  'sessionAffinity' | 'sync' | 'multicast'
+  'sessionAffinity' | 'sync' | 'multicast' | 'redis'
 > & {
+  /** Validated when the primary starts (resolveRedisOptions). */
+  redis: RedisOption | undefined;
   /** Validated when the primary starts (resolveMulticastOptions). */
   multicast: MulticastOptions | undefined;
   sessionAffinity: ResolvedSessionAffinity;
@@ -193,6 +205,7 @@ export const DEFAULTS: Readonly<Omit<ResolvedStickyOptions, 'num'>> = Object.fre
   sessionAffinity: false,
   sync: false,
   multicast: undefined,
+  redis: undefined,
 });
 
 const MAX_WORKERS = 1024;
@@ -300,6 +313,7 @@ export function resolveOptions(input: StickyOptions | undefined): ResolvedSticky
     sessionAffinity: sessionAffinity(given('sessionAffinity', false)),
     sync: sync(given('sync', false)),
     multicast: options.multicast as MulticastOptions | undefined,
+    redis: options.redis as RedisOption | undefined,
   };
   if (resolved.sync && !resolved.proxy && !resolved.sessionAffinity) {
     throw new InvalidOptionError(

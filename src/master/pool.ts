@@ -187,7 +187,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       [SLOT_ENV]: String(s.slot),
       [ADDRESS_ENV]: this.address,
       [NODELAY_ENV]: this.noDelay,
-      [TRANSPORT_ENV]: this.options.multicast ? 'multicast' : '',
+      [TRANSPORT_ENV]: this.options.multicast ? 'multicast' : this.options.redis ? 'redis' : '',
     });
     s.worker = worker;
     s.handoff = new Handoff(worker, (handle) => this.emit('returned', handle, s.slot));

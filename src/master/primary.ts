@@ -6,11 +6,9 @@ import { describe, StickyMeshError } from '../errors.js';
 import { rendezvous } from '../hash.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import { MessageType } from '../protocol/messages.js';
-import {
-  type MulticastStats,
-  MulticastTransport,
-  resolveMulticastOptions,
-} from '../replication/multicast.js';
+import type { MulticastStats } from '../replication/multicast.js';
+import type { RedisStats } from '../replication/redis.js';
+import { resolveTransport, type Transport } from '../replication/transport.js';
 import { Balancer, type BalancerCounters } from './balancer.js';
 import { Hub, type HubCounters } from './hub.js';
 import { type PoolEvents, type SlotStats, WorkerPool } from './pool.js';
@@ -25,10 +23,12 @@ export interface PrimaryStats extends BalancerCounters {
   malformedMessages: number;
   /** Replication to other machines, with the `multicast` option. */
   multicast?: MulticastStats;
+  /** Replication to other machines, with the `redis` option. */
+  redis?: RedisStats;
 }
 
 /**
- * `joining`: the multicast transport is fetching the cluster's sessions; the port is bound
+ * `joining`: the transport (multicast, Redis) is fetching the cluster's sessions; the port is bound
  * once it has them.
  */
 export type PrimaryState =
@@ -63,7 +63,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
   private readonly pool: WorkerPool;
   private readonly hub = new Hub();
   private readonly balancer: Balancer;
-  private readonly transport: MulticastTransport | undefined;
+  private readonly transport: Transport | undefined;
   private closing: Promise<void> | undefined;
   private readonly onSignal = (signal: NodeJS.Signals) => this.closeOnSignal(signal);
 
@@ -71,10 +71,8 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     super();
     cluster.setupPrimary({ serialization: options.serialization });
     this.pool = new WorkerPool(options);
-    if (options.multicast !== undefined) {
-      this.transport = new MulticastTransport(resolveMulticastOptions(options.multicast), this.hub);
-      this.hub.publisher = this.transport;
-    }
+    this.transport = resolveTransport(options)?.(this.hub);
+    this.hub.publisher = this.transport;
     this.balancer = new Balancer(options, this.pool, rendezvous(options.seed, options.num));
     this.pool.on('syncWorker', (worker) => this.hub.sync(worker));
     this.pool.on('store', (worker, msg) => {
@@ -169,7 +167,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       slots: this.pool.stats(),
       sessions: { ...this.hub.counters },
       malformedMessages: this.pool.malformed,
-      ...(this.transport ? { multicast: this.transport.stats() } : {}),
+      ...(this.transport ? { [this.transport.kind]: this.transport.stats() } : {}),
     };
   }
 

@@ -7,13 +7,10 @@ import { TRANSPORT_ENV } from '../protocol/messages.js';
 
 import { Clock, newNodeId } from './clock.js';
 import { type HubClient, hubClient } from './hub-client.js';
-import {
-  type MulticastOptions,
-  type MulticastStats,
-  MulticastTransport,
-  resolveMulticastOptions,
-} from './multicast.js';
+import type { MulticastOptions, MulticastStats } from './multicast.js';
+import { type RedisOption, type RedisStats, RedisTransport } from './redis.js';
 import { type Change, SessionTable } from './table.js';
+import { resolveTransport, type Transport } from './transport.js';
 
 /** Options of {@link ReplicatedStore}. Every time is in milliseconds. */
 export interface ReplicatedStoreOptions {
@@ -61,10 +58,19 @@ export interface ReplicatedStoreOptions {
    * @default undefined (sessions stay in this process, or this cluster)
    */
   multicast?: MulticastOptions;
+  /**
+   * Replicate to the other machines through Redis (where multicast is not carried): an ioredis
+   * client, a `redis://` URL, ioredis options, or `{ client | url | connection, prefix,
+   * cluster, ... }`. Reads stay local; Redis holds the authoritative copy. Standalone, the store
+   * connects itself; in a sticky-mesh worker give it to `sticky()` instead. Needs ioredis.
+   * @default undefined
+   */
+  redis?: RedisOption;
 }
 
-type Resolved = Required<Omit<ReplicatedStoreOptions, 'multicast'>> & {
+type Resolved = Required<Omit<ReplicatedStoreOptions, 'multicast' | 'redis'>> & {
   multicast: MulticastOptions | undefined;
+  redis: RedisOption | undefined;
 };
 
 const DEFAULTS: Readonly<Resolved> = Object.freeze({
@@ -75,6 +81,7 @@ const DEFAULTS: Readonly<Resolved> = Object.freeze({
   tombstoneTtl: 600_000,
   sweepInterval: 60_000,
   multicast: undefined,
+  redis: undefined,
 });
 
 /** What express-session stores: any JSON-serialisable object with a `cookie`. */
@@ -131,8 +138,8 @@ export class ReplicatedStore extends Base {
   private readonly table: SessionTable;
   /** In a sticky-mesh worker: the process's link to the hub (and its shared replica). */
   private readonly hub: HubClient | undefined;
-  /** Standalone with `multicast`: this store's own link to the other machines. */
-  private readonly transport: MulticastTransport | undefined;
+  /** Standalone with `multicast` or `redis`: this store's own link to the other machines. */
+  private readonly transport: Transport | undefined;
   /** Settles once the transport holds the cluster's sessions (rejects if it cannot start). */
   private readonly transportReady: Promise<void> | undefined;
   private readonly sweeper: NodeJS.Timeout;
@@ -146,21 +153,26 @@ export class ReplicatedStore extends Base {
     this.hub = hubClient(this.options.tombstoneTtl);
     this.hub?.observe((version) => this.clock.observe(version));
     this.table = this.hub?.table ?? new SessionTable({ tombstoneTtl: this.options.tombstoneTtl });
-    const multicast = this.options.multicast;
-    if (multicast !== undefined && this.hub) {
-      if (process.env[TRANSPORT_ENV] !== 'multicast') {
+    const kind =
+      this.options.multicast !== undefined
+        ? 'multicast'
+        : this.options.redis !== undefined
+          ? 'redis'
+          : undefined;
+    const build = resolveTransport(this.options);
+    if (kind && this.hub) {
+      if (process.env[TRANSPORT_ENV] !== kind) {
         throw new StickyMeshError(
           'ERR_STICKY_INVALID_OPTION',
-          'sticky-mesh: in a sticky-mesh worker the multicast options belong in ' +
-            "sticky({ multicast: {...} }): the primary owns the machine's one socket and feeds " +
-            'every worker',
+          `sticky-mesh: in a sticky-mesh worker the ${kind} options belong in ` +
+            `sticky({ ${kind}: ... }): the primary holds the machine's one link to the other ` +
+            'machines and feeds every worker',
         );
       }
       // The primary replicates this machine: the store's copy of the options is not needed.
-    } else if (multicast !== undefined) {
-      const resolved = resolveMulticastOptions(multicast);
+    } else if (build) {
       const table = this.table;
-      this.transport = new MulticastTransport(resolved, {
+      const transport = build({
         table,
         applyRemote: (changes) => {
           for (const change of changes) {
@@ -168,8 +180,19 @@ export class ReplicatedStore extends Base {
           }
         },
       });
-      this.transportReady = this.transport.start();
-      this.transportReady.catch((err: Error) => resolved.logger.error(err.message));
+      this.transport = transport;
+      if (transport instanceof RedisTransport) {
+        // Only when it cannot serve at all (nothing rebuilt yet and no Redis) does the store
+        // say so: express-session then runs without sessions instead of failing requests.
+        let available = true;
+        transport.onAvailability = (now) => {
+          if (now === available) return;
+          available = now;
+          this.emit(now ? 'connect' : 'disconnect');
+        };
+      }
+      this.transportReady = transport.start();
+      this.transportReady.catch((err: Error) => console.error(err.message));
     }
     this.sweeper = setInterval(() => this.table.sweep(), this.options.sweepInterval);
     this.sweeper.unref();
@@ -287,7 +310,14 @@ export class ReplicatedStore extends Base {
 
   /** Replication to other machines when this store runs it itself (standalone `multicast`). */
   multicastStats(): MulticastStats | undefined {
-    return this.transport?.stats();
+    return this.transport?.kind === 'multicast'
+      ? (this.transport.stats() as MulticastStats)
+      : undefined;
+  }
+
+  /** Replication through Redis when this store runs it itself (standalone `redis`). */
+  redisStats(): RedisStats | undefined {
+    return this.transport?.kind === 'redis' ? (this.transport.stats() as RedisStats) : undefined;
   }
 
   /** Resolves once this process holds the sessions it should (hub or other machines). */
@@ -355,7 +385,7 @@ function resolve(options: ReplicatedStoreOptions): Resolved {
     }
   }
   const out = { ...DEFAULTS, ...stripUndefined(options) } as Resolved;
-  if (out.multicast !== undefined) resolveMulticastOptions(out.multicast);
+  resolveTransport(out);
   integer('ttl', out.ttl, 1, 2 ** 47);
   integer('touchAfter', out.touchAfter, 0, MAX_MS);
   integer('maxSessionBytes', out.maxSessionBytes, 1, 64 * 1024 * 1024);
