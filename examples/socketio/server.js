@@ -2,8 +2,11 @@
 // IP address, so Socket.io's long-polling requests and the WebSocket upgrade all reach the
 // process that holds its session.
 //
-//   PORT     port to listen on (default 3000)
-//   WORKERS  worker processes (default: one per CPU)
+//   PORT       port to listen on (default 3000)
+//   WORKERS    worker processes (default: one per CPU)
+//   REDIS_URL  run across machines: Socket.io broadcasts go through @socket.io/redis-adapter,
+//              and the machine's sessions replicate through Redis (sticky's `redis` option).
+//              Without it everything stays on this machine and no Redis is needed.
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -13,8 +16,9 @@ import { sticky } from 'sticky-mesh';
 const port = Number(process.env.PORT ?? 3000);
 const workers = Number(process.env.WORKERS ?? os.availableParallelism());
 const page = readFileSync(new URL('./index.html', import.meta.url));
+const redisUrl = process.env.REDIS_URL;
 
-const app = sticky({ num: workers }, () => {
+const app = sticky({ num: workers, ...(redisUrl ? { redis: redisUrl } : {}) }, () => {
   const server = http.createServer((req, res) => {
     if (req.url === '/' || req.url === '/index.html') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
@@ -27,6 +31,7 @@ const app = sticky({ num: workers }, () => {
     }
   });
   const io = new Server(server);
+  if (redisUrl) useRedisAdapter(io);
   io.on('connection', (socket) => {
     socket.emit('hello', { pid: process.pid, slot: app.slot });
     socket.on('ping', (text, ack) => {
@@ -35,6 +40,16 @@ const app = sticky({ num: workers }, () => {
   });
   return server;
 });
+
+/** Broadcasts reach the sockets of every worker of every machine through Redis pub/sub. */
+async function useRedisAdapter(io) {
+  const [{ createAdapter }, { Redis }] = await Promise.all([
+    import('@socket.io/redis-adapter'),
+    import('ioredis'),
+  ]);
+  const pub = new Redis(redisUrl);
+  io.adapter(createAdapter(pub, pub.duplicate()));
+}
 
 if (app.role === 'primary') {
   app.on('workerUp', ({ slot, pid }) => console.log(`worker ${slot} up (pid ${pid})`));
