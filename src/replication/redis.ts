@@ -315,7 +315,12 @@ export class RedisTransport {
     if (this.state !== 'idle') return this.readyPromise;
     this.state = 'syncing';
     const o = this.options;
-    this.cmd = o.client ?? this.connect();
+    try {
+      this.cmd = o.client ?? this.connect();
+    } catch (err) {
+      this.state = 'closed';
+      return Promise.reject(err);
+    }
     this.ownsCmd = o.client === undefined;
     this.cmd.defineCommand('stickyMeshApply', { numberOfKeys: 1, lua: APPLY_LUA });
     this.sub = this.cmd.duplicate();
