@@ -26,8 +26,8 @@ async function client(port: number, source: string) {
   await vi.waitFor(() => expect(socket.io.engine.transport.name).toBe('websocket'), {
     timeout: 5_000,
   });
-  const echo = await socket.timeout(3_000).emitWithAck('ping', `from ${source}`);
-  return { socket, agent, hello, echo: echo as { echo: string; pid: number } };
+  const echo = await socket.timeout(3_000).emitWithAck('echo', `from ${source}`);
+  return { socket, agent, hello, echo: echo as { slot: number; length: number } };
 }
 
 describe('examples/socketio (what `npm start` runs)', () => {
@@ -39,7 +39,7 @@ describe('examples/socketio (what `npm start` runs)', () => {
     });
     const port = await vi.waitFor(
       () => {
-        const m = /on http:\/\/localhost:(\d+) with 2 workers/.exec(app.stdout);
+        const m = /chat on http:\/\/localhost:(\d+) with 2 workers/.exec(app.stdout);
         if (!m) throw new Error(`not ready yet:\n${app.stdout}${app.stderr}`);
         return Number(m[1]);
       },
@@ -47,11 +47,11 @@ describe('examples/socketio (what `npm start` runs)', () => {
     );
     const page = await request({ port, source: '127.0.0.2', path: '/' });
     expect(page.status).toBe(200);
-    expect(page.text).toContain('<h1>sticky-mesh</h1>');
+    expect(page.text).toContain('<h1>sticky-mesh chat</h1>');
 
     const clients = await Promise.all(loopbackSources(10).map((s) => client(port, s)));
     try {
-      for (const c of clients) expect(c.echo.pid).toBe(c.hello.pid);
+      for (const c of clients) expect(c.echo.slot).toBe(c.hello.slot);
       expect(new Set(clients.map((c) => c.hello.slot))).toEqual(new Set([0, 1]));
     } finally {
       for (const c of clients) {
