@@ -9,21 +9,17 @@
 //                   and the sessions replicate through Redis (sticky's `redis` option). Without
 //                   it everything stays on this machine and no Redis is needed.
 //   PING_INTERVAL   Socket.io ping interval in ms (default 25000; the tests shorten it)
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import { createAdapter as clusterAdapter, setupPrimary } from '@socket.io/cluster-adapter';
-import express from 'express';
-import session from 'express-session';
-import { Server } from 'socket.io';
+import { createAdapter as createRedisAdapter } from '@socket.io/redis-adapter';
+import { Redis } from 'ioredis';
 import { ReplicatedStore, sticky } from 'sticky-mesh';
+import { createChatServer } from './chat.js';
 
 const env = process.env;
 const port = Number(env.PORT ?? 3000);
 const workers = Number(env.WORKERS ?? os.availableParallelism());
 const redisUrl = env.REDIS_URL;
-const page = readFileSync(new URL('./index.html', import.meta.url), 'utf8');
 
 const app = sticky(
   {
@@ -36,97 +32,20 @@ const app = sticky(
     serialization: 'advanced',
     ...(redisUrl ? { redis: redisUrl } : {}),
   },
-  () => {
-    const web = express();
-    const sessions = session({
+  () =>
+    createChatServer({
+      slot: app.slot,
       store: new ReplicatedStore(),
-      secret: env.SESSION_SECRET ?? 'sticky-mesh demo secret: set SESSION_SECRET',
-      resave: false,
-      saveUninitialized: false,
       genid: app.genid,
-      cookie: { sameSite: 'lax', maxAge: 24 * 3600 * 1000 },
-    });
-    web.use(sessions);
-    web.use(express.json({ limit: '4kb' }));
-    web.get('/', (req, res) => {
-      res.type('html').send(
-        page
-          .replace('{{PAGE_SLOT}}', String(app.slot))
-          .replace('{{PAGE_PID}}', String(process.pid))
-          .replace('{{NAME}}', escapeHtml(req.session.name ?? '')),
-      );
-    });
-    web.get('/whoami', (req, res) => {
-      res.json({ slot: app.slot, pid: process.pid, name: req.session.name ?? null });
-    });
-    web.post('/name', (req, res) => {
-      const name = String(req.body?.name ?? '')
-        .trim()
-        .slice(0, 40);
-      if (!name) return res.status(400).json({ error: 'a name is needed' });
-      req.session.name = name;
-      res.json({ slot: app.slot, name });
-    });
-
-    const server = http.createServer(web);
-    const io = new Server(server, {
-      pingInterval: Number(env.PING_INTERVAL ?? 25_000),
-      pingTimeout: Number(env.PING_TIMEOUT ?? 20_000),
-      maxHttpBufferSize: 1e6,
-    });
-    io.engine.generateId = app.generateId;
-    // The chat knows who you are from the same session the pages use.
-    io.engine.use(sessions);
-    if (redisUrl) void useRedisAdapter(io);
-    else io.adapter(clusterAdapter());
-
-    io.on('connection', (socket) => {
-      const req = socket.request;
-      socket.emit('hello', { slot: app.slot, pid: process.pid, name: req.session?.name ?? null });
-      socket.on('chat', (text, ack) => {
-        // Reload: the name may have been set (on any worker) after this socket connected.
-        req.session?.reload(() => {
-          const message = {
-            id: `${app.slot}-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`,
-            name: req.session?.name ?? 'anonymous',
-            text: String(text).slice(0, 2000),
-            slot: app.slot,
-            at: Date.now(),
-          };
-          io.emit('chat', message);
-          if (typeof ack === 'function') ack(message);
-        });
-      });
-      // Echoes a payload of any size (up to maxHttpBufferSize) with its SHA-256.
-      socket.on('echo', (data, ack) => {
-        if (typeof ack !== 'function') return;
-        const bytes = Buffer.isBuffer(data) ? data : Buffer.from(String(data));
-        ack({
-          slot: app.slot,
-          length: bytes.length,
-          sha256: createHash('sha256').update(bytes).digest('hex'),
-        });
-      });
-    });
-    return server;
-  },
+      generateId: app.generateId,
+      adapter: redisUrl ? redisAdapter() : clusterAdapter(),
+    }),
 );
 
 /** Broadcasts reach the sockets of every worker of every machine through Redis pub/sub. */
-async function useRedisAdapter(io) {
-  const [{ createAdapter }, { Redis }] = await Promise.all([
-    import('@socket.io/redis-adapter'),
-    import('ioredis'),
-  ]);
+function redisAdapter() {
   const pub = new Redis(redisUrl);
-  io.adapter(createAdapter(pub, pub.duplicate()));
-}
-
-function escapeHtml(text) {
-  return text.replace(
-    /[&<>"']/g,
-    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c],
-  );
+  return createRedisAdapter(pub, pub.duplicate());
 }
 
 if (app.role === 'primary') {
