@@ -46,6 +46,8 @@ export type MeshMessage =
       readonly seq: number;
       readonly port: number;
       readonly synced: boolean;
+      /** The sender knows of no gap in what it received (its digest is final, for now). */
+      readonly complete?: boolean;
       readonly digest: number;
       readonly count: number;
     }
@@ -92,7 +94,7 @@ export function encodeMessage(msg: MeshMessage): [kind: number, body: Buffer] {
       const b = Buffer.allocUnsafe(17);
       b.writeUIntBE(msg.seq, 0, 6);
       b.writeUInt16BE(msg.port, 6);
-      b[8] = msg.synced ? 1 : 0;
+      b[8] = (msg.synced ? 1 : 0) | (msg.complete ? 2 : 0);
       b.writeUInt32BE(msg.digest >>> 0, 9);
       b.writeUInt32BE(msg.count >>> 0, 13);
       return [Kind.Heartbeat, b];
@@ -152,12 +154,13 @@ export function decodeMessage(kind: number, b: Buffer): MeshMessage | undefined 
           port: b.readUInt16BE(14),
         };
       case Kind.Heartbeat:
-        if (b.length !== 17 || (b[8] as number) > 1) return undefined;
+        if (b.length !== 17 || (b[8] as number) > 3) return undefined;
         return {
           k: 'heartbeat',
           seq: b.readUIntBE(0, 6),
           port: b.readUInt16BE(6),
-          synced: b[8] === 1,
+          synced: ((b[8] as number) & 1) === 1,
+          ...(((b[8] as number) & 2) === 2 ? { complete: true } : {}),
           digest: b.readUInt32BE(9),
           count: b.readUInt32BE(13),
         };

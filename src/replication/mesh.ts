@@ -121,11 +121,16 @@ interface Peer {
   /** A change being reassembled from pieces, and the datagram its first piece came in. */
   assembling: { total: number; parts: Buffer[]; got: number; from: number } | undefined;
   nackTimer: NodeJS.Timeout | undefined;
+  /** `next` when the last NACK went out, and the multiplier of the NACK interval. */
+  nackedAt: number | undefined;
+  nackBackoff: number;
   /** It said goodbye with datagrams missing here: dropped once they arrive, or at this timer. */
   leaving: NodeJS.Timeout | undefined;
   /** A state transfer from this peer is running. */
   fetching: boolean;
   synced: boolean;
+  /** Its last heartbeat said it knows of no gap. */
+  complete: boolean;
   digest: number;
   stableMismatches: number;
   lastTransfer: number;
@@ -138,7 +143,10 @@ const MAX_PENDING = 16_384;
 const DIGEST_MISMATCHES = 3;
 const MIN_TRANSFER_GAP = 5_000;
 const MAX_TRANSFER_GAP = 300_000;
-const RETRANSMIT_HOLDOFF = 10;
+/** ms during which a datagram is not resent again (one multicast resend answers every asker). */
+const RETRANSMIT_HOLDOFF = 40;
+/** Most datagrams resent for one NACK: a large gap is repaired over several rounds. */
+const RETRANSMIT_BATCH = 256;
 
 export class MeshNode {
   readonly counters: MeshCounters = {
@@ -258,9 +266,12 @@ export class MeshNode {
         highest: 0,
         assembling: undefined,
         nackTimer: undefined,
+        nackedAt: undefined,
+        nackBackoff: 1,
         leaving: undefined,
         fetching: false,
         synced: false,
+        complete: false,
         digest: 0,
         stableMismatches: 0,
         lastTransfer: 0,
@@ -292,6 +303,7 @@ export class MeshNode {
       case 'heartbeat':
         peer.port = msg.port;
         peer.synced = msg.synced;
+        peer.complete = msg.complete === true;
         this.seen(peer, msg.seq);
         this.compareDigest(peer, msg.digest);
         break;
@@ -415,7 +427,7 @@ export class MeshNode {
 
   private retransmit(peer: Peer, ranges: readonly [number, number][]): void {
     const now = this.now();
-    let budget = 512;
+    let budget = RETRANSMIT_BATCH;
     for (const [from, to] of ranges) {
       for (let s = from; s <= to && budget > 0; s++, budget--) {
         if (s > this.seq) return;
@@ -532,9 +544,16 @@ export class MeshNode {
       ranges.push([from, s - 1]);
     }
     if (ranges.length === 0) return;
+    // A repeat NACK while nothing arrived since the last one waits longer each time (up to 16x):
+    // the answers may still be queued behind a burst, and asking again only adds to it.
+    peer.nackBackoff = peer.next === peer.nackedAt ? Math.min(peer.nackBackoff * 2, 16) : 1;
+    peer.nackedAt = peer.next;
     this.counters.nacksSent++;
     this.send({ k: 'nack', to: peer.id, ranges });
-    peer.nackTimer = setTimeout(() => this.nack(peer), this.timings.nackInterval);
+    peer.nackTimer = setTimeout(
+      () => this.nack(peer),
+      this.timings.nackInterval * peer.nackBackoff,
+    );
     peer.nackTimer.unref();
   }
 
@@ -548,6 +567,7 @@ export class MeshNode {
       seq: this.seq,
       port: this.io.port,
       synced: this.state === 'synced',
+      complete: this.complete(),
       digest,
       count: this.host.table.size,
     });
@@ -584,6 +604,16 @@ export class MeshNode {
     this.logger.info(`sticky-mesh: peer ${peer.id} (${peer.address}) left`);
   }
 
+  /** No known gap from any peer, and no transfer running. */
+  private complete(): boolean {
+    for (const p of this.peers.values()) {
+      if (p.next === undefined || p.highest >= p.next || p.pending.size > 0 || p.fetching) {
+        return false;
+      }
+    }
+    return true;
+  }
+
   private drop(peer: Peer): void {
     clearTimeout(peer.leaving);
     clearTimeout(peer.nackTimer);
@@ -603,9 +633,10 @@ export class MeshNode {
       own === this.lastOwnDigest &&
       this.state === 'synced' &&
       peer.synced &&
-      peer.next !== undefined &&
-      peer.highest < peer.next &&
-      peer.pending.size === 0;
+      // Both sides have everything they know of: otherwise the difference is a repair in
+      // progress (here or there), not drift.
+      peer.complete &&
+      this.complete();
     peer.digest = digest;
     if (!quiet || digest === own) {
       peer.stableMismatches = 0;

@@ -242,7 +242,7 @@ describe('mesh messages', () => {
   it.each<[string, [number, Buffer]]>([
     ['an unknown kind', [99, Buffer.alloc(8)]],
     ['a sync frame kind', [Kind.SyncRequest, Buffer.alloc(16)]],
-    ['a heartbeat with synced = 2', altered(beat, (b) => b.writeUInt8(2, 8))],
+    ['a heartbeat with an unknown flag bit', altered(beat, (b) => b.writeUInt8(4, 8))],
     ['data numbered 0', altered(data, (b) => b.writeUIntBE(0, 0, 6))],
     ['data with no pieces', altered(data, (b) => b.subarray(0, 7).fill(0, 6))],
     ['data with a zero-length piece', altered(data, (b) => b.writeUInt16BE(0, 15))],
