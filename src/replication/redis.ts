@@ -41,7 +41,6 @@ export interface RedisClientLike {
   disconnect(): void;
   on(event: string, listener: (...args: unknown[]) => void): unknown;
   off(event: string, listener: (...args: unknown[]) => void): unknown;
-  emit?(event: string, ...args: unknown[]): unknown;
   pipeline(): { hgetall(key: string): unknown; exec(): Promise<[Error | null, unknown][] | null> };
 }
 
@@ -173,8 +172,10 @@ export function resolveRedisOptions(value: unknown, name = 'redis'): ResolvedRed
       throw new InvalidOptionError(`${name}.${key}`, 'a string without * ? [ ] \\', v);
     }
   }
-  if (cluster.length === 0)
-    throw new InvalidOptionError(`${name}.cluster`, 'a non-empty string', cluster);
+  if (cluster.length === 0 || cluster.includes(':')) {
+    // With a ':' one cluster's key pattern could match another's keys.
+    throw new InvalidOptionError(`${name}.cluster`, 'a non-empty string without ":"', cluster);
+  }
   const logger = o.logger;
   const call = (level: 'info' | 'warn' | 'error', fallback: (m: string) => void) => {
     const fn = logger?.[level];
@@ -283,6 +284,10 @@ export class RedisTransport {
   private queue: Change[] = [];
   /** Messages received while a rebuild scans: applied after it. */
   private held: Change[] | undefined;
+  /** During a rebuild, the newest version heard per session (not to be written back). */
+  private heard: Map<string, Change['version']> | undefined;
+  /** The subscription is confirmed on the current subscriber connection. */
+  private subscribed = false;
   private rebuilding: Promise<void> | undefined;
   /** Set at start and whenever a connection drops: the next ready rebuilds. */
   private stale = true;
@@ -325,30 +330,28 @@ export class RedisTransport {
     this.cmd.defineCommand('stickyMeshApply', { numberOfKeys: 1, lua: APPLY_LUA });
     this.sub = this.cmd.duplicate();
     this.listen(this.sub, 'message', (channel, message) => this.onMessage(channel, message));
-    this.listen(this.sub, 'ready', () => this.onReady());
     this.listen(this.cmd, 'ready', () => this.onReady());
     for (const c of [this.cmd, this.sub]) {
       this.listen(c, 'error', (err) => {
         this.counters.errors++;
         debug('redis: %s', (err as Error).message);
       });
-      this.listen(c, 'end', () => this.onLost());
-      this.listen(c, 'close', () => this.onLost());
+      this.listen(c, 'end', () => this.onLost(c));
+      this.listen(c, 'close', () => this.onLost(c));
     }
-    let subscribed = false;
-    this.listen(this.sub, 'ready', () => {
-      // ioredis subscribes again by itself after a reconnect; the first time is ours.
-      if (subscribed) return;
-      subscribed = true;
+    // Subscribe on every (re)connection of the subscriber (a repeated SUBSCRIBE is harmless) and
+    // rebuild only once it is confirmed: what is published from then on is never missed.
+    const subscribe = () => {
       (this.sub as RedisClientLike).subscribe(this.channel).then(
-        () => this.onReady(),
-        (err: Error) => {
-          subscribed = false;
-          debug('redis: subscribe failed: %s', err.message);
+        () => {
+          this.subscribed = true;
+          this.onReady();
         },
+        (err: Error) => debug('redis: subscribe failed: %s', err.message),
       );
-    });
-    if (this.sub.status === 'ready') this.sub.emit?.('ready');
+    };
+    this.listen(this.sub, 'ready', subscribe);
+    if (this.sub.status === 'ready') subscribe();
     const timer = setTimeout(() => {
       if (!this.synced) {
         o.logger.warn(
@@ -440,7 +443,7 @@ export class RedisTransport {
   }
 
   private connected(): boolean {
-    return this.cmd?.status === 'ready' && this.sub?.status === 'ready';
+    return this.cmd?.status === 'ready' && this.sub?.status === 'ready' && this.subscribed;
   }
 
   private write(change: Change): Promise<number> {
@@ -498,11 +501,18 @@ export class RedisTransport {
       return;
     }
     this.counters.received++;
+    if (this.heard && change.op !== 'touch') {
+      const before = this.heard.get(change.sid);
+      if (!before || compareVersions(change.version, before) > 0) {
+        this.heard.set(change.sid, change.version);
+      }
+    }
     if (this.held) this.held.push(change);
     else this.host.applyRemote([change]);
   }
 
-  private onLost(): void {
+  private onLost(client: RedisClientLike): void {
+    if (client === this.sub) this.subscribed = false;
     this.stale = true;
     if (this.state === 'synced') {
       this.options.logger.warn(
@@ -536,26 +546,22 @@ export class RedisTransport {
       // Own writes made while away go first: the scan then sees them.
       const queued = this.queue;
       this.queue = [];
-      for (const change of queued) {
-        await this.write(change).catch((err: Error) => {
-          this.enqueue(change);
+      for (let i = 0; i < queued.length; i++) {
+        try {
+          await this.write(queued[i] as Change);
+        } catch (err) {
+          // Still away: this one and every later one wait for the next attempt.
+          for (const change of queued.slice(i)) this.enqueue(change);
           throw err;
-        });
+        }
       }
+      this.heard = new Map();
       const inRedis = await this.scan();
       const held = this.held;
       this.held = undefined;
       this.host.applyRemote(held);
-      // Whatever this machine holds newer than Redis (writes dropped from a full queue, or made
-      // while the rebuild ran) is written back, so Redis and every machine end up the same.
-      for (const change of this.host.table.changes()) {
-        if (change.op === 'touch') continue;
-        const there = inRedis.get(change.sid);
-        if (there === undefined || compareVersions(change.version, there) > 0) {
-          this.counters.reconciled++;
-          await this.write(change);
-        }
-      }
+      await this.writeBack(inRedis);
+      if ((this.state as RedisStats['state']) === 'closed') return;
       this.counters.rebuilds++;
       this.state = 'synced';
       if (!this.synced) {
@@ -567,6 +573,7 @@ export class RedisTransport {
       this.onAvailability?.(true);
       this.resolveReady();
     } finally {
+      this.heard = undefined;
       if (this.held) {
         const held = this.held;
         this.held = undefined;
@@ -575,12 +582,57 @@ export class RedisTransport {
     }
   }
 
-  /** Reads every record of the cluster into the replica; returns the versions Redis holds. */
-  private async scan(): Promise<Map<string, Change['version']>> {
+  /**
+   * Writes back whatever this machine holds newer than Redis (writes dropped from a full queue,
+   * made while the rebuild ran, or lost when Redis restarted empty), so Redis and every machine
+   * end up the same. What came from Redis itself (scanned, or heard during the rebuild) is not
+   * sent again. A session is written back with its touched expiry, not its last save's.
+   */
+  private async writeBack(
+    inRedis: Map<string, { version: Change['version']; e: number }>,
+  ): Promise<void> {
+    const table = this.host.table;
+    const pending: Promise<unknown>[] = [];
+    const known = (sid: string) => {
+      const scanned = inRedis.get(sid)?.version;
+      const heard = this.heard?.get(sid);
+      if (!scanned) return heard;
+      if (!heard) return scanned;
+      return compareVersions(heard, scanned) > 0 ? heard : scanned;
+    };
+    for (const change of table.changes()) {
+      if (this.state === 'closed') return;
+      let out: Change | undefined;
+      if (change.op === 'touch') {
+        // A touch Redis has not seen: its record is there with an earlier expiry.
+        const r = inRedis.get(change.sid);
+        if (r && compareVersions(change.version, r.version) > 0 && change.expiresAt > r.e) {
+          out = change;
+        }
+      } else {
+        const there = known(change.sid);
+        if (there === undefined || compareVersions(change.version, there) > 0) {
+          out =
+            change.op === 'set'
+              ? { ...change, expiresAt: table.record(change.sid)?.expiresAt ?? change.expiresAt }
+              : change;
+        }
+      }
+      if (!out) continue;
+      this.counters.reconciled++;
+      pending.push(this.write(out));
+      // Pipelined, in bounded batches.
+      if (pending.length >= 256) await Promise.all(pending.splice(0));
+    }
+    await Promise.all(pending);
+  }
+
+  /** Reads every record of the cluster into the replica; returns what Redis holds of each. */
+  private async scan(): Promise<Map<string, { version: Change['version']; e: number }>> {
     const cmd = this.cmd as RedisClientLike;
     const clientPrefix = cmd.options?.keyPrefix ?? '';
     const pattern = `${clientPrefix}${this.keyPrefix}*`;
-    const versions = new Map<string, Change['version']>();
+    const versions = new Map<string, { version: Change['version']; e: number }>();
     let cursor = '0';
     do {
       const [next, keys] = await cmd.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
@@ -595,7 +647,10 @@ export class RedisTransport {
         if (err) return;
         const change = toChange((names[i] as string).slice(this.keyPrefix.length), value);
         if (!change) return;
-        versions.set(change.sid, change.version);
+        versions.set(change.sid, {
+          version: change.version,
+          e: change.op === 'set' ? change.expiresAt : 0,
+        });
         changes.push(change);
       });
       this.host.applyRemote(changes);
