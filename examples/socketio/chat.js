@@ -30,6 +30,9 @@ export function createChatServer({ slot, store, genid, generateId, adapter, env 
   web.use(sessions);
   web.use(express.json({ limit: '4kb' }));
   web.get('/', (req, res) => {
+    // Start the session with the page: the cookie is then set before the page's Socket.io
+    // handshake, so the chat and the pages share one session (and its name).
+    req.session.since ??= Date.now();
     res.type('html').send(
       page
         .replace('{{PAGE_SLOT}}', String(slot))
@@ -53,9 +56,24 @@ export function createChatServer({ slot, store, genid, generateId, adapter, env 
   const io = new Server(server, {
     pingInterval: Number(env.PING_INTERVAL ?? 25_000),
     pingTimeout: Number(env.PING_TIMEOUT ?? 20_000),
-    maxHttpBufferSize: 1e6,
+    // Room for a 1 MB message even as base64 over polling (binary grows by a third there).
+    maxHttpBufferSize: 1.5e6,
   });
   if (generateId) io.engine.generateId = generateId;
+  if (env.ENGINE_ERRORS === '1') {
+    // For the tests: engine.io's own record of refused requests (say, "Session ID unknown").
+    io.engine.on('connection_error', (e) =>
+      console.log(
+        JSON.stringify({
+          event: 'connectionError',
+          slot,
+          pid: process.pid,
+          code: e.code,
+          message: e.message,
+        }),
+      ),
+    );
+  }
   // The chat knows who you are from the same session the pages use.
   io.engine.use(sessions);
   if (adapter) io.adapter(adapter);

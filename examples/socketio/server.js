@@ -9,6 +9,8 @@
 //                   and the sessions replicate through Redis (sticky's `redis` option). Without
 //                   it everything stays on this machine and no Redis is needed.
 //   PING_INTERVAL   Socket.io ping interval in ms (default 25000; the tests shorten it)
+//   PING_TIMEOUT    Socket.io ping timeout in ms (default 20000)
+//   ENGINE_ERRORS=1 print engine.io's connection errors as JSON lines (the tests count them)
 import os from 'node:os';
 import { createAdapter as clusterAdapter, setupPrimary } from '@socket.io/cluster-adapter';
 import { createAdapter as createRedisAdapter } from '@socket.io/redis-adapter';
