@@ -266,7 +266,8 @@ function isV6Multicast(a: unknown): boolean {
   return typeof a === 'string' && net.isIPv6(a) && a.toLowerCase().startsWith('ff');
 }
 
-function toLogger(l: MulticastLogger | undefined): ResolvedMulticastOptions['logger'] {
+/** A user's logger (console, bunyan, winston, pino) with defaults for the missing levels. */
+export function toLogger(l: MulticastLogger | undefined): ResolvedMulticastOptions['logger'] {
   const call = (level: 'info' | 'warn' | 'error', fallback: (m: string) => void) => {
     const fn = l?.[level];
     return typeof fn === 'function' ? (m: string) => void fn.call(l, m) : fallback;

@@ -4,7 +4,7 @@ import { InvalidOptionError, StickyMeshError } from '../errors.js';
 import { integer, MAX_MS } from '../options.js';
 import { compareVersions, newNodeId } from './clock.js';
 import type { ReplicaHost } from './mesh.js';
-import type { MulticastLogger } from './multicast.js';
+import { type MulticastLogger, toLogger } from './multicast.js';
 import type { Change } from './table.js';
 import { parseChange } from './wire.js';
 
@@ -176,11 +176,6 @@ export function resolveRedisOptions(value: unknown, name = 'redis'): ResolvedRed
     // With a ':' one cluster's key pattern could match another's keys.
     throw new InvalidOptionError(`${name}.cluster`, 'a non-empty string without ":"', cluster);
   }
-  const logger = o.logger;
-  const call = (level: 'info' | 'warn' | 'error', fallback: (m: string) => void) => {
-    const fn = logger?.[level];
-    return typeof fn === 'function' ? (m: string) => void fn.call(logger, m) : fallback;
-  };
   return {
     client: o.client,
     url: o.url,
@@ -190,11 +185,7 @@ export function resolveRedisOptions(value: unknown, name = 'redis'): ResolvedRed
     maxQueue: integer(`${name}.maxQueue`, o.maxQueue ?? 10_000, 0, 10_000_000),
     syncTimeout: integer(`${name}.syncTimeout`, o.syncTimeout ?? 10_000, 1, MAX_MS),
     tombstoneTtl: integer(`${name}.tombstoneTtl`, o.tombstoneTtl ?? 600_000, 1, MAX_MS),
-    logger: {
-      info: call('info', (m) => debug('%s', m)),
-      warn: call('warn', (m) => console.warn(m)),
-      error: call('error', (m) => console.error(m)),
-    },
+    logger: toLogger(o.logger),
   };
 }
 
