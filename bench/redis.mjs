@@ -1,0 +1,1629 @@
+#!/usr/bin/env node
+// Redis transport benchmark (issue 6): sticky-mesh's ReplicatedStore replicating through Redis
+// (`sticky({ redis })`) against connect-redis on the same redis-server, and the write-to-visible
+// latency between sticky clusters that share one Redis.
+//
+//   node bench/redis.mjs            full run (needs dist/: `npm run build` once, redis-server on
+//                                   PATH, ioredis, connect-redis and redis installed); writes its
+//                                   section of bench/RESULTS.md
+//   node bench/redis.mjs --quick    smoke run (1 round, short runs, no reference store, two
+//                                   workloads); bench/RESULTS.md left alone
+//
+// redis-server: for every run the bench starts a fresh one of its own on a free loopback port,
+//   redis-server --port P --bind 127.0.0.1 --save '' --appendonly no
+// in its own process group (killed after the run; its CPU is measured and reported on its own),
+// and gives its port to the servers in REDIS_PORT.
+//
+// Servers (bench/servers/, each started afresh for every run as a child process in its own
+// process group, env PORT, WORKERS, SESSIONS_SEED, SESSION_BYTES and REDIS_PORT; its READY
+// line awaited; the whole group killed afterwards), all the express + express-session app of
+// bench/servers/session-app.mjs (the one bench/sessions.mjs measures: resave false,
+// saveUninitialized false, cookie maxAge 1 h, sessions of about SESSION_BYTES of JSON) under the
+// same balancer, proxy mode `sticky({ num: WORKERS, proxy: true, seed: SEED })`:
+//   redis          redis-sticky-mesh.mjs     ReplicatedStore (default options) in a cluster with
+//                                            `redis: 'redis://127.0.0.1:REDIS_PORT'`: the
+//                                            primary writes every change to Redis through the
+//                                            transport's Lua script (which publishes it) and
+//                                            applies what other machines publish; reads are
+//                                            local to each worker
+//   connect-redis  redis-connect-redis.mjs   connect-redis 9 `new RedisStore({ client })` over
+//                                            node-redis, one connection per worker, to the same
+//                                            kind of redis-server (the bench's)
+//   memory         sessions-sticky-mesh.mjs  reference: ReplicatedStore without Redis (workers
+//                                            and hub only, as in bench/sessions.mjs); no Redis
+//                                            involved, shows what the transport itself costs
+// The bench picks each request's worker with X-Forwarded-For (client addresses 198.18.x.y mapped
+// to slots with the balancer's own hash, dist/hash.js `rendezvous(SEED, WORKERS)`); every
+// response names its slot (`x-slot`), a wrong one is counted.
+//
+// Measurements:
+//
+// 1. throughput (req/s, p50 / p99), in interleaved rounds (each round runs every workload once
+//    per store; the stores' order rotates from round to round, so each one runs first in some
+//    round). autocannon, CONNECTIONS keep-alive connections, pipelining 1, WARMUP + DURATION s;
+//    connection i is a client of worker (i mod WORKERS) with its own SESSIONS_PER_CONN
+//    sessions, created on that worker beforehand (no two connections share a session). A
+//    workload "1 write in N": of every N requests one is `POST /write` (n + 1: always a save),
+//    the others `GET /me` (the session loaded by the middleware and, unchanged, touched: for
+//    connect-redis a GET and an EXPIRE; for ReplicatedStore a local read, and a touch only when
+//    it would move the expiry by more than touchAfter, 10 s by default). MIXES, default
+//    20 (read-mostly, as bench/sessions.mjs), 2 (write-heavy) and 1 (write-only). req/s = 2xx
+//    responses / measured duration; p50 / p99 of autocannon's per-response times (float ms).
+//    During the measured period: CPU of every process (this one = the load generator, each
+//    server process, redis-server; /proc) and Redis's INFO commandstats (commands and their
+//    time per request). Afterwards: GET /digest on every worker until all agree (converged),
+//    the sum of the sessions' write counters compared with the writes acknowledged (equal up to
+//    the requests in flight when autocannon stopped), and for the Redis transport the records in
+//    Redis (HGETALL of every session hash, the counters in its JSON summed) until they agree
+//    with the workers (up to 5 s), plus the transport's own counters (stats().redis: written,
+//    stale, errors, queued, dropped; the primary prints them on SIGUSR2).
+//    Reference (SMALL): the read-mostly workload once more per store and round on 1 worker with
+//    SMALL_CONNECTIONS connections: the machine is then not over-committed (one worker, the
+//    primary, redis-server and the load generator on 2 cores), so it shows what a request costs
+//    the worker itself, without 4 workers and the load generator competing for 2 cores.
+// 2. cross-cluster latency: CLUSTERS sticky clusters (redis-sticky-mesh.mjs, LAT_WORKERS
+//    workers each, each its own port) on one redis-server, the same cluster name: as many
+//    machines of one deployment. Cluster 1 takes writes at RATES writes/s, open loop (a 1 ms
+//    timer sends the writes due since the start, a slow server gets a queue, not fewer
+//    writes), `POST /write?w=ID` with the session's cookie to the worker that created it
+//    (LAT_SESSIONS sessions per worker of cluster 1, one keep-alive agent per worker, at most 16
+//    sockets). t0 = process.hrtime.bigint() just before the request is made. Every worker of
+//    every cluster records when it applied each write it was sent by its hub (bench-only
+//    instrumentation in redis-sticky-mesh.mjs: process.hrtime.bigint() = CLOCK_MONOTONIC, one
+//    clock for all processes of the machine, taken in a 'message' listener right after the
+//    store's own, which applies the change synchronously); the bench collects them after the
+//    run (GET /applied). Also this process subscribes to the cluster's channel itself and
+//    takes hrtime when each write's message arrives (the Lua script's PUBLISH: the write is in
+//    Redis). Reported: write-to-visible on a worker of another cluster (apply - t0, every
+//    (write, remote worker)), on every remote worker (the last of them), the same from the
+//    writer's handler (apply - the time the /write route ran on the writer, returned in its
+//    answer: the replication path without the HTTP request's own queueing), the message on
+//    the Redis channel, the other workers of cluster 1 (in-cluster, for reference) and the
+//    writer's response; p50 / p99 / max over every measured write of the run (warm-up writes
+//    not counted; a (write, worker) record that never came counts as missing). After each
+//    rate: GET /digest on every worker of every cluster until all agree. Each round on fresh
+//    clusters and a fresh redis-server, the rates in alternating order.
+//
+// Background load: the load generator (this process: autocannon, the open-loop writer, the
+// channel subscriber) shares the machine's cores (2 on the reference box) with the primaries,
+// the workers and redis-server, so absolute figures are bounded by that and latencies include
+// run-queue waits of an over-committed machine; comparisons are between runs made seconds apart
+// under the same conditions. Before each run the bench waits (up to QUIET_WAIT s) until other
+// processes use <= FOREIGN_MAX cores, and measures foreign CPU during the run (busy time in
+// /proc/stat minus this process, the server groups and redis-server); a run above FOREIGN_MAX is
+// repeated (up to MAX_ATTEMPTS, keeping the least disturbed). Linux only (/proc).
+//
+// Cleanup: every process group the bench starts (servers, redis-servers) is killed after its
+// run, and all still alive are killed on exit, error, SIGINT and SIGTERM.
+//
+// Output: a summary on stdout and the section "Redis transport (issue 6)" of bench/RESULTS.md
+// (between its BEGIN/END redis markers, appended if absent; other sections untouched; the file
+// is read again right before it is written). The section keeps a one-line summary of up to 4
+// earlier full runs (a JSON comment in it), so consecutive runs stay comparable.
+//
+// Environment knobs [defaults; --quick]: BENCH_ROUNDS [4; 1], BENCH_WORKERS [4],
+// BENCH_MIXES one write per N requests, comma-separated [20,2,1; 20,1], BENCH_REFERENCE [1; 0]
+// (0: no ReplicatedStore-without-Redis runs), BENCH_DURATION s [4; 2], BENCH_WARMUP s [1],
+// BENCH_CONNECTIONS [32], BENCH_SESSIONS_PER_CONN [8], BENCH_SMALL [1; 0] (0: no 1-worker
+// reference runs), BENCH_SMALL_CONNECTIONS [8], BENCH_CLUSTERS [3], BENCH_LAT_WORKERS
+// [2], BENCH_RATES writes/s [100,250,500; 100,500], BENCH_LAT_DURATION s [6; 2],
+// BENCH_LAT_WARMUP s [1],
+// BENCH_LAT_SESSIONS per writer worker [16], BENCH_SESSION_BYTES [1024], BENCH_SEED
+// [0x5e5510a5], BENCH_WRITE [1; 0] (0: bench/RESULTS.md left alone), BENCH_RESULTS_FILE
+// [bench/RESULTS.md], BENCH_FOREIGN_MAX cores [0.2], BENCH_MAX_ATTEMPTS [2], BENCH_QUIET_WAIT s
+// [30; 5]; BENCH_ONLY (trial runs: throughput or latency; prints the runs only), BENCH_STORES (trial
+// runs: a comma-separated subset of redis, connect-redis, memory).
+// Defaults take about 9 minutes on a quiet 2-core machine (4 rounds of 12 throughput runs and 3
+// latency runs; more while other processes keep it busy and runs are repeated).
+
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import * as lib from './lib.mjs';
+import { fmtInt, fmtRatio, intEnv, median, sleep } from './lib.mjs';
+
+const QUICK = process.argv.includes('--quick');
+const q = (full, quick) => (QUICK ? quick : full);
+
+const resultsFile = path.resolve(
+  process.env.BENCH_RESULTS_FILE || path.join(lib.benchDir, 'RESULTS.md'),
+);
+const ROUNDS = intEnv('BENCH_ROUNDS', q(4, 1));
+const WORKERS = intEnv('BENCH_WORKERS', 4, 2);
+const intList = (name, dflt) =>
+  (process.env[name] || dflt).split(',').map((x) => {
+    const n = Number(x.trim());
+    if (!Number.isInteger(n) || n < 1) throw new Error(`${name}: integers >= 1, got ${x}`);
+    return n;
+  });
+const MIXES = intList('BENCH_MIXES', q('20,2,1', '20,1'));
+const READ_CYCLE = MIXES.find((c) => c >= 10) ?? 20;
+const REFERENCE = (process.env.BENCH_REFERENCE ?? q('1', '0')) !== '0';
+const DURATION = intEnv('BENCH_DURATION', q(4, 2));
+const WARMUP = intEnv('BENCH_WARMUP', 1, 0);
+const CONNECTIONS = intEnv('BENCH_CONNECTIONS', 32);
+const SESSIONS_PER_CONN = intEnv('BENCH_SESSIONS_PER_CONN', 8);
+// The not-over-committed reference: read-mostly on 1 worker, SMALL_CONNECTIONS connections.
+const SMALL = (process.env.BENCH_SMALL ?? q('1', '0')) !== '0';
+const SMALL_CONNECTIONS = intEnv('BENCH_SMALL_CONNECTIONS', 8);
+const CLUSTERS = intEnv('BENCH_CLUSTERS', 3, 2);
+const LAT_WORKERS = intEnv('BENCH_LAT_WORKERS', 2, 1);
+const RATES = intList('BENCH_RATES', q('100,250,500', '100,500'));
+const LAT_DURATION = intEnv('BENCH_LAT_DURATION', q(6, 2));
+const LAT_WARMUP = intEnv('BENCH_LAT_WARMUP', 1, 0);
+const LAT_SESSIONS = intEnv('BENCH_LAT_SESSIONS', 16);
+const SESSION_BYTES = intEnv('BENCH_SESSION_BYTES', 1024, 200);
+const SEED = intEnv('BENCH_SEED', 0x5e5510a5, 0);
+const MAX_ATTEMPTS = intEnv('BENCH_MAX_ATTEMPTS', 2);
+const QUIET_WAIT_S = intEnv('BENCH_QUIET_WAIT', q(30, 5), 0);
+const FOREIGN_MAX = Number(process.env.BENCH_FOREIGN_MAX || 0.2);
+const WRITE = (process.env.BENCH_WRITE ?? q('1', '0')) !== '0';
+const ONLY = process.env.BENCH_ONLY || null;
+if (ONLY && !['throughput', 'latency'].includes(ONLY))
+  throw new Error('BENCH_ONLY: throughput or latency');
+if (SEED > 0xffffffff) throw new Error('BENCH_SEED: an unsigned 32-bit integer');
+const TARGET_RATIO = 1.5; // read-mostly req/s, Redis transport / connect-redis
+const HISTORY = 4;
+
+// The servers read these (spawned with this process's environment).
+process.env.SESSIONS_SEED = String(SEED);
+process.env.SESSION_BYTES = String(SESSION_BYTES);
+
+const STORES = [
+  {
+    id: 'redis',
+    label: 'ReplicatedStore + Redis transport',
+    file: 'redis-sticky-mesh.mjs',
+    redis: true,
+  },
+  { id: 'connect-redis', label: 'connect-redis', file: 'redis-connect-redis.mjs', redis: true },
+  ...(REFERENCE
+    ? [
+        {
+          id: 'memory',
+          label: 'ReplicatedStore without Redis (reference)',
+          file: 'sessions-sticky-mesh.mjs',
+          redis: false,
+        },
+      ]
+    : []),
+];
+// BENCH_STORES (trial runs): a comma-separated subset of the store ids.
+if (process.env.BENCH_STORES) {
+  const keep = process.env.BENCH_STORES.split(',').map((x) => x.trim());
+  for (let i = STORES.length - 1; i >= 0; i--)
+    if (!keep.includes(STORES[i].id)) STORES.splice(i, 1);
+}
+const KEY_PREFIX = 'sticky-mesh:sticky-mesh:s:'; // the transport's default prefix + cluster
+const CHANNEL = 'sticky-mesh:sticky-mesh:changes';
+const nowNs = () => process.hrtime.bigint();
+const ms = (ns) => Number(ns) / 1e6;
+
+let Redis; // ioredis, loaded in main()
+
+// ---------------------------------------------------------------------------------------------
+// Process groups the bench started: all killed on exit, error and signals.
+
+const groups = new Set();
+function killAll() {
+  for (const g of groups) {
+    try {
+      process.kill(-g, 'SIGKILL');
+    } catch {}
+  }
+}
+process.on('exit', killAll);
+
+function groupAlive(pgid) {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(rest[2]) === pgid && rest[0] !== 'Z' && rest[0] !== 'X') return true;
+    } catch {}
+  }
+  return false;
+}
+
+async function killGroup(pgid, child) {
+  const exited = new Promise((r) => {
+    if (!child || child.exitCode !== null || child.signalCode !== null) r();
+    else child.once('exit', r);
+  });
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {}
+  await exited;
+  for (let i = 0; i < 200 && groupAlive(pgid); i++) {
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {}
+    await sleep(25);
+  }
+  if (groupAlive(pgid)) throw new Error(`processes of group ${pgid} still alive`);
+  groups.delete(pgid);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+// A fresh redis-server in its own process group: { port, pid, version, child }.
+async function startRedisServer() {
+  const port = await freePort();
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  groups.add(child.pid);
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let done = false;
+    const finish = (err, value) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err) {
+        killGroup(child.pid, child).catch(() => {});
+        reject(err);
+      } else resolve(value);
+    };
+    const timer = setTimeout(
+      () => finish(new Error(`redis-server: not ready in 10 s\n${out}`)),
+      10_000,
+    );
+    child.on('error', (err) =>
+      finish(new Error(`cannot start redis-server (${err.code}): apt-get install redis-server`)),
+    );
+    child.on('exit', (code, signal) =>
+      finish(new Error(`redis-server exited (${code ?? signal})\n${out}`)),
+    );
+    // Both pipes stay drained for the server's lifetime.
+    child.stderr.on('data', (d) => {
+      if (!done) out += d;
+    });
+    child.stdout.on('data', (d) => {
+      if (done) return;
+      out += d;
+      if (/Ready to accept connections/.test(out)) {
+        const version = /Redis version=([^\s,]+)/.exec(out)?.[1] ?? 'unknown';
+        finish(null, { port, pid: child.pid, version, child });
+      }
+    });
+  });
+}
+
+async function startServer(file, workers, port, redisPort) {
+  if (redisPort) process.env.REDIS_PORT = String(redisPort);
+  else delete process.env.REDIS_PORT;
+  await lib.waitPortFree(port, ['127.0.0.1']);
+  const srv = await lib.startServer({ file, name: file, workers, port });
+  groups.add(srv.pgid);
+  return srv;
+}
+
+async function stopServer(srv) {
+  await killGroup(srv.pgid, srv.child);
+}
+
+function redisClient(port) {
+  const c = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1, lazyConnect: false });
+  c.on('error', () => {});
+  return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU accounting per process (/proc): this process, each server group (primary = the group
+// leader, workers = the rest), redis-server; foreign = all busy time minus those.
+
+let CLK_TCK = 100;
+try {
+  CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+} catch {}
+
+function snap() {
+  const f = readFileSync('/proc/stat', 'utf8')
+    .split('\n')[0]
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  const procs = new Map();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      procs.set(Number(entry), { pgrp: Number(rest[2]), cpu: Number(rest[11]) + Number(rest[12]) });
+    } catch {}
+  }
+  return { t: nowNs(), busy: f[0] + f[1] + f[2], procs };
+}
+
+// Cores between two snapshots: client, redis, per cluster { primary, workers: [..] }, machine
+// (all busy), foreign.
+function cpuSplit(a, b, clusterPgids, redisPid) {
+  const secs = Number(b.t - a.t) / 1e9;
+  const cores = (ticks) => ticks / CLK_TCK / secs;
+  const d = (pid) => {
+    const x = b.procs.get(pid);
+    return x ? x.cpu - (a.procs.get(pid)?.cpu ?? 0) : 0;
+  };
+  const clusters = clusterPgids.map((pgid) => ({ pgid, primary: 0, workers: [] }));
+  let ours = 0;
+  for (const [pid, p] of b.procs) {
+    const k = clusterPgids.indexOf(p.pgrp);
+    if (k === -1) continue;
+    const c = cores(d(pid));
+    ours += c;
+    if (pid === p.pgrp) clusters[k].primary = c;
+    else clusters[k].workers.push(c);
+  }
+  const client = cores(d(process.pid));
+  const redis = redisPid ? cores(d(redisPid)) : 0;
+  ours += client + redis;
+  const machine = cores(b.busy - a.busy);
+  for (const c of clusters) c.workers.sort((x, y) => y - x);
+  return { client, redis, clusters, machine, foreign: Math.max(0, machine - ours) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client addresses per slot, HTTP helpers.
+
+// keys[s]: X-Forwarded-For addresses (198.18.x.y) that the balancer routes to slot s.
+async function buildKeys(workers, need) {
+  const { rendezvous } = await import(pathToFileURL(path.join(lib.rootDir, 'dist', 'hash.js')));
+  const pick = rendezvous(SEED, workers);
+  const live = Array.from({ length: workers }, (_, s) => s);
+  const keys = live.map(() => []);
+  for (let n = 1; keys.some((k) => k.length < need); n++) {
+    if ((n & 255) === 0 || (n & 255) === 255) continue;
+    if (n > 65_000) throw new Error('not enough client addresses for every slot');
+    const key = `198.18.${n >> 8}.${n & 255}`;
+    keys[pick(key, live)].push(key);
+  }
+  return keys;
+}
+
+function rawHeader(raw, name) {
+  for (let i = 0; i < raw.length; i += 2) if (raw[i] === name) return raw[i + 1];
+  return undefined;
+}
+
+function request(port, { method = 'GET', path: p = '/', headers = {}, agent = false }) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, method, path: p, headers, agent, timeout: 10_000 },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => {
+          body += d;
+        });
+        res.on('end', () =>
+          resolve({ status: res.statusCode, headers: res.headers, body, end: nowNs() }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${method} ${p}: timed out`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function requestJson(port, opts) {
+  const r = await request(port, opts);
+  if (r.status !== 200)
+    throw new Error(
+      `${opts.method ?? 'GET'} ${opts.path}: HTTP ${r.status} ${r.body.slice(0, 200)}`,
+    );
+  return { ...r, json: JSON.parse(r.body) };
+}
+
+async function pool(items, limit, fn) {
+  const out = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i], i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+async function login(port, slot, key, user) {
+  const r = await requestJson(port, {
+    method: 'POST',
+    path: `/login?user=${encodeURIComponent(user)}`,
+    headers: { 'x-forwarded-for': key },
+  });
+  if (r.json.slot !== slot)
+    throw new Error(`login via ${key}: answered by slot ${r.json.slot}, expected ${slot} (hash?)`);
+  const setCookie = [].concat(r.headers['set-cookie'] ?? []);
+  const cookie = setCookie.map((c) => c.split(';')[0]).find((c) => c.startsWith('connect.sid='));
+  if (!cookie) throw new Error('login: no connect.sid cookie');
+  return { sid: r.json.sid, cookie, slot, key };
+}
+
+// GET /digest on every slot of every (port, keys) until all agree (up to 5 s).
+async function converge(targets) {
+  const t0 = Date.now();
+  for (;;) {
+    const digests = (
+      await Promise.all(
+        targets.map(({ port, keys }) =>
+          Promise.all(
+            keys.map((k, s) =>
+              requestJson(port, { path: '/digest', headers: { 'x-forwarded-for': k[0] } }).then(
+                (r) => {
+                  if (r.json.slot !== s)
+                    throw new Error(`digest: slot ${r.json.slot}, expected ${s}`);
+                  return r.json;
+                },
+              ),
+            ),
+          ),
+        ),
+      )
+    ).flat();
+    if (digests.every((d) => d.digest === digests[0].digest))
+      return { converged: true, ms: Date.now() - t0, digests };
+    if (Date.now() - t0 > 5000) return { converged: false, ms: Date.now() - t0, digests };
+    await sleep(20);
+  }
+}
+
+function percentile(sorted, p) {
+  if (!sorted.length) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+function dist(values) {
+  const s = Float64Array.from(values).sort();
+  return { n: s.length, p50: percentile(s, 50), p99: percentile(s, 99), max: s[s.length - 1] };
+}
+
+// INFO commandstats as { cmd: { calls, usec } }.
+async function commandStats(client) {
+  const out = {};
+  const text = await client.info('commandstats');
+  for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm))
+    out[m[1]] = { calls: Number(m[2]), usec: Number(m[3]) };
+  return out;
+}
+function statsDelta(a, b) {
+  const out = {};
+  for (const [k, v] of Object.entries(b)) {
+    const calls = v.calls - (a[k]?.calls ?? 0);
+    if (calls > 0 && k !== 'info') out[k] = { calls, usec: v.usec - (a[k]?.usec ?? 0) };
+  }
+  return out;
+}
+
+// The transport's counters: SIGUSR2 to the primary, which prints a STATS line.
+async function transportStats(srv) {
+  const before = (srv.stdout().match(/^STATS /gm) ?? []).length;
+  process.kill(srv.pgid, 'SIGUSR2');
+  for (let i = 0; i < 100; i++) {
+    const lines = srv.stdout().match(/^STATS .*$/gm) ?? [];
+    if (lines.length > before) return JSON.parse(lines[lines.length - 1].slice(6));
+    await sleep(20);
+  }
+  return null;
+}
+
+// Sessions in Redis as the transport wrote them: count and the sum of their counters n.
+async function redisRecords(client) {
+  let cursor = '0';
+  let count = 0;
+  let sum = 0;
+  do {
+    const [next, keys] = await client.scan(cursor, 'MATCH', `${KEY_PREFIX}*`, 'COUNT', 1000);
+    cursor = next;
+    if (!keys.length) continue;
+    const pipe = client.pipeline();
+    for (const k of keys) pipe.hget(k, 'd');
+    for (const [err, d] of (await pipe.exec()) ?? []) {
+      if (err || typeof d !== 'string') continue;
+      count++;
+      sum += Number(JSON.parse(d).n) || 0;
+    }
+  } while (cursor !== '0');
+  return { count, sum };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. throughput (autocannon)
+
+async function setupLoad(port, cfg) {
+  const { keys, workers, connections } = cfg;
+  const jobs = [];
+  for (let i = 0; i < connections; i++) {
+    const slot = i % workers;
+    const key = keys[slot][1 + Math.floor(i / workers)];
+    for (let j = 0; j < SESSIONS_PER_CONN; j++) jobs.push([i, slot, key, `c${i}-s${j}`]);
+  }
+  const made = await pool(jobs, 16, ([, slot, key, user]) => login(port, slot, key, user));
+  const clients = Array.from({ length: connections }, (_, i) => ({
+    slot: i % workers,
+    sessions: [],
+  }));
+  for (const [n, [i]] of jobs.entries()) clients[i].sessions.push(made[n]);
+  return { port, clients, connections };
+}
+
+// A client's request list: of every `cycle` requests one POST /write, the others GET /me.
+function clientRequests(client, cycle) {
+  const ss = client.sessions;
+  const req = (kind, s) => ({
+    method: kind === 'w' ? 'POST' : 'GET',
+    path: kind === 'w' ? '/write' : '/me',
+    headers: { cookie: s.cookie, 'x-forwarded-for': s.key },
+  });
+  if (cycle === 1) return ss.map((s) => req('w', s));
+  const out = [];
+  for (let j = 0; j < ss.length * cycle; j++) {
+    if (j % cycle === cycle - 1) out.push(req('w', ss[Math.floor(j / cycle) % ss.length]));
+    else out.push(req('r', ss[j % ss.length]));
+  }
+  return out;
+}
+
+function runLoad(ctx, cycle, seconds, counters) {
+  let index = 0;
+  const setupClient = (client) => {
+    const c = ctx.clients[index++ % ctx.clients.length];
+    client.setRequests(clientRequests(c, cycle));
+    const proto = Object.getPrototypeOf(client);
+    // Pipelining 1: the response being parsed answers the last request written.
+    let lastKind = '?';
+    lib.connectFrom(client, undefined, () => {
+      if (counters.active) counters.connects++;
+    });
+    client._doRequest = function doRequest() {
+      const before = this.reqsMade;
+      proto._doRequest.call(this);
+      if (this.reqsMade !== before)
+        lastKind = this.requestIterator.currentRequest?.method === 'POST' ? 'w' : 'r';
+    };
+    client.on('headers', (info) => {
+      if (counters.active && Number(rawHeader(info.headers, 'x-slot')) !== c.slot)
+        counters.mismatches++;
+    });
+    client.on('response', (status, _bytes, duration) => {
+      const kind = lastKind;
+      const ok = status >= 200 && status < 300;
+      if (ok && kind === 'w') counters.ackedWrites++;
+      if (!counters.active) return;
+      if (!ok) counters.non2xx++;
+      else counters.lat[kind === 'w' ? 'w' : 'r'].push(duration);
+    });
+    lib.countConnErrors(client, counters);
+  };
+  return lib.runAutocannon({ port: ctx.port, connections: ctx.connections, seconds, setupClient });
+}
+
+async function throughputOnce(store, cycle, round, cfg) {
+  const { keys } = cfg;
+  const port = await freePort();
+  const redis = store.redis ? await startRedisServer() : null;
+  let srv = null;
+  const client = redis ? redisClient(redis.port) : null;
+  try {
+    srv = await startServer(store.file, cfg.workers, port, redis?.port);
+    await lib.probe(port, { headers: { 'x-forwarded-for': keys[0][0] } });
+    const tLogin = Date.now();
+    const ctx = await setupLoad(port, cfg);
+    const tReady = Date.now();
+    const counters = lib.newCounters({
+      mismatches: 0,
+      non2xx: 0,
+      ackedWrites: 0,
+      lat: { r: [], w: [] },
+    });
+    if (WARMUP > 0) await runLoad(ctx, cycle, WARMUP, counters);
+    counters.active = true;
+    const cs0 = client ? await commandStats(client) : null;
+    const a = snap();
+    const tMeasure = Date.now();
+    const r = await runLoad(ctx, cycle, DURATION, counters);
+    const b = snap();
+    const tEnd = Date.now();
+    const cs1 = client ? await commandStats(client) : null;
+    counters.active = false;
+    const cpu = cpuSplit(a, b, [srv.pgid], redis?.pid);
+    const conv = await converge([{ port, keys }]);
+    const reads = dist(counters.lat.r);
+    const writes = dist(counters.lat.w);
+    const rps = (reads.n + writes.n) / r.duration;
+    const out = {
+      kind: 'throughput',
+      small: cfg.small,
+      workers: cfg.workers,
+      connections: cfg.connections,
+      round,
+      store: store.id,
+      cycle,
+      duration: r.duration,
+      rps,
+      readsPerS: reads.n / r.duration,
+      writesPerS: writes.n / r.duration,
+      all: dist([...counters.lat.r, ...counters.lat.w]),
+      reads,
+      writes,
+      errors: r.errors,
+      timeouts: r.timeouts,
+      non2xx: counters.non2xx,
+      mismatches: counters.mismatches,
+      connErrors: Object.fromEntries(counters.connErrors),
+      converged: conv.converged,
+      convergeMs: conv.ms,
+      sessions: conv.digests[0].sessions,
+      sumN: conv.digests.map((d) => d.sum),
+      ackedWrites: counters.ackedWrites,
+      cpu,
+      serverCpu: cpu.clusters[0].primary + cpu.clusters[0].workers.reduce((x, y) => x + y, 0),
+      redisVersion: redis?.version,
+      // s from the first login: sessions made, measured period started, ended.
+      timing: [tReady - tLogin, tMeasure - tLogin, tEnd - tLogin].map((x) => x / 1000),
+    };
+    out.cpuMsPerReq = ((out.serverCpu + cpu.redis) * 1000) / rps;
+    out.redisCpuMsPerReq = (cpu.redis * 1000) / rps;
+    if (cs0) {
+      const delta = statsDelta(cs0, cs1);
+      const n = reads.n + writes.n;
+      out.commands = Object.fromEntries(
+        Object.entries(delta).map(([k, v]) => [
+          k,
+          { perReq: v.calls / n, usPerCall: v.usec / v.calls },
+        ]),
+      );
+      out.redisCallsPerReq = Object.values(delta).reduce((x, v) => x + v.calls, 0) / n;
+      out.redisUsecPerReq = Object.values(delta).reduce((x, v) => x + v.usec, 0) / n;
+    }
+    if (store.id === 'redis') {
+      // Redis holds every write: its records agree with the workers' (up to 5 s).
+      const want = conv.digests[0].sum;
+      const t0 = Date.now();
+      let rec = await redisRecords(client);
+      while ((rec.sum !== want || rec.count !== out.sessions) && Date.now() - t0 < 5000) {
+        await sleep(50);
+        rec = await redisRecords(client);
+      }
+      out.redisRecords = {
+        ...rec,
+        agrees: rec.sum === want && rec.count === out.sessions,
+        ms: Date.now() - t0,
+      };
+      out.transport = await transportStats(srv);
+    }
+    const err = srv.stderr().trim();
+    out.serverStderr = err ? err.split('\n').slice(0, 3).join(' | ') : '';
+    return out;
+  } finally {
+    client?.disconnect();
+    if (srv) await stopServer(srv);
+    if (redis) await killGroup(redis.pid, redis.child);
+  }
+}
+
+function measureThroughput(store, cycle, round, cfg) {
+  return lib.measureQuietly({
+    maxAttempts: MAX_ATTEMPTS,
+    quietWaitS: QUIET_WAIT_S,
+    foreignMax: FOREIGN_MAX,
+    foreignOf: (r) => r.cpu.foreign,
+    once: () => throughputOnce(store, cycle, round, cfg),
+    retryNote: (r) => `  (${r.cpu.foreign.toFixed(2)} cores of foreign load during the run; again)`,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. cross-cluster latency
+
+async function startLatencyClusters(keys) {
+  const redis = await startRedisServer();
+  const clusters = [];
+  try {
+    for (let k = 0; k < CLUSTERS; k++) {
+      const port = await freePort();
+      const srv = await startServer('redis-sticky-mesh.mjs', LAT_WORKERS, port, redis.port);
+      clusters.push({ port, srv });
+      await lib.probe(port, { headers: { 'x-forwarded-for': keys[0][0] } });
+    }
+  } catch (err) {
+    for (const c of clusters) await stopServer(c.srv);
+    await killGroup(redis.pid, redis.child);
+    throw err;
+  }
+  // This process's own subscriber to the cluster's channel: when each write was published.
+  const sub = redisClient(redis.port);
+  const published = new Map();
+  let recording = false;
+  sub.on('message', (_ch, message) => {
+    if (!recording) return;
+    const t = nowNs();
+    const m = /\\"w\\":(\d+)/.exec(message);
+    if (m) published.set(Number(m[1]), t);
+  });
+  await sub.subscribe(CHANNEL);
+  const agents = keys.map(() => newAgent());
+  const jobs = [];
+  for (let s = 0; s < LAT_WORKERS; s++)
+    for (let j = 0; j < LAT_SESSIONS; j++) jobs.push([s, keys[s][0], `lat-${s}-${j}`]);
+  const made = await pool(jobs, 16, ([s, key, user]) => login(clusters[0].port, s, key, user));
+  const sessions = [];
+  for (let j = 0; j < LAT_SESSIONS; j++)
+    for (let s = 0; s < LAT_WORKERS; s++) sessions.push(made[s * LAT_SESSIONS + j]);
+  return {
+    redis,
+    clusters,
+    sub,
+    published,
+    setRecording: (on) => {
+      recording = on;
+    },
+    agents,
+    sessions,
+    keys,
+    nextId: 1,
+    k: 0,
+  };
+}
+
+async function stopLatencyClusters(ctx) {
+  ctx.sub.disconnect();
+  for (const a of ctx.agents) a.destroy();
+  for (const c of ctx.clusters) await stopServer(c.srv);
+  await killGroup(ctx.redis.pid, ctx.redis.child);
+}
+
+// Keep-alive, at most 16 sockets; a socket idle for 3 s is closed by the client (before the
+// server's 5 s keep-alive timeout can close it under a request).
+const newAgent = () => new http.Agent({ keepAlive: true, maxSockets: 16, timeout: 3000 });
+
+function sendWrite(ctx, s, rec) {
+  const id = ctx.nextId++;
+  const t0 = nowNs();
+  const w = { id, slot: s.slot, t0, ack: null, at: null, ok: false };
+  rec.writes.set(id, w);
+  const p = request(ctx.clusters[0].port, {
+    method: 'POST',
+    path: `/write?w=${id}`,
+    headers: { cookie: s.cookie, 'x-forwarded-for': s.key },
+    agent: ctx.agents[s.slot],
+  }).then(
+    (r) => {
+      w.ack = r.end;
+      if (r.status !== 200) rec.non2xx++;
+      else if (Number(r.headers['x-slot']) !== s.slot) rec.mismatches++;
+      else {
+        w.ok = true;
+        w.at = BigInt(JSON.parse(r.body).at);
+      }
+    },
+    (err) => {
+      rec.errors++;
+      const code = err.code ?? err.message;
+      rec.errorCodes.set(code, (rec.errorCodes.get(code) || 0) + 1);
+    },
+  );
+  rec.inflight.add(p);
+  p.finally(() => rec.inflight.delete(p));
+}
+
+async function runWrites(ctx, seconds, rate) {
+  const rec = {
+    writes: new Map(),
+    inflight: new Set(),
+    sent: 0,
+    errors: 0,
+    non2xx: 0,
+    mismatches: 0,
+    errorCodes: new Map(),
+  };
+  const start = nowNs();
+  const endNs = start + BigInt(seconds) * 1_000_000_000n;
+  await new Promise((resolve) => {
+    const timer = setInterval(() => {
+      const now = nowNs();
+      const elapsed = (now < endNs ? now : endNs) - start;
+      const due = Math.floor((Number(elapsed) / 1e9) * rate);
+      while (rec.sent < due) {
+        rec.sent++;
+        sendWrite(ctx, ctx.sessions[ctx.k++ % ctx.sessions.length], rec);
+      }
+      if (now >= endNs) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, 1);
+  });
+  rec.elapsed = Number(nowNs() - start) / 1e9;
+  const t = Date.now();
+  while (rec.inflight.size && Date.now() - t < 10_000) await Promise.allSettled([...rec.inflight]);
+  return rec;
+}
+
+// GET /applied of every worker of every cluster: applied[cluster][slot] = Map id -> ns.
+async function collectApplied(ctx) {
+  return Promise.all(
+    ctx.clusters.map((c) =>
+      Promise.all(
+        ctx.keys.map((k) =>
+          request(c.port, { path: '/applied', headers: { 'x-forwarded-for': k[0] } }).then((r) => {
+            if (r.status !== 200) throw new Error(`GET /applied: HTTP ${r.status}`);
+            const m = new Map();
+            for (const line of r.body.split('\n')) {
+              if (!line) continue;
+              const [id, t] = line.split(':');
+              m.set(Number(id), BigInt(t));
+            }
+            return m;
+          }),
+        ),
+      ),
+    ),
+  );
+}
+
+async function latencyOnce(ctx, rate, round) {
+  // Fresh keep-alive agents for every run: no socket left idle since an earlier run (the
+  // server closes idle ones after 5 s, and reusing one as it closes is an ECONNRESET).
+  for (const a of ctx.agents) a.destroy();
+  ctx.agents = ctx.keys.map(() => newAgent());
+  if (LAT_WARMUP > 0) await runWrites(ctx, LAT_WARMUP, rate);
+  await sleep(200);
+  await collectApplied(ctx); // drop the warm-up's records
+  ctx.published.clear();
+  ctx.setRecording(true);
+  const pgids = ctx.clusters.map((c) => c.srv.pgid);
+  const a = snap();
+  const rec = await runWrites(ctx, LAT_DURATION, rate);
+  const b = snap();
+  await sleep(500);
+  ctx.setRecording(false);
+  const applied = await collectApplied(ctx);
+  const conv = await converge(ctx.clusters.map((c) => ({ port: c.port, keys: ctx.keys })));
+  const stats = await Promise.all(ctx.clusters.map((c) => transportStats(c.srv)));
+  const writes = [...rec.writes.values()];
+  const ok = writes.filter((w) => w.ok);
+  const remote = [];
+  const remoteAll = [];
+  const fromHandler = [];
+  const inCluster = [];
+  const pub = [];
+  let missing = 0;
+  let missingLocal = 0;
+  let allBeforeAck = 0;
+  let measured = 0;
+  for (const w of ok) {
+    const tp = ctx.published.get(w.id);
+    if (tp !== undefined) pub.push(ms(tp - w.t0));
+    for (let s = 0; s < LAT_WORKERS; s++) {
+      if (s === w.slot) continue;
+      const t = applied[0][s].get(w.id);
+      if (t === undefined) missingLocal++;
+      else inCluster.push(ms(t - w.t0));
+    }
+    let last = null;
+    let complete = true;
+    for (let k = 1; k < CLUSTERS; k++)
+      for (let s = 0; s < LAT_WORKERS; s++) {
+        const t = applied[k][s].get(w.id);
+        if (t === undefined) {
+          complete = false;
+          missing++;
+          continue;
+        }
+        remote.push(ms(t - w.t0));
+        fromHandler.push(ms(t - w.at));
+        if (last === null || t > last) last = t;
+      }
+    if (complete) {
+      measured++;
+      remoteAll.push(ms(last - w.t0));
+      if (last < w.ack) allBeforeAck++;
+    }
+  }
+  const cpu = cpuSplit(a, b, pgids, ctx.redis.pid);
+  return {
+    kind: 'latency',
+    round,
+    rate,
+    actualRate: writes.length / rec.elapsed,
+    writesSent: writes.length,
+    writesOk: ok.length,
+    remote: dist(remote),
+    remoteAll: dist(remoteAll),
+    fromHandler: dist(fromHandler),
+    inCluster: dist(inCluster),
+    published: dist(pub),
+    publishedMissing: ok.length - pub.length,
+    ack: dist(ok.map((w) => ms(w.ack - w.t0))),
+    measured,
+    missing,
+    missingLocal,
+    allBeforeAck,
+    errors: rec.errors,
+    non2xx: rec.non2xx,
+    mismatches: rec.mismatches,
+    connErrors: Object.fromEntries(rec.errorCodes),
+    converged: conv.converged,
+    convergeMs: conv.ms,
+    transport: stats,
+    cpu,
+    serverStderr: ctx.clusters
+      .map((c) => c.srv.stderr().trim())
+      .filter(Boolean)
+      .map((e) => e.split('\n').slice(0, 2).join(' | '))
+      .join(' || '),
+  };
+}
+
+function measureLatency(ctx, rate, round) {
+  return lib.measureQuietly({
+    maxAttempts: MAX_ATTEMPTS,
+    quietWaitS: QUIET_WAIT_S,
+    foreignMax: FOREIGN_MAX,
+    foreignOf: (r) => r.cpu.foreign,
+    once: () => latencyOnce(ctx, rate, round),
+    retryNote: (r) => `  (${r.cpu.foreign.toFixed(2)} cores of foreign load during the run; again)`,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report.
+
+const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
+const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
+const f3 = (x) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
+const fmtMs = (x) => (Number.isFinite(x) ? (x < 10 ? x.toFixed(2) : x.toFixed(1)) : 'n/a');
+const pctOf = (a, b) => (b ? `${((100 * a) / b).toFixed(1)}%` : 'n/a');
+const mixName = (c) =>
+  c === 1
+    ? 'write-only'
+    : c >= 10
+      ? `read-mostly (1 write in ${c})`
+      : `write-heavy (1 write in ${c})`;
+const mixShort = (c) => (c === 1 ? 'write-only' : `1 in ${c}`);
+
+function problems(r) {
+  const parts = [];
+  if (r.errors) parts.push(`errors ${r.errors}`);
+  if (r.timeouts) parts.push(`timeouts ${r.timeouts}`);
+  if (r.non2xx) parts.push(`non-2xx ${r.non2xx}`);
+  if (r.mismatches) parts.push(`wrong slot ${r.mismatches}`);
+  if (r.missing) parts.push(`remote apply records missing ${r.missing}`);
+  if (r.missingLocal) parts.push(`in-cluster apply records missing ${r.missingLocal}`);
+  if (r.publishedMissing) parts.push(`not seen on the channel ${r.publishedMissing}`);
+  const ce = Object.entries(r.connErrors ?? {});
+  if (ce.length) parts.push(`conn errors: ${ce.map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  if (r.converged === false) parts.push('NOT CONVERGED');
+  if (r.redisRecords && !r.redisRecords.agrees) parts.push('REDIS DISAGREES');
+  for (const t of [].concat(r.transport ?? [])) {
+    const x = t?.redis;
+    if (!x) continue;
+    if (x.errors) parts.push(`transport errors ${x.errors}`);
+    if (x.dropped) parts.push(`transport dropped ${x.dropped}`);
+    if (x.queued) parts.push(`transport queued ${x.queued}`);
+    if (x.malformed) parts.push(`transport malformed ${x.malformed}`);
+  }
+  return parts.length ? parts.join('; ') : '0';
+}
+
+// Sum of n on the replicas vs acknowledged writes: equal up to the requests in flight when
+// autocannon stopped (twice: warm-up and measured period).
+function sumCheck(r) {
+  const sums = [...new Set(r.sumN)];
+  const extra = sums[0] - r.ackedWrites;
+  const ok = sums.length === 1 && extra >= 0 && extra <= 2 * r.connections;
+  return `${ok ? 'ok' : '**MISMATCH**'} (sum n ${sums.map(fmtInt).join('/')}, acked ${fmtInt(r.ackedWrites)})`;
+}
+
+const sumW = (c) => c.workers.reduce((x, y) => x + y, 0);
+const fmtCpu = (cpu) =>
+  `${f2(cpu.client)} / ${f2(cpu.clusters[0].primary)} / ${f2(sumW(cpu.clusters[0]))} (max ${f2(cpu.clusters[0].workers[0])}) / ${cpu.redis ? f2(cpu.redis) : '-'} / ${f2(cpu.machine)}`;
+const fmtCmds = (r) =>
+  r.commands
+    ? Object.entries(r.commands)
+        .sort((a, b) => b[1].perReq - a[1].perReq)
+        .filter(([, v]) => v.perReq >= 0.001)
+        .map(([k, v]) => `${k} ${f3(v.perReq)} (${f1(v.usPerCall)} µs)`)
+        .join(', ') || 'none'
+    : '-';
+
+function summarize(results) {
+  const tp = results.filter((r) => r.kind === 'throughput' && !r.small);
+  const small = results.filter((r) => r.kind === 'throughput' && r.small);
+  const smallOf = (s) => small.filter((r) => r.store === s);
+  const of = (cycle, s) => tp.filter((r) => r.cycle === cycle && r.store === s);
+  const med = (cycle, s, fn) => median(of(cycle, s).map(fn).filter(Number.isFinite));
+  const perRound = (cycle, s1, s2, fn) => {
+    const out = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+      const a = of(cycle, s1).find((r) => r.round === round);
+      const b = of(cycle, s2).find((r) => r.round === round);
+      if (a && b) out.push(fn(a) / fn(b));
+    }
+    return out;
+  };
+  const lat = results.filter((r) => r.kind === 'latency');
+  const latOf = (rate) => lat.filter((r) => r.rate === rate);
+  return { tp, of, med, perRound, lat, latOf, small, smallOf };
+}
+
+function historyEntry(results, startedAt, commit) {
+  const S = summarize(results);
+  const h = { date: startedAt.toISOString(), commit, rounds: ROUNDS, mixes: {}, latency: {} };
+  for (const c of MIXES)
+    h.mixes[c] = {
+      ratio: S.perRound(c, 'redis', 'connect-redis', (r) => r.rps),
+      redis: S.of(c, 'redis').map((r) => Math.round(r.rps)),
+      cr: S.of(c, 'connect-redis').map((r) => Math.round(r.rps)),
+    };
+  if (S.small.length) {
+    h.small = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+      const a = S.smallOf('redis').find((r) => r.round === round);
+      const b = S.smallOf('connect-redis').find((r) => r.round === round);
+      if (a && b) h.small.push(a.rps / b.rps);
+    }
+  }
+  for (const rate of RATES)
+    h.latency[rate] = {
+      p50: S.latOf(rate).map((r) => +r.remote.p50.toFixed(3)),
+      p99: S.latOf(rate).map((r) => +r.remote.p99.toFixed(3)),
+    };
+  return h;
+}
+
+function readHistory() {
+  try {
+    const doc = readFileSync(resultsFile, 'utf8');
+    const m = /<!-- redis-runs (\[.*?\]) -->/.exec(doc);
+    return m ? JSON.parse(m[1]) : [];
+  } catch {
+    return [];
+  }
+}
+
+function renderSection(results, info, startedAt, elapsedS, history) {
+  const S = summarize(results);
+  const { of, med, perRound } = S;
+  const L = [];
+  const p = (...xs) => L.push(...xs);
+  const ratioMed = (c, fn, s2 = 'connect-redis') => med(c, 'redis', fn) / med(c, s2, fn);
+  const readC = MIXES.find((c) => c >= 10) ?? MIXES[0];
+  const readRatio = ratioMed(readC, (r) => r.rps);
+  const readRounds = perRound(readC, 'redis', 'connect-redis', (r) => r.rps);
+
+  p('<!-- BEGIN redis (written by bench/redis.mjs; do not edit by hand) -->');
+  p('## Redis transport (issue 6)', '');
+  p(
+    `Run: ${startedAt.toISOString()} (${elapsedS.toFixed(0)} s), \`node bench/redis.mjs\`, sticky-mesh commit ${info.commit}; sticky-mesh measured as built in dist/ (newest file ${info.distBuilt})${info.distChanged ? `; **dist/ was rebuilt during the run (newest file ${info.distChanged} at the end), so the sticky-mesh figures may mix two builds**` : ''}.`,
+    '',
+  );
+  p(
+    `Machine: ${info.cpus} CPUs (os.cpus), ${info.model}, ${info.memGiB} GiB; Node ${info.node}; ${info.os}; redis-server ${info.redisServer}; ioredis ${info.ioredis} (the transport's client), express ${info.express}, express-session ${info.expressSession}, connect-redis ${info.connectRedis}, redis (node client) ${info.redis}, autocannon ${info.autocannon}.`,
+    '',
+  );
+  p('Method (details in the header of `bench/redis.mjs`):', '');
+  p(
+    `- One fresh redis-server per run (\`--save '' --appendonly no\`, loopback, its own process group, its CPU measured on its own). Every store behind the same express + express-session app (\`bench/servers/session-app.mjs\`, as in the session-store section: resave false, saveUninitialized false, cookie maxAge 1 h, sessions of about ${SESSION_BYTES} bytes of JSON) and the same balancer, proxy mode \`sticky({ num: ${WORKERS}, proxy: true, seed: ${SEED} })\`, ${WORKERS} workers: **ReplicatedStore + Redis transport** (\`bench/servers/redis-sticky-mesh.mjs\`: \`sticky({ ..., redis: 'redis://127.0.0.1:PORT' })\`, default options; the primary holds the Redis connections and writes every change through the transport's Lua script, the workers' stores are fed over IPC and read locally); **connect-redis** 9 with default options over one node-redis connection per worker to the same kind of redis-server (\`bench/servers/redis-connect-redis.mjs\`)${REFERENCE ? '; and, for reference, **ReplicatedStore without Redis** (`bench/servers/sessions-sticky-mesh.mjs`, hub and workers only)' : ''}. The bench picks each request's worker with X-Forwarded-For (the balancer's own hash); a response from another worker is counted ("wrong slot").`,
+  );
+  p(
+    `- **Throughput**: autocannon, ${CONNECTIONS} keep-alive connections, pipelining 1, ${WARMUP} s warm-up + ${DURATION} s measured, each on a freshly started server and redis-server; connection i is a client of worker i mod ${WORKERS} with its own ${SESSIONS_PER_CONN} sessions (${fmtInt(CONNECTIONS * SESSIONS_PER_CONN)} in all). Workloads: ${MIXES.map(mixName).join(', ')}; a write is \`POST /write\` (a change: always a save), a read \`GET /me\` (the session loaded by the middleware and touched: connect-redis GET + EXPIRE; ReplicatedStore a local read, its touch skipped unless it moves the expiry by more than touchAfter = 10 s, which never happens within these runs, see caveats). ${ROUNDS} interleaved rounds, the stores' order rotating from round to round; figures are medians over rounds, per-round figures beside them. ${SMALL ? `Also, as a reference, the read-mostly workload on 1 worker with ${SMALL_CONNECTIONS} connections (the machine not over-committed). ` : ''}Server CPU = the primary, the workers and redis-server; Redis commands per request from INFO commandstats over the measured period (it counts the commands a Lua script runs as well: for the transport one EVALSHA per write plus the HGET, DEL, HSET, PEXPIREAT and PUBLISH inside it). After each run: all workers agree (digests), the write counters match the writes acknowledged, and for the transport the records in Redis agree with the workers (count and counters) and its counters (stats().redis) show no errors, queue or drops.`,
+  );
+  p(
+    `- **Cross-cluster latency**: ${CLUSTERS} sticky clusters on this host (${LAT_WORKERS} workers each, each its own port, \`redis-sticky-mesh.mjs\`) sharing one redis-server with the same cluster name: ${CLUSTERS} "machines" of one deployment. Cluster 1 takes writes at ${RATES.map(fmtInt).join(' and ')} writes/s (open loop on a 1 ms timer, ${LAT_WARMUP} s warm-up not counted + ${LAT_DURATION} s measured, \`POST /write?w=ID\` to the worker that created the session, ${LAT_SESSIONS} sessions per worker, keep-alive). t0 = hrtime in the bench just before the request. Every worker of every cluster records when it applied each write (process.hrtime.bigint() right after the store applied the change its hub sent it; CLOCK_MONOTONIC, one clock for all processes), so *remote* = apply time on a worker of another cluster - t0, for every measured write and each of the ${(CLUSTERS - 1) * LAT_WORKERS} remote workers; *all remote* = the last of them; *from the handler* = remote apply - the time the /write route ran on the writer (the replication path without the HTTP request's queueing). The bench also subscribes to the channel itself (*published*: the Lua script has written the record and published it). ${ROUNDS} round(s) on fresh clusters and redis-server, the rates in alternating order.`,
+    '',
+  );
+
+  // Targets.
+  p('### Targets', '');
+  p('| target | result | met? |', '|---|---|---|');
+  p(
+    `| ${mixName(readC)}: req/s with the Redis transport >= ${TARGET_RATIO}x connect-redis (same app, redis-server, ${WORKERS} workers) | ${fmtInt(med(readC, 'redis', (r) => r.rps))} vs ${fmtInt(med(readC, 'connect-redis', (r) => r.rps))} req/s (medians): **${fmtRatio(readRatio)}**; per round ${readRounds.map(fmtRatio).join(', ')}, their median ${fmtRatio(median(readRounds))}; server CPU per request ${fmtRatio(ratioMed(readC, (r) => r.cpuMsPerReq))} | ${readRatio >= TARGET_RATIO ? 'yes' : '**no**'} |`,
+  );
+  for (const c of MIXES.filter((x) => x !== readC)) {
+    const r = ratioMed(c, (x) => x.rps);
+    const rounds = perRound(c, 'redis', 'connect-redis', (x) => x.rps);
+    p(
+      `| ${mixName(c)} (no target; reported) | ${fmtInt(med(c, 'redis', (x) => x.rps))} vs ${fmtInt(med(c, 'connect-redis', (x) => x.rps))} req/s (medians): ${fmtRatio(r)}; per round ${rounds.map(fmtRatio).join(', ')}, their median ${fmtRatio(median(rounds))}; server CPU per request ${fmtRatio(ratioMed(c, (x) => x.cpuMsPerReq))} | - |`,
+    );
+  }
+  for (const rate of RATES) {
+    const rs = S.latOf(rate);
+    p(
+      `| cross-cluster write-to-visible at ${fmtInt(rate)} writes/s (no target; reported) | p50 ${fmtMs(median(rs.map((r) => r.remote.p50)))} ms, p99 ${fmtMs(median(rs.map((r) => r.remote.p99)))} ms, max ${fmtMs(Math.max(...rs.map((r) => r.remote.max)))} ms | - |`,
+    );
+  }
+  p('');
+
+  // Throughput.
+  p('### Requests/s and response times', '');
+  p(
+    '| workload | store | median req/s | per round | p50 ms | p99 ms | per round p99 | server CPU ms/req (of it redis-server) | Redis commands per request (µs per call) |',
+  );
+  p('|---|---|---:|---|---:|---:|---|---:|---|');
+  for (const c of MIXES)
+    for (const s of STORES) {
+      const rs = of(c, s.id);
+      p(
+        `| ${mixName(c)} | ${s.label} | ${fmtInt(med(c, s.id, (r) => r.rps))} | ${rs.map((r) => fmtInt(r.rps)).join(', ')} | ${fmtMs(med(c, s.id, (r) => r.all.p50))} | ${fmtMs(med(c, s.id, (r) => r.all.p99))} | ${rs.map((r) => fmtMs(r.all.p99)).join(', ')} | ${f2(med(c, s.id, (r) => r.cpuMsPerReq))} (${f3(med(c, s.id, (r) => r.redisCpuMsPerReq))}) | ${s.redis ? `${f2(med(c, s.id, (r) => r.redisCallsPerReq))}: ${fmtCmds(rs[0] ?? {})}` : '-'} |`,
+      );
+    }
+  p('');
+  p('By request kind (medians over rounds; ms):', '');
+  p('| workload | store | reads/s | read p50 | read p99 | writes/s | write p50 | write p99 |');
+  p('|---|---|---:|---:|---:|---:|---:|---:|');
+  for (const c of MIXES)
+    for (const s of STORES)
+      p(
+        `| ${mixShort(c)} | ${s.label} | ${fmtInt(med(c, s.id, (r) => r.readsPerS))} | ${fmtMs(med(c, s.id, (r) => r.reads.p50))} | ${fmtMs(med(c, s.id, (r) => r.reads.p99))} | ${fmtInt(med(c, s.id, (r) => r.writesPerS))} | ${fmtMs(med(c, s.id, (r) => r.writes.p50))} | ${fmtMs(med(c, s.id, (r) => r.writes.p99))} |`,
+      );
+  p('');
+  p(
+    'Ratios, Redis transport / connect-redis (ratio of medians; per round beside it, same round, seconds apart):',
+    '',
+  );
+  p(
+    '| workload | req/s | per round | p99 | per round | server CPU per request |',
+    '|---|---:|---|---:|---|---:|',
+  );
+  for (const c of MIXES)
+    p(
+      `| ${mixName(c)} | ${fmtRatio(ratioMed(c, (r) => r.rps))} | ${perRound(
+        c,
+        'redis',
+        'connect-redis',
+        (r) => r.rps,
+      )
+        .map(fmtRatio)
+        .join(', ')} | ${fmtRatio(ratioMed(c, (r) => r.all.p99))} | ${perRound(
+        c,
+        'redis',
+        'connect-redis',
+        (r) => r.all.p99,
+      )
+        .map(fmtRatio)
+        .join(', ')} | ${fmtRatio(ratioMed(c, (r) => r.cpuMsPerReq))} |`,
+    );
+  if (REFERENCE) {
+    p('');
+    p(
+      'Redis transport / ReplicatedStore without Redis (what the transport costs in one cluster):',
+      '',
+    );
+    p('| workload | req/s | per round | server CPU per request |', '|---|---:|---|---:|');
+    for (const c of MIXES)
+      p(
+        `| ${mixName(c)} | ${fmtRatio(ratioMed(c, (r) => r.rps, 'memory'))} | ${perRound(
+          c,
+          'redis',
+          'memory',
+          (r) => r.rps,
+        )
+          .map(fmtRatio)
+          .join(', ')} | ${fmtRatio(ratioMed(c, (r) => r.cpuMsPerReq, 'memory'))} |`,
+      );
+  }
+  p('');
+
+  // Not over-committed reference.
+  if (S.small.length) {
+    const sm = (s, fn) => median(S.smallOf(s).map(fn).filter(Number.isFinite));
+    const smallRounds = (s1, s2, fn) => {
+      const out = [];
+      for (let round = 1; round <= ROUNDS; round++) {
+        const a = S.smallOf(s1).find((r) => r.round === round);
+        const b = S.smallOf(s2).find((r) => r.round === round);
+        if (a && b) out.push(fn(a) / fn(b));
+      }
+      return out;
+    };
+    const wMs = (r) => (sumW(r.cpu.clusters[0]) * 1000) / r.rps;
+    p('### Reference: the same read-mostly workload on 1 worker', '');
+    p(
+      `${mixName(READ_CYCLE)} with 1 worker and ${SMALL_CONNECTIONS} connections (${fmtInt(SMALL_CONNECTIONS * SESSIONS_PER_CONN)} sessions), otherwise as above: the machine is not over-committed (one worker process, the load generator, the primary and redis-server on ${info.cpus} cores), so the figures show what a request costs the worker itself. Medians over rounds.`,
+      '',
+    );
+    p(
+      '| store | req/s | per round | p50 ms | p99 ms | worker CPU ms per request | per round | server CPU ms/req (of it redis-server) | machine busy |',
+    );
+    p('|---|---:|---|---:|---:|---:|---|---:|---:|');
+    for (const s of STORES) {
+      const rs = S.smallOf(s.id);
+      p(
+        `| ${s.label} | ${fmtInt(sm(s.id, (r) => r.rps))} | ${rs.map((r) => fmtInt(r.rps)).join(', ')} | ${fmtMs(sm(s.id, (r) => r.all.p50))} | ${fmtMs(sm(s.id, (r) => r.all.p99))} | ${f3(sm(s.id, wMs))} | ${rs.map((r) => f3(wMs(r))).join(', ')} | ${f2(sm(s.id, (r) => r.cpuMsPerReq))} (${f3(sm(s.id, (r) => r.redisCpuMsPerReq))}) | ${f2(sm(s.id, (r) => r.cpu.machine))} |`,
+      );
+    }
+    const rr = smallRounds('redis', 'connect-redis', (r) => r.rps);
+    const wr = smallRounds('redis', 'connect-redis', wMs);
+    p('');
+    p(
+      `Redis transport / connect-redis on 1 worker: req/s ${fmtRatio(sm('redis', (r) => r.rps) / sm('connect-redis', (r) => r.rps))} (per round ${rr.map(fmtRatio).join(', ')}), worker CPU per request ${fmtRatio(sm('redis', wMs) / sm('connect-redis', wMs))} (per round ${wr.map(fmtRatio).join(', ')}).`,
+      '',
+    );
+  }
+
+  // Where the CPU goes.
+  p('### Where the CPU goes (throughput runs)', '');
+  p(
+    `Cores over the measured period, medians over rounds: the load generator (this bench process), the primary, the ${WORKERS} workers together and the busiest one, redis-server, and the whole machine's busy time (of ${info.cpus}).`,
+    '',
+  );
+  p(
+    '| workload | store | client | primary | workers (busiest) | redis-server | machine busy | workers ms per request | primary ms per write |',
+  );
+  p('|---|---|---:|---:|---:|---:|---:|---:|---:|');
+  for (const c of MIXES)
+    for (const s of STORES)
+      p(
+        `| ${mixShort(c)} | ${s.label} | ${f2(med(c, s.id, (r) => r.cpu.client))} | ${f2(med(c, s.id, (r) => r.cpu.clusters[0].primary))} | ${f2(med(c, s.id, (r) => sumW(r.cpu.clusters[0])))} (${f2(med(c, s.id, (r) => r.cpu.clusters[0].workers[0]))}) | ${s.redis ? f2(med(c, s.id, (r) => r.cpu.redis)) : '-'} | ${f2(med(c, s.id, (r) => r.cpu.machine))} | ${f2(med(c, s.id, (r) => (sumW(r.cpu.clusters[0]) * 1000) / r.rps))} | ${f2(med(c, s.id, (r) => (r.cpu.clusters[0].primary * 1000) / r.writesPerS))} |`,
+      );
+  p('');
+
+  // Latency.
+  p('### Cross-cluster write-to-visible latency', '');
+  p(
+    `${CLUSTERS} clusters x ${LAT_WORKERS} workers on one redis-server; cluster 1 writes. Per round: p50 / p99 / max in ms, and samples.`,
+    '',
+  );
+  p(
+    '| writes/s | round | what | p50 | p99 | max | samples |',
+    '|---:|---:|---|---:|---:|---:|---:|',
+  );
+  for (const rate of RATES)
+    for (const r of S.latOf(rate)) {
+      const row = (what, d, n = d.n) =>
+        p(
+          `| ${fmtInt(rate)} | ${r.round} | ${what} | ${fmtMs(d.p50)} | ${fmtMs(d.p99)} | ${fmtMs(d.max)} | ${fmtInt(n)} |`,
+        );
+      row('**remote: applied on a worker of another cluster, from t0**', r.remote);
+      row('all remote: applied on every worker of every other cluster, from t0', r.remoteAll);
+      row("remote, from the writer's handler", r.fromHandler);
+      row('published: message on the Redis channel (bench subscriber), from t0', r.published);
+      if (LAT_WORKERS > 1)
+        row('in-cluster: applied on the other workers of cluster 1, from t0', r.inCluster);
+      row("writer's response, from t0", r.ack);
+    }
+  p('');
+  p(
+    "| writes/s | round | writes sent/s | visible on every remote worker before the writer's response | problems | converged | CPU cores: client / primaries / workers / redis-server / machine | foreign |",
+  );
+  p('|---:|---:|---:|---:|---|---|---|---:|');
+  for (const rate of RATES)
+    for (const r of S.latOf(rate))
+      p(
+        `| ${fmtInt(rate)} | ${r.round} | ${fmtInt(r.actualRate)} | ${pctOf(r.allBeforeAck, r.measured)} | ${problems(r)} | ${r.converged ? `yes (${r.convergeMs} ms)` : '**no**'} | ${f2(r.cpu.client)} / ${r.cpu.clusters.map((c) => f2(c.primary)).join(', ')} / ${r.cpu.clusters.map((c) => f2(sumW(c))).join(', ')} / ${f2(r.cpu.redis)} / ${f2(r.cpu.machine)} | ${f2(r.cpu.foreign)} |`,
+      );
+  p('');
+
+  // Raw.
+  p('### Per-run raw figures (throughput)', '');
+  p(
+    '| round | workload | store | req/s | p50 / p99 ms | problems | checks | CPU cores: client / primary / workers (busiest) / redis-server / machine | foreign | attempts |',
+  );
+  p('|---:|---|---|---:|---|---|---|---|---:|---:|');
+  for (const r of [...S.tp, ...S.small])
+    p(
+      `| ${r.round} | ${mixShort(r.cycle)}${r.small ? `, ${r.workers} worker, ${r.connections} connections` : ''} | ${r.store} | ${fmtInt(r.rps)} | ${fmtMs(r.all.p50)} / ${fmtMs(r.all.p99)} | ${problems(r)} | ${r.converged ? 'converged' : '**not converged**'}; ${sumCheck(r)}${r.redisRecords ? `; Redis ${fmtInt(r.redisRecords.count)} records, sum n ${fmtInt(r.redisRecords.sum)}${r.redisRecords.agrees ? '' : ' **disagrees**'}; transport written ${fmtInt(r.transport?.redis?.written)}, stale ${fmtInt(r.transport?.redis?.stale)}` : ''} | ${fmtCpu(r.cpu)} | ${f2(r.cpu.foreign)} | ${r.attempts} |`,
+    );
+  p('');
+
+  // History.
+  const runs = [historyEntry(results, startedAt, info.commit), ...history].slice(0, HISTORY + 1);
+  p('### Full runs (this one first)', '');
+  p(
+    `| run | commit | ${MIXES.map((c) => `${mixShort(c)}: ratio per round`).join(' | ')} | 1 worker, ${mixShort(READ_CYCLE)}: ratio per round | ${RATES.map((r) => `${fmtInt(r)}/s remote p50 / p99 per round (ms)`).join(' | ')} |`,
+  );
+  p(`|---|---|${MIXES.map(() => '---|').join('')}---|${RATES.map(() => '---|').join('')}`);
+  for (const h of runs)
+    p(
+      `| ${h.date} | ${h.commit} | ${MIXES.map((c) => (h.mixes[c] ? h.mixes[c].ratio.map(f2).join(', ') : 'n/a')).join(' | ')} | ${h.small ? h.small.map(f2).join(', ') : 'n/a'} | ${RATES.map((rate) => (h.latency[rate] ? h.latency[rate].p50.map((x, i) => `${fmtMs(x)} / ${fmtMs(h.latency[rate].p99[i])}`).join(', ') : 'n/a')).join(' | ')} |`,
+    );
+  p('');
+  p(`<!-- redis-runs ${JSON.stringify(runs)} -->`, '');
+
+  // Observations.
+  p('### Observations (generated from the figures above)', '');
+  for (const o of observations(results, S, readC, info)) p(`- ${o}`);
+  for (const r of results.filter((x) => x.serverStderr))
+    p(
+      `- server stderr, round ${r.round} ${r.kind === 'latency' ? `latency ${r.rate}/s` : `${mixShort(r.cycle)} ${r.store}`}: \`${r.serverStderr.slice(0, 300)}\``,
+    );
+  p('');
+
+  // Caveats.
+  const foreign = results.map((r) => r.cpu.foreign);
+  const disturbed = foreign.filter((x) => x > FOREIGN_MAX).length;
+  p('### Caveats', '');
+  p(
+    `- One machine, ${info.cpus} cores, shared by everything: the load generator (this process: autocannon, the open-loop writer, the channel subscriber), the primary and ${WORKERS} workers (in the latency runs ${CLUSTERS} primaries and ${CLUSTERS * LAT_WORKERS} workers) and redis-server. The throughput runs keep the machine busy (see "machine busy"), so req/s is bounded by total CPU per request, not by any one process, and latencies include run-queue waits of an over-committed machine. Absolute figures do not transfer to other machines; the ratios compare runs made seconds apart under the same conditions. Redis on loopback: a real network adds its round trip to every connect-redis request (two per read) and to none of the transport's reads.`,
+  );
+  p(
+    `- The ReplicatedStore runs never touch: express-session touches every read, but ReplicatedStore skips a touch that moves the expiry by less than touchAfter (10 s) and every session here was written less than 10 s before (created just before the run). In steady state each session read more than 10 s after its last write costs one touch (a Lua call and a PUBLISH, forwarded to every machine); connect-redis sends an EXPIRE on every read.`,
+  );
+  p(
+    `- The "machines" of the latency runs are processes on one host sharing its cores: no network between them, but every cluster's processes compete for the same ${info.cpus} cores, so a write's replication path waits for whatever else is runnable.`,
+  );
+  p(
+    `- Foreign load (processes other than the bench's), measured per run: median ${f2(median(foreign))}, max ${f2(Math.max(...foreign))} cores (runs above ${FOREIGN_MAX} cores were repeated, up to ${MAX_ATTEMPTS} attempts, keeping the least disturbed)${disturbed ? `; **${disturbed} of ${results.length} kept runs still had more than ${FOREIGN_MAX} cores of foreign load** (raw tables), so their figures are lower than a quiet machine would give` : ''}.`,
+  );
+  p('<!-- END redis -->');
+  return L.join('\n');
+}
+
+function observations(results, S, readC, info) {
+  const out = [];
+  const { med } = S;
+  const bad = results.filter((r) => problems(r) !== '0');
+  if (bad.length)
+    out.push(
+      `Runs with problems: ${bad.map((r) => `round ${r.round} ${r.kind === 'latency' ? `latency ${r.rate}/s` : `${mixShort(r.cycle)}${r.small ? ' (1 worker)' : ''} ${r.store}`}: ${problems(r)}`).join('; ')}.`,
+    );
+  else
+    out.push(
+      'No errors, non-2xx answers, wrong-slot answers or missing apply records in any run; after every throughput run all workers agreed, the write counters matched the writes acknowledged and, for the transport, Redis held the same records; the transport reported no errors, queued or dropped writes.',
+    );
+  const sumBad = S.tp.filter((r) => !sumCheck(r).startsWith('ok'));
+  if (sumBad.length)
+    out.push(
+      `**Write counters do not match the acknowledged writes** in ${sumBad.map((r) => `round ${r.round} ${mixShort(r.cycle)} ${r.store}`).join(', ')}.`,
+    );
+  const rr = med(readC, 'redis', (r) => r.rps);
+  const cr = med(readC, 'connect-redis', (r) => r.rps);
+  const ratio = rr / cr;
+  out.push(
+    `${mixName(readC)}: the Redis transport ${fmtInt(rr)} req/s, connect-redis ${fmtInt(cr)} req/s: ${fmtRatio(ratio)}, ${ratio >= TARGET_RATIO ? `the ${TARGET_RATIO}x target is met` : `**the ${TARGET_RATIO}x target is missed**`}. Redis commands per request: transport ${f3(med(readC, 'redis', (r) => r.redisCallsPerReq))}, connect-redis ${f3(med(readC, 'connect-redis', (r) => r.redisCallsPerReq))}; server CPU per request ${f2(med(readC, 'redis', (r) => r.cpuMsPerReq))} ms vs ${f2(med(readC, 'connect-redis', (r) => r.cpuMsPerReq))} ms, of it redis-server ${f3(med(readC, 'redis', (r) => r.redisCpuMsPerReq))} vs ${f3(med(readC, 'connect-redis', (r) => r.redisCpuMsPerReq))} ms.`,
+  );
+  if (S.small.length) {
+    const wMs = (r) => (sumW(r.cpu.clusters[0]) * 1000) / r.rps;
+    const sm = (s, fn) => median(S.smallOf(s).map(fn).filter(Number.isFinite));
+    out.push(
+      `The same ${mixName(readC)} workload on 1 worker (${SMALL_CONNECTIONS} connections, the machine not over-committed): the transport ${fmtInt(sm('redis', (r) => r.rps))} req/s, connect-redis ${fmtInt(sm('connect-redis', (r) => r.rps))} req/s: ${fmtRatio(sm('redis', (r) => r.rps) / sm('connect-redis', (r) => r.rps))}; worker CPU per request ${f3(sm('redis', wMs))} ms vs ${f3(sm('connect-redis', wMs))} ms (${fmtRatio(sm('redis', wMs) / sm('connect-redis', wMs))})${REFERENCE ? `, without Redis ${f3(sm('memory', wMs))} ms` : ''}. With ${WORKERS} workers and the load generator on ${info.cpus} cores the workers' CPU per request was ${f3(med(readC, 'redis', wMs))} ms (transport) and ${f3(med(readC, 'connect-redis', wMs))} ms (connect-redis): ${f1(med(readC, 'redis', wMs) / sm('redis', wMs))}x and ${f1(med(readC, 'connect-redis', wMs) / sm('connect-redis', wMs))}x the 1-worker figures.`,
+    );
+  }
+  for (const c of MIXES) {
+    const machine = med(c, 'redis', (r) => r.cpu.machine);
+    const busiest = Math.max(
+      ...STORES.flatMap((s) => [
+        med(c, s.id, (r) => r.cpu.clusters[0].workers[0]),
+        med(c, s.id, (r) => r.cpu.clusters[0].primary),
+        s.redis ? med(c, s.id, (r) => r.cpu.redis) : 0,
+        med(c, s.id, (r) => r.cpu.client),
+      ]),
+    );
+    out.push(
+      `${mixName(c)}: the machine was ${pctOf(machine, info.cpus)} busy in the transport's runs; the busiest single process used ${f2(busiest)} cores (median)${busiest < 0.9 ? ', so no one process saturated a core and the limit is the machine' : ': one process close to a full core'}; the ${WORKERS} workers together took most of the CPU (transport ${f2(med(c, 'redis', (r) => sumW(r.cpu.clusters[0])))}, connect-redis ${f2(med(c, 'connect-redis', (r) => sumW(r.cpu.clusters[0])))} cores), the transport's primary ${f2(med(c, 'redis', (r) => r.cpu.clusters[0].primary))} cores, redis-server ${f2(med(c, 'redis', (r) => r.cpu.redis))} (transport) and ${f2(med(c, 'connect-redis', (r) => r.cpu.redis))} (connect-redis).`,
+    );
+  }
+  const cap = med(1, 'redis', (r) => r.writesPerS);
+  for (const rate of RATES) {
+    const rs = S.latOf(rate);
+    if (!rs.length) continue;
+    if (Number.isFinite(cap))
+      out.push(
+        `Cross-cluster at ${fmtInt(rate)} writes/s: ${pctOf(rate, cap)} of the most the transport did in one cluster of ${WORKERS} workers in the write-only runs (${fmtInt(cap)} writes/s, the whole machine busy); here ${CLUSTERS} clusters apply every write (the remote ones in their primary and every worker), and the machine was busy ${rs.map((r) => f2(r.cpu.machine)).join(', ')} of ${info.cpus} cores per round${rs.some((r) => r.cpu.machine > 0.75 * info.cpus) ? ': close enough to saturation that writes queue at the writer (see its response times) and the tail is mostly queueing' : ''}.`,
+      );
+    out.push(
+      `Cross-cluster at ${fmtInt(rate)} writes/s: remote p50 ${rs.map((r) => fmtMs(r.remote.p50)).join(', ')} ms, p99 ${rs.map((r) => fmtMs(r.remote.p99)).join(', ')} ms per round; from the writer's handler p50 ${rs.map((r) => fmtMs(r.fromHandler.p50)).join(', ')} ms; the message was on the channel at p50 ${rs.map((r) => fmtMs(r.published.p50)).join(', ')} ms; the writer's response at p50 ${rs.map((r) => fmtMs(r.ack.p50)).join(', ')} ms (the write is acknowledged once the hub has it, before Redis does: visible on every remote worker before the response in ${rs.map((r) => pctOf(r.allBeforeAck, r.measured)).join(', ')} of writes).`,
+    );
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function version(name) {
+  try {
+    return JSON.parse(
+      readFileSync(path.join(lib.rootDir, 'node_modules', name, 'package.json'), 'utf8'),
+    ).version;
+  } catch {
+    return 'not installed';
+  }
+}
+
+function machineInfo() {
+  const cpus = os.cpus();
+  let redisServer = 'not found';
+  try {
+    redisServer =
+      /v=(\S+)/.exec(execFileSync('redis-server', ['--version'], { encoding: 'utf8' }))?.[1] ??
+      'unknown';
+  } catch {}
+  return {
+    cpus: cpus.length,
+    model: cpus[0]?.model?.trim() || 'unknown',
+    memGiB: (os.totalmem() / 2 ** 30).toFixed(1),
+    node: process.version,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    autocannon: version('autocannon'),
+    express: version('express'),
+    expressSession: version('express-session'),
+    connectRedis: version('connect-redis'),
+    redis: version('redis'),
+    ioredis: version('ioredis'),
+    redisServer,
+    commit: lib.gitCommit(),
+    distBuilt: lib.distStamp(),
+  };
+}
+
+function logThroughput(r) {
+  console.log(
+    `round ${r.round} ${`${mixShort(r.cycle)}${r.small ? '/1w' : ''}`.padEnd(10)} ${r.store.padEnd(13)} ${fmtInt(r.rps).padStart(6)} req/s  p50/p99 ${fmtMs(r.all.p50)}/${fmtMs(r.all.p99)} ms  cpu ${f2(r.cpuMsPerReq)} ms/req  redis cmds/req ${r.commands ? f3(r.redisCallsPerReq) : '-'}  cpu client/primary/workers(max)/redis/machine ${fmtCpu(r.cpu)}  foreign ${f2(r.cpu.foreign)}  ${sumCheck(r)}${r.redisRecords ? ` redis ${r.redisRecords.agrees ? 'agrees' : 'DISAGREES'}` : ''}  problems: ${problems(r)}${r.commands ? `\n    redis commands per request: ${fmtCmds(r)}` : ''}${r.transport ? `; transport written ${r.transport.redis.written}` : ''}; timing ${r.timing.join(' / ')} s`,
+  );
+}
+
+function logLatency(r) {
+  console.log(
+    `round ${r.round} latency ${fmtInt(r.rate)}/s (sent ${fmtInt(r.actualRate)}/s)  remote p50/p99/max ${fmtMs(r.remote.p50)}/${fmtMs(r.remote.p99)}/${fmtMs(r.remote.max)} ms (${fmtInt(r.remote.n)})  all remote ${fmtMs(r.remoteAll.p50)}/${fmtMs(r.remoteAll.p99)}  from handler ${fmtMs(r.fromHandler.p50)}/${fmtMs(r.fromHandler.p99)}  published ${fmtMs(r.published.p50)}/${fmtMs(r.published.p99)}  in-cluster ${fmtMs(r.inCluster.p50)}/${fmtMs(r.inCluster.p99)}  response ${fmtMs(r.ack.p50)}/${fmtMs(r.ack.p99)}  cpu machine ${f2(r.cpu.machine)} redis ${f2(r.cpu.redis)}  foreign ${f2(r.cpu.foreign)}  converged ${r.converged}  problems: ${problems(r)}`,
+  );
+}
+
+async function main() {
+  if (!existsSync(path.join(lib.rootDir, 'dist', 'index.js'))) {
+    console.error('dist/index.js is missing: run `npm run build` first.');
+    process.exit(2);
+  }
+  const info = machineInfo();
+  if (info.redisServer === 'not found') {
+    console.error('redis-server is not on PATH: apt-get install redis-server');
+    process.exit(2);
+  }
+  for (const name of ['ioredis', 'connect-redis', 'redis'])
+    if (info[name === 'connect-redis' ? 'connectRedis' : name] === 'not installed') {
+      console.error(`${name} is missing: npm install (devDependencies)`);
+      process.exit(2);
+    }
+  const loaded = await import('ioredis');
+  Redis = loaded.Redis ?? loaded.default;
+  const startedAt = new Date();
+  const keys = await buildKeys(WORKERS, Math.ceil(CONNECTIONS / WORKERS) + 2);
+  const main = { keys, workers: WORKERS, connections: CONNECTIONS, small: false };
+  const small = {
+    keys: await buildKeys(1, SMALL_CONNECTIONS + 2),
+    workers: 1,
+    connections: SMALL_CONNECTIONS,
+    small: true,
+  };
+  const latKeys = await buildKeys(LAT_WORKERS, 2);
+  console.log(
+    `redis bench${QUICK ? ' (--quick)' : ''}: ${ROUNDS} round(s), ${WORKERS} workers, workloads ${MIXES.map(mixShort).join(', ')}, ${WARMUP}+${DURATION} s x ${CONNECTIONS} connections, stores ${STORES.map((s) => s.id).join(', ')}; latency ${CLUSTERS} clusters x ${LAT_WORKERS} workers at ${RATES.join(', ')} writes/s, ${LAT_WARMUP}+${LAT_DURATION} s`,
+  );
+  console.log(
+    `machine: ${info.cpus} x ${info.model}, Node ${info.node}, redis-server ${info.redisServer}, commit ${info.commit}`,
+  );
+  const results = [];
+  for (let round = 1; round <= ROUNDS; round++) {
+    if (ONLY !== 'latency') {
+      // Rotate the stores' order, so each runs first in some round.
+      const k = (round - 1) % STORES.length;
+      const order = [...STORES.slice(k), ...STORES.slice(0, k)];
+      for (const cycle of MIXES)
+        for (const store of order) {
+          const r = await measureThroughput(store, cycle, round, main);
+          results.push(r);
+          logThroughput(r);
+        }
+      if (SMALL)
+        for (const store of order) {
+          const r = await measureThroughput(store, READ_CYCLE, round, small);
+          results.push(r);
+          logThroughput(r);
+        }
+    }
+    if (ONLY !== 'throughput') {
+      const ctx = await startLatencyClusters(latKeys);
+      try {
+        const rates = round % 2 ? RATES : [...RATES].reverse();
+        for (const rate of rates) {
+          const r = await measureLatency(ctx, rate, round);
+          results.push(r);
+          logLatency(r);
+        }
+      } finally {
+        await stopLatencyClusters(ctx);
+      }
+    }
+  }
+  const elapsedS = (Date.now() - startedAt.getTime()) / 1000;
+  const distNow = lib.distStamp();
+  if (distNow !== info.distBuilt) {
+    info.distChanged = distNow;
+    console.log(`WARNING: dist/ was rebuilt during the run (${info.distBuilt} -> ${distNow})`);
+  }
+  const S = summarize(results);
+  if (ONLY !== 'latency') {
+    console.log(`\nMedians over ${ROUNDS} round(s) (${WORKERS} workers):`);
+    const table = [
+      [
+        'workload',
+        'store',
+        'req/s',
+        'p50 ms',
+        'p99 ms',
+        'CPU ms/req',
+        'redis cmds/req',
+        'vs connect-redis',
+      ],
+    ];
+    for (const c of MIXES)
+      for (const s of STORES)
+        table.push([
+          mixShort(c),
+          s.id,
+          fmtInt(S.med(c, s.id, (r) => r.rps)),
+          fmtMs(S.med(c, s.id, (r) => r.all.p50)),
+          fmtMs(S.med(c, s.id, (r) => r.all.p99)),
+          f2(S.med(c, s.id, (r) => r.cpuMsPerReq)),
+          s.redis ? f3(S.med(c, s.id, (r) => r.redisCallsPerReq)) : '-',
+          fmtRatio(S.med(c, s.id, (r) => r.rps) / S.med(c, 'connect-redis', (r) => r.rps)),
+        ]);
+    for (const s of S.small.length ? STORES : []) {
+      const rs = S.smallOf(s.id);
+      table.push([
+        `${mixShort(READ_CYCLE)}, 1 worker`,
+        s.id,
+        fmtInt(median(rs.map((r) => r.rps))),
+        fmtMs(median(rs.map((r) => r.all.p50))),
+        fmtMs(median(rs.map((r) => r.all.p99))),
+        f2(median(rs.map((r) => r.cpuMsPerReq))),
+        s.redis ? f3(median(rs.map((r) => r.redisCallsPerReq))) : '-',
+        fmtRatio(
+          median(rs.map((r) => r.rps)) / median(S.smallOf('connect-redis').map((r) => r.rps)),
+        ),
+      ]);
+    }
+    for (const line of lib.formatTable(table)) console.log(line);
+  }
+  if (ONLY) {
+    console.log(`BENCH_ONLY=${ONLY}: partial run, bench/RESULTS.md not written`);
+    return;
+  }
+  if (WRITE) {
+    // Read the file again just before writing: other scripts may have written their sections.
+    const text = renderSection(results, info, startedAt, elapsedS, readHistory());
+    lib.writeSection(resultsFile, 'redis', text);
+    console.log(`\nwrote ${path.relative(process.cwd(), resultsFile) || resultsFile}`);
+  } else console.log('\nbench/RESULTS.md not written (--quick or BENCH_WRITE=0)');
+}
+
+process.on('SIGINT', () => {
+  killAll();
+  process.exit(130);
+});
+process.on('SIGTERM', () => {
+  killAll();
+  process.exit(143);
+});
+main().then(
+  () => {
+    killAll();
+    process.exit(0);
+  },
+  (err) => {
+    console.error(err);
+    killAll();
+    process.exit(1);
+  },
+);
