@@ -51,7 +51,8 @@
 //    responses / measured duration; p50 / p99 of autocannon's per-response times (float ms).
 //    During the measured period: CPU of every process (this one = the load generator, each
 //    server process, redis-server; /proc) and Redis's INFO commandstats (commands and their
-//    time per request). Afterwards: GET /digest on every worker until all agree (converged),
+//    time per request). Afterwards (300 ms later, for requests still in flight): GET /digest on
+//    every worker until all agree (converged),
 //    the sum of the sessions' write counters compared with the writes acknowledged (equal up to
 //    the requests in flight when autocannon stopped), and for the Redis transport the records in
 //    Redis (HGETALL of every session hash, the counters in its JSON summed) until they agree
@@ -647,7 +648,23 @@ async function throughputOnce(store, cycle, round, cfg) {
     const cs1 = client ? await commandStats(client) : null;
     counters.active = false;
     const cpu = cpuSplit(a, b, [srv.pgid], redis?.pid);
-    const conv = await converge([{ port, keys }]);
+    // Requests in flight when autocannon stopped its clients may still land: let them.
+    await sleep(300);
+    let conv = await converge([{ port, keys }]);
+    let redisRec;
+    if (store.id === 'redis') {
+      // Redis holds every write: its records agree with the workers' (up to 5 s; the workers'
+      // digests are taken again each time, in case a straggling write landed meanwhile).
+      const t0 = Date.now();
+      for (;;) {
+        const rec = await redisRecords(client);
+        const agrees = rec.sum === conv.digests[0].sum && rec.count === conv.digests[0].sessions;
+        redisRec = { ...rec, agrees, ms: Date.now() - t0 };
+        if (agrees || !conv.converged || Date.now() - t0 > 5000) break;
+        await sleep(50);
+        conv = await converge([{ port, keys }]);
+      }
+    }
     const reads = dist(counters.lat.r);
     const writes = dist(counters.lat.w);
     const rps = (reads.n + writes.n) / r.duration;
@@ -697,19 +714,7 @@ async function throughputOnce(store, cycle, round, cfg) {
       out.redisUsecPerReq = Object.values(delta).reduce((x, v) => x + v.usec, 0) / n;
     }
     if (store.id === 'redis') {
-      // Redis holds every write: its records agree with the workers' (up to 5 s).
-      const want = conv.digests[0].sum;
-      const t0 = Date.now();
-      let rec = await redisRecords(client);
-      while ((rec.sum !== want || rec.count !== out.sessions) && Date.now() - t0 < 5000) {
-        await sleep(50);
-        rec = await redisRecords(client);
-      }
-      out.redisRecords = {
-        ...rec,
-        agrees: rec.sum === want && rec.count === out.sessions,
-        ms: Date.now() - t0,
-      };
+      out.redisRecords = redisRec;
       out.transport = await transportStats(srv);
     }
     const err = srv.stderr().trim();
@@ -1608,14 +1613,17 @@ async function main() {
   } else console.log('\nbench/RESULTS.md not written (--quick or BENCH_WRITE=0)');
 }
 
-process.on('SIGINT', () => {
-  killAll();
-  process.exit(130);
-});
-process.on('SIGTERM', () => {
-  killAll();
-  process.exit(143);
-});
+for (const [sig, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+  ['SIGHUP', 129],
+]) {
+  process.on(sig, () => {
+    console.error(`bench/redis.mjs: ${sig}: stopping, every server and redis-server killed`);
+    killAll();
+    process.exit(code);
+  });
+}
 main().then(
   () => {
     killAll();
