@@ -74,22 +74,38 @@ async function start(
   return { port: ports[0] as number, ports, output: () => out, stop };
 }
 
-/** nginx in front of `upstreamPort`, HTTP/1.1 with an upstream keep-alive pool. */
-export async function startNginx(upstreamPort: number): Promise<RunningProxy> {
-  const dir = await mkdtemp(join(tmpdir(), 'sticky-mesh-nginx-'));
-  const port = await freePort();
-  const conf = `
+/**
+ * The main context an unprivileged nginx in the foreground needs in `dir` (pid file, temporary
+ * paths, no access log) around `http`, the text of its `http { }` block.
+ */
+function nginxConf(
+  dir: string,
+  http: string,
+  { errorLog, workerConnections }: { errorLog: string; workerConnections: number },
+): string {
+  return `
 user root;
 worker_processes 1;
 daemon off;
-error_log ${dir}/error.log warn;
+error_log ${errorLog} warn;
 pid ${dir}/nginx.pid;
-events { worker_connections 512; }
+events { worker_connections ${workerConnections}; }
 http {
   access_log off;
   client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy;
   fastcgi_temp_path ${dir}/fastcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
-  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 8; }
+${http}
+}
+`;
+}
+
+/** nginx in front of `upstreamPort`, HTTP/1.1 with an upstream keep-alive pool. */
+export async function startNginx(upstreamPort: number): Promise<RunningProxy> {
+  const dir = await mkdtemp(join(tmpdir(), 'sticky-mesh-nginx-'));
+  const port = await freePort();
+  const conf = nginxConf(
+    dir,
+    `  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 8; }
   server {
     listen 127.0.0.1:${port};
     location / {
@@ -98,9 +114,24 @@ http {
       proxy_set_header Connection "";
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
     }
-  }
+  }`,
+    { errorLog: `${dir}/error.log`, workerConnections: 512 },
+  );
+  await writeFile(join(dir, 'nginx.conf'), conf);
+  return start('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf')], [port], dir);
 }
-`;
+
+/**
+ * nginx running a configuration of the caller's: `httpConfig(port)` returns what goes inside
+ * `http { }` (upstreams, servers, maps), with a server that listens on 127.0.0.1:`port`, a free
+ * loopback port; this adds the main context (nginxConf). Its error log goes to output().
+ * Resolves once nginx accepts connections on `port`.
+ */
+export async function startNginxWith(httpConfig: (port: number) => string): Promise<RunningProxy> {
+  const port = await freePort();
+  const http = httpConfig(port); // before mkdtemp: when it throws, there is nothing to remove
+  const dir = await mkdtemp(join(tmpdir(), 'sticky-mesh-nginx-'));
+  const conf = nginxConf(dir, http, { errorLog: 'stderr', workerConnections: 1024 });
   await writeFile(join(dir, 'nginx.conf'), conf);
   return start('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf')], [port], dir);
 }
