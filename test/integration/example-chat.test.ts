@@ -22,6 +22,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
 import { loopbackSources, request } from '../helpers/http.js';
 import { isAlive } from '../helpers/proc.js';
+import { explain } from '../helpers/socketio.js';
 
 const WORKERS = 4;
 const PING_INTERVAL = 300;
@@ -103,19 +104,6 @@ async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<b
     await sleep(50);
   }
   return true;
-}
-
-/** An engine.io-client error with what the server answered, when it answered something. */
-function explain(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const { description, context } = err as Error & { description?: unknown; context?: unknown };
-  const answer = (context as { responseText?: unknown } | undefined)?.responseText;
-  const parts = [err.message];
-  if (description !== undefined) {
-    parts.push(description instanceof Error ? description.message : String(description));
-  }
-  if (typeof answer === 'string' && answer !== '') parts.push(answer.slice(0, 200));
-  return parts.join(' | ');
 }
 
 function connect(port: number, options: ClientOptions): Client {

@@ -26,6 +26,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
 import { loopbackSources } from '../helpers/http.js';
 import { type RunningProxy, startNginxWith } from '../helpers/proxies.js';
+import { explain } from '../helpers/socketio.js';
 import { hasTool } from '../helpers/system.js';
 
 const README = new URL('../../examples/socketio/README.md', import.meta.url);
@@ -165,19 +166,6 @@ async function startApp(proxy: boolean): Promise<{ app: FixtureProcess; port: nu
 const connectionErrors = (app: FixtureProcess) => app.events('connectionError');
 
 // --- the clients -----------------------------------------------------------------------------
-
-/** An engine.io-client error with what the server answered, when it answered something. */
-function explain(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const { description, context } = err as Error & { description?: unknown; context?: unknown };
-  const answer = (context as { responseText?: unknown } | undefined)?.responseText;
-  const parts = [err.message];
-  if (description !== undefined) {
-    parts.push(description instanceof Error ? description.message : String(description));
-  }
-  if (typeof answer === 'string' && answer !== '') parts.push(answer.slice(0, 200));
-  return parts.join(' | ');
-}
 
 /** A client of nginx on `port` from `source`, with the default transports and no reconnection. */
 function connect(port: number, source: string, label = source): Client {
