@@ -170,6 +170,8 @@ async function sessionsRun(port, pgid, clients = CLIENTS) {
     }),
   );
   for (const t of timers) clearTimeout(t);
+  // The last sessions can all end before the end-of-window timer has run.
+  snaps.b ??= lib.cpuSnapshot(pgid);
   for (const a of agents) a.agent.destroy();
   const window = (from, to) => {
     const failures = new Map();
