@@ -11,6 +11,11 @@ function node(id: string, time: { now: number }) {
   return { id, clock: new Clock(id, now), table: new SessionTable({ tombstoneTtl: TTL, now }) };
 }
 
+/** `by` writes `data` to session `sid`, expiring at `expiresAt`, at its clock's next version. */
+function write(by: ReturnType<typeof node>, sid: string, data: string, expiresAt: number): Change {
+  return { op: 'set', sid, data, expiresAt, version: by.clock.tick() };
+}
+
 /** Everything a table would serve or replicate, in a comparable form. */
 function state(table: SessionTable) {
   return [...table.changes()]
@@ -67,20 +72,8 @@ describe('session table: last writer wins, tombstones, touch, expiry', () => {
     const time = { now: 10_000 };
     const a = node('a', time);
     const b = node('b', time);
-    const fromA: Change = {
-      op: 'set',
-      sid: 's',
-      data: '{"v":"a"}',
-      expiresAt: 20_000,
-      version: a.clock.tick(),
-    };
-    const fromB: Change = {
-      op: 'set',
-      sid: 's',
-      data: '{"v":"b"}',
-      expiresAt: 20_000,
-      version: b.clock.tick(),
-    };
+    const fromA = write(a, 's', '{"v":"a"}', 20_000);
+    const fromB = write(b, 's', '{"v":"b"}', 20_000);
     a.table.apply(fromA);
     a.table.apply(fromB);
     b.table.apply(fromB);
@@ -93,20 +86,8 @@ describe('session table: last writer wins, tombstones, touch, expiry', () => {
   it('lets a tombstone beat a late write of the session it ended', () => {
     const time = { now: 10_000 };
     const a = node('a', time);
-    const login: Change = {
-      op: 'set',
-      sid: 's',
-      data: '{"user":1}',
-      expiresAt: 99_000,
-      version: a.clock.tick(),
-    };
-    const save: Change = {
-      op: 'set',
-      sid: 's',
-      data: '{"user":1,"n":2}',
-      expiresAt: 99_000,
-      version: a.clock.tick(),
-    };
+    const login = write(a, 's', '{"user":1}', 99_000);
+    const save = write(a, 's', '{"user":1,"n":2}', 99_000);
     const logout: Change = { op: 'destroy', sid: 's', version: a.clock.tick() };
     const replica = node('r', time).table;
     replica.apply(login);
@@ -119,7 +100,7 @@ describe('session table: last writer wins, tombstones, touch, expiry', () => {
     const time = { now: 10_000 };
     const a = node('a', time);
     const t = a.table;
-    t.apply({ op: 'set', sid: 's', data: '{"x":1}', expiresAt: 20_000, version: a.clock.tick() });
+    t.apply(write(a, 's', '{"x":1}', 20_000));
     t.apply({ op: 'touch', sid: 's', expiresAt: 50_000, version: a.clock.tick() });
     t.apply({ op: 'touch', sid: 's', expiresAt: 30_000, version: a.clock.tick() });
     time.now = 40_000;
@@ -132,13 +113,7 @@ describe('session table: last writer wins, tombstones, touch, expiry', () => {
   it('gives the same expiry whether a touch arrives before or after the write it follows', () => {
     const time = { now: 10_000 };
     const a = node('a', time);
-    const set: Change = {
-      op: 'set',
-      sid: 's',
-      data: '{}',
-      expiresAt: 20_000,
-      version: a.clock.tick(),
-    };
+    const set = write(a, 's', '{}', 20_000);
     const touch: Change = { op: 'touch', sid: 's', expiresAt: 60_000, version: a.clock.tick() };
     const first = node('x', time).table;
     const second = node('y', time).table;
@@ -153,20 +128,8 @@ describe('session table: last writer wins, tombstones, touch, expiry', () => {
   it('never serves an expired session, and forgets it and its tombstone after tombstoneTtl', () => {
     const time = { now: 10_000 };
     const a = node('a', time);
-    a.table.apply({
-      op: 'set',
-      sid: 'old',
-      data: '{}',
-      expiresAt: 11_000,
-      version: a.clock.tick(),
-    });
-    a.table.apply({
-      op: 'set',
-      sid: 'gone',
-      data: '{}',
-      expiresAt: 99_000_000,
-      version: a.clock.tick(),
-    });
+    a.table.apply(write(a, 'old', '{}', 11_000));
+    a.table.apply(write(a, 'gone', '{}', 99_000_000));
     a.table.apply({ op: 'destroy', sid: 'gone', version: a.clock.tick() });
     time.now = 11_000;
     expect(a.table.get('old')).toBeUndefined();
@@ -180,13 +143,7 @@ describe('session table: last writer wins, tombstones, touch, expiry', () => {
   it('applies duplicates once', () => {
     const time = { now: 10_000 };
     const a = node('a', time);
-    const set: Change = {
-      op: 'set',
-      sid: 's',
-      data: '{}',
-      expiresAt: 20_000,
-      version: a.clock.tick(),
-    };
+    const set = write(a, 's', '{}', 20_000);
     expect(a.table.apply(set)).toBe(true);
     expect(a.table.apply(set)).toBe(false);
   });
