@@ -4,7 +4,7 @@
 import net from 'node:net';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
-import { request } from '../helpers/http.js';
+import { sessionAppCaller, sessionAppStats } from '../helpers/session-app.js';
 
 afterAll(stopFixtures);
 
@@ -35,30 +35,7 @@ function cluster(
   });
 }
 
-async function call(
-  app: FixtureProcess,
-  method: 'GET' | 'POST',
-  path: string,
-  cookie?: string,
-  client = '10.0.0.1',
-) {
-  const r = await request({
-    port: app.port(),
-    method,
-    path,
-    headers: { 'x-forwarded-for': client, ...(cookie ? { cookie } : {}) },
-  });
-  expect(r.status, `${method} ${path}: ${r.text}`).toBe(200);
-  const cookieOut = r.headers['set-cookie']?.[0]?.split(';')[0] ?? cookie;
-  return { body: JSON.parse(r.text) as Record<string, unknown>, cookie: cookieOut };
-}
-
-async function stats(app: FixtureProcess): Promise<Record<string, unknown>> {
-  const from = app.received.length;
-  app.signal('SIGUSR2');
-  const { line } = await app.waitFor('stats', { from });
-  return line as unknown as Record<string, unknown>;
-}
+const call = sessionAppCaller();
 
 describe('multicast between two clusters on one machine (loopback)', () => {
   it('a login on one cluster is read on the other; logout is honoured on both', async () => {
@@ -82,7 +59,10 @@ describe('multicast between two clusters on one machine (loopback)', () => {
       },
       { timeout: 2000, interval: 20 },
     );
-    const s = (await stats(a)).multicast as { peers: unknown[]; rejected: { auth: number } };
+    const s = (await sessionAppStats(a)).multicast as {
+      peers: unknown[];
+      rejected: { auth: number };
+    };
     expect(s.peers).toHaveLength(1);
   });
 
@@ -110,7 +90,10 @@ describe('multicast between two clusters on one machine (loopback)', () => {
     await new Promise((r) => setTimeout(r, 400));
     expect((await call(evil, 'GET', '/me', cookie)).body.user).toBe(null);
     expect((await call(a, 'GET', '/digest')).body.sessions).toBe(1);
-    const s = (await stats(a)).multicast as { peers: unknown[]; rejected: { auth: number } };
+    const s = (await sessionAppStats(a)).multicast as {
+      peers: unknown[];
+      rejected: { auth: number };
+    };
     expect(s.peers).toHaveLength(0);
     expect(s.rejected.auth).toBeGreaterThan(0);
   });

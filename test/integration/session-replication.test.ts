@@ -1,7 +1,12 @@
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { rendezvous } from '../../src/hash.js';
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
-import { request } from '../helpers/http.js';
+import {
+  callSessionApp,
+  type Method,
+  type SessionReply,
+  sessionAppStats,
+} from '../helpers/session-app.js';
 
 afterAll(stopFixtures);
 
@@ -19,33 +24,21 @@ function clientOn(slot: number, n = 0): string {
   throw new Error(`no address for slot ${slot}`);
 }
 
-interface Answer {
-  slot: number;
-  user?: string | null;
-  count?: number | null;
-  sessions?: number;
-  digest?: string;
-  sid?: string;
-}
-
+/** A request from a client the balancer routes to `slot`: that worker must answer it. */
 async function call(
   port: number,
-  method: 'GET' | 'POST',
+  method: Method,
   path: string,
   slot: number,
   cookie?: string,
-): Promise<{ body: Answer; cookie: string | undefined }> {
-  const r = await request({
-    port,
-    method,
-    path,
-    headers: { 'x-forwarded-for': clientOn(slot), ...(cookie ? { cookie } : {}) },
+): Promise<SessionReply> {
+  const reply = await callSessionApp({ port }, method, path, {
+    cookie,
+    client: clientOn(slot),
+    what: `${method} ${path} on ${slot}`,
   });
-  expect(r.status, `${method} ${path} on ${slot}: ${r.text}`).toBe(200);
-  const body = JSON.parse(r.text) as Answer;
-  expect(body.slot, `${method} ${path} was meant for slot ${slot}`).toBe(slot);
-  const setCookie = r.headers['set-cookie']?.[0]?.split(';')[0];
-  return { body, cookie: setCookie ?? cookie };
+  expect(reply.body.slot, `${method} ${path} was meant for slot ${slot}`).toBe(slot);
+  return reply;
 }
 
 async function start(extra: Record<string, string> = {}): Promise<FixtureProcess> {
@@ -161,12 +154,13 @@ describe('the replication hub and bad input', () => {
     // The messages may still be on their way: ask again until the count shows them.
     await vi.waitFor(
       async () => {
-        const mark = app.received.length;
-        app.signal('SIGUSR2');
-        const stats = await app.waitFor('stats', { from: mark, timeoutMs: 1_000 });
-        expect((stats.line.sessions as { dropped: number }).dropped).toBe(3);
+        const stats = await sessionAppStats<{
+          sessions: { dropped: number };
+          malformedMessages: number;
+        }>(app, 1_000);
+        expect(stats.sessions.dropped).toBe(3);
         // Another version and an unknown type are counted; another library's message is not ours.
-        expect(stats.line.malformedMessages).toBe(2);
+        expect(stats.malformedMessages).toBe(2);
       },
       { timeout: 5_000 },
     );

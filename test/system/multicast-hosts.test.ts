@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
-import { request } from '../helpers/http.js';
 import { createLan, hasIptables, hasNetns, type Lan } from '../helpers/netns.js';
+import { type Answer, sessionAppCaller, sessionAppStats } from '../helpers/session-app.js';
 
 const SECRET = 'system test secret: 32 bytes or more';
 const available = hasNetns();
@@ -18,7 +18,8 @@ let sockets = 0;
 
 interface Host {
   proc: FixtureProcess;
-  socket: string;
+  /** The Unix socket the fixture forwards to its port (CONTROL_SOCKET). */
+  socketPath: string;
 }
 
 // Each test starts its own hosts: stop them all after it (also when it failed).
@@ -36,7 +37,7 @@ async function host(
 ): Promise<Host> {
   const l = lan as Lan;
   const h = l.hosts[index] as Lan['hosts'][number];
-  const socket = join(dir, `h${index}-${sockets++}.sock`);
+  const socketPath = join(dir, `h${index}-${sockets++}.sock`);
   const v6 = extra.use === 'v6';
   const proc = await startFixture({
     fixture: 'session-app.mjs',
@@ -44,7 +45,7 @@ async function host(
     timeoutMs: 30_000,
     env: {
       WORKERS: '2',
-      CONTROL_SOCKET: socket,
+      CONTROL_SOCKET: socketPath,
       STICKY_OPTIONS: JSON.stringify({
         multicast: {
           secret: SECRET,
@@ -59,39 +60,10 @@ async function host(
     },
   });
   await proc.waitFor('control');
-  return { proc, socket };
+  return { proc, socketPath };
 }
 
-interface Answer {
-  slot: number;
-  user?: string | null;
-  sessions?: number;
-  digest?: string;
-  found?: boolean;
-  written?: number;
-}
-
-async function call(
-  h: Host,
-  method: 'GET' | 'POST',
-  path: string,
-  cookie?: string,
-  client = '10.0.0.1',
-): Promise<{ body: Answer; cookie: string | undefined }> {
-  const r = await request({
-    port: 0,
-    socketPath: h.socket,
-    method,
-    path,
-    timeoutMs: 20_000,
-    headers: { 'x-forwarded-for': client, ...(cookie ? { cookie } : {}) },
-  });
-  expect(r.status, `${method} ${path}: ${r.text}`).toBe(200);
-  return {
-    body: JSON.parse(r.text) as Answer,
-    cookie: r.headers['set-cookie']?.[0]?.split(';')[0] ?? cookie,
-  };
-}
+const call = sessionAppCaller({ timeoutMs: 20_000 });
 
 /** Both workers' views: clients chosen so that each worker answers one. */
 async function everyWorker(h: Host, path: string, cookie?: string): Promise<Answer[]> {
@@ -104,7 +76,8 @@ async function everyWorker(h: Host, path: string, cookie?: string): Promise<Answ
   return [...seen.values()];
 }
 
-async function stats(h: Host): Promise<{
+/** What the primary's stats say of the multicast transport. */
+interface MulticastStats {
   multicast: {
     nodeId: string;
     peers: { id: string }[];
@@ -112,12 +85,9 @@ async function stats(h: Host): Promise<{
     nacksSent: number;
     retransmits: number;
   };
-}> {
-  const from = h.proc.received.length;
-  h.proc.signal('SIGUSR2');
-  const { line } = await h.proc.waitFor('stats', { from });
-  return line as never;
 }
+
+const stats = (h: Host) => sessionAppStats<MulticastStats>(h.proc);
 
 async function digests(hosts: Host[]): Promise<string[]> {
   const out: string[] = [];

@@ -8,13 +8,13 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
-import { request } from '../helpers/http.js';
 import {
   hasRedis,
   type RedisServer,
   startRedisServer,
   stopRedisServers,
 } from '../helpers/redis.js';
+import { type Answer, sessionAppCaller, sessionAppStats } from '../helpers/session-app.js';
 
 const available = hasRedis();
 const PREFIX = 'sticky-mesh:';
@@ -48,41 +48,12 @@ function cluster(name: string): Promise<FixtureProcess> {
   });
 }
 
-function clusters(name: string, n: number): Promise<FixtureProcess[]> {
-  return Promise.all(Array.from({ length: n }, () => cluster(name)));
+/** Three clusters under one name, started together. */
+function threeClusters(name: string): Promise<[FixtureProcess, FixtureProcess, FixtureProcess]> {
+  return Promise.all([cluster(name), cluster(name), cluster(name)]);
 }
 
-interface Answer {
-  slot: number;
-  user?: string | null;
-  count?: number | null;
-  sessions?: number;
-  digest?: string;
-  found?: boolean;
-  written?: number;
-  sid?: string;
-}
-
-async function call(
-  app: FixtureProcess,
-  method: 'GET' | 'POST',
-  path: string,
-  cookie?: string,
-  client = '10.0.0.1',
-): Promise<{ body: Answer; cookie: string | undefined }> {
-  const r = await request({
-    port: app.port(),
-    method,
-    path,
-    timeoutMs: 30_000,
-    headers: { 'x-forwarded-for': client, ...(cookie ? { cookie } : {}) },
-  });
-  expect(r.status, `${method} ${path}: ${r.text}`).toBe(200);
-  return {
-    body: JSON.parse(r.text) as Answer,
-    cookie: r.headers['set-cookie']?.[0]?.split(';')[0] ?? cookie,
-  };
-}
+const call = sessionAppCaller({ timeoutMs: 30_000 });
 
 const routes = new WeakMap<FixtureProcess, Map<number, string>>();
 
@@ -160,7 +131,8 @@ async function redisState(name: string): Promise<RedisState> {
   return { live: entries.length, tombstones, digest: `${entries.length}:${sha}` };
 }
 
-async function stats(app: FixtureProcess): Promise<{
+/** What the primary's stats say of the Redis transport. */
+interface RedisStats {
   redis: {
     state: string;
     connected: boolean;
@@ -169,12 +141,9 @@ async function stats(app: FixtureProcess): Promise<{
     reconciled: number;
     written: number;
   };
-}> {
-  const from = app.received.length;
-  app.signal('SIGUSR2');
-  const { line } = await app.waitFor('stats', { from });
-  return line as never;
 }
+
+const stats = (app: FixtureProcess) => sessionAppStats<RedisStats>(app);
 
 /** Waits until every worker of every cluster, and Redis, hold the same sessions. */
 async function converged(name: string, apps: FixtureProcess[], timeout: number): Promise<string> {
@@ -200,11 +169,7 @@ describe.skipIf(!available)('Redis replication between sticky clusters (real red
 
   it('a login on cluster 1 is readable on every worker of clusters 2 and 3 within 200 ms', async () => {
     const name = clusterName();
-    const [c1, c2, c3] = (await clusters(name, 3)) as [
-      FixtureProcess,
-      FixtureProcess,
-      FixtureProcess,
-    ];
+    const [c1, c2, c3] = await threeClusters(name);
     const targets: [string, FixtureProcess, string][] = [];
     for (const [label, app] of [
       ['cluster 2', c2],
@@ -235,11 +200,7 @@ describe.skipIf(!available)('Redis replication between sticky clusters (real red
 
   it('a fourth cluster started later (during writes) serves all 10,000 existing sessions from its first request', async () => {
     const name = clusterName();
-    const [c1, c2, c3] = (await clusters(name, 3)) as [
-      FixtureProcess,
-      FixtureProcess,
-      FixtureProcess,
-    ];
+    const [c1, c2, c3] = await threeClusters(name);
     expect((await call(c1, 'POST', '/bulk?n=10000&prefix=early-')).body.written).toBe(10000);
     const reference = await converged(name, [c1, c2, c3], 20_000);
     expect(reference.startsWith('10000:')).toBe(true);
@@ -283,7 +244,7 @@ describe.skipIf(!available)('Redis replication between sticky clusters (real red
 
   it('a logout on any cluster is honoured on every cluster, and in Redis', async () => {
     const name = clusterName();
-    const apps = await clusters(name, 3);
+    const apps = await threeClusters(name);
     // One login on each cluster, logged out on the next one.
     const cookies: string[] = [];
     for (const [i, app] of apps.entries()) {
@@ -317,7 +278,7 @@ describe.skipIf(!available)('Redis replication between sticky clusters (real red
 
   it('a Redis restart during writes: every cluster keeps serving, then all clusters and Redis converge', async () => {
     const name = clusterName();
-    const apps = await clusters(name, 3);
+    const apps = await threeClusters(name);
     // Before: 300 bulk sessions and 5 logins on every cluster, replicated everywhere.
     const before: { cookie: string; user: string; on: number; k: number }[] = [];
     for (const [i, app] of apps.entries()) {
@@ -436,11 +397,7 @@ describe.skipIf(!available)('Redis replication between sticky clusters (real red
 
   it("kill -9 of a cluster's primary loses nothing it wrote: the others and Redis keep it all", async () => {
     const name = clusterName();
-    const [c1, c2, c3] = (await clusters(name, 3)) as [
-      FixtureProcess,
-      FixtureProcess,
-      FixtureProcess,
-    ];
+    const [c1, c2, c3] = await threeClusters(name);
     await call(c2, 'POST', '/bulk?n=500&prefix=from-c2-');
     const cookies: string[] = [];
     for (let k = 0; k < 10; k++) {
