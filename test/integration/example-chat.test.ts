@@ -22,7 +22,14 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
 import { loopbackSources, request } from '../helpers/http.js';
 import { isAlive } from '../helpers/proc.js';
-import { explain } from '../helpers/socketio.js';
+import {
+  type ChatMessage,
+  type ChatRecord,
+  countBy,
+  explain,
+  type Hello,
+  recordChat,
+} from '../helpers/socketio.js';
 
 const WORKERS = 4;
 const PING_INTERVAL = 300;
@@ -47,20 +54,6 @@ const APP_ENV = {
 /** Group A's addresses: 127.0.0.2 ... 127.0.0.51; later single clients use 127.0.0.200+. */
 const GROUP_A_SOURCES = loopbackSources(GROUP_SIZE);
 
-interface Hello {
-  slot: number;
-  pid: number;
-  name: string | null;
-}
-
-interface ChatMessage {
-  id: string;
-  name: string;
-  text: string;
-  slot: number;
-  at: number;
-}
-
 interface Echo {
   slot: number;
   length: number;
@@ -68,23 +61,15 @@ interface Echo {
 }
 
 /** One client and everything that happened to it, from its side. */
-interface Client {
+interface Client extends ChatRecord {
   readonly label: string;
   readonly socket: Socket;
   /** Its own agent (group A, single clients); group B's shared agent is closed by the group. */
   readonly ownAgent: http.Agent | undefined;
-  readonly hellos: Hello[];
-  readonly chats: ChatMessage[];
-  readonly connectErrors: string[];
-  readonly disconnects: string[];
   /** Engine-level errors (a refused poll, a reset connection), with what the server answered. */
   readonly transportErrors: string[];
-  readonly upgradeErrors: string[];
   /** Of the transport errors, engine.io's "Session ID unknown" refusals. */
   sessionUnknown: number;
-  pings: number;
-  /** Set before the test closes it: what happens after that is not counted. */
-  closing: boolean;
 }
 
 interface ClientOptions {
@@ -129,29 +114,13 @@ function connect(port: number, options: ClientOptions): Client {
     pings: 0,
     closing: false,
   };
-  socket.on('hello', (hello: Hello) => client.hellos.push(hello));
-  socket.on('chat', (message: ChatMessage) => client.chats.push(message));
-  socket.on('connect_error', (err) => {
-    if (!client.closing) client.connectErrors.push(explain(err));
-  });
-  socket.on('disconnect', (reason, details) => {
-    if (!client.closing) client.disconnects.push(`${reason} ${details ? explain(details) : ''}`);
-  });
-  const manager = socket.io;
-  manager.on('ping', () => {
-    client.pings++;
-  });
-  manager.on('error', (err) => {
+  recordChat(socket, client);
+  // Beyond what every chat client records: engine-level errors, and engine.io's refusals.
+  socket.io.on('error', (err) => {
     if (client.closing) return;
     const text = explain(err);
     client.transportErrors.push(text);
     if (text.includes('Session ID unknown')) client.sessionUnknown++;
-  });
-  // Every engine (a reconnection makes a new one) reports its failed upgrades.
-  manager.on('open', () => {
-    manager.engine.on('upgradeError', (err) => {
-      if (!client.closing) client.upgradeErrors.push(explain(err));
-    });
   });
   return client;
 }
@@ -269,12 +238,6 @@ async function connectAndHold(port: number): Promise<Outcome> {
     ...found.slice(0, 8).map((p) => `\n  ${p}`),
   ].join(' ');
   return { ...outcome, summary };
-}
-
-function countBy<T>(values: readonly T[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const v of values) counts[String(v)] = (counts[String(v)] ?? 0) + 1;
-  return counts;
 }
 
 /** Starts `fixture` (a path under test/fixtures) and reads its port from the chat line. */

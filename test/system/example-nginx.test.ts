@@ -26,7 +26,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
 import { loopbackSources } from '../helpers/http.js';
 import { type RunningProxy, startNginxWith } from '../helpers/proxies.js';
-import { explain } from '../helpers/socketio.js';
+import { type ChatMessage, type ChatRecord, countBy, recordChat } from '../helpers/socketio.js';
 import { hasTool } from '../helpers/system.js';
 
 const README = new URL('../../examples/socketio/README.md', import.meta.url);
@@ -42,32 +42,12 @@ const PING_CYCLES = 5;
 /** 127.0.0.2 ... 127.0.0.41: one address, so one X-Forwarded-For, per client. */
 const SOURCES = loopbackSources(40);
 
-interface Hello {
-  slot: number;
-  pid: number;
-  name: string | null;
-}
-
-interface ChatMessage {
-  id: string;
-  slot: number;
-  text: string;
-}
-
 /** One client and everything that happened to it, from its side. */
-interface Client {
+interface Client extends ChatRecord {
   readonly label: string;
   readonly source: string;
   readonly socket: Socket;
   readonly agent: http.Agent;
-  readonly hellos: Hello[];
-  readonly chats: ChatMessage[];
-  readonly connectErrors: string[];
-  readonly disconnects: string[];
-  readonly upgradeErrors: string[];
-  pings: number;
-  /** Set before the test closes it: what happens after that is not counted. */
-  closing: boolean;
 }
 
 // --- the README's configuration --------------------------------------------------------------
@@ -191,22 +171,7 @@ function connect(port: number, source: string, label = source): Client {
     pings: 0,
     closing: false,
   };
-  socket.on('hello', (hello: Hello) => client.hellos.push(hello));
-  socket.on('chat', (message: ChatMessage) => client.chats.push(message));
-  socket.on('connect_error', (err) => {
-    if (!client.closing) client.connectErrors.push(explain(err));
-  });
-  socket.on('disconnect', (reason, details) => {
-    if (!client.closing) client.disconnects.push(`${reason} ${details ? explain(details) : ''}`);
-  });
-  socket.io.on('ping', () => {
-    client.pings++;
-  });
-  socket.io.on('open', () => {
-    socket.io.engine.on('upgradeError', (err) => {
-      if (!client.closing) client.upgradeErrors.push(explain(err));
-    });
-  });
+  recordChat(socket, client);
   return client;
 }
 
@@ -243,12 +208,6 @@ function clientLines(clients: readonly Client[]): string {
       return `  ${parts.join(', ')}`;
     })
     .join('\n');
-}
-
-function countBy<T>(values: readonly T[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const v of values) counts[String(v)] = (counts[String(v)] ?? 0) + 1;
-  return counts;
 }
 
 /** Everything seen, for failure messages: the clients, the app's output, nginx's. */
