@@ -4,6 +4,21 @@ import { describeExit, startFixture, stopFixtures } from '../helpers/cluster.js'
 import { type Reply, request } from '../helpers/http.js';
 import { isAlive } from '../helpers/proc.js';
 
+/**
+ * Two workers with shutdownTimeout 8 s that would keep an idle keep-alive connection for a minute:
+ * only the drain can close it early.
+ */
+function startWithLongKeepAlive() {
+  return startFixture({
+    fixture: 'ip-app.mjs',
+    env: {
+      WORKERS: '2',
+      KEEP_ALIVE_TIMEOUT: '60000',
+      STICKY_OPTIONS: JSON.stringify({ shutdownTimeout: 8000 }),
+    },
+  });
+}
+
 describe('IP mode shutdown', () => {
   afterEach(stopFixtures);
 
@@ -70,15 +85,7 @@ describe('IP mode shutdown', () => {
   });
 
   it('keeps a keep-alive connection on one worker, and on SIGTERM closes it while idle (a handed-off socket, the worker server never listened) instead of waiting for shutdownTimeout', async () => {
-    const app = await startFixture({
-      fixture: 'ip-app.mjs',
-      env: {
-        WORKERS: '2',
-        // Workers would keep the idle connection for a minute; only the drain can close it early.
-        KEEP_ALIVE_TIMEOUT: '60000',
-        STICKY_OPTIONS: JSON.stringify({ shutdownTimeout: 8000 }),
-      },
-    });
+    const app = await startWithLongKeepAlive();
     const workers = app.workerPids();
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     try {
@@ -120,14 +127,7 @@ describe('IP mode shutdown', () => {
   });
 
   it('on SIGTERM closes an idle keep-alive connection at once even while another request on the same worker still runs', async () => {
-    const app = await startFixture({
-      fixture: 'ip-app.mjs',
-      env: {
-        WORKERS: '2',
-        KEEP_ALIVE_TIMEOUT: '60000',
-        STICKY_OPTIONS: JSON.stringify({ shutdownTimeout: 8000 }),
-      },
-    });
+    const app = await startWithLongKeepAlive();
     const port = app.port();
     const source = '127.0.0.9';
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
