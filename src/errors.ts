@@ -26,13 +26,18 @@ export class StickyMeshError extends Error {
 export class InvalidOptionError extends StickyMeshError {
   readonly option: string;
 
-  constructor(option: string, expected: string, actual: unknown) {
+  constructor(option: string, expected: string, actual: unknown, message?: string) {
     super(
       'ERR_STICKY_INVALID_OPTION',
-      `sticky-mesh: option "${option}" must be ${expected}, got ${describe(actual)}`,
+      message ?? `sticky-mesh: option "${option}" must be ${expected}, got ${describe(actual)}`,
     );
     this.name = 'InvalidOptionError';
     this.option = option;
+  }
+
+  /** For a rule that "must be X, got Y" cannot say (a missing pair, a misplaced option). */
+  static explained(option: string, message: string): InvalidOptionError {
+    return new InvalidOptionError(option, '', undefined, `sticky-mesh: ${message}`);
   }
 }
 

@@ -32,10 +32,10 @@ export function hashKey(key: string, seed: number): number {
 }
 
 /** Chooses a slot for a key among the live slots, or `undefined` when none is live. */
-export type Pick = (key: string, liveSlots: readonly number[]) => number | undefined;
+export type SlotPicker = (key: string, liveSlots: readonly number[]) => number | undefined;
 
 /** A rendezvous picker for `slotCount` slots under `seed`. */
-export function rendezvous(seed: number, slotCount: number): Pick {
+export function rendezvous(seed: number, slotCount: number): SlotPicker {
   const salts = Uint32Array.from({ length: slotCount }, (_, slot) =>
     fmix32(Math.imul(slot + 1, 0x9e3779b9) ^ seed),
   );

@@ -1,27 +1,34 @@
 export { InvalidOptionError, StickyMeshError, type StickyMeshErrorCode } from './errors.js';
+export type { Logger, Logger as MulticastLogger } from './logger.js';
 export type { SlotState, SlotStats, WorkerExitInfo } from './master/pool.js';
 export type { PrimaryEvents, PrimaryState, PrimaryStats, StickyPrimary } from './master/primary.js';
 export {
   DEFAULTS,
+  SESSION_AFFINITY_DEFAULTS,
   type SessionAffinityOptions,
   type StickyOptions,
   type SyncOptions,
 } from './options.js';
-export type {
-  MulticastLogger,
-  MulticastOptions,
-  MulticastStats,
-} from './replication/multicast.js';
+export { ReplicatedStore, type SessionData } from './replication/store.js';
+export { type ReplicatedStoreOptions, STORE_DEFAULTS } from './replication/store-options.js';
 export {
+  MULTICAST_DEFAULTS,
+  type MulticastOptions,
+} from './replication/transports/multicast/options.js';
+export {
+  MULTICAST_STORE_DEFAULTS,
   type MulticastStoreConstructor,
   type MulticastStoreOptions,
   multicastStore,
-} from './replication/multicast-store.js';
+} from './replication/transports/multicast/store.js';
+export type { MulticastStats } from './replication/transports/multicast/transport.js';
 export {
-  ReplicatedStore,
-  type ReplicatedStoreOptions,
-  type SessionData,
-} from './replication/store.js';
+  REDIS_DEFAULTS,
+  type RedisClientLike,
+  type RedisOption,
+  type RedisTransportOptions,
+} from './replication/transports/redis/options.js';
+export type { RedisStats } from './replication/transports/redis/transport.js';
 export { type StickyCluster, sticky } from './sticky.js';
 export type {
   AnyServer,

@@ -1,7 +1,8 @@
 import os from 'node:os';
 import { InvalidOptionError } from './errors.js';
-import type { MulticastOptions } from './replication/multicast.js';
-import type { RedisOption } from './replication/redis.js';
+import type { MulticastOptions } from './replication/transports/multicast/options.js';
+import type { RedisOption } from './replication/transports/redis/options.js';
+import { boolean, HTTP_TOKEN, integer, MAX_MS, rejectUnknown } from './validate.js';
 
 /** Options of {@link sticky}. Every time is in milliseconds. */
 export interface StickyOptions {
@@ -67,9 +68,10 @@ export interface StickyOptions {
   serialization?: 'json' | 'advanced';
   /**
    * Proxy mode: the primary reads each connection's request head and routes by the client
-   * address in `header` instead of the TCP peer (a reverse proxy or CDN). A connection then
-   * carries one request (the worker answers with `Connection: close`), so every request of a
-   * keep-alive proxy connection is routed by its own header.
+   * address in `header` instead of the TCP peer (a reverse proxy or CDN). Every request of a
+   * kept-open proxy connection is routed by its own header: the worker reads each next request
+   * head before its server does, and hands the connection back to the primary when the request
+   * belongs to another worker (the connection stays open, no byte is lost).
    * @default false
    */
   proxy?: boolean;
@@ -209,23 +211,14 @@ export const DEFAULTS: Readonly<Omit<ResolvedStickyOptions, 'num'>> = Object.fre
 });
 
 const MAX_WORKERS = 1024;
-/** Longest delay a timer honours, in ms. */
-export const MAX_MS = 2 ** 31 - 1;
+const KNOWN = new Set<string>(['num', ...Object.keys(DEFAULTS)]);
 
-/** An HTTP token (RFC 9110 section 5.6.2): what a method or header name consists of. */
-export const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-
-/** `value` if it is an integer in `min .. max`, else an error that names option `name`. */
-export function integer(name: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidOptionError(name, `an integer from ${min} to ${max}`, value);
-  }
-  return value;
-}
+/** Where `sessionAffinity: true` (or an object that leaves one out) looks for the session id. */
+export const SESSION_AFFINITY_DEFAULTS = Object.freeze({ cookie: 'connect.sid', query: 'sid' });
 
 function sessionAffinity(value: unknown): ResolvedSessionAffinity {
   if (value === false) return false;
-  if (value === true) return { cookie: 'connect.sid', query: 'sid' };
+  if (value === true) return { ...SESSION_AFFINITY_DEFAULTS };
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new InvalidOptionError('sessionAffinity', 'a boolean or { cookie, query }', value);
   }
@@ -243,7 +236,10 @@ function sessionAffinity(value: unknown): ResolvedSessionAffinity {
     }
     return given;
   };
-  const resolved = { cookie: place('cookie', 'connect.sid'), query: place('query', 'sid') };
+  const resolved = {
+    cookie: place('cookie', SESSION_AFFINITY_DEFAULTS.cookie),
+    query: place('query', SESSION_AFFINITY_DEFAULTS.query),
+  };
   return resolved.cookie === undefined && resolved.query === undefined ? false : resolved;
 }
 
@@ -268,20 +264,10 @@ function sync(value: unknown): { event: string } | false {
   return { event: v.event };
 }
 
-/** `value` if it is a boolean, else an error that names option `name`. */
-export function boolean(name: string, value: unknown): boolean {
-  if (typeof value !== 'boolean') throw new InvalidOptionError(name, 'a boolean', value);
-  return value;
-}
-
 /** Applies defaults and validates eagerly: a bad option throws an error that names it. */
 export function resolveOptions(input: StickyOptions | undefined): ResolvedStickyOptions {
   const options: Record<string, unknown> = { ...(input ?? {}) };
-  const known = new Set<string>(['num', ...Object.keys(DEFAULTS)]);
-  for (const name of Object.keys(options)) {
-    if (!known.has(name))
-      throw new InvalidOptionError(name, 'a known option (is it misspelt?)', options[name]);
-  }
+  rejectUnknown(options, KNOWN);
   const given = (name: keyof ResolvedStickyOptions, fallback: unknown): unknown =>
     options[name] === undefined ? fallback : options[name];
   const int = (name: keyof typeof DEFAULTS, min: number, max: number) =>

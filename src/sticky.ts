@@ -1,8 +1,8 @@
 import cluster from 'node:cluster';
-import type { Server as HttpServer } from 'node:http';
 import { describe, StickyMeshError } from './errors.js';
 import { StickyPrimary } from './master/primary.js';
 import { type ResolvedStickyOptions, resolveOptions, type StickyOptions } from './options.js';
+import { hasMethods } from './validate.js';
 import { type AnyServer, type ServerFactory, StickyWorker } from './worker/worker.js';
 
 /** What `sticky()` returns: the primary's controller in the primary, the worker's in a worker. */
@@ -58,12 +58,7 @@ function toFactory(value: unknown): ServerFactory {
 }
 
 function isServer(value: unknown): value is AnyServer {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as HttpServer).listen === 'function' &&
-    typeof (value as HttpServer).emit === 'function'
-  );
+  return hasMethods(value, 'listen', 'emit');
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

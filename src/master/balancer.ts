@@ -1,7 +1,8 @@
 import net from 'node:net';
 import { channels, debug } from '../debug.js';
 import { StickyMeshError } from '../errors.js';
-import type { Pick } from '../hash.js';
+import type { SlotPicker } from '../hash.js';
+import { inheritNoDelay, interceptAccept, type RawHandle } from '../node-internals.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import { normaliseAddress } from '../routing/address.js';
 import {
@@ -12,7 +13,6 @@ import {
   TOO_LARGE,
   UNAVAILABLE,
 } from '../routing/answer.js';
-import type { RawHandle } from '../routing/handle.js';
 import { findHeadEnd } from '../routing/head.js';
 import { type HeadReadOptions, type HeadReadResult, readHead } from '../routing/head-reader.js';
 import { type RouteKey, routeKey, slotFor } from '../routing/key.js';
@@ -52,15 +52,18 @@ function peerKey(handle: RawHandle): string | undefined {
   return normaliseAddress(peer.address);
 }
 
-/** What the listening socket's handle calls for each accepted connection (libuv's callback). */
-type OnConnection = (status: number, client?: RawHandle) => void;
-
 /**
- * The listening side of the primary, IP mode. A `net.Server` binds and closes the port; each
- * accepted connection is taken as the raw handle libuv produced (as Node's own round-robin
- * scheduler does) and never read: it is keyed by the peer's normalised address and handed to the
- * worker of the slot the picker chooses among the ready slots. Nothing is read in the primary,
- * so nothing can be lost.
+ * The listening side of the primary. A `net.Server` binds and closes the port; each accepted
+ * connection is taken as the raw handle libuv produced (as Node's own round-robin scheduler
+ * does) and handed to the worker of the slot the picker chooses among the ready slots.
+ * - IP mode: the connection is never read; it is keyed by the peer's normalised address, so
+ *   nothing is read in the primary and nothing can be lost.
+ * - Proxy mode, session-id affinity, PROXY protocol: the primary reads the first request head
+ *   (routing/head-reader.ts), keys it (routing/key.ts) and hands over the connection with every
+ *   byte it read, for the worker to replay. Later requests of a kept-open connection are keyed by
+ *   the worker; one that belongs elsewhere comes back here (`reroute`) with its bytes.
+ * - Connections wait (unread, bounded in number and time) while no worker is ready; a handoff a
+ *   worker could not take, or never took before it died, is routed again.
  */
 export class Balancer {
   readonly server: net.Server;
@@ -91,7 +94,7 @@ export class Balancer {
   constructor(
     private readonly options: ResolvedStickyOptions,
     private readonly pool: WorkerPool,
-    private readonly pick: Pick,
+    private readonly pick: SlotPicker,
   ) {
     const untilHead = options.proxy || options.sessionAffinity !== false;
     this.headOptions =
@@ -111,7 +114,6 @@ export class Balancer {
     this.server.once('listening', () => this.takeOverAccept());
     pool.on('change', () => this.flushPending());
     pool.on('returned', (handle, slot) => this.retry(handle, slot));
-    pool.on('reroute', (handle, bytes, peer) => this.reroute(handle, bytes, peer));
     pool.on('orphans', (handles) => {
       debug('re-routing %d connections a dead worker never took', handles.length);
       for (const handle of handles) {
@@ -130,9 +132,7 @@ export class Balancer {
   }
 
   private takeOverAccept(): void {
-    const handle = (this.server as unknown as { _handle?: { onconnection?: OnConnection } })
-      ._handle;
-    if (typeof handle?.onconnection !== 'function') {
+    if (!interceptAccept(this.server, (status, client) => this.accept(status, client))) {
       // Every supported Node version has this callback; say so plainly if one does not.
       this.server.emit(
         'error',
@@ -143,13 +143,7 @@ export class Balancer {
       );
       return;
     }
-    handle.onconnection = (status, client) => this.accept(status, client);
-    // Linux copies TCP_NODELAY from the listening socket to each accepted one: set once here,
-    // it spares a system call per connection in the workers.
-    const listener = handle as { setNoDelay?: (on: boolean) => number };
-    if (process.platform === 'linux' && typeof listener.setNoDelay === 'function') {
-      this.noDelayInherited = listener.setNoDelay(true) === 0;
-    }
+    this.noDelayInherited = inheritNoDelay(this.server);
   }
 
   private accept(status: number, client: RawHandle | undefined): void {
@@ -199,7 +193,7 @@ export class Balancer {
    * A worker handed back a connection whose next request belongs elsewhere: route that request
    * as if the connection were new (the bytes read so far travel with it).
    */
-  private reroute(handle: RawHandle, bytes: Buffer, peer: string | undefined): void {
+  reroute(handle: RawHandle, bytes: Buffer, peer: string | undefined): void {
     this.counters.handedBack++;
     const end = findHeadEnd(bytes);
     this.routeHead(handle, end === -1 ? bytes : bytes.subarray(0, end), bytes, peer);

@@ -1,9 +1,12 @@
 import type { Worker } from 'node:cluster';
 import { debug } from '../debug.js';
+import {
+  dropHandleQueue,
+  handlesAhead,
+  onHandleAnswers,
+  type RawHandle,
+} from '../node-internals.js';
 import { type ConnectionMessage, MessageType, message } from '../protocol/messages.js';
-import type { RawHandle } from '../routing/handle.js';
-
-export type { RawHandle };
 
 const CONNECTION: ConnectionMessage = message<ConnectionMessage>(MessageType.Connection, {});
 
@@ -12,8 +15,6 @@ interface Sent {
   /** The number of the acknowledgement that answers this handle. */
   answer: number;
 }
-
-type ProcessWithQueue = { _handleQueue?: Array<{ handle?: unknown }> | null };
 
 /**
  * Hands connections to one worker and keeps the primary's copy of each until the worker has it.
@@ -32,14 +33,14 @@ export class Handoff {
   private sent: Sent[] = [];
   /** Acknowledgements (ACK or NACK) seen on this channel so far. */
   private answers = 0;
-  private readonly onInternal = (msg: unknown) => this.onAnswer(msg);
+  private readonly stopListening: () => void;
 
   /** `onReturned` gets back a handle the worker could not take (send failed, or it refused it). */
   constructor(
     private readonly worker: Worker,
     private readonly onReturned: (handle: RawHandle) => void,
   ) {
-    worker.process.on('internalMessage', this.onInternal);
+    this.stopListening = onHandleAnswers(worker, (taken) => this.onAnswer(taken));
   }
 
   /**
@@ -52,14 +53,7 @@ export class Handoff {
     peer: string | undefined,
     onSent: () => void,
   ): void {
-    const queue = (this.worker.process as unknown as ProcessWithQueue)._handleQueue;
-    // A non-null queue means a handle is in flight; each queued handle will be answered first.
-    let ahead = 0;
-    if (queue) {
-      ahead = 1;
-      for (const queued of queue) if (queued.handle) ahead++;
-    }
-    const entry: Sent = { handle, answer: this.answers + ahead + 1 };
+    const entry: Sent = { handle, answer: this.answers + handlesAhead(this.worker) + 1 };
     this.sent.push(entry);
     const msg =
       head || peer
@@ -84,22 +78,20 @@ export class Handoff {
 
   /** The handles the worker never acknowledged; the caller owns them now. Call once it exited. */
   takeUnacknowledged(): RawHandle[] {
-    this.worker.process.off('internalMessage', this.onInternal);
+    this.stopListening();
     const handles = this.sent.map((entry) => entry.handle);
     this.sent = [];
     // Node would otherwise keep queued sends (and their handles) for a process that is gone.
-    (this.worker.process as unknown as ProcessWithQueue)._handleQueue = null;
+    dropHandleQueue(this.worker);
     return handles;
   }
 
-  private onAnswer(msg: unknown): void {
-    const cmd = (msg as { cmd?: unknown } | null)?.cmd;
-    if (cmd !== 'NODE_HANDLE_ACK' && cmd !== 'NODE_HANDLE_NACK') return;
+  private onAnswer(taken: boolean): void {
     this.answers++;
     const head = this.sent[0];
     if (head?.answer !== this.answers) return; // someone else's handle
     this.sent.shift();
-    if (cmd === 'NODE_HANDLE_ACK') {
+    if (taken) {
       head.handle.close();
     } else {
       // The worker could not take it; Node does not resend raw handles.

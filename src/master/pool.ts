@@ -2,23 +2,22 @@ import cluster, { type Worker } from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { debug } from '../debug.js';
+import type { RawHandle } from '../node-internals.js';
 import type { ResolvedStickyOptions } from '../options.js';
+import { sendToWorker } from '../protocol/ipc.js';
 import {
   ADDRESS_ENV,
   MessageType,
   message,
   NODELAY_ENV,
-  parseMessage,
   type ShutdownMessage,
   SLOT_ENV,
   type SlotsMessage,
-  SOURCE,
-  type StoreChangeMessage,
-  type StoreHelloMessage,
   TRANSPORT_ENV,
 } from '../protocol/messages.js';
 import { respawnDelay } from './backoff.js';
-import { Handoff, type RawHandle } from './handoff.js';
+import { Handoff } from './handoff.js';
+import type { LifecycleMessage } from './ipc.js';
 
 /** Lifecycle of one slot. `down` = no process (crashed, waiting to respawn, or closed). */
 export type SlotState = 'starting' | 'ready' | 'stopping' | 'down';
@@ -53,20 +52,16 @@ export interface PoolEvents {
   orphans: [RawHandle[]];
   /** A connection the worker of `slot` could not take (send failed or refused). */
   returned: [RawHandle, number];
-  /**
-   * A worker handed a connection back: its next request (in `head`, with every byte read after
-   * it) belongs elsewhere. `peer` is the connection's address key.
-   */
-  reroute: [RawHandle, Buffer, string | undefined];
   /** Every slot that was ever started has exited and no respawn is pending. */
   idle: [];
   /** A worker reported ready and is about to be routed to: give it what it must have first. */
   syncWorker: [Worker];
-  /** A worker's session write, or its request for the full session state. */
-  store: [Worker, StoreChangeMessage | StoreHelloMessage];
+  /** A worker was forked into `slot`: route its messages (before any can arrive). */
+  forked: [Worker, number];
 }
 
-interface Slot {
+/** One worker slot's record (`SlotStats` is what it reports). */
+interface WorkerSlot {
   readonly slot: number;
   state: SlotState;
   worker: Worker | undefined;
@@ -91,7 +86,7 @@ const SHUTDOWN: ShutdownMessage = message<ShutdownMessage>(MessageType.Shutdown,
 export class WorkerPool extends EventEmitter<PoolEvents> {
   /** Ready slots in ascending order; replaced (never mutated) on every change. */
   live: readonly number[] = [];
-  private readonly slots: Slot[];
+  private readonly slots: WorkerSlot[];
   private closing = false;
 
   constructor(private readonly options: ResolvedStickyOptions) {
@@ -112,8 +107,6 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
 
   /** The primary's bound address, handed to every worker it forks (see `StickyWorker.address`). */
   private address = '';
-  /** Messages tagged as sticky-mesh's that did not parse (wrong version or shape). */
-  malformed = 0;
   private noDelay = '0';
 
   start(address: AddressInfo, noDelayInherited = false): void {
@@ -166,9 +159,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       const wasReady = s.state === 'ready';
       s.state = 'stopping';
       if (wasReady) {
-        worker.send(SHUTDOWN, (err: Error | null) => {
-          if (err) debug('slot %d: shutdown message failed: %s', s.slot, err.message);
-        });
+        sendToWorker(worker, SHUTDOWN, `slot ${s.slot}: shutdown message`);
         s.timer = setTimeout(() => kill(worker, 'SIGKILL'), this.options.shutdownTimeout);
       } else {
         // Not serving anything yet: nothing to drain.
@@ -180,7 +171,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     this.checkIdle();
   }
 
-  private fork(s: Slot): void {
+  private fork(s: WorkerSlot): void {
     s.timer = undefined;
     if (this.closing) return;
     const worker = cluster.fork({
@@ -202,7 +193,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       kill(worker, 'SIGKILL');
     }, this.options.readyTimeout);
     s.timer.unref();
-    worker.on('message', (raw: unknown, handle: unknown) => this.onMessage(s, worker, raw, handle));
+    this.emit('forked', worker, s.slot);
     // A worker's 'error' (e.g. a failed send to a dead process) must never become an uncaught
     // exception in the primary; send callbacks already report the failure where it matters.
     worker.on('error', (err: Error) => debug('slot %d: worker error: %s', s.slot, err.message));
@@ -211,27 +202,16 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     );
   }
 
-  private onMessage(s: Slot, worker: Worker, raw: unknown, handle: unknown): void {
-    const msg = parseMessage(raw);
-    if (!msg && (raw as { src?: unknown } | null)?.src === SOURCE) {
-      // Ours by its tag, but another protocol version or a wrong shape: dropped, counted.
-      this.malformed++;
-      debug('slot %d: dropped a malformed sticky-mesh message', s.slot);
-    }
-    if (msg?.t === MessageType.Reroute && isRawHandle(handle)) {
-      // Whatever state the sender is in now, the connection is the primary's to route.
-      this.emit('reroute', handle, Buffer.from(msg.head, 'base64'), msg.peer);
-      return;
-    }
-    if (isRawHandle(handle)) {
-      // A handle that came with no message of ours: nobody else will close it.
-      debug('slot %d: closing an unexpected handle from the worker', s.slot);
-      handle.close();
-    }
-    if (!msg || s.worker !== worker) return;
-    if (msg.t === MessageType.StoreChange || msg.t === MessageType.StoreHello) {
-      this.emit('store', worker, msg);
-    } else if (msg.t === MessageType.Ready && s.state === 'starting') {
+  /** Whether `worker` is still the one in `slot` (not a replaced or exited one). */
+  isCurrent(slot: number, worker: Worker): boolean {
+    return this.slots[slot]?.worker === worker;
+  }
+
+  /** A lifecycle message from the current worker of `slot`. */
+  lifecycle(slot: number, worker: Worker, msg: LifecycleMessage): void {
+    const s = this.slots[slot];
+    if (!s) return;
+    if (msg.t === MessageType.Ready && s.state === 'starting') {
       clearTimeout(s.timer);
       s.timer = undefined;
       s.state = 'ready';
@@ -253,7 +233,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   }
 
   private onExit(
-    s: Slot,
+    s: WorkerSlot,
     worker: Worker,
     code: number | null,
     signal: NodeJS.Signals | null,
@@ -297,10 +277,9 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     // Workers route the later requests of their connections with the same view.
     const slots = message<SlotsMessage>(MessageType.Slots, { live });
     for (const r of this.slots) {
-      if (r.state !== 'ready' || !r.worker?.isConnected()) continue;
-      r.worker.send(slots, (err: Error | null) => {
-        if (err) debug('slot %d: slots message failed: %s', r.slot, err.message);
-      });
+      if (r.state === 'ready' && r.worker) {
+        sendToWorker(r.worker, slots, `slot ${r.slot}: slots message`);
+      }
     }
     this.emit('change');
   }
@@ -308,15 +287,6 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   private checkIdle(): void {
     if (this.closing && this.slots.every((s) => s.worker === undefined)) this.emit('idle');
   }
-}
-
-function isRawHandle(value: unknown): value is RawHandle {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as { getpeername?: unknown }).getpeername === 'function' &&
-    typeof (value as { close?: unknown }).close === 'function'
-  );
 }
 
 function kill(worker: Worker, signal: NodeJS.Signals): void {

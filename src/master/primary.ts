@@ -5,12 +5,12 @@ import { channels, debug } from '../debug.js';
 import { describe, StickyMeshError } from '../errors.js';
 import { rendezvous } from '../hash.js';
 import type { ResolvedStickyOptions } from '../options.js';
-import { MessageType } from '../protocol/messages.js';
-import type { MulticastStats } from '../replication/multicast.js';
-import type { RedisStats } from '../replication/redis.js';
-import { resolveTransport, type Transport } from '../replication/transport.js';
+import { type MachineTransport, resolveTransport } from '../replication/transports/choose.js';
+import { Hub, type HubCounters } from '../replication/transports/ipc/hub.js';
+import type { MulticastStats } from '../replication/transports/multicast/transport.js';
+import type { RedisStats } from '../replication/transports/redis/transport.js';
 import { Balancer, type BalancerCounters } from './balancer.js';
-import { Hub, type HubCounters } from './hub.js';
+import { WorkerChannels } from './ipc.js';
 import { type PoolEvents, type SlotStats, WorkerPool } from './pool.js';
 
 export interface PrimaryStats extends BalancerCounters {
@@ -41,7 +41,7 @@ export type PrimaryState =
   | 'closed';
 
 export interface PrimaryEvents
-  extends Omit<PoolEvents, 'change' | 'idle' | 'syncWorker' | 'store' | 'reroute'> {
+  extends Omit<PoolEvents, 'change' | 'idle' | 'syncWorker' | 'forked' | 'orphans' | 'returned'> {
   /** The port is bound (workers may still be starting). */
   listening: [AddressInfo];
   /** The port is bound and every worker is ready. */
@@ -54,16 +54,18 @@ export interface PrimaryEvents
 const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
 
 /**
- * The cluster primary: owns the listening port and the worker pool. Never runs the user's
- * factory and never reads a client byte in IP mode.
+ * The cluster primary: owns the listening port (the balancer), the worker pool, the replication
+ * hub and, with `multicast` or `redis`, the machine's link to other machines; routes every
+ * worker message to its owner (master/ipc.ts). Never runs the user's factory and never reads a
+ * client byte in IP mode.
  */
 export class StickyPrimary extends EventEmitter<PrimaryEvents> {
   readonly role = 'primary' as const;
   private state: PrimaryState = 'idle';
   private readonly pool: WorkerPool;
-  private readonly hub = new Hub();
+  private readonly hub: Hub<MachineTransport>;
   private readonly balancer: Balancer;
-  private readonly transport: Transport | undefined;
+  private readonly channels: WorkerChannels;
   private closing: Promise<void> | undefined;
   private readonly onSignal = (signal: NodeJS.Signals) => this.closeOnSignal(signal);
 
@@ -71,14 +73,16 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     super();
     cluster.setupPrimary({ serialization: options.serialization });
     this.pool = new WorkerPool(options);
-    this.transport = resolveTransport(options)?.(this.hub);
-    this.hub.publisher = this.transport;
+    this.hub = new Hub({ transport: resolveTransport(options) });
     this.balancer = new Balancer(options, this.pool, rendezvous(options.seed, options.num));
-    this.pool.on('syncWorker', (worker) => this.hub.sync(worker));
-    this.pool.on('store', (worker, msg) => {
-      if (msg.t === MessageType.StoreHello) this.hub.sync(worker);
-      else this.hub.onChange(worker, msg);
+    this.channels = new WorkerChannels({
+      isCurrent: (slot, worker) => this.pool.isCurrent(slot, worker),
+      lifecycle: (slot, worker, msg) => this.pool.lifecycle(slot, worker, msg),
+      store: (worker, msg) => this.hub.receive(worker, msg),
+      reroute: (handle, head, peer) => this.balancer.reroute(handle, head, peer),
     });
+    this.pool.on('forked', (worker, slot) => this.channels.attach(slot, worker));
+    this.pool.on('syncWorker', (worker) => this.hub.sync(worker));
     this.pool.on('workerUp', (info) => {
       publishWorker('up', info);
       this.emit('workerUp', info);
@@ -115,7 +119,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     const bindHost = typeof host === 'string' ? host : undefined;
     if (cb) this.once('ready', cb);
     if (this.options.handleSignals) for (const s of SIGNALS) process.on(s, this.onSignal);
-    const transport = this.transport;
+    const transport = this.hub.transport;
     if (!transport) {
       this.bind(portNumber, bindHost);
       return this;
@@ -166,8 +170,8 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       ...this.balancer.counters,
       slots: this.pool.stats(),
       sessions: { ...this.hub.counters },
-      malformedMessages: this.pool.malformed,
-      ...(this.transport ? { [this.transport.kind]: this.transport.stats() } : {}),
+      malformedMessages: this.channels.malformed,
+      ...(this.hub.transport ? { [this.hub.transport.kind]: this.hub.transport.stats() } : {}),
     };
   }
 
@@ -183,7 +187,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       this.hub.close();
       this.pool.once('idle', () => {
         // After the workers: their last writes still go out before the leave message.
-        void (this.transport?.close() ?? Promise.resolve()).then(() => {
+        void (this.hub.transport?.close() ?? Promise.resolve()).then(() => {
           this.state = 'closed';
           this.emit('close');
           resolve();

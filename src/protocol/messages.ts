@@ -140,8 +140,8 @@ function optionalString(value: unknown): boolean {
 }
 
 /**
- * Tells a forked worker which transport its primary runs between machines (`multicast`), or
- * none (empty): a worker's store checks its own options against it.
+ * Tells a forked worker which transport its primary runs between machines (`multicast` or
+ * `redis`), or none (empty): a worker's store checks its own options against it.
  */
 export const TRANSPORT_ENV = 'STICKY_MESH_TRANSPORT';
 

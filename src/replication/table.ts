@@ -24,7 +24,7 @@ export interface SessionRecord {
   readonly version: Version;
 }
 
-interface Slot {
+interface Entry {
   data: string | null;
   /** Expiry the winning `set` carried (a tombstone: when it may be purged). */
   setExpiresAt: number;
@@ -51,7 +51,7 @@ export class SessionTable {
    * they applied them in. Replication compares digests to find replicas that drifted apart.
    */
   digest = 0;
-  private readonly slots = new Map<string, Slot>();
+  private readonly entries = new Map<string, Entry>();
   private readonly now: () => number;
 
   constructor(private readonly options: TableOptions) {
@@ -60,25 +60,25 @@ export class SessionTable {
 
   /** Applies a change; returns whether it changed anything visible to reads or replicas. */
   apply(change: Change): boolean {
-    const slot = this.slots.get(change.sid);
-    const before = slot ? slotHash(change.sid, slot) : 0;
-    const changed = this.applyTo(slot, change);
+    const entry = this.entries.get(change.sid);
+    const before = entry ? entryHash(change.sid, entry) : 0;
+    const changed = this.applyTo(entry, change);
     if (changed) {
       this.digest =
-        (this.digest ^ before ^ slotHash(change.sid, this.slots.get(change.sid) as Slot)) >>> 0;
+        (this.digest ^ before ^ entryHash(change.sid, this.entries.get(change.sid) as Entry)) >>> 0;
     }
     return changed;
   }
 
-  private applyTo(slot: Slot | undefined, change: Change): boolean {
-    const current = slot?.version ?? ZERO;
+  private applyTo(entry: Entry | undefined, change: Change): boolean {
+    const current = entry?.version ?? ZERO;
     if (change.op === 'touch') {
       if (compareVersions(change.version, current) <= 0) return false;
-      const s = slot ?? this.empty(change.sid);
+      const s = entry ?? this.empty(change.sid);
       return addTouch(s, change.expiresAt, change.version);
     }
     if (compareVersions(change.version, current) <= 0) return false;
-    const s = slot ?? this.empty(change.sid);
+    const s = entry ?? this.empty(change.sid);
     s.version = change.version;
     s.touches = s.touches.filter((t) => compareVersions(t.version, change.version) > 0);
     if (change.op === 'set') {
@@ -93,44 +93,44 @@ export class SessionTable {
 
   /** The session's JSON if it exists and has not expired. */
   get(sid: string): string | undefined {
-    const slot = this.slots.get(sid);
-    if (!slot || slot.data === null || expiry(slot) <= this.now()) return undefined;
-    return slot.data;
+    const entry = this.entries.get(sid);
+    if (!entry || entry.data === null || expiry(entry) <= this.now()) return undefined;
+    return entry.data;
   }
 
   /** The current record, tombstones and expired records included (for replication). */
   record(sid: string): SessionRecord | undefined {
-    const slot = this.slots.get(sid);
-    if (!slot || compareVersions(slot.version, ZERO) === 0) return undefined;
-    return { sid, data: slot.data, expiresAt: expiry(slot), version: slot.version };
+    const entry = this.entries.get(sid);
+    if (!entry || compareVersions(entry.version, ZERO) === 0) return undefined;
+    return { sid, data: entry.data, expiresAt: expiry(entry), version: entry.version };
   }
 
   /** Live, unexpired sessions. */
   *live(): IterableIterator<[string, string]> {
     const now = this.now();
-    for (const [sid, slot] of this.slots) {
-      if (slot.data !== null && expiry(slot) > now) yield [sid, slot.data];
+    for (const [sid, entry] of this.entries) {
+      if (entry.data !== null && expiry(entry) > now) yield [sid, entry.data];
     }
   }
 
   /** Every record, for a full state transfer; `changes()` of it rebuild this table elsewhere. */
   *changes(): IterableIterator<Change> {
     const now = this.now();
-    for (const [sid, slot] of this.slots) {
+    for (const [sid, entry] of this.entries) {
       // What the next sweep forgets is not passed on (it would only be swept again there).
-      if (this.deadline(slot) <= now) continue;
-      if (compareVersions(slot.version, ZERO) !== 0) {
-        yield slot.data === null
-          ? { op: 'destroy', sid, version: slot.version }
+      if (this.deadline(entry) <= now) continue;
+      if (compareVersions(entry.version, ZERO) !== 0) {
+        yield entry.data === null
+          ? { op: 'destroy', sid, version: entry.version }
           : {
               op: 'set',
               sid,
-              data: slot.data,
-              expiresAt: slot.setExpiresAt,
-              version: slot.version,
+              data: entry.data,
+              expiresAt: entry.setExpiresAt,
+              version: entry.version,
             };
       }
-      for (const t of slot.touches) {
+      for (const t of entry.touches) {
         yield { op: 'touch', sid, expiresAt: t.expiresAt, version: t.version };
       }
     }
@@ -145,10 +145,10 @@ export class SessionTable {
   sweep(): number {
     const now = this.now();
     let n = 0;
-    for (const [sid, slot] of this.slots) {
-      if (this.deadline(slot) <= now) {
-        this.digest = (this.digest ^ slotHash(sid, slot)) >>> 0;
-        this.slots.delete(sid);
+    for (const [sid, entry] of this.entries) {
+      if (this.deadline(entry) <= now) {
+        this.digest = (this.digest ^ entryHash(sid, entry)) >>> 0;
+        this.entries.delete(sid);
         n++;
       }
     }
@@ -157,33 +157,33 @@ export class SessionTable {
 
   /** Number of records held, tombstones included (a memory figure, not a session count). */
   get size(): number {
-    return this.slots.size;
+    return this.entries.size;
   }
 
   /** When a record may be forgotten. */
-  private deadline(slot: Slot): number {
-    return slot.data === null && slot.version !== ZERO
-      ? slot.setExpiresAt
-      : expiry(slot) + this.options.tombstoneTtl;
+  private deadline(entry: Entry): number {
+    return entry.data === null && entry.version !== ZERO
+      ? entry.setExpiresAt
+      : expiry(entry) + this.options.tombstoneTtl;
   }
 
-  private empty(sid: string): Slot {
-    const slot: Slot = { data: null, setExpiresAt: 0, version: ZERO, touches: [] };
-    this.slots.set(sid, slot);
-    return slot;
+  private empty(sid: string): Entry {
+    const entry: Entry = { data: null, setExpiresAt: 0, version: ZERO, touches: [] };
+    this.entries.set(sid, entry);
+    return entry;
   }
 }
 
-function slotHash(sid: string, slot: Slot): number {
-  const v = slot.version;
+function entryHash(sid: string, entry: Entry): number {
+  const v = entry.version;
   // A tombstone's expiry is local (when this replica may forget it): not part of the digest.
-  const e = slot.data === null ? -1 : expiry(slot);
+  const e = entry.data === null ? -1 : expiry(entry);
   return hashKey(`${sid}|${v.t}|${v.c}|${v.n}|${e}`, 0x7ab1e);
 }
 
-function expiry(slot: Slot): number {
-  let e = slot.setExpiresAt;
-  for (const t of slot.touches) if (t.expiresAt > e) e = t.expiresAt;
+function expiry(entry: Entry): number {
+  let e = entry.setExpiresAt;
+  for (const t of entry.touches) if (t.expiresAt > e) e = t.expiresAt;
   return e;
 }
 
@@ -193,12 +193,12 @@ function expiry(slot: Slot): number {
  * supersede the newer one supersedes it too), so it is dropped: what is kept depends only on
  * the set of touches received, not their order, and is normally a single touch.
  */
-function addTouch(slot: Slot, expiresAt: number, version: Version): boolean {
+function addTouch(entry: Entry, expiresAt: number, version: Version): boolean {
   const dominated = (older: { expiresAt: number; version: Version }, newer: typeof older) =>
     compareVersions(older.version, newer.version) <= 0 && older.expiresAt <= newer.expiresAt;
   const touch = { expiresAt, version };
-  if (slot.touches.some((t) => dominated(touch, t))) return false;
-  slot.touches = slot.touches.filter((t) => !dominated(t, touch));
-  slot.touches.push(touch);
+  if (entry.touches.some((t) => dominated(touch, t))) return false;
+  entry.touches = entry.touches.filter((t) => !dominated(t, touch));
+  entry.touches.push(touch);
   return true;
 }

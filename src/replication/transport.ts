@@ -1,48 +1,53 @@
-import { StickyMeshError } from '../errors.js';
-import type { ReplicaHost } from './mesh.js';
-import {
-  type MulticastOptions,
-  type MulticastStats,
-  MulticastTransport,
-  resolveMulticastOptions,
-} from './multicast.js';
-import { type RedisOption, type RedisStats, RedisTransport, resolveRedisOptions } from './redis.js';
-import type { Change } from './table.js';
+import type { Change, SessionTable } from './table.js';
 
-/** What carries a machine's changes to the other machines. */
-export interface Transport {
-  readonly kind: 'multicast' | 'redis';
-  /** Resolves once this machine holds the cluster's sessions (or gave up waiting, logged). */
+/**
+ * What carries a replica's changes to the other replicas. Three implementations:
+ * - `ipc`: a worker's link to the hub in its cluster primary (transports/ipc/), which applies
+ *   every worker's writes and passes them on to the other workers and to the machine's
+ *   transport to other machines;
+ * - `multicast`: authenticated UDP multicast between machines (transports/multicast/);
+ * - `redis`: a shared Redis between machines (transports/redis/).
+ * A store holds one (or none: a plain in-process store) and does not know which it is.
+ * `S` is what `stats()` reports.
+ */
+export interface Transport<S = unknown> {
+  readonly kind: TransportKind;
+  /**
+   * Opens the link. Resolves once local writes may go out (multicast, Redis: once this process
+   * holds the cluster's sessions, or gave up waiting, logged); rejects with
+   * `ERR_STICKY_TRANSPORT_FAILED` if it cannot open. Every call returns the same promise.
+   */
   start(): Promise<void>;
-  publish(change: Change): void;
+  /**
+   * Resolves once reads may be served: this process holds the sessions it should. Reads wait
+   * for it; it is cheap once true. (In a worker, a store created after the worker became ready
+   * asks the hub for the state here.)
+   */
+  synced(): Promise<void>;
+  /**
+   * Sends a change already applied to the local table. `ipc` resolves once the hub has it (what
+   * read-your-writes across workers rests on); the others return at once and deliver on their
+   * own (queued and written back while unreachable).
+   */
+  publish(change: Change): void | Promise<void>;
+  /** Closes what this link opened. Idempotent: every call returns the same promise. */
   close(): Promise<void>;
-  stats(): MulticastStats | RedisStats;
+  stats(): S;
+  /**
+   * Set by the store: called with `false` when it cannot serve at all (no state yet and no way
+   * to get it: a Redis that is away at start), and with `true` once it can.
+   */
+  onAvailability?: ((available: boolean) => void) | undefined;
 }
 
-export interface TransportOptions {
-  multicast?: MulticastOptions | undefined;
-  redis?: RedisOption | undefined;
-}
+export type TransportKind = 'ipc' | 'multicast' | 'redis';
 
-/** Validates whichever transport option is given (at most one); returns what to build. */
-export function resolveTransport(
-  options: TransportOptions,
-): ((host: ReplicaHost) => Transport) | undefined {
-  const { multicast, redis } = options;
-  if (multicast !== undefined && redis !== undefined) {
-    throw new StickyMeshError(
-      'ERR_STICKY_INVALID_OPTION',
-      'sticky-mesh: give either "multicast" or "redis", not both: one transport replicates a machine',
-    );
-  }
-  if (multicast !== undefined) {
-    const resolved = resolveMulticastOptions(multicast);
-    return (host) =>
-      Object.assign(new MulticastTransport(resolved, host), { kind: 'multicast' as const });
-  }
-  if (redis !== undefined) {
-    const resolved = resolveRedisOptions(redis);
-    return (host) => Object.assign(new RedisTransport(resolved, host), { kind: 'redis' as const });
-  }
-  return undefined;
+/**
+ * Where a transport between machines delivers what it receives: the machine's replica (the
+ * hub's in a cluster primary, a standalone store's otherwise) and whatever that feeds.
+ */
+export interface ReplicaHost {
+  readonly table: SessionTable;
+  /** Applies changes received from other machines. */
+  applyRemote(changes: readonly Change[]): void;
 }

@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { debug } from '../debug.js';
-import type { RawHandle } from './handle.js';
+import { type RawHandle, socketFromHandle } from '../node-internals.js';
 
 /**
  * The short answers sticky-mesh itself gives a client (in the primary, and in a worker between
@@ -29,14 +29,7 @@ export function missingHeader(header: string): Buffer {
 
 /** Answers and closes. Takes a raw handle or a socket that still holds its handle. */
 export function respond(target: RawHandle | net.Socket, response: Buffer): void {
-  const socket =
-    target instanceof net.Socket
-      ? target
-      : new net.Socket({
-          handle: target,
-          readable: true,
-          writable: true,
-        } as net.SocketConstructorOpts);
+  const socket = target instanceof net.Socket ? target : socketFromHandle(target);
   // Reading (and discarding) what the client sent keeps the close from turning into a reset
   // that could swallow the answer; clients that never finish are cut off after 2 s.
   socket.on('error', (err) => debug('client socket error: %s', err.message));

@@ -1,7 +1,16 @@
 import { readSync } from 'node:fs';
-import net from 'node:net';
-import { debug } from '../debug.js';
-import type { RawHandle } from './handle.js';
+import type net from 'node:net';
+import {
+  handleFd,
+  handleOf,
+  type OnRead,
+  type RawHandle,
+  type ReadState,
+  readState,
+  releaseHandle,
+  setOnRead,
+  socketFromHandle,
+} from '../node-internals.js';
 import { findHeadEnd } from './head.js';
 import { parseProxyHeader } from './proxy-protocol.js';
 
@@ -70,44 +79,6 @@ export interface HeadRead {
   /** Stops waiting without a report and without touching the handle (its owner closed it). */
   abandon(): void;
 }
-
-/** Whether `readHead` can read straight from a handle on this Node (see `via`). */
-export function canReadHandles(): boolean {
-  return readState !== undefined;
-}
-
-/** Where Node's stream handles leave the size and offset of each read for their `onread`. */
-interface ReadState {
-  streamBaseState: Int32Array;
-  kReadBytesOrError: number;
-  kArrayBufferOffset: number;
-}
-
-/**
- * `STICKY_MESH_HEAD_READS=socket` in the environment forces the portable path everywhere (to
- * rule the lean one out when diagnosing a problem on a new Node version).
- */
-const readState: ReadState | undefined = (() => {
-  if (process.env.STICKY_MESH_HEAD_READS === 'socket') return undefined;
-  try {
-    const binding = (process as unknown as { binding(name: string): Partial<ReadState> }).binding(
-      'stream_wrap',
-    );
-    const { streamBaseState, kReadBytesOrError, kArrayBufferOffset } = binding;
-    if (
-      streamBaseState instanceof Int32Array &&
-      typeof kReadBytesOrError === 'number' &&
-      typeof kArrayBufferOffset === 'number'
-    ) {
-      return { streamBaseState, kReadBytesOrError, kArrayBufferOffset };
-    }
-  } catch (err) {
-    debug('reading through sockets: %s', (err as Error).message);
-  }
-  return undefined;
-})();
-
-type OnRead = (this: RawHandle, data: ArrayBuffer | undefined) => void;
 
 /**
  * Collects bytes until the head is complete (or a limit is hit) and decides. Shared by both
@@ -201,7 +172,7 @@ function readFromHandle(
     finished = true;
     if (timer) clearTimeout(timer);
     handle.readStop();
-    (handle as { onread?: OnRead }).onread = ignoreRead;
+    setOnRead(handle, ignoreRead);
     if (result.status === 'closed' && !options.keepHandle) handle.close();
     done(result);
   };
@@ -241,7 +212,7 @@ function readFromHandle(
     const offset = state.streamBaseState[state.kArrayBufferOffset] ?? 0;
     take(Buffer.from(data, offset, n));
   };
-  (handle as { onread?: OnRead }).onread = onread;
+  setOnRead(handle, onread);
   const err = handle.readStart();
   if (err !== 0) finish({ status: 'closed' });
   return {
@@ -270,8 +241,8 @@ let scratch: Buffer | undefined;
  * (EAGAIN), or an error the event loop's read will report properly, changes nothing.
  */
 function readNow(handle: RawHandle, take: (chunk: Buffer) => void, gone: () => void): void {
-  const fd = (handle as { fd?: unknown }).fd;
-  if (typeof fd !== 'number' || fd < 0) return;
+  const fd = handleFd(handle);
+  if (fd < 0) return;
   scratch ??= Buffer.allocUnsafe(64 * 1024);
   let n: number;
   try {
@@ -296,11 +267,7 @@ function readFromSocket(
   options: HeadReadOptions,
   done: (result: HeadReadResult) => void,
 ): HeadRead {
-  const socket = new net.Socket({
-    handle,
-    readable: true,
-    writable: true,
-  } as net.SocketConstructorOpts);
+  const socket = socketFromHandle(handle);
   const parser = new HeadParser(options);
   let finished = false;
 
@@ -336,7 +303,7 @@ function readFromSocket(
   };
 
   const complete = (all: Buffer, headLength: number) => {
-    const raw = (socket as unknown as { _handle: RawHandle | null })._handle;
+    const raw = handleOf(socket);
     if (!raw) {
       onGone();
       return;
@@ -347,8 +314,7 @@ function readFromSocket(
     let chunk: Buffer | null;
     // biome-ignore lint/suspicious/noAssignInExpressions: the stream idiom
     while ((chunk = socket.read() as Buffer | null) !== null) rest.push(chunk);
-    (socket as unknown as { _handle: RawHandle | null })._handle = null;
-    raw.reading = false;
+    releaseHandle(socket);
     const bytes = rest.length === 0 ? all : Buffer.concat([all, ...rest]);
     finish({ status: 'ok', handle: raw, bytes, headLength, source: parser.proxySource });
   };

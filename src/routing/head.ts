@@ -1,4 +1,4 @@
-import { HTTP_TOKEN } from '../options.js';
+import { HTTP_TOKEN } from '../validate.js';
 
 /**
  * Reading an HTTP/1.x request head in the primary (proxy mode). Pure functions over bytes: they

@@ -1,8 +1,8 @@
-import type { Pick as PickSlot } from '../hash.js';
+import type { SlotPicker } from '../hash.js';
 import type { ResolvedStickyOptions } from '../options.js';
-import { cookieValue, idFromCookieValue, queryParam, sessionIdSlot } from '../session-id.js';
 import { fromForwarded, fromForwardedFor } from './forwarded.js';
 import { parseHead } from './head.js';
+import { cookieValue, idFromCookieValue, queryParam, sessionIdSlot } from './session-id.js';
 
 /**
  * Where a request belongs, read from its head alone. The primary reads this for the first
@@ -62,7 +62,7 @@ export function routeKey(
  */
 export function slotFor(
   route: RouteKey,
-  pick: PickSlot,
+  pick: SlotPicker,
   live: readonly number[],
 ): number | undefined {
   if (route.owner !== undefined && live.includes(route.owner)) return route.owner;

@@ -8,22 +8,22 @@
  */
 import { vi } from 'vitest';
 import { Clock } from '../../src/replication/clock.js';
+import { type Change, SessionTable } from '../../src/replication/table.js';
 import {
   decodeChange,
   decodeMessage,
   encodeChange,
   encodeMessage,
   type MeshMessage,
-} from '../../src/replication/codec.js';
+} from '../../src/replication/transports/multicast/codec.js';
+import { MeshNode } from '../../src/replication/transports/multicast/mesh.js';
 import {
   MESH_TIMINGS,
   type MeshIO,
-  MeshNode,
   type MeshTimings,
   type PeerAddress,
   type StateTransfer,
-} from '../../src/replication/mesh.js';
-import { type Change, SessionTable } from '../../src/replication/table.js';
+} from '../../src/replication/transports/multicast/peer.js';
 
 /** mulberry32: a small seeded PRNG, uniform in [0, 1). */
 export function prng(seed: number): () => number {

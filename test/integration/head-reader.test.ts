@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RawHandle } from '../../src/routing/handle.js';
+import type { RawHandle } from '../../src/node-internals.js';
 import {
   type HeadReadOptions,
   type HeadReadResult,

@@ -9,11 +9,11 @@ import net from 'node:net';
 import express from 'express';
 import session from 'express-session';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { encodeMessage, Kind } from '../../src/replication/codec.js';
-import type { MulticastOptions } from '../../src/replication/multicast.js';
-import { multicastStore } from '../../src/replication/multicast-store.js';
-import { Keyring, Sealer } from '../../src/replication/seal.js';
 import { ReplicatedStore, type ReplicatedStoreOptions } from '../../src/replication/store.js';
+import { encodeMessage, Kind } from '../../src/replication/transports/multicast/codec.js';
+import type { MulticastOptions } from '../../src/replication/transports/multicast/options.js';
+import { Keyring, Sealer } from '../../src/replication/transports/multicast/seal.js';
+import { multicastStore } from '../../src/replication/transports/multicast/store.js';
 
 const SECRET = 'standalone integration secret, 32+ bytes';
 const GROUP = '228.0.0.5';

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Version } from '../../src/replication/clock.js';
+import type { Change } from '../../src/replication/table.js';
 import {
   decodeChange,
   decodeChanges,
@@ -15,8 +16,7 @@ import {
   type MeshMessage,
   type Piece,
   type SyncFrame,
-} from '../../src/replication/codec.js';
-import type { Change } from '../../src/replication/table.js';
+} from '../../src/replication/transports/multicast/codec.js';
 
 // ---- arbitraries ---------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { DATAGRAM_BUDGET } from '../../src/replication/mesh.js';
+import { DATAGRAM_BUDGET } from '../../src/replication/transports/multicast/stream.js';
 import { type MeshHandle, MeshNet, type NetOptions, TEST_TIMINGS } from '../helpers/mesh-net.js';
 
 const { heartbeatInterval, failureTimeout, joinTimeout, syncTimeout } = TEST_TIMINGS;

@@ -1,10 +1,13 @@
 import session from 'express-session';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { StickyMeshError } from '../../src/errors.js';
-import { MESH_TIMINGS } from '../../src/replication/mesh.js';
-import { type MulticastOptions, resolveMulticastOptions } from '../../src/replication/multicast.js';
-import { multicastStore } from '../../src/replication/multicast-store.js';
 import { ReplicatedStore } from '../../src/replication/store.js';
+import {
+  type MulticastOptions,
+  resolveMulticastOptions,
+} from '../../src/replication/transports/multicast/options.js';
+import { MESH_TIMINGS } from '../../src/replication/transports/multicast/peer.js';
+import { multicastStore } from '../../src/replication/transports/multicast/store.js';
 
 const SECRET = 'unit-test secret, 32 bytes long!';
 

@@ -10,14 +10,14 @@ import type { Redis } from 'ioredis';
 import RedisMock from 'ioredis-mock';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Version } from '../../src/replication/clock.js';
-import {
-  type RedisClientLike,
-  RedisTransport,
-  type RedisTransportOptions,
-  resolveRedisOptions,
-} from '../../src/replication/redis.js';
 import { ReplicatedStore, type SessionData } from '../../src/replication/store.js';
 import { type Change, SessionTable } from '../../src/replication/table.js';
+import {
+  type RedisClientLike,
+  type RedisTransportOptions,
+  resolveRedisOptions,
+} from '../../src/replication/transports/redis/options.js';
+import { RedisTransport } from '../../src/replication/transports/redis/transport.js';
 
 // ---- test doubles ------------------------------------------------------------------------------
 

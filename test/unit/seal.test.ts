@@ -11,7 +11,7 @@ import {
   Sealer,
   sameBytes,
   TAG_BYTES,
-} from '../../src/replication/seal.js';
+} from '../../src/replication/transports/multicast/seal.js';
 
 // scrypt is deliberately slow (and 16 MiB): every keyring of the file is derived once, here.
 const SECRET = 'a shared secret, 32 bytes long!!';

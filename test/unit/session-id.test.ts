@@ -8,7 +8,7 @@ import {
   SESSION_ID_LENGTH,
   sessionIdSlot,
   sidFromTarget,
-} from '../../src/session-id.js';
+} from '../../src/routing/session-id.js';
 
 const SEED = 0x5eed1e55;
 

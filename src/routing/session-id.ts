@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { hashKey } from './hash.js';
+import { hashKey } from '../hash.js';
 
 /**
  * Session ids that name the worker slot which owns them, so any balancer with the same `seed`

@@ -6,7 +6,7 @@ import {
   scryptSync,
   timingSafeEqual,
 } from 'node:crypto';
-import { hashKey } from '../hash.js';
+import { hashKey } from '../../../hash.js';
 
 /**
  * The envelope of everything sent between machines: each UDP datagram and each TCP frame.

@@ -1,25 +1,34 @@
-import { debug } from '../debug.js';
-import { StickyMeshError } from '../errors.js';
+import { debug } from '../../../debug.js';
+import { StickyMeshError } from '../../../errors.js';
+import { primaryChannel, sendToPrimary } from '../../../protocol/ipc.js';
 import {
   MessageType,
   message,
-  parseMessage,
   SLOT_ENV,
+  type StoreAckMessage,
   type StoreChangeMessage,
   type StoreHelloMessage,
-} from '../protocol/messages.js';
-import type { Version } from './clock.js';
-import { type Change, SessionTable } from './table.js';
-import { parseChange } from './wire.js';
+  type StoreStateMessage,
+} from '../../../protocol/messages.js';
+import type { Clock } from '../../clock.js';
+import { type Change, SessionTable } from '../../table.js';
+import type { Transport } from '../../transport.js';
+import { parseChange } from '../../wire.js';
 
 /** How long a store created after its worker started waits for the full state, in ms. */
 const SYNC_TIMEOUT_MS = 10_000;
+
+/** What a worker's `ipc` transport reports. */
+export interface IpcStats {
+  /** IPC store messages from the primary dropped as malformed. */
+  dropped: number;
+}
 
 /**
  * The worker side of replication inside a sticky-mesh cluster: one replica per worker process
  * (every ReplicatedStore of the process reads it), fed by the hub in the primary. A write is
  * applied here at once and resolves once the hub has it; other workers' writes arrive in the
- * order the hub saw them.
+ * order the hub saw them. Each store gets its own {@link link} to it.
  */
 export class HubClient {
   readonly table: SessionTable;
@@ -29,28 +38,41 @@ export class HubClient {
   private readonly pending = new Map<number, { resolve(): void; reject(err: Error): void }>();
   private synced = false;
   private syncWaiters: (() => void)[] = [];
-  private readonly observers = new Set<(version: Version) => void>();
-  private readonly onMessage = (raw: unknown) => this.receive(raw);
+  private readonly clocks = new Set<Clock>();
 
   constructor(tombstoneTtl: number) {
     this.table = new SessionTable({ tombstoneTtl });
-    process.on('message', this.onMessage);
+    primaryChannel.on(
+      [MessageType.StoreChange, MessageType.StoreAck, MessageType.StoreState],
+      (msg) => this.receive(msg),
+    );
   }
 
-  /** Called with the version of every change received from elsewhere (clocks observe them). */
-  observe(listener: (version: Version) => void): void {
-    this.observers.add(listener);
+  /**
+   * A store's transport over this process's replica: the store's clock observes every change
+   * received from elsewhere. Closing it closes nothing: the process's link outlives any store.
+   */
+  link(clock: Clock): Transport<IpcStats> {
+    this.clocks.add(clock);
+    return {
+      kind: 'ipc',
+      start: () => Promise.resolve(),
+      synced: () => this.ready(),
+      publish: (change) => this.publish(change),
+      close: () => Promise.resolve(),
+      stats: () => ({ dropped: this.dropped }),
+    };
   }
 
   /**
    * Resolves once this worker holds the full state. A worker normally gets it before it is
    * marked ready; a store created later asks for it and waits (bounded).
    */
-  ready(): Promise<void> {
+  private ready(): Promise<void> {
     if (this.synced) return Promise.resolve();
     return new Promise<void>((resolve) => {
       if (this.syncWaiters.length === 0) {
-        send(message<StoreHelloMessage>(MessageType.StoreHello, {}));
+        sendToPrimary(message<StoreHelloMessage>(MessageType.StoreHello, {}), 'store hello');
         setTimeout(() => {
           if (!this.synced) {
             debug(
@@ -65,45 +87,38 @@ export class HubClient {
     });
   }
 
-  /** Applies a local write and resolves once the hub has it (read-your-writes everywhere). */
-  submit(change: Change): Promise<void> {
-    this.table.apply(change);
+  /** Sends a write already applied here; resolves once the hub has it (read-your-writes). */
+  private publish(change: Change): Promise<void> {
     const id = this.nextId++;
     return new Promise<void>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      const ok = send(
-        message<StoreChangeMessage>(MessageType.StoreChange, { change, id }),
-        (err) => {
-          if (!err) return;
-          this.pending.delete(id);
-          reject(
-            new StickyMeshError(
-              'ERR_STICKY_STORE_CLOSED',
-              `sticky-mesh: write not replicated: ${err.message}`,
-              {
-                cause: err,
-              },
-            ),
-          );
-        },
-      );
-      if (!ok) {
+      const msg = message<StoreChangeMessage>(MessageType.StoreChange, { change, id });
+      const sent = sendToPrimary(msg, 'store write', (err) => {
+        if (!err) return;
+        this.pending.delete(id);
+        reject(
+          new StickyMeshError(
+            'ERR_STICKY_STORE_CLOSED',
+            `sticky-mesh: write not replicated: ${err.message}`,
+            { cause: err },
+          ),
+        );
+      });
+      if (!sent) {
         this.pending.delete(id);
         reject(new StickyMeshError('ERR_STICKY_STORE_CLOSED', 'sticky-mesh: the primary is gone'));
       }
     });
   }
 
-  private receive(raw: unknown): void {
-    const msg = parseMessage(raw);
-    if (!msg) return;
+  private receive(msg: StoreChangeMessage | StoreAckMessage | StoreStateMessage): void {
     if (msg.t === MessageType.StoreChange) {
       this.applyRemote(msg.change);
     } else if (msg.t === MessageType.StoreAck) {
       const p = this.pending.get(msg.id);
       this.pending.delete(msg.id);
       p?.resolve();
-    } else if (msg.t === MessageType.StoreState) {
+    } else {
       for (const change of msg.changes) this.applyRemote(change);
       if (msg.done) this.markSynced();
     }
@@ -117,7 +132,7 @@ export class HubClient {
       return;
     }
     this.table.apply(change);
-    for (const observer of this.observers) observer(change.version);
+    for (const clock of this.clocks) clock.observe(change.version);
   }
 
   private markSynced(): void {
@@ -135,13 +150,4 @@ export function hubClient(tombstoneTtl: number): HubClient | undefined {
   if (typeof process.send !== 'function' || process.env[SLOT_ENV] === undefined) return undefined;
   client ??= new HubClient(tombstoneTtl);
   return client;
-}
-
-function send(msg: object, callback?: (err: Error | null) => void): boolean {
-  if (!process.connected || !process.send) return false;
-  process.send(msg, undefined, {}, (err: Error | null) => {
-    if (err) debug('store message to the primary failed: %s', err.message);
-    callback?.(err);
-  });
-  return true;
 }

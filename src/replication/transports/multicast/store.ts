@@ -1,7 +1,8 @@
-import { InvalidOptionError } from '../errors.js';
-import { integer } from '../options.js';
-import type { MulticastOptions } from './multicast.js';
-import { ReplicatedStore, type ReplicatedStoreOptions } from './store.js';
+import { InvalidOptionError } from '../../../errors.js';
+import { boolean, integer } from '../../../validate.js';
+import { ReplicatedStore } from '../../store.js';
+import { type ReplicatedStoreOptions, STORE_DEFAULTS } from '../../store-options.js';
+import type { MulticastOptions } from './options.js';
 
 /**
  * The options of express-session-multicast's store (its names and defaults), plus `secret`
@@ -18,7 +19,7 @@ export interface MulticastStoreOptions
   useSessionTTL?: boolean;
   /**
    * Lifetime, in ms, of a session whose cookie has no expiry (with `useSessionTTL`).
-   * @default 86400000 (one day)
+   * @default the store's `ttl` (one day unless given)
    */
   sessionTTL?: number;
   /**
@@ -31,14 +32,16 @@ export interface MulticastStoreOptions
 
 export type MulticastStoreConstructor = new (options?: MulticastStoreOptions) => ReplicatedStore;
 
-const STORE_KEYS = new Set<string>([
-  'ttl',
-  'disableTouch',
-  'touchAfter',
-  'maxSessionBytes',
-  'tombstoneTtl',
-  'sweepInterval',
-]);
+/**
+ * The defaults of the options only this constructor has (`sessionTTL` has none of its own: it
+ * is the store's `ttl`, whose default is in `STORE_DEFAULTS`).
+ */
+export const MULTICAST_STORE_DEFAULTS = Object.freeze({ useSessionTTL: true });
+
+/** The store's own options; every other key is a multicast option. */
+const STORE_KEYS = new Set<string>(
+  Object.keys(STORE_DEFAULTS).filter((key) => key !== 'multicast' && key !== 'redis'),
+);
 
 /**
  * express-session-multicast's call form: `multicastStore(session)` returns a store constructor
@@ -60,11 +63,12 @@ export function multicastStore(session?: unknown): MulticastStoreConstructor {
       for (const [key, value] of Object.entries(rest)) {
         (STORE_KEYS.has(key) ? store : multicast)[key] = value;
       }
-      if (useSessionTTL !== undefined && typeof useSessionTTL !== 'boolean') {
-        throw new InvalidOptionError('useSessionTTL', 'a boolean', useSessionTTL);
-      }
+      const useTtl = boolean(
+        'useSessionTTL',
+        useSessionTTL ?? MULTICAST_STORE_DEFAULTS.useSessionTTL,
+      );
       if (sessionTTL !== undefined) integer('sessionTTL', sessionTTL, 1, 2 ** 47);
-      if (useSessionTTL !== false && sessionTTL !== undefined) store.ttl = sessionTTL;
+      if (useTtl && sessionTTL !== undefined) store.ttl = sessionTTL;
       super({ ...store, multicast: multicast as MulticastOptions });
     }
   };

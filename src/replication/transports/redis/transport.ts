@@ -1,12 +1,10 @@
-import { createRequire } from 'node:module';
-import { debug } from '../debug.js';
-import { InvalidOptionError, StickyMeshError } from '../errors.js';
-import { integer, MAX_MS } from '../options.js';
-import { compareVersions, newNodeId } from './clock.js';
-import type { ReplicaHost } from './mesh.js';
-import { type MulticastLogger, toLogger } from './multicast.js';
-import type { Change } from './table.js';
-import { parseChange } from './wire.js';
+import { debug } from '../../../debug.js';
+import { compareVersions, newNodeId } from '../../clock.js';
+import type { Change } from '../../table.js';
+import type { ReplicaHost, Transport } from '../../transport.js';
+import { parseChange } from '../../wire.js';
+import { openClient, type RedisClientLike, type ResolvedRedisOptions } from './options.js';
+import { APPLY_LUA, type RecordVersions, scanRecords } from './script.js';
 
 /**
  * Replication between machines through Redis, for networks without multicast.
@@ -27,208 +25,6 @@ import { parseChange } from './wire.js';
  * back every local record Redis lacks or holds older (so even writes dropped from a full queue
  * reach Redis and the other machines).
  */
-
-/** The part of an ioredis client this transport uses. */
-export interface RedisClientLike {
-  readonly status: string;
-  readonly options?: { keyPrefix?: string };
-  duplicate(): RedisClientLike;
-  defineCommand(name: string, def: { numberOfKeys: number; lua: string }): void;
-  subscribe(channel: string): Promise<unknown>;
-  scan(cursor: string, ...args: (string | number)[]): Promise<[string, string[]]>;
-  hgetall(key: string): Promise<Record<string, string>>;
-  quit(): Promise<unknown>;
-  disconnect(): void;
-  on(event: string, listener: (...args: unknown[]) => void): unknown;
-  off(event: string, listener: (...args: unknown[]) => void): unknown;
-  pipeline(): { hgetall(key: string): unknown; exec(): Promise<[Error | null, unknown][] | null> };
-}
-
-/** Options of replication through Redis (the `redis` option of sticky() and ReplicatedStore). */
-export interface RedisTransportOptions {
-  /** An ioredis client to use (the transport adds a duplicate for pub/sub; yours stays open). */
-  client?: RedisClientLike;
-  /** A Redis URL (`redis://user:pass@host:6379/0`); needs ioredis installed. */
-  url?: string;
-  /** ioredis connection options (host, port, password, tls...); needs ioredis installed. */
-  connection?: Record<string, unknown>;
-  /**
-   * Prefix of every key and channel this transport uses.
-   * @default "sticky-mesh:"
-   */
-  prefix?: string;
-  /**
-   * Name of the cluster: clusters sharing a Redis with different names never see each other's
-   * sessions.
-   * @default "sticky-mesh"
-   */
-  cluster?: string;
-  /**
-   * Most own writes queued while Redis is unreachable; beyond it the oldest are dropped and
-   * counted (they still reach Redis: every local record newer than Redis's is written back on
-   * reconnect).
-   * @default 10000
-   */
-  maxQueue?: number;
-  /**
-   * How long a starting machine waits for its first rebuild from Redis before serving anyway
-   * (logged), in ms.
-   * @default 10000
-   */
-  syncTimeout?: number;
-  /**
-   * How long a destroyed session's tombstone is kept in Redis, in ms, so that a late write
-   * cannot bring it back. Records also stay this long after they expire.
-   * @default 600000
-   */
-  tombstoneTtl?: number;
-  /** Where connection changes and rebuilds are logged (console, bunyan, winston, pino). */
-  logger?: MulticastLogger;
-}
-
-/** The `redis` option: a client, a URL, ioredis options, or {@link RedisTransportOptions}. */
-export type RedisOption =
-  | RedisClientLike
-  | string
-  | RedisTransportOptions
-  | Record<string, unknown>;
-
-export interface ResolvedRedisOptions {
-  client: RedisClientLike | undefined;
-  url: string | undefined;
-  connection: Record<string, unknown> | undefined;
-  prefix: string;
-  cluster: string;
-  maxQueue: number;
-  syncTimeout: number;
-  tombstoneTtl: number;
-  logger: { info(m: string): void; warn(m: string): void; error(m: string): void };
-}
-
-const OWN_KEYS = new Set([
-  'client',
-  'url',
-  'connection',
-  'prefix',
-  'cluster',
-  'maxQueue',
-  'syncTimeout',
-  'tombstoneTtl',
-  'logger',
-]);
-
-function isClient(value: unknown): value is RedisClientLike {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as RedisClientLike).duplicate === 'function' &&
-    typeof (value as RedisClientLike).defineCommand === 'function'
-  );
-}
-
-/** Validates the `redis` option; `name` is where it was given (in errors). */
-export function resolveRedisOptions(value: unknown, name = 'redis'): ResolvedRedisOptions {
-  let o: RedisTransportOptions;
-  if (typeof value === 'string') o = { url: value };
-  else if (isClient(value)) o = { client: value };
-  else if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
-    const keys = Object.keys(value);
-    o = keys.some((k) => OWN_KEYS.has(k))
-      ? (value as RedisTransportOptions)
-      : { connection: value as Record<string, unknown> };
-    if (o !== value) {
-      // ioredis options: nothing to check here, ioredis does.
-    } else {
-      for (const key of keys) {
-        if (!OWN_KEYS.has(key)) {
-          throw new InvalidOptionError(`${name}.${key}`, 'a known option (is it misspelt?)', value);
-        }
-      }
-    }
-  } else {
-    throw new InvalidOptionError(
-      name,
-      'an ioredis client, a redis:// URL, ioredis options or { client | url | connection, prefix, cluster, ... }',
-      value,
-    );
-  }
-  const given = [o.client, o.url, o.connection].filter((v) => v !== undefined).length;
-  if (given !== 1) {
-    throw new InvalidOptionError(name, 'exactly one of client, url or connection', value);
-  }
-  if (o.client !== undefined && !isClient(o.client)) {
-    throw new InvalidOptionError(`${name}.client`, 'an ioredis client', o.client);
-  }
-  if (o.url !== undefined && (typeof o.url !== 'string' || !/^rediss?:\/\//.test(o.url))) {
-    throw new InvalidOptionError(`${name}.url`, 'a redis:// or rediss:// URL', o.url);
-  }
-  const prefix = o.prefix ?? 'sticky-mesh:';
-  const cluster = o.cluster ?? 'sticky-mesh';
-  for (const [key, v] of [
-    ['prefix', prefix],
-    ['cluster', cluster],
-  ] as const) {
-    if (typeof v !== 'string' || v.length > 200 || /[*?[\]\\]/.test(v)) {
-      throw new InvalidOptionError(`${name}.${key}`, 'a string without * ? [ ] \\', v);
-    }
-  }
-  if (cluster.length === 0 || cluster.includes(':')) {
-    // With a ':' one cluster's key pattern could match another's keys.
-    throw new InvalidOptionError(`${name}.cluster`, 'a non-empty string without ":"', cluster);
-  }
-  return {
-    client: o.client,
-    url: o.url,
-    connection: o.connection,
-    prefix,
-    cluster,
-    maxQueue: integer(`${name}.maxQueue`, o.maxQueue ?? 10_000, 0, 10_000_000),
-    syncTimeout: integer(`${name}.syncTimeout`, o.syncTimeout ?? 10_000, 1, MAX_MS),
-    tombstoneTtl: integer(`${name}.tombstoneTtl`, o.tombstoneTtl ?? 600_000, 1, MAX_MS),
-    logger: toLogger(o.logger),
-  };
-}
-
-/**
- * Applies one change to a session's hash if its version is newer, and publishes it.
- * KEYS[1]: the session's key. ARGV: op, t, c, n, expiresAt, data, tombstoneTtl, now, channel,
- * message. Returns 1 if applied, 0 if stale. (HGET per field: it behaves the same in Redis and
- * in the Lua of test doubles.)
- */
-const APPLY_LUA = `
-local key = KEYS[1]
-local op, t, c, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local e, ttl, now = tonumber(ARGV[5]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local function field(f)
-  local v = redis.call('HGET', key, f)
-  if v == false or v == nil then return nil end
-  return v
-end
-local ct = field('t')
-if ct then
-  ct = tonumber(ct)
-  local cc, cn = tonumber(field('c')), field('n')
-  local newer = t > ct or (t == ct and (c > cc or (c == cc and n > cn)))
-  if not newer then return 0 end
-end
-if op == 'touch' then
-  local cur = tonumber(field('e'))
-  if not ct or not cur or field('d') == nil or e <= cur then return 0 end
-  redis.call('HSET', key, 'e', e)
-  redis.call('PEXPIREAT', key, e + ttl)
-elseif op == 'set' then
-  if e <= now then return 0 end
-  redis.call('DEL', key)
-  redis.call('HSET', key, 't', t, 'c', c, 'n', n, 'e', e, 'd', ARGV[6])
-  redis.call('PEXPIREAT', key, e + ttl)
-else
-  redis.call('DEL', key)
-  redis.call('HSET', key, 't', t, 'c', c, 'n', n, 'e', now + ttl)
-  redis.call('PEXPIREAT', key, now + ttl)
-end
-redis.call('PUBLISH', ARGV[9], ARGV[10])
-return 1
-`;
 
 export interface RedisStats {
   machineId: string;
@@ -256,7 +52,8 @@ type Command = (key: string, ...args: (string | number)[]) => Promise<number>;
  * One machine's link to Redis: a command connection (the Lua writes, scans) and a subscriber.
  * Owned by the cluster primary, or by a standalone store.
  */
-export class RedisTransport {
+export class RedisTransport implements Transport<RedisStats> {
+  readonly kind = 'redis' as const;
   readonly machineId = newNodeId();
   private readonly counters = {
     written: 0,
@@ -284,7 +81,8 @@ export class RedisTransport {
   private stale = true;
   private readyResolve: (() => void) | undefined;
   private readonly readyPromise: Promise<void>;
-  private synced = false;
+  private starting: Promise<void> | undefined;
+  private rebuiltOnce = false;
   private closing: Promise<void> | undefined;
   private readonly channel: string;
   private readonly keyPrefix: string;
@@ -308,11 +106,19 @@ export class RedisTransport {
    * after `syncTimeout` (logged; the rebuild goes on in the background).
    */
   start(): Promise<void> {
-    if (this.state !== 'idle') return this.readyPromise;
+    this.starting ??= this.open();
+    return this.starting;
+  }
+
+  synced(): Promise<void> {
+    return this.start();
+  }
+
+  private open(): Promise<void> {
     this.state = 'syncing';
     const o = this.options;
     try {
-      this.cmd = o.client ?? this.connect();
+      this.cmd = o.client ?? openClient(o);
     } catch (err) {
       this.state = 'closed';
       return Promise.reject(err);
@@ -344,7 +150,7 @@ export class RedisTransport {
     this.listen(this.sub, 'ready', subscribe);
     if (this.sub.status === 'ready') subscribe();
     const timer = setTimeout(() => {
-      if (!this.synced) {
+      if (!this.rebuiltOnce) {
         o.logger.warn(
           `sticky-mesh: no session state from Redis in ${o.syncTimeout} ms; serving with what ` +
             'this machine holds, and still trying',
@@ -354,10 +160,6 @@ export class RedisTransport {
       }
     }, o.syncTimeout);
     timer.unref();
-    return this.readyPromise;
-  }
-
-  ready(): Promise<void> {
     return this.readyPromise;
   }
 
@@ -404,29 +206,6 @@ export class RedisTransport {
   }
 
   // ---- internals -------------------------------------------------------------------------------
-
-  private connect(): RedisClientLike {
-    let Redis: new (...args: unknown[]) => RedisClientLike;
-    try {
-      const loaded = createRequire(import.meta.url)('ioredis') as {
-        default?: unknown;
-        Redis?: unknown;
-      };
-      Redis = (loaded.Redis ?? loaded.default ?? loaded) as typeof Redis;
-    } catch (err) {
-      throw new StickyMeshError(
-        'ERR_STICKY_TRANSPORT_FAILED',
-        'sticky-mesh: the redis option needs the ioredis package: npm install ioredis',
-        { cause: err },
-      );
-    }
-    const o = this.options;
-    // The offline queue is off: while Redis is away this transport queues (bounded) itself.
-    const common = { enableOfflineQueue: false, maxRetriesPerRequest: 1 };
-    return o.url !== undefined
-      ? new Redis(o.url, common)
-      : new Redis({ ...o.connection, ...common });
-  }
 
   private listen(client: RedisClientLike, event: string, fn: (...a: unknown[]) => void): void {
     client.on(event, fn);
@@ -547,7 +326,9 @@ export class RedisTransport {
         }
       }
       this.heard = new Map();
-      const inRedis = await this.scan();
+      const inRedis = await scanRecords(this.cmd as RedisClientLike, this.keyPrefix, (changes) =>
+        this.host.applyRemote(changes),
+      );
       const held = this.held;
       this.held = undefined;
       this.host.applyRemote(held);
@@ -555,8 +336,8 @@ export class RedisTransport {
       if ((this.state as RedisStats['state']) === 'closed') return;
       this.counters.rebuilds++;
       this.state = 'synced';
-      if (!this.synced) {
-        this.synced = true;
+      if (!this.rebuiltOnce) {
+        this.rebuiltOnce = true;
         this.options.logger.info(
           `sticky-mesh: sessions rebuilt from Redis (${inRedis.size} records)`,
         );
@@ -579,9 +360,7 @@ export class RedisTransport {
    * end up the same. What came from Redis itself (scanned, or heard during the rebuild) is not
    * sent again. A session is written back with its touched expiry, not its last save's.
    */
-  private async writeBack(
-    inRedis: Map<string, { version: Change['version']; e: number }>,
-  ): Promise<void> {
+  private async writeBack(inRedis: RecordVersions): Promise<void> {
     const table = this.host.table;
     const pending: Promise<unknown>[] = [];
     const known = (sid: string) => {
@@ -618,53 +397,8 @@ export class RedisTransport {
     await Promise.all(pending);
   }
 
-  /** Reads every record of the cluster into the replica; returns what Redis holds of each. */
-  private async scan(): Promise<Map<string, { version: Change['version']; e: number }>> {
-    const cmd = this.cmd as RedisClientLike;
-    const clientPrefix = cmd.options?.keyPrefix ?? '';
-    const pattern = `${clientPrefix}${this.keyPrefix}*`;
-    const versions = new Map<string, { version: Change['version']; e: number }>();
-    let cursor = '0';
-    do {
-      const [next, keys] = await cmd.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length === 0) continue;
-      const pipe = cmd.pipeline();
-      const names = keys.map((k) => k.slice(clientPrefix.length));
-      for (const k of names) pipe.hgetall(k);
-      const results = (await pipe.exec()) ?? [];
-      const changes: Change[] = [];
-      results.forEach(([err, value], i) => {
-        if (err) return;
-        const change = toChange((names[i] as string).slice(this.keyPrefix.length), value);
-        if (!change) return;
-        versions.set(change.sid, {
-          version: change.version,
-          e: change.op === 'set' ? change.expiresAt : 0,
-        });
-        changes.push(change);
-      });
-      this.host.applyRemote(changes);
-    } while (cursor !== '0');
-    return versions;
-  }
-
   private resolveReady(): void {
     this.readyResolve?.();
     this.readyResolve = undefined;
   }
-}
-
-/** A session hash as the script writes it, back to a change; `undefined` if it is not one. */
-function toChange(sid: string, value: unknown): Change | undefined {
-  if (typeof value !== 'object' || value === null) return undefined;
-  const h = value as Record<string, string>;
-  if (h.t === undefined) return undefined;
-  const version = { t: Number(h.t), c: Number(h.c), n: h.n };
-  const expiresAt = Number(h.e);
-  return parseChange(
-    h.d === undefined
-      ? { op: 'destroy', sid, version }
-      : { op: 'set', sid, data: h.d, expiresAt, version },
-  );
 }

@@ -1,14 +1,17 @@
 import type { Worker } from 'node:cluster';
-import { debug } from '../debug.js';
+import { debug } from '../../../debug.js';
+import { sendToWorker } from '../../../protocol/ipc.js';
 import {
   MessageType,
   message,
   type StoreAckMessage,
   type StoreChangeMessage,
+  type StoreHelloMessage,
   type StoreStateMessage,
-} from '../protocol/messages.js';
-import { type Change, SessionTable } from '../replication/table.js';
-import { parseChange } from '../replication/wire.js';
+} from '../../../protocol/messages.js';
+import { type Change, SessionTable } from '../../table.js';
+import type { ReplicaHost, Transport } from '../../transport.js';
+import { parseChange } from '../../wire.js';
 
 /** Changes per state-transfer message: keeps each IPC message small whatever the total. */
 const STATE_CHUNK = 500;
@@ -20,9 +23,20 @@ export interface HubCounters {
   dropped: number;
 }
 
+export interface HubOptions<T extends Transport> {
+  /** Builds the machine's transport to other machines (multicast, Redis), fed by this hub. */
+  transport?: ((host: ReplicaHost) => T) | undefined;
+  /** How long the hub's replica remembers a destroyed session, in ms. */
+  tombstoneTtl?: number;
+  /** How often it sweeps expired records, in ms. */
+  sweepInterval?: number;
+}
+
 /**
- * The replication hub in the primary: holds its own replica of every session, takes each
- * worker's writes, and passes them on to every other worker.
+ * The replication hub in the primary, the far end of every worker's `ipc` transport: holds its
+ * own replica of every session, takes each worker's writes, and passes them on to every other
+ * worker and to the machine's transport to other machines (whose changes it passes to every
+ * worker in turn).
  *
  * Ordering is what makes read-your-writes hold. A write is forwarded to every worker the moment
  * it arrives, before it is acknowledged to its writer and before any later connection is handed
@@ -30,19 +44,26 @@ export interface HubCounters {
  * it has already applied every write acknowledged before that handoff. A worker gets the full
  * state (in chunks) just before it is marked ready, so its first request sees every session.
  */
-export class Hub {
+export class Hub<T extends Transport = Transport> implements ReplicaHost {
   readonly counters: HubCounters = { writes: 0, dropped: 0 };
   readonly table: SessionTable;
   /** The transport to other machines, if any: gets every change a worker makes. */
-  publisher: { publish(change: Change): void } | undefined;
+  readonly transport: T | undefined;
   /** Workers that have the full state, and so get every write from now on. */
   private readonly synced = new Set<Worker>();
   private readonly sweeper: NodeJS.Timeout;
 
-  constructor(tombstoneTtl = 600_000, sweepInterval = 60_000) {
-    this.table = new SessionTable({ tombstoneTtl });
-    this.sweeper = setInterval(() => this.table.sweep(), sweepInterval);
+  constructor(options: HubOptions<T> = {}) {
+    this.table = new SessionTable({ tombstoneTtl: options.tombstoneTtl ?? 600_000 });
+    this.sweeper = setInterval(() => this.table.sweep(), options.sweepInterval ?? 60_000);
     this.sweeper.unref();
+    this.transport = options.transport?.(this);
+  }
+
+  /** A worker's store message: a write, or its request for the full state. */
+  receive(from: Worker, msg: StoreChangeMessage | StoreHelloMessage): void {
+    if (msg.t === MessageType.StoreHello) this.sync(from);
+    else this.onChange(from, msg);
   }
 
   /** Sends the full state to a worker about to become ready; from then on it gets every write. */
@@ -59,8 +80,20 @@ export class Hub {
     }
   }
 
+  /** Changes from other machines: applied here and passed to every worker. */
+  applyRemote(changes: readonly Change[]): void {
+    for (const change of changes) {
+      if (this.table.apply(change)) this.forward(change, undefined);
+    }
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+    this.synced.clear();
+  }
+
   /** A worker's write: apply, pass on to every other worker, then acknowledge. */
-  onChange(from: Worker, msg: StoreChangeMessage): void {
+  private onChange(from: Worker, msg: StoreChangeMessage): void {
     const change = parseChange(msg.change);
     if (!change) {
       this.counters.dropped++;
@@ -70,17 +103,10 @@ export class Hub {
     this.counters.writes++;
     if (this.table.apply(change)) {
       this.forward(change, from);
-      this.publisher?.publish(change);
+      this.transport?.publish(change);
     }
     if (msg.id !== undefined) {
       send(from, message<StoreAckMessage>(MessageType.StoreAck, { id: msg.id }));
-    }
-  }
-
-  /** Changes from other machines: applied here and passed to every worker. */
-  applyRemote(changes: readonly Change[]): void {
-    for (const change of changes) {
-      if (this.table.apply(change)) this.forward(change, undefined);
     }
   }
 
@@ -89,16 +115,8 @@ export class Hub {
     const msg = message<StoreChangeMessage>(MessageType.StoreChange, { change });
     for (const worker of this.synced) if (worker !== from) send(worker, msg);
   }
-
-  close(): void {
-    clearInterval(this.sweeper);
-    this.synced.clear();
-  }
 }
 
-function send(worker: Worker, msg: object): void {
-  if (!worker.isConnected()) return;
-  worker.send(msg, (err: Error | null) => {
-    if (err) debug('hub: send to pid %d failed: %s', worker.process.pid, err.message);
-  });
+function send(worker: Worker, msg: StoreStateMessage | StoreAckMessage | StoreChangeMessage) {
+  sendToWorker(worker, msg, 'hub: store message');
 }

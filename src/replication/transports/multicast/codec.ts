@@ -1,6 +1,6 @@
-import { isVersion } from './clock.js';
-import type { Change } from './table.js';
-import { MAX_SID_LENGTH } from './wire.js';
+import { isVersion } from '../../clock.js';
+import type { Change } from '../../table.js';
+import { MAX_SID_LENGTH } from '../../wire.js';
 
 /**
  * The messages nodes exchange between machines, and their binary forms (the bodies inside the
@@ -131,11 +131,8 @@ export function encodeMessage(msg: MeshMessage): [kind: number, body: Buffer] {
       b.writeUIntBE(msg.seq, 8, 6);
       return [Kind.Gone, b];
     }
-    case 'leave': {
-      const b = Buffer.allocUnsafe(6);
-      b.writeUIntBE(msg.seq, 0, 6);
-      return [Kind.Leave, b];
-    }
+    case 'leave':
+      return [Kind.Leave, uint48(msg.seq)];
   }
 }
 
@@ -325,11 +322,8 @@ export function encodeSyncFrame(f: SyncFrame): [kind: number, body: Buffer] {
     }
     case 'chunk':
       return [Kind.SyncChunk, Buffer.concat(f.changes.map(encodeChange))];
-    case 'end': {
-      const b = Buffer.allocUnsafe(6);
-      b.writeUIntBE(f.total, 0, 6);
-      return [Kind.SyncEnd, b];
-    }
+    case 'end':
+      return [Kind.SyncEnd, uint48(f.total)];
   }
 }
 
@@ -365,4 +359,11 @@ export function decodeSyncFrame(kind: number, b: Buffer): SyncFrame | undefined 
 /** Whether a string is a node id as it travels (16 lowercase hex digits). */
 export function isNodeId(value: string): boolean {
   return /^[0-9a-f]{16}$/.test(value);
+}
+
+/** A 6-byte big-endian unsigned integer (sequence numbers, counts). */
+function uint48(value: number): Buffer {
+  const b = Buffer.allocUnsafe(6);
+  b.writeUIntBE(value, 0, 6);
+  return b;
 }

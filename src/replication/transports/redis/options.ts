@@ -1,0 +1,183 @@
+import { createRequire } from 'node:module';
+import { InvalidOptionError, StickyMeshError } from '../../../errors.js';
+import { type Logger, type ResolvedLogger, toLogger } from '../../../logger.js';
+import { hasMethods, integer, MAX_MS, rejectUnknown } from '../../../validate.js';
+
+/** The part of an ioredis client this transport uses. */
+export interface RedisClientLike {
+  readonly status: string;
+  readonly options?: { keyPrefix?: string };
+  duplicate(): RedisClientLike;
+  defineCommand(name: string, def: { numberOfKeys: number; lua: string }): void;
+  subscribe(channel: string): Promise<unknown>;
+  scan(cursor: string, ...args: (string | number)[]): Promise<[string, string[]]>;
+  hgetall(key: string): Promise<Record<string, string>>;
+  quit(): Promise<unknown>;
+  disconnect(): void;
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  off(event: string, listener: (...args: unknown[]) => void): unknown;
+  pipeline(): { hgetall(key: string): unknown; exec(): Promise<[Error | null, unknown][] | null> };
+}
+
+/** Options of replication through Redis (the `redis` option of sticky() and ReplicatedStore). */
+export interface RedisTransportOptions {
+  /** An ioredis client to use (the transport adds a duplicate for pub/sub; yours stays open). */
+  client?: RedisClientLike;
+  /** A Redis URL (`redis://user:pass@host:6379/0`); needs ioredis installed. */
+  url?: string;
+  /** ioredis connection options (host, port, password, tls...); needs ioredis installed. */
+  connection?: Record<string, unknown>;
+  /**
+   * Prefix of every key and channel this transport uses.
+   * @default "sticky-mesh:"
+   */
+  prefix?: string;
+  /**
+   * Name of the cluster: clusters sharing a Redis with different names never see each other's
+   * sessions.
+   * @default "sticky-mesh"
+   */
+  cluster?: string;
+  /**
+   * Most own writes queued while Redis is unreachable; beyond it the oldest are dropped and
+   * counted (they still reach Redis: every local record newer than Redis's is written back on
+   * reconnect).
+   * @default 10000
+   */
+  maxQueue?: number;
+  /**
+   * How long a starting machine waits for its first rebuild from Redis before serving anyway
+   * (logged), in ms.
+   * @default 10000
+   */
+  syncTimeout?: number;
+  /**
+   * How long a destroyed session's tombstone is kept in Redis, in ms, so that a late write
+   * cannot bring it back. Records also stay this long after they expire.
+   * @default 600000
+   */
+  tombstoneTtl?: number;
+  /**
+   * Where connection changes and rebuilds are logged (console, bunyan, winston, pino).
+   * @default warnings and errors to console, the rest to the debug channel (NODE_DEBUG=sticky-mesh)
+   */
+  logger?: Logger;
+}
+
+/** The `redis` option: a client, a URL, ioredis options, or {@link RedisTransportOptions}. */
+export type RedisOption =
+  | RedisClientLike
+  | string
+  | RedisTransportOptions
+  | Record<string, unknown>;
+
+export interface ResolvedRedisOptions {
+  client: RedisClientLike | undefined;
+  url: string | undefined;
+  connection: Record<string, unknown> | undefined;
+  prefix: string;
+  cluster: string;
+  maxQueue: number;
+  syncTimeout: number;
+  tombstoneTtl: number;
+  logger: ResolvedLogger;
+}
+
+/** The defaults, in one place (`client`, `url` and `connection` have none: one is required). */
+export const REDIS_DEFAULTS = Object.freeze({
+  prefix: 'sticky-mesh:',
+  cluster: 'sticky-mesh',
+  maxQueue: 10_000,
+  syncTimeout: 10_000,
+  tombstoneTtl: 600_000,
+});
+
+const OWN_KEYS = new Set<string>([
+  'client',
+  'url',
+  'connection',
+  'logger',
+  ...Object.keys(REDIS_DEFAULTS),
+]);
+
+function isClient(value: unknown): value is RedisClientLike {
+  return hasMethods(value, 'duplicate', 'defineCommand');
+}
+
+/** Validates the `redis` option; `name` is where it was given (in errors). */
+export function resolveRedisOptions(value: unknown, name = 'redis'): ResolvedRedisOptions {
+  let o: RedisTransportOptions;
+  if (typeof value === 'string') o = { url: value };
+  else if (isClient(value)) o = { client: value };
+  else if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    const keys = Object.keys(value);
+    o = keys.some((k) => OWN_KEYS.has(k))
+      ? (value as RedisTransportOptions)
+      : { connection: value as Record<string, unknown> };
+    // Plain ioredis options are ioredis's to check.
+    if (o === value) rejectUnknown(o, OWN_KEYS, (key) => `${name}.${key}`);
+  } else {
+    throw new InvalidOptionError(
+      name,
+      'an ioredis client, a redis:// URL, ioredis options or { client | url | connection, prefix, cluster, ... }',
+      value,
+    );
+  }
+  const given = [o.client, o.url, o.connection].filter((v) => v !== undefined).length;
+  if (given !== 1) {
+    throw new InvalidOptionError(name, 'exactly one of client, url or connection', value);
+  }
+  if (o.client !== undefined && !isClient(o.client)) {
+    throw new InvalidOptionError(`${name}.client`, 'an ioredis client', o.client);
+  }
+  if (o.url !== undefined && (typeof o.url !== 'string' || !/^rediss?:\/\//.test(o.url))) {
+    throw new InvalidOptionError(`${name}.url`, 'a redis:// or rediss:// URL', o.url);
+  }
+  const D = REDIS_DEFAULTS;
+  const prefix = o.prefix ?? D.prefix;
+  const cluster = o.cluster ?? D.cluster;
+  for (const [key, v] of [
+    ['prefix', prefix],
+    ['cluster', cluster],
+  ] as const) {
+    if (typeof v !== 'string' || v.length > 200 || /[*?[\]\\]/.test(v)) {
+      throw new InvalidOptionError(`${name}.${key}`, 'a string without * ? [ ] \\', v);
+    }
+  }
+  if (cluster.length === 0 || cluster.includes(':')) {
+    // With a ':' one cluster's key pattern could match another's keys.
+    throw new InvalidOptionError(`${name}.cluster`, 'a non-empty string without ":"', cluster);
+  }
+  return {
+    client: o.client,
+    url: o.url,
+    connection: o.connection,
+    prefix,
+    cluster,
+    maxQueue: integer(`${name}.maxQueue`, o.maxQueue ?? D.maxQueue, 0, 10_000_000),
+    syncTimeout: integer(`${name}.syncTimeout`, o.syncTimeout ?? D.syncTimeout, 1, MAX_MS),
+    tombstoneTtl: integer(`${name}.tombstoneTtl`, o.tombstoneTtl ?? D.tombstoneTtl, 1, MAX_MS),
+    logger: toLogger(o.logger),
+  };
+}
+
+/** A new ioredis client for the URL or connection options (ioredis is an optional peer). */
+export function openClient(o: ResolvedRedisOptions): RedisClientLike {
+  let Redis: new (...args: unknown[]) => RedisClientLike;
+  try {
+    const loaded = createRequire(import.meta.url)('ioredis') as {
+      default?: unknown;
+      Redis?: unknown;
+    };
+    Redis = (loaded.Redis ?? loaded.default ?? loaded) as typeof Redis;
+  } catch (err) {
+    throw new StickyMeshError(
+      'ERR_STICKY_TRANSPORT_FAILED',
+      'sticky-mesh: the redis option needs the ioredis package: npm install ioredis',
+      { cause: err },
+    );
+  }
+  // The offline queue is off: while Redis is away this transport queues (bounded) itself.
+  const common = { enableOfflineQueue: false, maxRetriesPerRequest: 1 };
+  return o.url !== undefined ? new Redis(o.url, common) : new Redis({ ...o.connection, ...common });
+}

@@ -1,0 +1,103 @@
+import type { Change } from '../../table.js';
+import { parseChange } from '../../wire.js';
+import type { RedisClientLike } from './options.js';
+
+/**
+ * How sessions are kept in Redis: one hash per session (`t`, `c`, `n`: the version; `e`: the
+ * expiry; `d`: the session JSON, absent in a tombstone), written only through {@link APPLY_LUA}, and read back by {@link scanRecords}.
+ */
+
+/**
+ * Applies one change to a session's hash if its version is newer, and publishes it.
+ * KEYS[1]: the session's key. ARGV: op, t, c, n, expiresAt, data, tombstoneTtl, now, channel,
+ * message. Returns 1 if applied, 0 if stale. (HGET per field: it behaves the same in Redis and
+ * in the Lua of test doubles.)
+ */
+export const APPLY_LUA = `
+local key = KEYS[1]
+local op, t, c, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local e, ttl, now = tonumber(ARGV[5]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local function field(f)
+  local v = redis.call('HGET', key, f)
+  if v == false or v == nil then return nil end
+  return v
+end
+local ct = field('t')
+if ct then
+  ct = tonumber(ct)
+  local cc, cn = tonumber(field('c')), field('n')
+  local newer = t > ct or (t == ct and (c > cc or (c == cc and n > cn)))
+  if not newer then return 0 end
+end
+if op == 'touch' then
+  local cur = tonumber(field('e'))
+  if not ct or not cur or field('d') == nil or e <= cur then return 0 end
+  redis.call('HSET', key, 'e', e)
+  redis.call('PEXPIREAT', key, e + ttl)
+elseif op == 'set' then
+  if e <= now then return 0 end
+  redis.call('DEL', key)
+  redis.call('HSET', key, 't', t, 'c', c, 'n', n, 'e', e, 'd', ARGV[6])
+  redis.call('PEXPIREAT', key, e + ttl)
+else
+  redis.call('DEL', key)
+  redis.call('HSET', key, 't', t, 'c', c, 'n', n, 'e', now + ttl)
+  redis.call('PEXPIREAT', key, now + ttl)
+end
+redis.call('PUBLISH', ARGV[9], ARGV[10])
+return 1
+`;
+
+/** A session hash as the script writes it, back to a change; `undefined` if it is not one. */
+export function toChange(sid: string, value: unknown): Change | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const h = value as Record<string, string>;
+  if (h.t === undefined) return undefined;
+  const version = { t: Number(h.t), c: Number(h.c), n: h.n };
+  const expiresAt = Number(h.e);
+  return parseChange(
+    h.d === undefined
+      ? { op: 'destroy', sid, version }
+      : { op: 'set', sid, data: h.d, expiresAt, version },
+  );
+}
+
+/** What Redis holds of each session: its version and, for a live session, its expiry. */
+export type RecordVersions = Map<string, { version: Change['version']; e: number }>;
+
+/**
+ * Reads every record under `keyPrefix` (SCAN, then HGETALL pipelined per batch) and hands each
+ * batch to `apply`; returns what Redis holds of each session.
+ */
+export async function scanRecords(
+  cmd: RedisClientLike,
+  keyPrefix: string,
+  apply: (changes: Change[]) => void,
+): Promise<RecordVersions> {
+  const clientPrefix = cmd.options?.keyPrefix ?? '';
+  const pattern = `${clientPrefix}${keyPrefix}*`;
+  const versions: RecordVersions = new Map();
+  let cursor = '0';
+  do {
+    const [next, keys] = await cmd.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length === 0) continue;
+    const pipe = cmd.pipeline();
+    const names = keys.map((k) => k.slice(clientPrefix.length));
+    for (const k of names) pipe.hgetall(k);
+    const results = (await pipe.exec()) ?? [];
+    const changes: Change[] = [];
+    results.forEach(([err, value], i) => {
+      if (err) return;
+      const change = toChange((names[i] as string).slice(keyPrefix.length), value);
+      if (!change) return;
+      versions.set(change.sid, {
+        version: change.version,
+        e: change.op === 'set' ? change.expiresAt : 0,
+      });
+      changes.push(change);
+    });
+    apply(changes);
+  } while (cursor !== '0');
+  return versions;
+}

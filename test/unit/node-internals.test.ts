@@ -1,0 +1,118 @@
+// Each Node.js internal the library relies on (src/node-internals.ts), checked on live objects
+// of the running Node: a new Node version that breaks one fails here, by name, before any
+// integration test fails for reasons that are harder to read. CI runs this on every supported
+// version. (The handle acknowledgements of the cluster channel need forked workers: the
+// integration tests of handoffs cover them, e.g. ip-failover's round-robin case.)
+import http from 'node:http';
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  handleFd,
+  handleOf,
+  inheritNoDelay,
+  interceptAccept,
+  isLastResponse,
+  isRawHandle,
+  onReadOf,
+  pauseParser,
+  type RawHandle,
+  readState,
+  releaseHandle,
+  socketFromHandle,
+  takeFromServer,
+  trackConnections,
+} from '../../src/node-internals.js';
+
+const cleanup: (() => void)[] = [];
+afterEach(() => {
+  for (const fn of cleanup.splice(0)) fn();
+});
+
+function listen(server: net.Server): Promise<number> {
+  cleanup.push(() => {
+    if (server instanceof http.Server) server.closeAllConnections();
+    server.close();
+  });
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)),
+  );
+}
+
+function connect(port: number): net.Socket {
+  const client = net.connect(port, '127.0.0.1');
+  client.on('error', () => {});
+  cleanup.push(() => client.destroy());
+  return client;
+}
+
+/** A request served by a real http server: its socket and response, inside the handler. */
+async function served(): Promise<{ socket: net.Socket; res: http.ServerResponse }> {
+  let resolve!: (v: { socket: net.Socket; res: http.ServerResponse }) => void;
+  const seen = new Promise<{ socket: net.Socket; res: http.ServerResponse }>((r) => {
+    resolve = r;
+  });
+  const server = http.createServer((req, res) => resolve({ socket: req.socket, res }));
+  const port = await listen(server);
+  connect(port).write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+  return seen;
+}
+
+describe('Node internals on this Node version', () => {
+  it('stream_wrap exposes its read state (direct reads from handles)', () => {
+    expect(readState).toBeDefined();
+    expect(readState?.streamBaseState).toBeInstanceOf(Int32Array);
+  });
+
+  it('a listening server gives its accepted connections up as raw handles', async () => {
+    const server = net.createServer(() => {
+      throw new Error('the server must not see the connection');
+    });
+    const port = await listen(server);
+    const accepted = new Promise<RawHandle | undefined>((resolve) => {
+      expect(
+        interceptAccept(server, (status, client) => resolve(status === 0 ? client : undefined)),
+      ).toBe(true);
+    });
+    connect(port);
+    const handle = await accepted;
+    expect(isRawHandle(handle)).toBe(true);
+    const peer: { address?: string } = {};
+    (handle as RawHandle).getpeername(peer);
+    expect(peer.address).toBe('127.0.0.1');
+    expect(handleFd(handle as RawHandle)).toBeGreaterThanOrEqual(0);
+    // A raw handle wraps into a socket that reads and writes.
+    const socket = socketFromHandle(handle as RawHandle);
+    cleanup.push(() => socket.destroy());
+    expect(handleOf(socket)).toBe(handle);
+    expect(inheritNoDelay(server)).toBe(process.platform === 'linux');
+  });
+
+  it("a served socket's parser lets go of its handle and takes it back", async () => {
+    const { socket, res } = await served();
+    expect(typeof isLastResponse(res)).toBe('boolean');
+    expect(isLastResponse(res)).toBe(false);
+    const paused = pauseParser(socket);
+    expect(paused).toBeDefined();
+    expect(paused?.handle).toBe(handleOf(socket));
+    expect(typeof onReadOf(paused?.handle as RawHandle)).toBe('function');
+    paused?.resume();
+    res.end('ok');
+  });
+
+  it('a served socket can be taken from its server without closing the connection', async () => {
+    const { socket, res } = await served();
+    res.end('ok');
+    await new Promise((resolve) => res.once('finish', resolve));
+    const handle = takeFromServer(socket);
+    expect(handle).toBeDefined();
+    expect(handleOf(socket)).toBeNull();
+    expect(releaseHandle(socket)).toBeNull();
+    cleanup.push(() => handle?.close());
+  });
+
+  it('http.Server keeps its connection tracking in a listening handler of its own', () => {
+    const server = http.createServer();
+    expect(trackConnections(server)).toBe(true);
+    cleanup.push(() => server.close());
+  });
+});
