@@ -1,16 +1,19 @@
-// Shared code of the benchmark scripts (bench/http.mjs, bench/proxy.mjs). Each script keeps its
-// own header describing its method, its environment knobs and its report; this module holds the
-// machinery they have in common:
+// Shared code of the benchmark scripts (bench/*.mjs). Each script keeps its own header describing
+// its method, its environment knobs and its report; this module holds the machinery they have in
+// common:
+//   - environment knobs (intEnv, intListEnv);
 //   - server lifecycle: a bench/servers/*.mjs child process started detached (own process group,
 //     env PORT and WORKERS), its READY line awaited, a probe request, and the whole group killed
-//     afterwards (startServer, stopServer, measureOnFreshServer; runMain kills the running server
-//     when the bench is interrupted or fails);
+//     afterwards (startServer, stopServer, killGroup, measureOnFreshServer; runMain kills the
+//     running server when the bench is interrupted or fails);
 //   - client side: autocannon with a per-client loopback source address (connectFrom, called from
-//     a script's setupClient) and per-response accounting helpers;
-//   - CPU accounting and background load from /proc (cpuSnapshot, cpuBetween, waitQuiet,
-//     measureQuietly);
-//   - figures and report helpers (median, formatting, shares, errorSummary, formatTable,
-//     writeSection for one marked section of bench/RESULTS.md).
+//     a script's setupClient), per-response accounting helpers, and plain HTTP requests (request,
+//     requestJson, pool; nowNs and ms for their hrtime stamps);
+//   - CPU accounting and background load from /proc (cpuSnapshot, cpuBetween, procStat,
+//     busyTicks, waitQuiet, measureQuietly, measureQuietlyByCpu);
+//   - figures and report helpers (median, dist, formatting, shares, errorSummary, formatTable,
+//     machine, writeSection for one marked section of bench/RESULTS.md, writeResults for a
+//     script's own section of resultsFile).
 // Linux only (/proc).
 
 import { execFileSync, spawn } from 'node:child_process';
@@ -18,6 +21,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
@@ -25,6 +29,10 @@ import autocannon from 'autocannon';
 const require = createRequire(import.meta.url);
 export const benchDir = path.dirname(fileURLToPath(import.meta.url));
 export const rootDir = path.resolve(benchDir, '..');
+// Where writeResults writes: BENCH_RESULTS_FILE, else bench/RESULTS.md.
+export const resultsFile = path.resolve(
+  process.env.BENCH_RESULTS_FILE || path.join(benchDir, 'RESULTS.md'),
+);
 
 const READY_TIMEOUT_MS = 30_000;
 
@@ -38,6 +46,15 @@ export function intEnv(name, dflt, min = 1) {
   if (!Number.isInteger(n) || n < min)
     throw new Error(`${name} must be an integer >= ${min}, got ${v}`);
   return n;
+}
+
+// A list knob: comma-separated integers >= 1, dflt (the same form) when unset or empty.
+export function intListEnv(name, dflt) {
+  return (process.env[name] || dflt).split(',').map((x) => {
+    const n = Number(x.trim());
+    if (!Number.isInteger(n) || n < 1) throw new Error(`${name}: integers >= 1, got ${x}`);
+    return n;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -82,14 +99,16 @@ export function newCounters(extra = {}) {
   };
 }
 
-// The `x-worker` header (pid of the answering process) of a response's raw header list, or
-// undefined.
-export function workerHeader(rawHeaders) {
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    if (rawHeaders[i] === 'x-worker') return rawHeaders[i + 1];
-  }
+// The value of header `name` (lower case) in a response's raw header list, or undefined.
+export function rawHeader(rawHeaders, name) {
+  for (let i = 0; i < rawHeaders.length; i += 2)
+    if (rawHeaders[i] === name) return rawHeaders[i + 1];
   return undefined;
 }
+
+// The `x-worker` header (pid of the answering process) of a response's raw header list, or
+// undefined.
+export const workerHeader = (rawHeaders) => rawHeader(rawHeaders, 'x-worker');
 
 // Counts a client's connection errors by code while the counters are active.
 export function countConnErrors(client, counters) {
@@ -109,6 +128,57 @@ export function runAutocannon({ port, connections, seconds, headers, setupClient
     headers,
     setupClient,
   });
+}
+
+export const nowNs = () => process.hrtime.bigint();
+export const ms = (ns) => Number(ns) / 1e6; // hrtime ns (bigint) -> ms
+
+// One request to 127.0.0.1:port; resolves with { status, headers, body, end } (end: hrtime of the
+// last byte), rejects on an error or after 10 s.
+export function request(port, { method = 'GET', path: p = '/', headers = {}, agent = false }) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, method, path: p, headers, agent, timeout: 10_000 },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => {
+          body += d;
+        });
+        res.on('end', () =>
+          resolve({ status: res.statusCode, headers: res.headers, body, end: nowNs() }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${method} ${p}: timed out`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+// request() that must answer 200 with JSON: its result plus `json`, the parsed body.
+export async function requestJson(port, opts) {
+  const r = await request(port, opts);
+  if (r.status !== 200)
+    throw new Error(
+      `${opts.method ?? 'GET'} ${opts.path}: HTTP ${r.status} ${r.body.slice(0, 200)}`,
+    );
+  return { ...r, json: JSON.parse(r.body) };
+}
+
+// Runs fn(item, index) over items, at most `limit` at a time; resolves with the results in order.
+export async function pool(items, limit, fn) {
+  const out = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i], i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -175,27 +245,32 @@ function groupMembers(pgid) {
   return members;
 }
 
-export async function stopServer(srv) {
+// Kills process group pgid (led by child, a ChildProcess spawned detached) and waits until the
+// child has exited and no live member of the group is left (up to 5 s, then it throws).
+export async function killGroup(pgid, child) {
   const exited = new Promise((r) => {
-    if (srv.child.exitCode !== null || srv.child.signalCode !== null) r();
-    else srv.child.once('exit', r);
+    if (child.exitCode !== null || child.signalCode !== null) r();
+    else child.once('exit', r);
   });
   try {
-    process.kill(-srv.pgid, 'SIGKILL');
+    process.kill(-pgid, 'SIGKILL');
   } catch (e) {
     if (e.code !== 'ESRCH') throw e;
   }
   await exited;
   for (let i = 0; i < 200; i++) {
-    if (groupMembers(srv.pgid).length === 0) break;
+    if (groupMembers(pgid).length === 0) break;
     try {
-      process.kill(-srv.pgid, 'SIGKILL');
+      process.kill(-pgid, 'SIGKILL');
     } catch {}
     await sleep(25);
   }
-  const left = groupMembers(srv.pgid);
-  if (left.length)
-    throw new Error(`processes of group ${srv.pgid} still alive: ${left.join(', ')}`);
+  const left = groupMembers(pgid);
+  if (left.length) throw new Error(`processes of group ${pgid} still alive: ${left.join(', ')}`);
+}
+
+export async function stopServer(srv) {
+  await killGroup(srv.pgid, srv.child);
   current = null;
 }
 
@@ -315,12 +390,14 @@ export async function measureOnFreshServer(
 // all CPUs); the CPU time of this process (the load generator) and of the server's process group
 // from /proc/<pid>/stat; what is left is foreign load (other processes), in cores.
 
-let CLK_TCK = 100;
+// Clock ticks per second, the unit of the CPU times in /proc.
+export let CLK_TCK = 100;
 try {
   CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 } catch {}
 
-function procStat(pid) {
+// { comm, state, pgrp, cpu (user + system, ticks) } of process pid, or null when it is gone.
+export function procStat(pid) {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -336,16 +413,21 @@ function procStat(pid) {
   }
 }
 
-// CPU ticks so far: busy (all CPUs), self (this process), group (server group pgid, 0: none),
-// ours (self + group), primary (the process pgid), others (pid -> procStat of everything else).
-export function cpuSnapshot(pgid) {
+// Busy CPU time of the machine so far: user + nice + system of /proc/stat, ticks, all CPUs.
+export function busyTicks() {
   const f = readFileSync('/proc/stat', 'utf8')
     .split('\n')[0]
     .trim()
     .split(/\s+/)
     .slice(1)
     .map(Number);
-  const busy = f[0] + f[1] + f[2]; // user + nice + system (ticks, all CPUs)
+  return f[0] + f[1] + f[2];
+}
+
+// CPU ticks so far: busy (all CPUs), self (this process), group (server group pgid, 0: none),
+// ours (self + group), primary (the process pgid), others (pid -> procStat of everything else).
+export function cpuSnapshot(pgid) {
+  const busy = busyTicks();
   let self = 0;
   let group = 0;
   let primary = 0;
@@ -427,6 +509,17 @@ export async function measureQuietly({
   return best;
 }
 
+// measureQuietly for results that carry their foreign load in cpu.foreign (cores), with the
+// usual retry note; quiet: { maxAttempts, quietWaitS, foreignMax }.
+export function measureQuietlyByCpu(quiet, once) {
+  return measureQuietly({
+    ...quiet,
+    foreignOf: (r) => r.cpu.foreign,
+    once,
+    retryNote: (r) => `  (${r.cpu.foreign.toFixed(2)} cores of foreign load during the run; again)`,
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Figures and report.
 
@@ -437,9 +530,26 @@ export function median(xs) {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
+// Nearest-rank percentile p (0..100) of an ascending array; NaN when empty.
+function percentile(sorted, p) {
+  if (!sorted.length) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+// Count, p50, p99 and max of a list of numbers.
+export function dist(values) {
+  const s = Float64Array.from(values).sort();
+  return { n: s.length, p50: percentile(s, 50), p99: percentile(s, 99), max: s[s.length - 1] };
+}
+
 export const fmtInt = (n) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
 export const fmtRatio = (x) => (Number.isFinite(x) ? `${x.toFixed(3)}x` : 'n/a');
 export const pct = (x) => `${(x * 100).toFixed(1)}%`;
+export const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
+export const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
+export const f3 = (x) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
+export const fmtMs = (x) => (Number.isFinite(x) ? (x < 10 ? x.toFixed(2) : x.toFixed(1)) : 'n/a');
+export const pctOf = (a, b) => (b ? `${((100 * a) / b).toFixed(1)}%` : 'n/a');
 export const fmtCpu = (c) =>
   `${c.client.toFixed(2)} / ${c.primary.toFixed(2)} / ${c.workers.toFixed(2)}`;
 
@@ -471,6 +581,18 @@ export function formatTable(rows, { rightAlign = false } = {}) {
   return rows.map((r) =>
     r.map((c, i) => (rightAlign && i > 0 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  '),
   );
+}
+
+// The machine as the reports describe it: CPUs (count, model), memory, Node, the OS.
+export function machine() {
+  const cpus = os.cpus();
+  return {
+    cpus: cpus.length,
+    model: cpus[0]?.model?.trim() || 'unknown',
+    memGiB: (os.totalmem() / 2 ** 30).toFixed(1),
+    node: process.version,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+  };
 }
 
 export function packageVersion(name) {
@@ -515,4 +637,10 @@ export function writeSection(file, marker, section) {
   if (i !== -1 && j > i) doc = doc.slice(0, i) + section + doc.slice(j + end.length);
   else doc = `${doc.replace(/\s*$/, '')}\n\n${section}\n`;
   writeFileSync(file, doc);
+}
+
+// Writes a script's section of resultsFile (writeSection) and says so on stdout.
+export function writeResults(marker, section) {
+  writeSection(resultsFile, marker, section);
+  console.log(`\nwrote ${path.relative(process.cwd(), resultsFile) || resultsFile}`);
 }

@@ -84,11 +84,9 @@
 // (trial runs: a comma-separated subset of latency, counts, writes, join; prints the runs only).
 // Defaults take about 5 minutes on the reference box (more while other processes keep it busy).
 
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { existsSync, readFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import readline from 'node:readline';
@@ -119,6 +117,28 @@ function sessionJson(bytes, i, now) {
 }
 
 const sidOf = (prefix, i) => `${prefix}${i}`.padEnd(SID_LENGTH, '_');
+
+// Calls send(i) for i = 0 .. count - 1 at `rate` per second from now: every 1 ms (a sleep) the
+// ones due so far, then afterRound(). Gives up after twice the planned time + 10 s, a bound never
+// reached on a sane machine. Resolves with { sent, seconds }.
+async function pace(rate, count, send, afterRound = () => {}) {
+  const start = nowNs();
+  const limit = (count / rate) * 2 + 10; // s
+  let sent = 0;
+  for (;;) {
+    const el = Number(nowNs() - start) / 1e9;
+    if (el > limit) break;
+    const due = Math.min(count, Math.floor(el * rate) + 1);
+    while (sent < due) {
+      send(sent);
+      sent++;
+    }
+    afterRound();
+    if (sent >= count) break;
+    await sleep(1);
+  }
+  return { sent, seconds: Number(nowNs() - start) / 1e9 };
+}
 
 // =============================================================================================
 // Agent: one host's replication endpoint, driven over stdin / stdout JSON lines.
@@ -267,22 +287,12 @@ async function agentMain() {
     },
     async paced({ prefix, rate, count, bytes }) {
       const cpu0 = cpuMs();
-      const start = nowNs();
-      const limit = (count / rate) * 2 + 10; // s: a bound, never reached on a sane machine
-      let sent = 0;
-      for (;;) {
-        const el = Number(nowNs() - start) / 1e9;
-        if (el > limit) break;
-        const due = Math.min(count, Math.floor(el * rate) + 1);
-        while (sent < due) {
-          write(`${prefix}${sent}.${nowNs()}`, bytes, sent);
-          sent++;
-        }
-        checkSize();
-        if (sent >= count) break;
-        await sleep(1);
-      }
-      const seconds = Number(nowNs() - start) / 1e9;
+      const { sent, seconds } = await pace(
+        rate,
+        count,
+        (i) => write(`${prefix}${i}.${nowNs()}`, bytes, i),
+        checkSize,
+      );
       return { sent, seconds, cpuMs: cpuMs() - cpu0 };
     },
     async burst({ prefix, count, bytes, perTurn }) {
@@ -332,26 +342,14 @@ async function agentMain() {
       rawRec = null;
       return r ? { idx: r.idx, lat: r.lat } : { idx: [], lat: [] };
     },
-    async rawPaced({ run, rate, count, bytes }) {
-      const start = nowNs();
-      const limit = (count / rate) * 2 + 10;
-      let sent = 0;
-      for (;;) {
-        const el = Number(nowNs() - start) / 1e9;
-        if (el > limit) break;
-        const due = Math.min(count, Math.floor(el * rate) + 1);
-        while (sent < due) {
-          const buf = Buffer.alloc(bytes, 120);
-          buf.writeBigUInt64BE(nowNs(), 0);
-          buf.writeUInt32BE(sent, 8);
-          buf.writeUInt32BE(run, 12);
-          raw.send(buf, RAW_PORT, RAW_GROUP);
-          sent++;
-        }
-        if (sent >= count) break;
-        await sleep(1);
-      }
-      return { sent, seconds: Number(nowNs() - start) / 1e9 };
+    rawPaced({ run, rate, count, bytes }) {
+      return pace(rate, count, (i) => {
+        const buf = Buffer.alloc(bytes, 120);
+        buf.writeBigUInt64BE(nowNs(), 0);
+        buf.writeUInt32BE(i, 8);
+        buf.writeUInt32BE(run, 12);
+        raw.send(buf, RAW_PORT, RAW_GROUP);
+      });
     },
     collect() {
       const r = rec;
@@ -450,15 +448,11 @@ async function benchMain() {
 }
 
 async function runBench(lib, netns) {
-  const { intEnv, median, fmtInt } = lib;
+  const { intEnv, intListEnv, median, fmtInt, dist, f1, f2, fmtMs } = lib;
   const QUICK = process.argv.includes('--quick');
   const q = (full, quick) => (QUICK ? quick : full);
   const ROUNDS = intEnv('BENCH_ROUNDS', q(2, 1));
-  const RATES = (process.env.BENCH_RATES || '200,1000').split(',').map((x) => {
-    const n = Number(x.trim());
-    if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_RATES: integers >= 1, got ${x}`);
-    return n;
-  });
+  const RATES = intListEnv('BENCH_RATES', '200,1000');
   const LAT_SECONDS = intEnv('BENCH_LAT_SECONDS', q(10, 2));
   const LAT_WARMUP = intEnv('BENCH_LAT_WARMUP', 1, 0);
   const COUNT = intEnv('BENCH_COUNT', q(300, 60), 10);
@@ -466,11 +460,7 @@ async function runBench(lib, netns) {
   const TP_WRITES = intEnv('BENCH_TP_WRITES', q(20_000, 2_000));
   const TP_REPS = intEnv('BENCH_TP_REPS', q(3, 1));
   const BATCH = intEnv('BENCH_BATCH', 16);
-  const TP_BATCHES = (process.env.BENCH_TP_BATCHES || '1,16,64').split(',').map((x) => {
-    const n = Number(x.trim());
-    if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_TP_BATCHES: integers >= 1, got ${x}`);
-    return n;
-  });
+  const TP_BATCHES = intListEnv('BENCH_TP_BATCHES', '1,16,64');
   const JOIN_SESSIONS = intEnv('BENCH_JOIN_SESSIONS', q(100_000, 20_000));
   const JOIN_REPS = intEnv('BENCH_JOIN_REPS', q(3, 1));
   const SESSION_BYTES = intEnv('BENCH_SESSION_BYTES', 1024, 100);
@@ -485,9 +475,6 @@ async function runBench(lib, netns) {
     : null;
   const want = (k) => !ONLY || ONLY.includes(k);
   const COUNT_SIZES = [100, SESSION_BYTES, 16_384];
-  const resultsFile = path.resolve(
-    process.env.BENCH_RESULTS_FILE || path.join(benchDir, 'RESULTS.md'),
-  );
   const secret = randomBytes(32).toString('base64');
   const { encodeChange } = await distImport('codec.js');
   // Encoded size of a change carrying a session of `bytes` of JSON (what the transport sends).
@@ -627,10 +614,6 @@ async function runBench(lib, netns) {
 
   // ---- CPU / foreign load -------------------------------------------------------------------
 
-  let CLK_TCK = 100;
-  try {
-    CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  } catch {}
   // Foreign cores between two lib.cpuSnapshot(0): busy time minus this process and the agents.
   function foreignCores(a, b, list) {
     const secs = Number(b.t - a.t) / 1e9;
@@ -639,7 +622,7 @@ async function runBench(lib, netns) {
       const k = String(ag.pid);
       ours += (b.others.get(k)?.cpu ?? 0) - (a.others.get(k)?.cpu ?? 0);
     }
-    return Math.max(0, (b.busy - a.busy - ours) / CLK_TCK / secs);
+    return Math.max(0, (b.busy - a.busy - ours) / lib.CLK_TCK / secs);
   }
 
   // once(attempt) -> result with .foreign; repeated while disturbed (lib.measureQuietly).
@@ -656,14 +639,6 @@ async function runBench(lib, netns) {
 
   // ---- figures ------------------------------------------------------------------------------
 
-  function percentile(sorted, p) {
-    if (!sorted.length) return Number.NaN;
-    return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-  }
-  function dist(values) {
-    const s = Float64Array.from(values).sort();
-    return { n: s.length, p50: percentile(s, 50), p99: percentile(s, 99), max: s[s.length - 1] };
-  }
   const statDelta = (a, b, key) => (b[key] ?? 0) - (a[key] ?? 0);
   const udpDelta = (a, b, key) => (b.udp?.[key] ?? 0) - (a.udp?.[key] ?? 0);
 
@@ -921,14 +896,10 @@ async function runBench(lib, netns) {
   }
 
   const mib = (b) => (b / 2 ** 20).toFixed(0);
-  const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
-  const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
-  const fmtMs = (x) => (Number.isFinite(x) ? (x < 10 ? x.toFixed(2) : x.toFixed(1)) : 'n/a');
 
   // ---- run ------------------------------------------------------------------------------------
 
   const startedAt = new Date();
-  const cpus = os.cpus();
   const sysctl = (k) => {
     try {
       return readFileSync(`/proc/sys/${k.replaceAll('.', '/')}`, 'utf8').trim();
@@ -937,11 +908,7 @@ async function runBench(lib, netns) {
     }
   };
   const info = {
-    cpus: cpus.length,
-    model: cpus[0]?.model?.trim() || 'unknown',
-    memGiB: (os.totalmem() / 2 ** 30).toFixed(1),
-    node: process.version,
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    ...lib.machine(),
     rmemMax: sysctl('net.core.rmem_max'),
     wmemMax: sysctl('net.core.wmem_max'),
     commit: lib.gitCommit(),
@@ -1203,7 +1170,7 @@ async function runBench(lib, netns) {
   // Earlier runs.
   let earlier = [];
   try {
-    const doc = readFileSync(resultsFile, 'utf8');
+    const doc = readFileSync(lib.resultsFile, 'utf8');
     const m = /<!-- multicast-runs (\[.*?\]) -->/.exec(doc);
     if (m) earlier = JSON.parse(m[1]);
   } catch {}
@@ -1290,9 +1257,7 @@ async function runBench(lib, netns) {
         .map((r) => fmtInt(r.writesPerS))
         .join(', ')}`,
     );
-  if (WRITE) {
-    lib.writeSection(resultsFile, 'multicast', text);
-    console.log(`\nwrote ${path.relative(process.cwd(), resultsFile) || resultsFile}`);
-  } else console.log('\nbench/RESULTS.md not written (--quick or BENCH_WRITE=0)');
+  if (WRITE) lib.writeResults('multicast', text);
+  else console.log('\nbench/RESULTS.md not written (--quick or BENCH_WRITE=0)');
   process.exit(0);
 }

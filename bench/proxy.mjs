@@ -88,14 +88,9 @@
 // Defaults take about a minute on a quiet machine (3 rounds x 4 runs of ~5.5 s).
 
 import { existsSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import * as lib from './lib.mjs';
 import { errorSummary, fmtCpu, fmtInt, fmtRatio, intEnv, median, pct, shares } from './lib.mjs';
-
-const resultsFile = path.resolve(
-  process.env.BENCH_RESULTS_FILE || path.join(lib.benchDir, 'RESULTS.md'),
-);
 
 const ROUNDS = intEnv('BENCH_ROUNDS', 3);
 const DURATION = intEnv('BENCH_DURATION', 3);
@@ -199,14 +194,10 @@ const PORT_HOSTS = ['127.0.0.1'];
 // background load: bench/lib.mjs, see the header).
 
 function measure(meas, run, port, round) {
-  return lib.measureQuietly({
-    maxAttempts: MAX_ATTEMPTS,
-    quietWaitS: QUIET_WAIT_S,
-    foreignMax: FOREIGN_MAX,
-    foreignOf: (r) => r.cpu.foreign,
-    once: () => measureOnce(meas, run, port, round),
-    retryNote: (r) => `  (${r.cpu.foreign.toFixed(2)} cores of foreign load during the run; again)`,
-  });
+  return lib.measureQuietlyByCpu(
+    { maxAttempts: MAX_ATTEMPTS, quietWaitS: QUIET_WAIT_S, foreignMax: FOREIGN_MAX },
+    () => measureOnce(meas, run, port, round),
+  );
 }
 
 async function measureOnce(meas, run, port, round) {
@@ -272,12 +263,8 @@ const perConn = (reqs, conns) => (conns ? (reqs / conns).toFixed(2) : 'n/a');
 const workerShares = (byWorker) => shares(byWorker, WORKERS).shares.map(pct).join(' / ');
 
 function machineInfo() {
-  const cpus = os.cpus();
   return {
-    cpus: cpus.length,
-    model: cpus[0]?.model?.trim() || 'unknown',
-    node: process.version,
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    ...lib.machine(),
     autocannon: lib.packageVersion('autocannon'),
     socketioSticky: lib.packageVersion('@socket.io/sticky'),
     commit: lib.gitCommit(),
@@ -469,10 +456,8 @@ async function main() {
   }
   const { text, rows, checks } = renderSection(results, info, startedAt, elapsedS);
   printTable(rows, checks);
-  if (WRITE) {
-    lib.writeSection(resultsFile, 'proxy-mode', text);
-    console.log(`\nwrote ${path.relative(process.cwd(), resultsFile) || resultsFile}`);
-  } else console.log('\nBENCH_WRITE=0: bench/RESULTS.md not written');
+  if (WRITE) lib.writeResults('proxy-mode', text);
+  else console.log('\nBENCH_WRITE=0: bench/RESULTS.md not written');
 }
 
 lib.runMain(main);

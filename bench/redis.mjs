@@ -97,6 +97,11 @@
 // Cleanup: every process group the bench starts (servers, redis-servers) is killed after its
 // run, and all still alive are killed on exit, error, SIGINT and SIGTERM.
 //
+// Shared code: bench/lib.mjs (server lifecycle, CPU accounting, report helpers),
+// bench/sessions-lib.mjs (the session app's client side, shared with bench/sessions.mjs: logins,
+// the autocannon load, the open-loop writer, convergence and apply records) and
+// bench/servers/redis.mjs (starting a redis-server).
+//
 // Output: a summary on stdout and the section "Redis transport (issue 6)" of bench/RESULTS.md
 // (between its BEGIN/END redis markers, appended if absent; other sections untouched; the file
 // is read again right before it is written). The section keeps a one-line summary of up to 4
@@ -117,31 +122,48 @@
 // Defaults take about 9 minutes on a quiet 2-core machine (4 rounds of 12 throughput runs and 3
 // latency runs; more while other processes keep it busy and runs are repeated).
 
-import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as lib from './lib.mjs';
-import { fmtInt, fmtRatio, intEnv, median, sleep } from './lib.mjs';
+import {
+  dist,
+  f1,
+  f2,
+  f3,
+  fmtInt,
+  fmtMs,
+  fmtRatio,
+  intEnv,
+  median,
+  ms,
+  nowNs,
+  pctOf,
+  sleep,
+} from './lib.mjs';
+import { freePort, startRedis } from './servers/redis.mjs';
+import {
+  applyFigures,
+  converge,
+  fetchApplied,
+  latencySessions,
+  loadFigures,
+  machineInfo,
+  newLoadCounters,
+  runLoad,
+  runOpenLoop,
+  setupLoad,
+  slotKeys,
+  sumCheck,
+} from './sessions-lib.mjs';
 
 const QUICK = process.argv.includes('--quick');
 const q = (full, quick) => (QUICK ? quick : full);
 
-const resultsFile = path.resolve(
-  process.env.BENCH_RESULTS_FILE || path.join(lib.benchDir, 'RESULTS.md'),
-);
 const ROUNDS = intEnv('BENCH_ROUNDS', q(4, 1));
 const WORKERS = intEnv('BENCH_WORKERS', 4, 2);
-const intList = (name, dflt) =>
-  (process.env[name] || dflt).split(',').map((x) => {
-    const n = Number(x.trim());
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${name}: integers >= 1, got ${x}`);
-    return n;
-  });
-const MIXES = intList('BENCH_MIXES', q('20,2,1', '20,1'));
+const MIXES = lib.intListEnv('BENCH_MIXES', q('20,2,1', '20,1'));
 const READ_CYCLE = MIXES.find((c) => c >= 10) ?? 20;
 const REFERENCE = (process.env.BENCH_REFERENCE ?? q('1', '0')) !== '0';
 const DURATION = intEnv('BENCH_DURATION', q(4, 2));
@@ -153,7 +175,7 @@ const SMALL = (process.env.BENCH_SMALL ?? q('1', '0')) !== '0';
 const SMALL_CONNECTIONS = intEnv('BENCH_SMALL_CONNECTIONS', 8);
 const CLUSTERS = intEnv('BENCH_CLUSTERS', 3, 2);
 const LAT_WORKERS = intEnv('BENCH_LAT_WORKERS', 2, 1);
-const RATES = intList('BENCH_RATES', q('100,250,500', '100,500'));
+const RATES = lib.intListEnv('BENCH_RATES', q('100,250,500', '100,500'));
 const LAT_DURATION = intEnv('BENCH_LAT_DURATION', q(6, 2));
 const LAT_WARMUP = intEnv('BENCH_LAT_WARMUP', 1, 0);
 const LAT_SESSIONS = intEnv('BENCH_LAT_SESSIONS', 16);
@@ -169,6 +191,8 @@ if (ONLY && !['throughput', 'latency'].includes(ONLY))
 if (SEED > 0xffffffff) throw new Error('BENCH_SEED: an unsigned 32-bit integer');
 const TARGET_RATIO = 1.5; // read-mostly req/s, Redis transport / connect-redis
 const HISTORY = 4;
+// Settings of lib.measureQuietlyByCpu.
+const QUIET = { maxAttempts: MAX_ATTEMPTS, quietWaitS: QUIET_WAIT_S, foreignMax: FOREIGN_MAX };
 
 // The servers read these (spawned with this process's environment).
 process.env.SESSIONS_SEED = String(SEED);
@@ -201,8 +225,6 @@ if (process.env.BENCH_STORES) {
 }
 const KEY_PREFIX = 'sticky-mesh:sticky-mesh:s:'; // the transport's default prefix + cluster
 const CHANNEL = 'sticky-mesh:sticky-mesh:changes';
-const nowNs = () => process.hrtime.bigint();
-const ms = (ns) => Number(ns) / 1e6;
 
 let Redis; // ioredis, loaded in main()
 
@@ -219,92 +241,14 @@ function killAll() {
 }
 process.on('exit', killAll);
 
-function groupAlive(pgid) {
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(rest[2]) === pgid && rest[0] !== 'Z' && rest[0] !== 'X') return true;
-    } catch {}
-  }
-  return false;
-}
-
 async function killGroup(pgid, child) {
-  const exited = new Promise((r) => {
-    if (!child || child.exitCode !== null || child.signalCode !== null) r();
-    else child.once('exit', r);
-  });
-  try {
-    process.kill(-pgid, 'SIGKILL');
-  } catch {}
-  await exited;
-  for (let i = 0; i < 200 && groupAlive(pgid); i++) {
-    try {
-      process.kill(-pgid, 'SIGKILL');
-    } catch {}
-    await sleep(25);
-  }
-  if (groupAlive(pgid)) throw new Error(`processes of group ${pgid} still alive`);
+  await lib.killGroup(pgid, child);
   groups.delete(pgid);
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
 // A fresh redis-server in its own process group: { port, pid, version, child }.
-async function startRedisServer() {
-  const port = await freePort();
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  groups.add(child.pid);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let done = false;
-    const finish = (err, value) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      if (err) {
-        killGroup(child.pid, child).catch(() => {});
-        reject(err);
-      } else resolve(value);
-    };
-    const timer = setTimeout(
-      () => finish(new Error(`redis-server: not ready in 10 s\n${out}`)),
-      10_000,
-    );
-    child.on('error', (err) =>
-      finish(new Error(`cannot start redis-server (${err.code}): apt-get install redis-server`)),
-    );
-    child.on('exit', (code, signal) =>
-      finish(new Error(`redis-server exited (${code ?? signal})\n${out}`)),
-    );
-    // Both pipes stay drained for the server's lifetime.
-    child.stderr.on('data', (d) => {
-      if (!done) out += d;
-    });
-    child.stdout.on('data', (d) => {
-      if (done) return;
-      out += d;
-      if (/Ready to accept connections/.test(out)) {
-        const version = /Redis version=([^\s,]+)/.exec(out)?.[1] ?? 'unknown';
-        finish(null, { port, pid: child.pid, version, child });
-      }
-    });
-  });
+function startRedisServer() {
+  return startRedis({ detached: true, onSpawn: (child) => groups.add(child.pid) });
 }
 
 async function startServer(file, workers, port, redisPort) {
@@ -330,35 +274,22 @@ function redisClient(port) {
 // CPU accounting per process (/proc): this process, each server group (primary = the group
 // leader, workers = the rest), redis-server; foreign = all busy time minus those.
 
-let CLK_TCK = 100;
-try {
-  CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-} catch {}
-
 function snap() {
-  const f = readFileSync('/proc/stat', 'utf8')
-    .split('\n')[0]
-    .trim()
-    .split(/\s+/)
-    .slice(1)
-    .map(Number);
-  const procs = new Map();
+  const busy = lib.busyTicks();
+  const procs = new Map(); // pid -> { pgrp, cpu }
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      procs.set(Number(entry), { pgrp: Number(rest[2]), cpu: Number(rest[11]) + Number(rest[12]) });
-    } catch {}
+    const st = lib.procStat(entry);
+    if (st) procs.set(Number(entry), st);
   }
-  return { t: nowNs(), busy: f[0] + f[1] + f[2], procs };
+  return { t: nowNs(), busy, procs };
 }
 
 // Cores between two snapshots: client, redis, per cluster { primary, workers: [..] }, machine
 // (all busy), foreign.
 function cpuSplit(a, b, clusterPgids, redisPid) {
   const secs = Number(b.t - a.t) / 1e9;
-  const cores = (ticks) => ticks / CLK_TCK / secs;
+  const cores = (ticks) => ticks / lib.CLK_TCK / secs;
   const d = (pid) => {
     const x = b.procs.get(pid);
     return x ? x.cpu - (a.procs.get(pid)?.cpu ?? 0) : 0;
@@ -382,121 +313,12 @@ function cpuSplit(a, b, clusterPgids, redisPid) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Client addresses per slot, HTTP helpers.
+// Client addresses per slot (the session app's client side: bench/sessions-lib.mjs), Redis.
 
 // keys[s]: X-Forwarded-For addresses (198.18.x.y) that the balancer routes to slot s.
 async function buildKeys(workers, need) {
   const { rendezvous } = await import(pathToFileURL(path.join(lib.rootDir, 'dist', 'hash.js')));
-  const pick = rendezvous(SEED, workers);
-  const live = Array.from({ length: workers }, (_, s) => s);
-  const keys = live.map(() => []);
-  for (let n = 1; keys.some((k) => k.length < need); n++) {
-    if ((n & 255) === 0 || (n & 255) === 255) continue;
-    if (n > 65_000) throw new Error('not enough client addresses for every slot');
-    const key = `198.18.${n >> 8}.${n & 255}`;
-    keys[pick(key, live)].push(key);
-  }
-  return keys;
-}
-
-function rawHeader(raw, name) {
-  for (let i = 0; i < raw.length; i += 2) if (raw[i] === name) return raw[i + 1];
-  return undefined;
-}
-
-function request(port, { method = 'GET', path: p = '/', headers = {}, agent = false }) {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: '127.0.0.1', port, method, path: p, headers, agent, timeout: 10_000 },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d) => {
-          body += d;
-        });
-        res.on('end', () =>
-          resolve({ status: res.statusCode, headers: res.headers, body, end: nowNs() }),
-        );
-        res.on('error', reject);
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`${method} ${p}: timed out`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function requestJson(port, opts) {
-  const r = await request(port, opts);
-  if (r.status !== 200)
-    throw new Error(
-      `${opts.method ?? 'GET'} ${opts.path}: HTTP ${r.status} ${r.body.slice(0, 200)}`,
-    );
-  return { ...r, json: JSON.parse(r.body) };
-}
-
-async function pool(items, limit, fn) {
-  const out = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i], i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
-
-async function login(port, slot, key, user) {
-  const r = await requestJson(port, {
-    method: 'POST',
-    path: `/login?user=${encodeURIComponent(user)}`,
-    headers: { 'x-forwarded-for': key },
-  });
-  if (r.json.slot !== slot)
-    throw new Error(`login via ${key}: answered by slot ${r.json.slot}, expected ${slot} (hash?)`);
-  const setCookie = [].concat(r.headers['set-cookie'] ?? []);
-  const cookie = setCookie.map((c) => c.split(';')[0]).find((c) => c.startsWith('connect.sid='));
-  if (!cookie) throw new Error('login: no connect.sid cookie');
-  return { sid: r.json.sid, cookie, slot, key };
-}
-
-// GET /digest on every slot of every (port, keys) until all agree (up to 5 s).
-async function converge(targets) {
-  const t0 = Date.now();
-  for (;;) {
-    const digests = (
-      await Promise.all(
-        targets.map(({ port, keys }) =>
-          Promise.all(
-            keys.map((k, s) =>
-              requestJson(port, { path: '/digest', headers: { 'x-forwarded-for': k[0] } }).then(
-                (r) => {
-                  if (r.json.slot !== s)
-                    throw new Error(`digest: slot ${r.json.slot}, expected ${s}`);
-                  return r.json;
-                },
-              ),
-            ),
-          ),
-        ),
-      )
-    ).flat();
-    if (digests.every((d) => d.digest === digests[0].digest))
-      return { converged: true, ms: Date.now() - t0, digests };
-    if (Date.now() - t0 > 5000) return { converged: false, ms: Date.now() - t0, digests };
-    await sleep(20);
-  }
-}
-
-function percentile(sorted, p) {
-  if (!sorted.length) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
-function dist(values) {
-  const s = Float64Array.from(values).sort();
-  return { n: s.length, p50: percentile(s, 50), p99: percentile(s, 99), max: s[s.length - 1] };
+  return slotKeys(rendezvous(SEED, workers), workers, need);
 }
 
 // INFO commandstats as { cmd: { calls, usec } }.
@@ -551,74 +373,6 @@ async function redisRecords(client) {
 // ---------------------------------------------------------------------------------------------
 // 1. throughput (autocannon)
 
-async function setupLoad(port, cfg) {
-  const { keys, workers, connections } = cfg;
-  const jobs = [];
-  for (let i = 0; i < connections; i++) {
-    const slot = i % workers;
-    const key = keys[slot][1 + Math.floor(i / workers)];
-    for (let j = 0; j < SESSIONS_PER_CONN; j++) jobs.push([i, slot, key, `c${i}-s${j}`]);
-  }
-  const made = await pool(jobs, 16, ([, slot, key, user]) => login(port, slot, key, user));
-  const clients = Array.from({ length: connections }, (_, i) => ({
-    slot: i % workers,
-    sessions: [],
-  }));
-  for (const [n, [i]] of jobs.entries()) clients[i].sessions.push(made[n]);
-  return { port, clients, connections };
-}
-
-// A client's request list: of every `cycle` requests one POST /write, the others GET /me.
-function clientRequests(client, cycle) {
-  const ss = client.sessions;
-  const req = (kind, s) => ({
-    method: kind === 'w' ? 'POST' : 'GET',
-    path: kind === 'w' ? '/write' : '/me',
-    headers: { cookie: s.cookie, 'x-forwarded-for': s.key },
-  });
-  if (cycle === 1) return ss.map((s) => req('w', s));
-  const out = [];
-  for (let j = 0; j < ss.length * cycle; j++) {
-    if (j % cycle === cycle - 1) out.push(req('w', ss[Math.floor(j / cycle) % ss.length]));
-    else out.push(req('r', ss[j % ss.length]));
-  }
-  return out;
-}
-
-function runLoad(ctx, cycle, seconds, counters) {
-  let index = 0;
-  const setupClient = (client) => {
-    const c = ctx.clients[index++ % ctx.clients.length];
-    client.setRequests(clientRequests(c, cycle));
-    const proto = Object.getPrototypeOf(client);
-    // Pipelining 1: the response being parsed answers the last request written.
-    let lastKind = '?';
-    lib.connectFrom(client, undefined, () => {
-      if (counters.active) counters.connects++;
-    });
-    client._doRequest = function doRequest() {
-      const before = this.reqsMade;
-      proto._doRequest.call(this);
-      if (this.reqsMade !== before)
-        lastKind = this.requestIterator.currentRequest?.method === 'POST' ? 'w' : 'r';
-    };
-    client.on('headers', (info) => {
-      if (counters.active && Number(rawHeader(info.headers, 'x-slot')) !== c.slot)
-        counters.mismatches++;
-    });
-    client.on('response', (status, _bytes, duration) => {
-      const kind = lastKind;
-      const ok = status >= 200 && status < 300;
-      if (ok && kind === 'w') counters.ackedWrites++;
-      if (!counters.active) return;
-      if (!ok) counters.non2xx++;
-      else counters.lat[kind === 'w' ? 'w' : 'r'].push(duration);
-    });
-    lib.countConnErrors(client, counters);
-  };
-  return lib.runAutocannon({ port: ctx.port, connections: ctx.connections, seconds, setupClient });
-}
-
 async function throughputOnce(store, cycle, round, cfg) {
   const { keys } = cfg;
   const port = await freePort();
@@ -629,14 +383,9 @@ async function throughputOnce(store, cycle, round, cfg) {
     srv = await startServer(store.file, cfg.workers, port, redis?.port);
     await lib.probe(port, { headers: { 'x-forwarded-for': keys[0][0] } });
     const tLogin = Date.now();
-    const ctx = await setupLoad(port, cfg);
+    const ctx = await setupLoad(port, { ...cfg, sessionsPerConn: SESSIONS_PER_CONN });
     const tReady = Date.now();
-    const counters = lib.newCounters({
-      mismatches: 0,
-      non2xx: 0,
-      ackedWrites: 0,
-      lat: { r: [], w: [] },
-    });
+    const counters = newLoadCounters();
     if (WARMUP > 0) await runLoad(ctx, cycle, WARMUP, counters);
     counters.active = true;
     const cs0 = client ? await commandStats(client) : null;
@@ -665,9 +414,6 @@ async function throughputOnce(store, cycle, round, cfg) {
         conv = await converge([{ port, keys }]);
       }
     }
-    const reads = dist(counters.lat.r);
-    const writes = dist(counters.lat.w);
-    const rps = (reads.n + writes.n) / r.duration;
     const out = {
       kind: 'throughput',
       small: cfg.small,
@@ -676,34 +422,18 @@ async function throughputOnce(store, cycle, round, cfg) {
       round,
       store: store.id,
       cycle,
-      duration: r.duration,
-      rps,
-      readsPerS: reads.n / r.duration,
-      writesPerS: writes.n / r.duration,
-      all: dist([...counters.lat.r, ...counters.lat.w]),
-      reads,
-      writes,
-      errors: r.errors,
-      timeouts: r.timeouts,
-      non2xx: counters.non2xx,
-      mismatches: counters.mismatches,
-      connErrors: Object.fromEntries(counters.connErrors),
-      converged: conv.converged,
-      convergeMs: conv.ms,
-      sessions: conv.digests[0].sessions,
-      sumN: conv.digests.map((d) => d.sum),
-      ackedWrites: counters.ackedWrites,
+      ...loadFigures(r, counters, conv),
       cpu,
       serverCpu: cpu.clusters[0].primary + cpu.clusters[0].workers.reduce((x, y) => x + y, 0),
       redisVersion: redis?.version,
       // s from the first login: sessions made, measured period started, ended.
       timing: [tReady - tLogin, tMeasure - tLogin, tEnd - tLogin].map((x) => x / 1000),
     };
-    out.cpuMsPerReq = ((out.serverCpu + cpu.redis) * 1000) / rps;
-    out.redisCpuMsPerReq = (cpu.redis * 1000) / rps;
+    out.cpuMsPerReq = ((out.serverCpu + cpu.redis) * 1000) / out.rps;
+    out.redisCpuMsPerReq = (cpu.redis * 1000) / out.rps;
     if (cs0) {
       const delta = statsDelta(cs0, cs1);
-      const n = reads.n + writes.n;
+      const n = out.reads.n + out.writes.n;
       out.commands = Object.fromEntries(
         Object.entries(delta).map(([k, v]) => [
           k,
@@ -728,14 +458,7 @@ async function throughputOnce(store, cycle, round, cfg) {
 }
 
 function measureThroughput(store, cycle, round, cfg) {
-  return lib.measureQuietly({
-    maxAttempts: MAX_ATTEMPTS,
-    quietWaitS: QUIET_WAIT_S,
-    foreignMax: FOREIGN_MAX,
-    foreignOf: (r) => r.cpu.foreign,
-    once: () => throughputOnce(store, cycle, round, cfg),
-    retryNote: (r) => `  (${r.cpu.foreign.toFixed(2)} cores of foreign load during the run; again)`,
-  });
+  return lib.measureQuietlyByCpu(QUIET, () => throughputOnce(store, cycle, round, cfg));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -768,16 +491,11 @@ async function startLatencyClusters(keys) {
   });
   await sub.subscribe(CHANNEL);
   const agents = keys.map(() => newAgent());
-  const jobs = [];
-  for (let s = 0; s < LAT_WORKERS; s++)
-    for (let j = 0; j < LAT_SESSIONS; j++) jobs.push([s, keys[s][0], `lat-${s}-${j}`]);
-  const made = await pool(jobs, 16, ([s, key, user]) => login(clusters[0].port, s, key, user));
-  const sessions = [];
-  for (let j = 0; j < LAT_SESSIONS; j++)
-    for (let s = 0; s < LAT_WORKERS; s++) sessions.push(made[s * LAT_SESSIONS + j]);
+  const sessions = await latencySessions(clusters[0].port, keys, LAT_SESSIONS);
   return {
     redis,
     clusters,
+    port: clusters[0].port, // the writer (sendWrite's target)
     sub,
     published,
     setRecording: (on) => {
@@ -802,88 +520,10 @@ async function stopLatencyClusters(ctx) {
 // server's 5 s keep-alive timeout can close it under a request).
 const newAgent = () => new http.Agent({ keepAlive: true, maxSockets: 16, timeout: 3000 });
 
-function sendWrite(ctx, s, rec) {
-  const id = ctx.nextId++;
-  const t0 = nowNs();
-  const w = { id, slot: s.slot, t0, ack: null, at: null, ok: false };
-  rec.writes.set(id, w);
-  const p = request(ctx.clusters[0].port, {
-    method: 'POST',
-    path: `/write?w=${id}`,
-    headers: { cookie: s.cookie, 'x-forwarded-for': s.key },
-    agent: ctx.agents[s.slot],
-  }).then(
-    (r) => {
-      w.ack = r.end;
-      if (r.status !== 200) rec.non2xx++;
-      else if (Number(r.headers['x-slot']) !== s.slot) rec.mismatches++;
-      else {
-        w.ok = true;
-        w.at = BigInt(JSON.parse(r.body).at);
-      }
-    },
-    (err) => {
-      rec.errors++;
-      const code = err.code ?? err.message;
-      rec.errorCodes.set(code, (rec.errorCodes.get(code) || 0) + 1);
-    },
-  );
-  rec.inflight.add(p);
-  p.finally(() => rec.inflight.delete(p));
-}
-
-async function runWrites(ctx, seconds, rate) {
-  const rec = {
-    writes: new Map(),
-    inflight: new Set(),
-    sent: 0,
-    errors: 0,
-    non2xx: 0,
-    mismatches: 0,
-    errorCodes: new Map(),
-  };
-  const start = nowNs();
-  const endNs = start + BigInt(seconds) * 1_000_000_000n;
-  await new Promise((resolve) => {
-    const timer = setInterval(() => {
-      const now = nowNs();
-      const elapsed = (now < endNs ? now : endNs) - start;
-      const due = Math.floor((Number(elapsed) / 1e9) * rate);
-      while (rec.sent < due) {
-        rec.sent++;
-        sendWrite(ctx, ctx.sessions[ctx.k++ % ctx.sessions.length], rec);
-      }
-      if (now >= endNs) {
-        clearInterval(timer);
-        resolve();
-      }
-    }, 1);
-  });
-  rec.elapsed = Number(nowNs() - start) / 1e9;
-  const t = Date.now();
-  while (rec.inflight.size && Date.now() - t < 10_000) await Promise.allSettled([...rec.inflight]);
-  return rec;
-}
-
 // GET /applied of every worker of every cluster: applied[cluster][slot] = Map id -> ns.
 async function collectApplied(ctx) {
   return Promise.all(
-    ctx.clusters.map((c) =>
-      Promise.all(
-        ctx.keys.map((k) =>
-          request(c.port, { path: '/applied', headers: { 'x-forwarded-for': k[0] } }).then((r) => {
-            if (r.status !== 200) throw new Error(`GET /applied: HTTP ${r.status}`);
-            const m = new Map();
-            for (const line of r.body.split('\n')) {
-              if (!line) continue;
-              const [id, t] = line.split(':');
-              m.set(Number(id), BigInt(t));
-            }
-            return m;
-          }),
-        ),
-      ),
-    ),
+    ctx.clusters.map((c) => Promise.all(ctx.keys.map((k) => fetchApplied(c.port, k[0])))),
   );
 }
 
@@ -892,14 +532,14 @@ async function latencyOnce(ctx, rate, round) {
   // server closes idle ones after 5 s, and reusing one as it closes is an ECONNRESET).
   for (const a of ctx.agents) a.destroy();
   ctx.agents = ctx.keys.map(() => newAgent());
-  if (LAT_WARMUP > 0) await runWrites(ctx, LAT_WARMUP, rate);
+  if (LAT_WARMUP > 0) await runOpenLoop(ctx, LAT_WARMUP, rate);
   await sleep(200);
   await collectApplied(ctx); // drop the warm-up's records
   ctx.published.clear();
   ctx.setRecording(true);
   const pgids = ctx.clusters.map((c) => c.srv.pgid);
   const a = snap();
-  const rec = await runWrites(ctx, LAT_DURATION, rate);
+  const rec = await runOpenLoop(ctx, LAT_DURATION, rate);
   const b = snap();
   await sleep(500);
   ctx.setRecording(false);
@@ -908,15 +548,9 @@ async function latencyOnce(ctx, rate, round) {
   const stats = await Promise.all(ctx.clusters.map((c) => transportStats(c.srv)));
   const writes = [...rec.writes.values()];
   const ok = writes.filter((w) => w.ok);
-  const remote = [];
-  const remoteAll = [];
-  const fromHandler = [];
   const inCluster = [];
   const pub = [];
-  let missing = 0;
   let missingLocal = 0;
-  let allBeforeAck = 0;
-  let measured = 0;
   for (const w of ok) {
     const tp = ctx.published.get(w.id);
     if (tp !== undefined) pub.push(ms(tp - w.t0));
@@ -926,26 +560,11 @@ async function latencyOnce(ctx, rate, round) {
       if (t === undefined) missingLocal++;
       else inCluster.push(ms(t - w.t0));
     }
-    let last = null;
-    let complete = true;
-    for (let k = 1; k < CLUSTERS; k++)
-      for (let s = 0; s < LAT_WORKERS; s++) {
-        const t = applied[k][s].get(w.id);
-        if (t === undefined) {
-          complete = false;
-          missing++;
-          continue;
-        }
-        remote.push(ms(t - w.t0));
-        fromHandler.push(ms(t - w.at));
-        if (last === null || t > last) last = t;
-      }
-    if (complete) {
-      measured++;
-      remoteAll.push(ms(last - w.t0));
-      if (last < w.ack) allBeforeAck++;
-    }
   }
+  // Every worker of every other cluster applies each write.
+  const remote = applyFigures(ok, (w) =>
+    applied.slice(1).flatMap((cluster) => cluster.map((slot) => slot.get(w.id))),
+  );
   const cpu = cpuSplit(a, b, pgids, ctx.redis.pid);
   return {
     kind: 'latency',
@@ -954,17 +573,17 @@ async function latencyOnce(ctx, rate, round) {
     actualRate: writes.length / rec.elapsed,
     writesSent: writes.length,
     writesOk: ok.length,
-    remote: dist(remote),
-    remoteAll: dist(remoteAll),
-    fromHandler: dist(fromHandler),
+    remote: remote.each,
+    remoteAll: remote.all,
+    fromHandler: remote.fromHandler,
     inCluster: dist(inCluster),
     published: dist(pub),
     publishedMissing: ok.length - pub.length,
     ack: dist(ok.map((w) => ms(w.ack - w.t0))),
-    measured,
-    missing,
+    measured: remote.measured,
+    missing: remote.missing,
     missingLocal,
-    allBeforeAck,
+    allBeforeAck: remote.allBeforeAck,
     errors: rec.errors,
     non2xx: rec.non2xx,
     mismatches: rec.mismatches,
@@ -982,24 +601,12 @@ async function latencyOnce(ctx, rate, round) {
 }
 
 function measureLatency(ctx, rate, round) {
-  return lib.measureQuietly({
-    maxAttempts: MAX_ATTEMPTS,
-    quietWaitS: QUIET_WAIT_S,
-    foreignMax: FOREIGN_MAX,
-    foreignOf: (r) => r.cpu.foreign,
-    once: () => latencyOnce(ctx, rate, round),
-    retryNote: (r) => `  (${r.cpu.foreign.toFixed(2)} cores of foreign load during the run; again)`,
-  });
+  return lib.measureQuietlyByCpu(QUIET, () => latencyOnce(ctx, rate, round));
 }
 
 // ---------------------------------------------------------------------------------------------
 // Report.
 
-const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
-const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
-const f3 = (x) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
-const fmtMs = (x) => (Number.isFinite(x) ? (x < 10 ? x.toFixed(2) : x.toFixed(1)) : 'n/a');
-const pctOf = (a, b) => (b ? `${((100 * a) / b).toFixed(1)}%` : 'n/a');
 const mixName = (c) =>
   c === 1
     ? 'write-only'
@@ -1030,15 +637,6 @@ function problems(r) {
     if (x.malformed) parts.push(`transport malformed ${x.malformed}`);
   }
   return parts.length ? parts.join('; ') : '0';
-}
-
-// Sum of n on the replicas vs acknowledged writes: equal up to the requests in flight when
-// autocannon stopped (twice: warm-up and measured period).
-function sumCheck(r) {
-  const sums = [...new Set(r.sumN)];
-  const extra = sums[0] - r.ackedWrites;
-  const ok = sums.length === 1 && extra >= 0 && extra <= 2 * r.connections;
-  return `${ok ? 'ok' : '**MISMATCH**'} (sum n ${sums.map(fmtInt).join('/')}, acked ${fmtInt(r.ackedWrites)})`;
 }
 
 const sumW = (c) => c.workers.reduce((x, y) => x + y, 0);
@@ -1100,7 +698,7 @@ function historyEntry(results, startedAt, commit) {
 
 function readHistory() {
   try {
-    const doc = readFileSync(resultsFile, 'utf8');
+    const doc = readFileSync(lib.resultsFile, 'utf8');
     const m = /<!-- redis-runs (\[.*?\]) -->/.exec(doc);
     return m ? JSON.parse(m[1]) : [];
   } catch {
@@ -1437,42 +1035,6 @@ function observations(results, S, readC, info) {
 
 // ---------------------------------------------------------------------------------------------
 
-function version(name) {
-  try {
-    return JSON.parse(
-      readFileSync(path.join(lib.rootDir, 'node_modules', name, 'package.json'), 'utf8'),
-    ).version;
-  } catch {
-    return 'not installed';
-  }
-}
-
-function machineInfo() {
-  const cpus = os.cpus();
-  let redisServer = 'not found';
-  try {
-    redisServer =
-      /v=(\S+)/.exec(execFileSync('redis-server', ['--version'], { encoding: 'utf8' }))?.[1] ??
-      'unknown';
-  } catch {}
-  return {
-    cpus: cpus.length,
-    model: cpus[0]?.model?.trim() || 'unknown',
-    memGiB: (os.totalmem() / 2 ** 30).toFixed(1),
-    node: process.version,
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    autocannon: version('autocannon'),
-    express: version('express'),
-    expressSession: version('express-session'),
-    connectRedis: version('connect-redis'),
-    redis: version('redis'),
-    ioredis: version('ioredis'),
-    redisServer,
-    commit: lib.gitCommit(),
-    distBuilt: lib.distStamp(),
-  };
-}
-
 function logThroughput(r) {
   console.log(
     `round ${r.round} ${`${mixShort(r.cycle)}${r.small ? '/1w' : ''}`.padEnd(10)} ${r.store.padEnd(13)} ${fmtInt(r.rps).padStart(6)} req/s  p50/p99 ${fmtMs(r.all.p50)}/${fmtMs(r.all.p99)} ms  cpu ${f2(r.cpuMsPerReq)} ms/req  redis cmds/req ${r.commands ? f3(r.redisCallsPerReq) : '-'}  cpu client/primary/workers(max)/redis/machine ${fmtCpu(r.cpu)}  foreign ${f2(r.cpu.foreign)}  ${sumCheck(r)}${r.redisRecords ? ` redis ${r.redisRecords.agrees ? 'agrees' : 'DISAGREES'}` : ''}  problems: ${problems(r)}${r.commands ? `\n    redis commands per request: ${fmtCmds(r)}` : ''}${r.transport ? `; transport written ${r.transport.redis.written}` : ''}; timing ${r.timing.join(' / ')} s`,
@@ -1608,8 +1170,7 @@ async function main() {
   if (WRITE) {
     // Read the file again just before writing: other scripts may have written their sections.
     const text = renderSection(results, info, startedAt, elapsedS, readHistory());
-    lib.writeSection(resultsFile, 'redis', text);
-    console.log(`\nwrote ${path.relative(process.cwd(), resultsFile) || resultsFile}`);
+    lib.writeResults('redis', text);
   } else console.log('\nbench/RESULTS.md not written (--quick or BENCH_WRITE=0)');
 }
 

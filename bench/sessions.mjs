@@ -89,7 +89,8 @@
 // /proc/stat minus this process and the server's process group). A run with more than
 // FOREIGN_MAX cores of foreign load is repeated (up to MAX_ATTEMPTS, keeping the least
 // disturbed). Linux only (/proc). Server lifecycle, CPU accounting and report helpers:
-// bench/lib.mjs.
+// bench/lib.mjs; the session app's client side (logins, the autocannon load, the open-loop
+// writer, convergence and apply records): bench/sessions-lib.mjs, shared with bench/redis.mjs.
 //
 // Output: a table on stdout, and the section "Session store (issue 4)" of bench/RESULTS.md
 // (between its BEGIN/END sessions markers; appended if absent; other sections untouched), all
@@ -108,27 +109,48 @@
 // Defaults take about 4 to 5 minutes on a quiet 2-core machine (3 rounds, each of 8 runs on fresh
 // servers and 2 memory runs; 255 s in the run now in bench/RESULTS.md).
 
-import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as lib from './lib.mjs';
-import { fmtInt, fmtRatio, intEnv, median, sleep } from './lib.mjs';
-
-const resultsFile = path.resolve(
-  process.env.BENCH_RESULTS_FILE || path.join(lib.benchDir, 'RESULTS.md'),
-);
+import {
+  dist,
+  f1,
+  f2,
+  fmtInt,
+  fmtMs,
+  fmtRatio,
+  intEnv,
+  median,
+  ms,
+  nowNs,
+  pctOf,
+  requestJson,
+  sleep,
+} from './lib.mjs';
+import {
+  applyFigures,
+  converge,
+  fetchApplied,
+  latencySessions,
+  loadFigures,
+  login,
+  machineInfo,
+  newLoadCounters,
+  runLoad,
+  runOpenLoop,
+  sendWrite,
+  setupLoad,
+  slotKeys,
+  sumCheck,
+} from './sessions-lib.mjs';
 
 const ROUNDS = intEnv('BENCH_ROUNDS', 3);
 const WORKERS = intEnv('BENCH_WORKERS', 4, 2);
 // Rates of the latency measurement, writes/s; the first is the one the issue asks about.
-const RATES = (process.env.BENCH_RATES || '1000,250').split(',').map((x) => {
-  const n = Number(x.trim());
-  if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_RATES: integers >= 1, got ${x}`);
-  return n;
-});
+const RATES = lib.intListEnv('BENCH_RATES', '1000,250');
 const LAT_DURATION = intEnv('BENCH_LAT_DURATION', 5);
 const LAT_WARMUP = intEnv('BENCH_LAT_WARMUP', 1, 0);
 const LAT_SESSIONS = intEnv('BENCH_LAT_SESSIONS', 16);
@@ -165,123 +187,17 @@ const MEASUREMENTS = [
 const RUN_MEMORY = !ONLY || ONLY.includes('memory');
 const PORT_HOSTS = ['127.0.0.1'];
 const NS = 1_000_000n; // ns per ms
-const nowNs = () => process.hrtime.bigint();
-const ms = (ns) => Number(ns) / 1e6;
+// Settings of lib.measureQuietlyByCpu.
+const QUIET = { maxAttempts: MAX_ATTEMPTS, quietWaitS: QUIET_WAIT_S, foreignMax: FOREIGN_MAX };
 
 // ---------------------------------------------------------------------------------------------
-// Client addresses per slot, HTTP helpers.
+// Client addresses per slot (the session app's client side: bench/sessions-lib.mjs).
 
 // keysBySlot[s]: X-Forwarded-For addresses (198.18.x.y) that the balancer routes to slot s.
 let keysBySlot = [];
 async function buildKeys() {
   const { rendezvous } = await import(pathToFileURL(path.join(lib.rootDir, 'dist', 'hash.js')));
-  const pick = rendezvous(SEED, WORKERS);
-  const live = Array.from({ length: WORKERS }, (_, s) => s);
-  const need = Math.ceil(CONNECTIONS / WORKERS) + 2;
-  keysBySlot = live.map(() => []);
-  for (let n = 1; keysBySlot.some((k) => k.length < need); n++) {
-    if ((n & 255) === 0 || (n & 255) === 255) continue;
-    if (n > 65_000) throw new Error('not enough client addresses for every slot');
-    const key = `198.18.${n >> 8}.${n & 255}`;
-    keysBySlot[pick(key, live)].push(key);
-  }
-}
-
-function rawHeader(raw, name) {
-  for (let i = 0; i < raw.length; i += 2) if (raw[i] === name) return raw[i + 1];
-  return undefined;
-}
-
-// One request; resolves with { status, headers, body, end } (end: hrtime of the last byte).
-function request(port, { method = 'GET', path: p = '/', headers = {}, agent = false }) {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: '127.0.0.1', port, method, path: p, headers, agent, timeout: 10_000 },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d) => {
-          body += d;
-        });
-        res.on('end', () =>
-          resolve({ status: res.statusCode, headers: res.headers, body, end: nowNs() }),
-        );
-        res.on('error', reject);
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`${method} ${p}: timed out`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function requestJson(port, opts) {
-  const r = await request(port, opts);
-  if (r.status !== 200)
-    throw new Error(
-      `${opts.method ?? 'GET'} ${opts.path}: HTTP ${r.status} ${r.body.slice(0, 200)}`,
-    );
-  return { ...r, json: JSON.parse(r.body) };
-}
-
-// Runs fn over items, at most `limit` at a time.
-async function pool(items, limit, fn) {
-  const out = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i], i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
-
-// A new session on `slot` (from client address `key`): { sid, cookie, slot, key }.
-async function login(port, slot, key, user) {
-  const r = await requestJson(port, {
-    method: 'POST',
-    path: `/login?user=${encodeURIComponent(user)}`,
-    headers: { 'x-forwarded-for': key },
-  });
-  if (r.json.slot !== slot)
-    throw new Error(`login via ${key}: answered by slot ${r.json.slot}, expected ${slot} (hash?)`);
-  const setCookie = [].concat(r.headers['set-cookie'] ?? []);
-  const cookie = setCookie.map((c) => c.split(';')[0]).find((c) => c.startsWith('connect.sid='));
-  if (!cookie) throw new Error('login: no connect.sid cookie');
-  return { sid: r.json.sid, cookie, slot, key };
-}
-
-// GET /digest on every slot until all agree (up to 5 s): { converged, ms, digests }.
-async function converge(port) {
-  const t0 = Date.now();
-  let digests = [];
-  for (;;) {
-    digests = await Promise.all(
-      keysBySlot.map((keys, s) =>
-        requestJson(port, { path: '/digest', headers: { 'x-forwarded-for': keys[0] } }).then(
-          (r) => {
-            if (r.json.slot !== s) throw new Error(`digest: slot ${r.json.slot}, expected ${s}`);
-            return r.json;
-          },
-        ),
-      ),
-    );
-    if (digests.every((d) => d.digest === digests[0].digest))
-      return { converged: true, ms: Date.now() - t0, digests };
-    if (Date.now() - t0 > 5000) return { converged: false, ms: Date.now() - t0, digests };
-    await sleep(20);
-  }
-}
-
-function percentile(sorted, p) {
-  if (!sorted.length) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
-function dist(values) {
-  const s = Float64Array.from(values).sort();
-  return { n: s.length, p50: percentile(s, 50), p99: percentile(s, 99), max: s[s.length - 1] };
+  keysBySlot = slotKeys(rendezvous(SEED, WORKERS), WORKERS, Math.ceil(CONNECTIONS / WORKERS) + 2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -290,19 +206,12 @@ function dist(values) {
 async function setupLatency(port) {
   const agents = keysBySlot.map(() => new http.Agent({ keepAlive: true, maxSockets: 16 }));
   const pollAgents = keysBySlot.map(() => new http.Agent({ keepAlive: true, maxSockets: 1 }));
-  const jobs = [];
-  for (let s = 0; s < WORKERS; s++)
-    for (let j = 0; j < LAT_SESSIONS; j++) jobs.push([s, keysBySlot[s][0], `lat-${s}-${j}`]);
-  const sessions = await pool(jobs, 16, ([s, key, user]) => login(port, s, key, user));
-  const probeSessions = await pool(
+  const sessions = await latencySessions(port, keysBySlot, LAT_SESSIONS);
+  const probeSessions = await lib.pool(
     keysBySlot.map((keys, s) => [s, keys[0]]),
     WORKERS,
     ([s, key]) => login(port, s, key, `probe-${s}`),
   );
-  // Interleave the pool (made slot by slot) so consecutive writes go to different workers.
-  const order = [];
-  for (let j = 0; j < LAT_SESSIONS; j++)
-    for (let s = 0; s < WORKERS; s++) order.push(sessions[s * LAT_SESSIONS + j]);
   const pairs = [];
   for (let a = 0; a < WORKERS; a++)
     for (let b = 0; b < WORKERS; b++) if (a !== b) pairs.push([a, b]);
@@ -310,44 +219,14 @@ async function setupLatency(port) {
     port,
     agents,
     pollAgents,
-    sessions: order,
+    sessions,
     probeSessions,
     pairs,
     nextId: 1,
     k: 0,
     pairK: 0,
+    writeErrorCode: (err, s) => `${err.code ?? err.message} (POST /write on slot ${s.slot})`,
   };
-}
-
-function sendWrite(ctx, s, rec) {
-  const id = ctx.nextId++;
-  const t0 = nowNs();
-  const w = { id, slot: s.slot, t0, ack: null, at: null, ok: false, done: null };
-  rec.writes.set(id, w);
-  const p = request(ctx.port, {
-    method: 'POST',
-    path: `/write?w=${id}`,
-    headers: { cookie: s.cookie, 'x-forwarded-for': s.key },
-    agent: ctx.agents[s.slot],
-  }).then(
-    (r) => {
-      w.ack = r.end;
-      if (r.status !== 200) rec.non2xx++;
-      else if (Number(r.headers['x-slot']) !== s.slot) rec.mismatches++;
-      else {
-        w.ok = true;
-        w.at = BigInt(JSON.parse(r.body).at);
-      }
-    },
-    (err) => {
-      rec.errors++;
-      const code = `${err.code ?? err.message} (POST /write on slot ${s.slot})`;
-      rec.errorCodes.set(code, (rec.errorCodes.get(code) || 0) + 1);
-    },
-  );
-  rec.inflight.add(p);
-  w.done = p.finally(() => rec.inflight.delete(p));
-  return w;
 }
 
 async function poll(ctx, slot, sid, rec) {
@@ -392,75 +271,38 @@ async function probeOnce(ctx, rec, endNs) {
   };
 }
 
-// One period of `seconds` at `rate` writes/s (background writes + probes).
-async function runLatency(ctx, seconds, rate) {
-  const rec = {
-    writes: new Map(),
-    inflight: new Set(),
-    probes: [],
-    sent: 0,
-    errors: 0,
-    non2xx: 0,
-    mismatches: 0,
-    probeErrors: 0,
-    polls: 0,
-    errorCodes: new Map(),
-  };
-  const start = nowNs();
-  const endNs = start + BigInt(seconds) * 1_000_000_000n;
-  const probing = (async () => {
-    while (nowNs() < endNs) {
-      const next = Date.now() + PROBE_INTERVAL;
-      try {
-        rec.probes.push(await probeOnce(ctx, rec, endNs));
-      } catch (err) {
-        rec.probeErrors++;
-        const code = `probe: ${err.code ?? err.message}`;
-        rec.errorCodes.set(code, (rec.errorCodes.get(code) || 0) + 1);
+// One period of `seconds` at `rate` writes/s (background writes, open loop, and the probes beside
+// them).
+function runLatency(ctx, seconds, rate) {
+  return runOpenLoop(
+    ctx,
+    seconds,
+    rate,
+    { probes: [], probeErrors: 0, polls: 0 },
+    async (rec, endNs) => {
+      while (nowNs() < endNs) {
+        const next = Date.now() + PROBE_INTERVAL;
+        try {
+          rec.probes.push(await probeOnce(ctx, rec, endNs));
+        } catch (err) {
+          rec.probeErrors++;
+          const code = `probe: ${err.code ?? err.message}`;
+          rec.errorCodes.set(code, (rec.errorCodes.get(code) || 0) + 1);
+        }
+        await sleep(Math.max(0, next - Date.now()));
       }
-      await sleep(Math.max(0, next - Date.now()));
-    }
-  })();
-  await new Promise((resolve) => {
-    const timer = setInterval(() => {
-      const now = nowNs();
-      const elapsed = (now < endNs ? now : endNs) - start;
-      const due = Math.floor((Number(elapsed) / 1e9) * rate);
-      while (rec.sent < due) {
-        rec.sent++;
-        sendWrite(ctx, ctx.sessions[ctx.k++ % ctx.sessions.length], rec);
-      }
-      if (now >= endNs) {
-        clearInterval(timer);
-        resolve();
-      }
-    }, 1);
-  });
-  rec.elapsed = Number(nowNs() - start) / 1e9;
-  await probing;
-  const t = Date.now();
-  while (rec.inflight.size && Date.now() - t < 10_000) await Promise.allSettled([...rec.inflight]);
-  return rec;
+    },
+  );
 }
 
 // Drains GET /applied of every slot: Map id -> [apply ns per slot] (sticky-mesh only).
 async function collectApplied(port) {
-  const bySlot = await Promise.all(
-    keysBySlot.map((keys) =>
-      request(port, { path: '/applied', headers: { 'x-forwarded-for': keys[0] } }).then((r) => {
-        if (r.status !== 200) throw new Error(`GET /applied: HTTP ${r.status}`);
-        return r.body;
-      }),
-    ),
-  );
+  const bySlot = await Promise.all(keysBySlot.map((keys) => fetchApplied(port, keys[0])));
   const out = new Map();
-  bySlot.forEach((body, slot) => {
-    for (const line of body.split('\n')) {
-      if (!line) continue;
-      const [id, t] = line.split(':');
-      const k = Number(id);
+  bySlot.forEach((applied, slot) => {
+    for (const [k, t] of applied) {
       if (!out.has(k)) out.set(k, new Array(WORKERS).fill(null));
-      out.get(k)[slot] = BigInt(t);
+      out.get(k)[slot] = t;
     }
   });
   return out;
@@ -492,41 +334,22 @@ function summarizeLatency(rec, applied) {
     connErrors: Object.fromEntries(rec.errorCodes),
   };
   if (applied) {
-    const pairs = [];
-    const lag = [];
-    const all = [];
-    let missing = 0;
-    let measured = 0;
-    let allBeforeAck = 0;
-    for (const w of okWrites) {
+    // Every worker but the writer applies each write.
+    const others = (w) => {
       const times = applied.get(w.id);
-      let last = null;
-      let complete = true;
-      for (let slot = 0; slot < WORKERS; slot++) {
-        if (slot === w.slot) continue;
-        const t = times?.[slot] ?? null;
-        if (t === null) {
-          complete = false;
-          missing++;
-          continue;
-        }
-        pairs.push(ms(t - w.t0));
-        lag.push(ms(t - w.at));
-        if (last === null || t > last) last = t;
-      }
-      if (complete) {
-        measured++;
-        all.push(ms(last - w.t0));
-        if (last < w.ack) allBeforeAck++;
-      }
-    }
+      const out = [];
+      for (let slot = 0; slot < WORKERS; slot++)
+        if (slot !== w.slot) out.push(times?.[slot] ?? undefined); // null: no record
+      return out;
+    };
+    const f = applyFigures(okWrites, others);
     r.apply = {
-      pairs: dist(pairs),
-      lag: dist(lag),
-      all: dist(all),
-      measured,
-      missing,
-      allBeforeAck,
+      pairs: f.each,
+      lag: f.fromHandler,
+      all: f.all,
+      measured: f.measured,
+      missing: f.missing,
+      allBeforeAck: f.allBeforeAck,
     };
   }
   return r;
@@ -535,103 +358,13 @@ function summarizeLatency(rec, applied) {
 // ---------------------------------------------------------------------------------------------
 // 2./3. writes and reads (autocannon)
 
-async function setupLoad(port) {
-  const jobs = [];
-  for (let i = 0; i < CONNECTIONS; i++) {
-    const slot = i % WORKERS;
-    const key = keysBySlot[slot][1 + Math.floor(i / WORKERS)];
-    for (let j = 0; j < SESSIONS_PER_CONN; j++) jobs.push([i, slot, key, `c${i}-s${j}`]);
-  }
-  const made = await pool(jobs, 16, ([, slot, key, user]) => login(port, slot, key, user));
-  const clients = Array.from({ length: CONNECTIONS }, (_, i) => ({
-    slot: i % WORKERS,
-    sessions: [],
-  }));
-  for (const [n, [i]] of jobs.entries()) clients[i].sessions.push(made[n]);
-  return { port, clients };
-}
-
-// The request list of a client: kind 'w' = POST /write, 'r' = GET /me.
-function clientRequests(client, meas) {
-  const ss = client.sessions;
-  const req = (kind, s) => ({
-    kind,
-    method: kind === 'w' ? 'POST' : 'GET',
-    path: kind === 'w' ? '/write' : '/me',
-    headers: { cookie: s.cookie, 'x-forwarded-for': s.key },
-  });
-  if (meas === 'writes') return ss.map((s) => req('w', s));
-  const out = [];
-  for (let j = 0; j < ss.length * READ_CYCLE; j++) {
-    if (j % READ_CYCLE === READ_CYCLE - 1)
-      out.push(req('w', ss[Math.floor(j / READ_CYCLE) % ss.length]));
-    else out.push(req('r', ss[j % ss.length]));
-  }
-  return out;
-}
-
-async function runLoad(ctx, meas, seconds, counters) {
-  let index = 0;
-  const setupClient = (client) => {
-    const c = ctx.clients[index++ % ctx.clients.length];
-    const list = clientRequests(c, meas);
-    client.setRequests(list.map(({ kind: _k, ...r }) => r));
-    const proto = Object.getPrototypeOf(client);
-    // With pipelining 1 a connection has one request in flight: the response being parsed
-    // answers the last request written (a reconnect writes a new one first).
-    let lastKind = '?';
-    lib.connectFrom(client, undefined, () => {
-      if (counters.active) counters.connects++;
-    });
-    client._doRequest = function doRequest() {
-      const before = this.reqsMade;
-      proto._doRequest.call(this);
-      if (this.reqsMade !== before)
-        lastKind = this.requestIterator.currentRequest?.method === 'POST' ? 'w' : 'r';
-    };
-    client.on('headers', (info) => {
-      if (!counters.active) return;
-      if (Number(rawHeader(info.headers, 'x-slot')) !== c.slot) counters.mismatches++;
-    });
-    client.on('response', (status, _bytes, duration) => {
-      const kind = lastKind;
-      const ok = status >= 200 && status < 300;
-      if (ok && kind === 'w') counters.ackedWrites++;
-      if (!counters.active) return;
-      if (!ok) counters.non2xx++;
-      else counters.lat[kind === 'w' ? 'w' : 'r'].push(duration);
-    });
-    lib.countConnErrors(client, counters);
-  };
-  return lib.runAutocannon({ port: ctx.port, connections: CONNECTIONS, seconds, setupClient });
-}
-
 // ---------------------------------------------------------------------------------------------
 // One run on a fresh server (lifecycle and CPU accounting: bench/lib.mjs).
 
-function procCpu(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(rest[11]) + Number(rest[12]);
-  } catch {
-    return 0;
-  }
-}
-let CLK_TCK = 100;
-try {
-  CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-} catch {}
+const procCpu = (pid) => lib.procStat(pid)?.cpu ?? 0;
 
 function measure(meas, store, port, round) {
-  return lib.measureQuietly({
-    maxAttempts: MAX_ATTEMPTS,
-    quietWaitS: QUIET_WAIT_S,
-    foreignMax: FOREIGN_MAX,
-    foreignOf: (r) => r.cpu.foreign,
-    once: () => measureOnce(meas, store, port, round),
-    retryNote: (r) => `  (${r.cpu.foreign.toFixed(2)} cores of foreign load during the run; again)`,
-  });
+  return lib.measureQuietlyByCpu(QUIET, () => measureOnce(meas, store, port, round));
 }
 
 async function measureOnce(meas, store, port, round) {
@@ -669,43 +402,27 @@ async function measureOnce(meas, store, port, round) {
       Object.assign(out, summarizeLatency(rec, applied));
       for (const a of [...ctx.agents, ...ctx.pollAgents]) a.destroy();
     } else {
-      const ctx = await setupLoad(port);
-      const counters = lib.newCounters({
-        mismatches: 0,
-        non2xx: 0,
-        ackedWrites: 0,
-        lat: { r: [], w: [] },
+      const ctx = await setupLoad(port, {
+        keys: keysBySlot,
+        workers: WORKERS,
+        connections: CONNECTIONS,
+        sessionsPerConn: SESSIONS_PER_CONN,
       });
-      if (WARMUP > 0) await runLoad(ctx, meas.kind, WARMUP, counters);
+      // writes: every request a write; reads: one write in READ_CYCLE.
+      const cycle = meas.kind === 'writes' ? 1 : READ_CYCLE;
+      const counters = newLoadCounters();
+      if (WARMUP > 0) await runLoad(ctx, cycle, WARMUP, counters);
       counters.active = true;
       before = lib.cpuSnapshot(srv.pgid);
       redis0 = redisPid && procCpu(redisPid);
-      const r = await runLoad(ctx, meas.kind, DURATION, counters);
+      const r = await runLoad(ctx, cycle, DURATION, counters);
       after = lib.cpuSnapshot(srv.pgid);
       redis1 = redisPid && procCpu(redisPid);
       counters.active = false;
-      const conv = await converge(port);
-      const reads = dist(counters.lat.r);
-      const writes = dist(counters.lat.w);
-      Object.assign(out, {
-        duration: r.duration,
-        rps: (reads.n + writes.n) / r.duration,
-        writesPerS: writes.n / r.duration,
-        readsPerS: reads.n / r.duration,
-        all: dist([...counters.lat.r, ...counters.lat.w]),
-        reads,
-        writes,
-        errors: r.errors,
-        timeouts: r.timeouts,
-        non2xx: counters.non2xx,
-        mismatches: counters.mismatches,
-        connErrors: Object.fromEntries(counters.connErrors),
-        converged: conv.converged,
-        convergeMs: conv.ms,
-        sessions: conv.digests[0].sessions,
+      const conv = await converge([{ port, keys: keysBySlot }]);
+      Object.assign(out, loadFigures(r, counters, conv), {
+        connections: CONNECTIONS,
         sessionBytes: conv.digests[0].meanBytes,
-        sumN: conv.digests.map((d) => d.sum),
-        ackedWrites: counters.ackedWrites,
         expectedSessions: CONNECTIONS * SESSIONS_PER_CONN,
       });
     }
@@ -714,7 +431,7 @@ async function measureOnce(meas, store, port, round) {
     out.cpu = {
       client: cpu.client,
       primary: cpu.primary,
-      redis: redisPid ? (redis1 - redis0) / CLK_TCK / secs : 0,
+      redis: redisPid ? (redis1 - redis0) / lib.CLK_TCK / secs : 0,
       workers: 0,
       foreign: cpu.foreign,
     };
@@ -759,11 +476,7 @@ function measureMemory(store) {
 // ---------------------------------------------------------------------------------------------
 // Report.
 
-const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
-const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
-const fmtMs = (x) => (Number.isFinite(x) ? (x < 10 ? x.toFixed(2) : x.toFixed(1)) : 'n/a');
 const fmtBytes = (x) => (Number.isFinite(x) ? fmtInt(x) : 'n/a');
-const pctOf = (a, b) => (b ? `${((100 * a) / b).toFixed(1)}%` : 'n/a');
 const fmtCpuRun = (c) =>
   `${f2(c.client)} / ${f2(c.primary)} / ${f2(c.workers)}${c.redis ? ` / ${f2(c.redis)}` : ''}`;
 
@@ -783,50 +496,6 @@ function problems(r) {
     );
   if (r.converged === false) parts.push('NOT CONVERGED');
   return parts.length ? parts.join('; ') : '0';
-}
-
-// Sum of n on the replicas vs acknowledged writes: equal up to requests in flight when
-// autocannon stopped (twice: warm-up and measured period).
-function sumCheck(r) {
-  if (!r.sumN) return '';
-  const sums = [...new Set(r.sumN)];
-  const extra = sums[0] - r.ackedWrites;
-  const ok = sums.length === 1 && extra >= 0 && extra <= 2 * CONNECTIONS;
-  return `${ok ? 'ok' : '**MISMATCH**'} (sum n ${sums.map(fmtInt).join('/')}, acked ${fmtInt(r.ackedWrites)})`;
-}
-
-function machineInfo() {
-  const cpus = os.cpus();
-  const version = (name) => {
-    try {
-      return JSON.parse(
-        readFileSync(path.join(lib.rootDir, 'node_modules', name, 'package.json'), 'utf8'),
-      ).version;
-    } catch {
-      return 'not installed';
-    }
-  };
-  let redisServer = 'not found';
-  try {
-    redisServer =
-      /v=(\S+)/.exec(execFileSync('redis-server', ['--version'], { encoding: 'utf8' }))?.[1] ??
-      'unknown';
-  } catch {}
-  return {
-    cpus: cpus.length,
-    model: cpus[0]?.model?.trim() || 'unknown',
-    memGiB: (os.totalmem() / 2 ** 30).toFixed(1),
-    node: process.version,
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    autocannon: version('autocannon'),
-    express: version('express'),
-    expressSession: version('express-session'),
-    connectRedis: version('connect-redis'),
-    redis: version('redis'),
-    redisServer,
-    commit: lib.gitCommit(),
-    distBuilt: lib.distStamp(),
-  };
 }
 
 function summarize(results, memory) {
@@ -1283,10 +952,8 @@ async function main() {
   }
   const text = renderSection(results, memory, info, startedAt, elapsedS);
   printTable(results, memory);
-  if (WRITE) {
-    lib.writeSection(resultsFile, 'sessions', text);
-    console.log(`\nwrote ${path.relative(process.cwd(), resultsFile) || resultsFile}`);
-  } else console.log('\nBENCH_WRITE=0: bench/RESULTS.md not written');
+  if (WRITE) lib.writeResults('sessions', text);
+  else console.log('\nBENCH_WRITE=0: bench/RESULTS.md not written');
 }
 
 lib.runMain(main);

@@ -92,17 +92,23 @@ function agentFor(i) {
   return { localAddress, agent: new http.Agent({ keepAlive: true, localAddress }) };
 }
 
+// A new client connection from agent a (agentFor's): polling first, then the upgrade to
+// WebSocket, no reconnection; extra: more client options.
+function newSocket(port, a, extra = {}) {
+  return ioClient(`http://127.0.0.1:${port}`, {
+    forceNew: true,
+    reconnection: false,
+    transports: ['polling', 'websocket'],
+    agent: a.agent,
+    localAddress: a.localAddress,
+    ...extra,
+  });
+}
+
 // One Socket.io session; resolves { ok, reason }.
 function oneSession(port, a) {
   return new Promise((resolve) => {
-    const socket = ioClient(`http://127.0.0.1:${port}`, {
-      forceNew: true,
-      reconnection: false,
-      transports: ['polling', 'websocket'],
-      agent: a.agent,
-      localAddress: a.localAddress,
-      timeout: SESSION_TIMEOUT_MS,
-    });
+    const socket = newSocket(port, a, { timeout: SESSION_TIMEOUT_MS });
     let hello = false;
     let upgraded = false;
     let done = false;
@@ -198,13 +204,7 @@ async function sessionsRun(port, pgid, clients = CLIENTS) {
 function connectClient(port, i, received) {
   const a = agentFor(i);
   return new Promise((resolve, reject) => {
-    const socket = ioClient(`http://127.0.0.1:${port}`, {
-      forceNew: true,
-      reconnection: false,
-      transports: ['polling', 'websocket'],
-      agent: a.agent,
-      localAddress: a.localAddress,
-    });
+    const socket = newSocket(port, a);
     let slot = null;
     let upgraded = false;
     const fail = (why) => {

@@ -11,46 +11,23 @@
 //
 // Bench-only instrumentation:
 // - GET /applied (drains the list): this worker's times of applying writes it was sent by its
-//   hub (from another worker of this cluster, or from another cluster through Redis): a
-//   'message' listener added after the store was created (so after the store's own IPC
-//   listener, which applies the change synchronously) takes process.hrtime.bigint()
-//   (CLOCK_MONOTONIC, one clock for every process of the machine) for each `set` whose session
-//   JSON carries a write id `"w":ID`, and records [ID, ns]. The store itself is not touched.
+//   hub (from another worker of this cluster, or from another cluster through Redis; see
+//   ./session-app.mjs recordingServer).
 // - SIGUSR2 to the primary: it prints `STATS <json>` (its stats().redis and stats().sessions,
 //   the transport's and the hub's counters) on stdout.
-import http from 'node:http';
 import { ReplicatedStore, sticky } from 'sticky-mesh';
 import { env, ready } from './handler.mjs';
-import { sessionApp } from './session-app.mjs';
+import { recordingServer } from './session-app.mjs';
 
 const { port, host, workers } = env();
 const seed = Number(process.env.SESSIONS_SEED);
 if (!Number.isInteger(seed)) throw new Error('SESSIONS_SEED env is required');
 const redisPort = Number(process.env.REDIS_PORT);
 if (!Number.isInteger(redisPort) || redisPort <= 0) throw new Error('REDIS_PORT env is required');
-const MAX_RECORDS = 2_000_000;
 
 const app = sticky(
   { num: workers, proxy: true, seed, redis: `redis://127.0.0.1:${redisPort}` },
-  () => {
-    const store = new ReplicatedStore();
-    let applied = [];
-    process.on('message', (msg) => {
-      const change = msg?.change;
-      if (change?.op !== 'set' || typeof change.data !== 'string') return;
-      const t = process.hrtime.bigint();
-      const m = /"w":(\d+)/.exec(change.data);
-      if (m && applied.length < MAX_RECORDS) applied.push(`${m[1]}:${t}`);
-    });
-    const web = sessionApp(store, (w) => {
-      w.get('/applied', (_req, res) => {
-        const out = applied;
-        applied = [];
-        res.type('text/plain').send(out.join('\n'));
-      });
-    });
-    return http.createServer(web);
-  },
+  () => recordingServer(new ReplicatedStore()),
 );
 
 if (app.role === 'primary') {

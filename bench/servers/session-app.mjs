@@ -1,7 +1,8 @@
-// The express + express-session app of the session-store benchmark (bench/sessions.mjs), shared
-// by bench/servers/sessions-sticky-mesh.mjs (ReplicatedStore) and
-// bench/servers/sessions-connect-redis.mjs (connect-redis): the same middleware options, routes
-// and session contents, so the two servers differ only in the `store` passed in.
+// The express + express-session app of the session-store benchmarks (bench/sessions.mjs,
+// bench/redis.mjs), shared by their servers (./sessions-sticky-mesh.mjs and
+// ./redis-sticky-mesh.mjs: ReplicatedStore; ./sessions-connect-redis.mjs and
+// ./redis-connect-redis.mjs: connect-redis): the same middleware options, routes and session
+// contents, so the servers differ only in the `store` passed in.
 //
 // express-session as the sticky-mesh test fixture uses it (test/fixtures/session-app.mjs):
 // resave false, saveUninitialized false, cookie maxAge 1 h, store defaults (touch on: a request
@@ -23,13 +24,16 @@
 //   GET  /digest           debug: every session the store holds (store.all()): how many, the sum
 //                          of their n, their mean JSON size and a SHA-256 of [sid, user, n, w]
 //                          sorted by sid (equal digests on all workers = converged replicas)
+//   GET  /applied          bench-only, ReplicatedStore servers (recordingServer): see below
 // Environment: SESSION_BYTES (default 1024): target JSON size of a session as the store gets it.
 import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
 import express from 'express';
 import session from 'express-session';
 
 const slot = Number(process.env.STICKY_MESH_SLOT);
 const pid = String(process.pid);
+const MAX_RECORDS = 2_000_000;
 
 export const COOKIE_MAX_AGE = 3_600_000;
 export const sessionBytes = () => Number(process.env.SESSION_BYTES || 1024);
@@ -131,4 +135,33 @@ export function sessionApp(store, extra) {
     res.json({ slot, n: req.session.n, at: String(at) });
   });
   return web;
+}
+
+// A worker's http server of sessionApp(store) for a ReplicatedStore `store` created just before
+// (call it as recordingServer(new ReplicatedStore())), with bench-only instrumentation,
+// GET /applied (drains the list): this worker's times of applying the writes its hub sent it
+// (other workers' writes, and with Redis other clusters' too). A 'message' listener added after
+// the store was created (so after the store's own IPC listener, which applies the change
+// synchronously: EventEmitter calls listeners in the order they were added) takes
+// process.hrtime.bigint() (CLOCK_MONOTONIC, one clock for every process of the machine, so
+// comparable with the bench's own readings) for each replicated `set` whose session JSON carries
+// a write id `"w":ID`, and records [ID, ns]. It reads only the change the worker was sent; the
+// store itself is not touched.
+export function recordingServer(store) {
+  let applied = [];
+  process.on('message', (msg) => {
+    const change = msg?.change;
+    if (change?.op !== 'set' || typeof change.data !== 'string') return;
+    const t = process.hrtime.bigint();
+    const m = /"w":(\d+)/.exec(change.data);
+    if (m && applied.length < MAX_RECORDS) applied.push(`${m[1]}:${t}`);
+  });
+  const web = sessionApp(store, (w) => {
+    w.get('/applied', (_req, res) => {
+      const out = applied;
+      applied = [];
+      res.type('text/plain').send(out.join('\n'));
+    });
+  });
+  return http.createServer(web);
 }

@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import { createAdapter, setupPrimary } from '@socket.io/cluster-adapter';
 import session from 'express-session';
 import { createChatServer } from '../../examples/socketio/chat.js';
-import { env, ready } from './handler.mjs';
+import { env, readyWhenWorkersUp } from './handler.mjs';
 
 const require = createRequire(import.meta.url);
 const { setupMaster, setupWorker } = require('@socket.io/sticky');
@@ -24,21 +24,7 @@ if (cluster.isPrimary) {
   const httpServer = http.createServer();
   setupMaster(httpServer, { loadBalancingMethod: 'least-connection' });
   setupPrimary();
-  let bound = false;
-  let up = 0;
-  const check = () => {
-    if (bound && up === workers) ready(`workers=${workers}`);
-  };
-  cluster.on('message', (_w, msg) => {
-    if (msg === 'bench:ready') {
-      up += 1;
-      check();
-    }
-  });
-  httpServer.listen(port, host, () => {
-    bound = true;
-    check();
-  });
+  httpServer.listen(port, host, readyWhenWorkersUp(workers));
   cluster.setupPrimary({ serialization: 'advanced' });
   for (let i = 0; i < workers; i++) cluster.fork();
 } else {

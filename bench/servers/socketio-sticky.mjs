@@ -10,7 +10,7 @@ import cluster from 'node:cluster';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import { Server } from 'socket.io';
-import { env, handler, ready } from './handler.mjs';
+import { env, handler, readyWhenWorkersUp } from './handler.mjs';
 
 const require = createRequire(import.meta.url);
 const { setupMaster, setupWorker } = require('@socket.io/sticky');
@@ -19,21 +19,7 @@ const { port, host, workers } = env();
 if (cluster.isPrimary) {
   const httpServer = http.createServer();
   setupMaster(httpServer, { loadBalancingMethod: 'least-connection' });
-  let bound = false;
-  let up = 0;
-  const check = () => {
-    if (bound && up === workers) ready(`workers=${workers}`);
-  };
-  cluster.on('message', (_w, msg) => {
-    if (msg === 'bench:ready') {
-      up += 1;
-      check();
-    }
-  });
-  httpServer.listen(port, host, () => {
-    bound = true;
-    check();
-  });
+  httpServer.listen(port, host, readyWhenWorkersUp(workers));
   cluster.setupPrimary({ serialization: 'advanced' });
   for (let i = 0; i < workers; i++) cluster.fork();
 } else {

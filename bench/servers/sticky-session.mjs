@@ -4,10 +4,9 @@
 // 127.0.0.1. Bench-only addition: each worker tells the master it has installed its
 // 'message' listener (handles sent before that are lost), and the master prints READY once the
 // port is bound and every worker said so.
-import cluster from 'node:cluster';
 import http from 'node:http';
 import { createRequire } from 'node:module';
-import { env, handler, ready } from './handler.mjs';
+import { env, handler, readyWhenWorkersUp } from './handler.mjs';
 
 const require = createRequire(import.meta.url);
 const sticky = require('sticky-session');
@@ -16,21 +15,7 @@ const { port, workers } = env();
 const server = http.createServer(handler);
 
 if (!sticky.listen(server, port, { workers })) {
-  let bound = false;
-  let up = 0;
-  const check = () => {
-    if (bound && up === workers) ready(`workers=${workers}`);
-  };
-  cluster.on('message', (_w, msg) => {
-    if (msg === 'bench:ready') {
-      up += 1;
-      check();
-    }
-  });
-  server.once('listening', () => {
-    bound = true;
-    check();
-  });
+  server.once('listening', readyWhenWorkersUp(workers));
 } else {
   process.send('bench:ready');
 }
