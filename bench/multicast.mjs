@@ -14,7 +14,7 @@
 // killed run are removed at the start). Each host runs this script as an agent
 // (`ip netns exec <ns> node bench/multicast.mjs --agent`), driven over stdin / stdout JSON
 // lines. An agent is what a standalone ReplicatedStore is, without express-session: a
-// SessionTable, a Clock and a MulticastTransport (dist/replication/multicast.js) built with
+// SessionTable, a Clock and a MulticastTransport (dist/replication/transports/multicast/) built with
 // `new MulticastTransport(resolveMulticastOptions({ secret, ipv4: '10.78.0.<i>', logger }),
 // host)`; all other options are the defaults users get (group 228.0.0.5:4000, sealed mode:
 // AES-256-GCM with a random 32-byte secret per run, heartbeat 500 ms, joinTimeout 1 s). A local
@@ -144,8 +144,13 @@ async function pace(rate, count, send, afterRound = () => {}) {
 // Agent: one host's replication endpoint, driven over stdin / stdout JSON lines.
 
 async function agentMain() {
-  const [{ MulticastTransport, resolveMulticastOptions }, { SessionTable }, { Clock }] =
-    await Promise.all([distImport('multicast.js'), distImport('table.js'), distImport('clock.js')]);
+  const [{ MulticastTransport }, { resolveMulticastOptions }, { SessionTable }, { Clock }] =
+    await Promise.all([
+      distImport('transports/multicast/transport.js'),
+      distImport('transports/multicast/options.js'),
+      distImport('table.js'),
+      distImport('clock.js'),
+    ]);
   const table = new SessionTable({ tombstoneTtl: 600_000 });
   const clock = new Clock();
   const warnings = [];
@@ -439,8 +444,10 @@ async function benchMain() {
     console.log('skipped: needs root and ip netns');
     process.exit(0);
   }
-  if (!existsSync(path.join(distDir, 'multicast.js'))) {
-    console.error('dist/replication/multicast.js is missing: run `npm run build` first.');
+  if (!existsSync(path.join(distDir, 'transports', 'multicast', 'transport.js'))) {
+    console.error(
+      'dist/replication/transports/multicast/transport.js is missing: run `npm run build` first.',
+    );
     process.exit(2);
   }
   const lib = await import('./lib.mjs');
@@ -476,7 +483,7 @@ async function runBench(lib, netns) {
   const want = (k) => !ONLY || ONLY.includes(k);
   const COUNT_SIZES = [100, SESSION_BYTES, 16_384];
   const secret = randomBytes(32).toString('base64');
-  const { encodeChange } = await distImport('codec.js');
+  const { encodeChange } = await distImport('transports/multicast/codec.js');
   // Encoded size of a change carrying a session of `bytes` of JSON (what the transport sends).
   const enc = (bytes) => {
     const now = Date.now();
