@@ -75,10 +75,13 @@ type ProcessWithQueue = { _handleQueue?: Array<{ handle?: unknown }> | null };
 /**
  * Node passes one handle at a time to a worker and queues the later ones (`_handleQueue`) until
  * the worker answers the one in flight. How many handles will be answered before one sent now:
- * the one in flight (a non-null queue means there is one) and each queued one.
+ * the one in flight (a non-null queue means there is one) and each queued one. `undefined` on a
+ * Node without that queue (the caller then counts only its own handles).
  */
-export function handlesAhead(worker: Worker): number {
-  const queue = (worker.process as unknown as ProcessWithQueue)._handleQueue;
+export function handlesAhead(worker: Worker): number | undefined {
+  const proc = worker.process as unknown as ProcessWithQueue;
+  if (!('_handleQueue' in proc)) return undefined;
+  const queue = proc._handleQueue;
   if (!queue) return 0;
   let ahead = 1;
   for (const queued of queue) if (queued.handle) ahead++;

@@ -53,7 +53,10 @@ export class Handoff {
     peer: string | undefined,
     onSent: () => void,
   ): void {
-    const entry: Sent = { handle, answer: this.answers + handlesAhead(this.worker) + 1 };
+    // Without Node's queue to look at, only this channel's own handles can be counted (exact
+    // unless the worker also listens on a port of its own, when cluster sends handles too).
+    const ahead = handlesAhead(this.worker) ?? this.sent.length;
+    const entry: Sent = { handle, answer: this.answers + ahead + 1 };
     this.sent.push(entry);
     const msg =
       head || peer

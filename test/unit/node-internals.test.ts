@@ -1,18 +1,25 @@
 // Each Node.js internal the library relies on (src/node-internals.ts), checked on live objects
 // of the running Node: a new Node version that breaks one fails here, by name, before any
 // integration test fails for reasons that are harder to read. CI runs this on every supported
-// version. (The handle acknowledgements of the cluster channel need forked workers: the
-// integration tests of handoffs cover them, e.g. ip-failover's round-robin case.)
+// version.
+import { fork } from 'node:child_process';
+import type { Worker } from 'node:cluster';
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  dropHandleQueue,
   handleFd,
   handleOf,
+  handlesAhead,
   inheritNoDelay,
   interceptAccept,
   isLastResponse,
   isRawHandle,
+  onHandleAnswers,
   onReadOf,
   pauseParser,
   type RawHandle,
@@ -114,5 +121,46 @@ describe('Node internals on this Node version', () => {
     const server = http.createServer();
     expect(trackConnections(server)).toBe(true);
     cleanup.push(() => server.close());
+  });
+
+  it('a child process acknowledges each handle on the internal channel, and Node queues the rest', async () => {
+    // The cluster channel is a child_process IPC channel: a forked child stands in for a worker.
+    const script = path.join(os.tmpdir(), `sticky-mesh-internals-${process.pid}.cjs`);
+    writeFileSync(script, "process.on('message', (m, h) => { if (h) h.close(); });\n");
+    const child = fork(script, [], { stdio: 'ignore' });
+    cleanup.push(() => child.kill('SIGKILL'));
+    const worker = { process: child } as unknown as Worker;
+    const server = net.createServer();
+    const port = await listen(server);
+    const handles: RawHandle[] = [];
+    const accepted = new Promise<void>((resolve) => {
+      interceptAccept(server, (_status, client) => {
+        handles.push(client as RawHandle);
+        if (handles.length === 3) resolve();
+      });
+    });
+    for (let i = 0; i < 3; i++) connect(port);
+    await accepted;
+    const answers: boolean[] = [];
+    const allAnswered = new Promise<void>((resolve) => {
+      const stop = onHandleAnswers(worker, (taken) => {
+        answers.push(taken);
+        if (answers.length === 3) {
+          stop();
+          resolve();
+        }
+      });
+    });
+    expect(handlesAhead(worker)).toBe(0);
+    for (const handle of handles) child.send({ n: 1 }, handle as never);
+    // One handle in flight, two queued behind it.
+    expect(handlesAhead(worker)).toBe(3);
+    await allAnswered;
+    expect(answers).toEqual([true, true, true]);
+    expect(handlesAhead(worker)).toBe(0);
+    dropHandleQueue(worker);
+    for (const handle of handles) handle.close();
+    // Where a Node has no such queue, the caller is told so (and counts its own handles).
+    expect(handlesAhead({ process: {} } as unknown as Worker)).toBeUndefined();
   });
 });
