@@ -70,7 +70,10 @@ describe('IP mode when a worker dies', () => {
     const others = SOURCES.filter((s) => home.get(s)?.slot !== victimSlot);
 
     // Rounds of one request per source start every 250 ms at the latest: a request that hangs
-    // delays nobody, and every request is awaited before the assertions.
+    // delays nobody, and every request is awaited before the assertions. The wait for the respawn
+    // is bounded by time, never by a count of rounds: a round answered at once takes ~15 ms, so
+    // 100 of them end about 1.3 s after the kill, before respawnDelay (1200 ms) plus a worker's
+    // start-up is over.
     const attempts: Attempt[] = [];
     const rounds: Promise<unknown>[] = [];
     const linesBefore = app.received.length;
@@ -78,7 +81,8 @@ describe('IP mode when a worker dies', () => {
     let respawn: { pid: number; seenAt: number } | undefined;
     let roundsAfterRespawn = 0;
     const loopStart = Date.now();
-    for (let round = 0; round < 100 && roundsAfterRespawn < 3; round++) {
+    let round = 0;
+    for (; roundsAfterRespawn < 3; round++) {
       const batch = Promise.all(
         SOURCES.map((source) => attempt(port, source).then((a) => attempts.push(a))),
       );
@@ -100,6 +104,7 @@ describe('IP mode when a worker dies', () => {
       if (up && !respawn) respawn = { pid: Number(up.line.pid), seenAt: up.receivedAt };
       if (killedAt > 0 && Date.now() - killedAt > 6_000) break;
     }
+    const loopEndedAt = Date.now();
     await Promise.all(rounds);
     attempts.sort((a, b) => a.startedAt - b.startedAt);
 
@@ -107,6 +112,7 @@ describe('IP mode when a worker dies', () => {
     const what = [
       `victim: slot ${victimSlot} pid ${victimPid}; its clients ${victims.join(', ')}`,
       `killed at +${killedAt - loopStart} ms of the load loop; respawn ${respawn ? `pid ${respawn.pid} seen at +${respawn.seenAt - zero} ms` : 'never seen'}`,
+      `the load loop ended at +${loopEndedAt - zero} ms, after ${round} rounds`,
       "the victim's clients' requests (times relative to the kill):",
       describeAttempts(
         attempts.filter((a) => victims.includes(a.source)),
