@@ -10,6 +10,7 @@ import {
   type StartFailedMessage,
   type StoreChangeMessage,
   type StoreHelloMessage,
+  type StoreQueryMessage,
 } from '../protocol/messages.js';
 
 /** A worker's messages about its own lifecycle. */
@@ -21,8 +22,8 @@ export interface WorkerMessageOwners {
   isCurrent(slot: number, worker: Worker): boolean;
   /** The worker pool: ready, failed to start, leaving. */
   lifecycle(slot: number, worker: Worker, msg: LifecycleMessage): void;
-  /** The replication hub: a session write, or a request for the full state. */
-  store(worker: Worker, msg: StoreChangeMessage | StoreHelloMessage): void;
+  /** The replication hub: a session write, a request for the full state, a read on miss. */
+  store(worker: Worker, msg: StoreChangeMessage | StoreHelloMessage | StoreQueryMessage): void;
   /**
    * The balancer: a connection handed back because its next request (in `head`, with every byte
    * read after it) belongs elsewhere; `peer` is its address key. Taken from any worker, current
@@ -66,6 +67,7 @@ export class WorkerChannels {
     switch (msg.t) {
       case MessageType.StoreChange:
       case MessageType.StoreHello:
+      case MessageType.StoreQuery:
         this.owners.store(worker, msg);
         return;
       case MessageType.Ready:

@@ -38,6 +38,13 @@ export const MessageType = {
   StoreState: 10,
   /** worker -> primary: send me the full session state (a store created after start). */
   StoreHello: 11,
+  /**
+   * worker -> primary: a read missed session `sid` here; ask the other machines (read on
+   * miss). Answered with StoreFound once it arrived (forwarded before it) or the wait is over.
+   */
+  StoreQuery: 12,
+  /** primary -> worker: the read on miss numbered `id` may go on. */
+  StoreFound: 13,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -75,6 +82,11 @@ export type StoreStateMessage = Envelope<typeof MessageType.StoreState> & {
   done: boolean;
 };
 export type StoreHelloMessage = Envelope<typeof MessageType.StoreHello>;
+export type StoreQueryMessage = Envelope<typeof MessageType.StoreQuery> & {
+  id: number;
+  sid: string;
+};
+export type StoreFoundMessage = Envelope<typeof MessageType.StoreFound> & { id: number };
 
 export type Message =
   | ReadyMessage
@@ -87,7 +99,9 @@ export type Message =
   | StoreChangeMessage
   | StoreAckMessage
   | StoreStateMessage
-  | StoreHelloMessage;
+  | StoreHelloMessage
+  | StoreQueryMessage
+  | StoreFoundMessage;
 
 /** Builds a message of the given type; `body` holds its type-specific fields. */
 export function message<M extends Message>(t: M['t'], body: Omit<M, 'src' | 'v' | 't'>): M {
@@ -124,6 +138,12 @@ export function parseMessage(value: unknown): Message | undefined {
         : undefined;
     case MessageType.StoreAck:
       return Number.isSafeInteger(m.id) ? (m as unknown as StoreAckMessage) : undefined;
+    case MessageType.StoreQuery:
+      return Number.isSafeInteger(m.id) && typeof m.sid === 'string'
+        ? (m as unknown as StoreQueryMessage)
+        : undefined;
+    case MessageType.StoreFound:
+      return Number.isSafeInteger(m.id) ? (m as unknown as StoreFoundMessage) : undefined;
     case MessageType.StoreState:
       return Array.isArray(m.changes) && typeof m.done === 'boolean'
         ? (m as unknown as StoreStateMessage)

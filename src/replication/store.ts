@@ -13,6 +13,7 @@ import type { Transport } from './transport.js';
 import { openReplica } from './transports/choose.js';
 import type { MulticastStats } from './transports/multicast/transport.js';
 import type { RedisStats } from './transports/redis/transport.js';
+import { isSessionIdLike } from './wire.js';
 
 export type { ReplicatedStoreOptions };
 
@@ -108,7 +109,16 @@ export class ReplicatedStore extends Base {
   get(sid: string, cb?: Callback<SessionData | null>): Promise<SessionData | null> | undefined {
     return settle(cb, async () => {
       await this.ready();
-      const json = this.table.get(sid);
+      let json = this.table.get(sid);
+      // No record at all (not even a tombstone): it may not have arrived yet from another
+      // machine. Ask the cluster, bounded (read on miss).
+      const fetch = this.transport?.fetch;
+      if (json === undefined && fetch && this.table.record(sid) === undefined) {
+        if (isSessionIdLike(sid)) {
+          await fetch.call(this.transport, sid);
+          json = this.table.get(sid);
+        }
+      }
       return json === undefined ? null : (JSON.parse(json) as SessionData);
     });
   }

@@ -118,22 +118,14 @@ export class SessionTable {
     const now = this.now();
     for (const [sid, entry] of this.entries) {
       // What the next sweep forgets is not passed on (it would only be swept again there).
-      if (this.deadline(entry) <= now) continue;
-      if (compareVersions(entry.version, ZERO) !== 0) {
-        yield entry.data === null
-          ? { op: 'destroy', sid, version: entry.version }
-          : {
-              op: 'set',
-              sid,
-              data: entry.data,
-              expiresAt: entry.setExpiresAt,
-              version: entry.version,
-            };
-      }
-      for (const t of entry.touches) {
-        yield { op: 'touch', sid, expiresAt: t.expiresAt, version: t.version };
-      }
+      if (this.deadline(entry) > now) yield* entryChanges(sid, entry);
     }
+  }
+
+  /** What the table holds of one session, as changes (empty if it holds nothing). */
+  changesOf(sid: string): Change[] {
+    const entry = this.entries.get(sid);
+    return entry ? [...entryChanges(sid, entry)] : [];
   }
 
   /**
@@ -171,6 +163,18 @@ export class SessionTable {
     const entry: Entry = { data: null, setExpiresAt: 0, version: ZERO, touches: [] };
     this.entries.set(sid, entry);
     return entry;
+  }
+}
+
+/** The changes that rebuild one entry elsewhere: its winning set or destroy, and its touches. */
+function* entryChanges(sid: string, entry: Entry): IterableIterator<Change> {
+  if (compareVersions(entry.version, ZERO) !== 0) {
+    yield entry.data === null
+      ? { op: 'destroy', sid, version: entry.version }
+      : { op: 'set', sid, data: entry.data, expiresAt: entry.setExpiresAt, version: entry.version };
+  }
+  for (const t of entry.touches) {
+    yield { op: 'touch', sid, expiresAt: t.expiresAt, version: t.version };
   }
 }
 

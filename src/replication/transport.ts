@@ -30,6 +30,12 @@ export interface Transport<S = unknown> {
    * own (queued and written back while unreachable).
    */
   publish(change: Change): void | Promise<void>;
+  /**
+   * Read on miss (transports between machines, and a worker's link to a primary that runs one):
+   * asks the cluster for a session this replica holds no record of, and resolves once it has
+   * arrived, the cluster said it has none, or the bounded wait is over (see replication/miss.ts).
+   */
+  fetch?(sid: string): Promise<void>;
   /** Closes what this link opened. Idempotent: every call returns the same promise. */
   close(): Promise<void>;
   stats(): S;

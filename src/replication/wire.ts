@@ -5,6 +5,14 @@ import type { Change } from './table.js';
 export const MAX_SID_LENGTH = 256;
 
 /**
+ * Whether a session id looks like one a session store made (8 to 256 printable ASCII characters,
+ * no spaces): only such ids are asked of the cluster on a read miss, not any cookie junk.
+ */
+export function isSessionIdLike(sid: string): boolean {
+  return sid.length >= 8 && sid.length <= MAX_SID_LENGTH && /^[\x21-\x7e]+$/.test(sid);
+}
+
+/**
  * A change received from another process, checked field by field: anything that is not exactly
  * a well-formed change gives `undefined` (to be dropped and counted). Never throws.
  */

@@ -61,9 +61,10 @@ export interface Lan {
   exec(ns: string, args: readonly string[]): Promise<ExecResult>;
   /**
    * Drops `percent` (0-100] of the UDP datagrams every host receives on eth0, IPv4 and IPv6,
-   * optionally only those to `port`. Rules add up: two calls of 10 drop about 19 %.
+   * optionally only those to `port`, only at the hosts of index `at` (hosts[i]) and only those
+   * sent by host index `from`. Rules add up: two calls of 10 drop about 19 %.
    */
-  dropUdp(percent: number, opts?: { port?: number }): Promise<void>;
+  dropUdp(percent: number, opts?: { port?: number; at?: number[]; from?: number }): Promise<void>;
   /** Removes every rule dropUdp() added. */
   clearDrops(): Promise<void>;
   /**
@@ -291,12 +292,25 @@ export async function createLan(count: number, opts: { ipv6?: boolean } = {}): P
         throw new RangeError(`dropUdp: percent must be in (0, 100], got ${percent}`);
       }
       const rule = udpDropRule(String(percent / 100), dropOpts.port);
+      const sender = dropOpts.from === undefined ? undefined : hosts[dropOpts.from];
+      if (dropOpts.from !== undefined && !sender) throw new RangeError('dropUdp: no such host');
+      const at = dropOpts.at ? dropOpts.at.map((i) => hosts[i]) : hosts;
       await Promise.all(
-        hosts.flatMap((h) =>
-          ['iptables', 'ip6tables'].map((tool) =>
-            lan.exec(h.ns, [tool, '-w', '-A', 'INPUT', ...rule]),
-          ),
-        ),
+        at.flatMap((h) => {
+          if (!h) throw new RangeError('dropUdp: no such host');
+          const tools: [string, string[]][] = sender
+            ? [
+                ['iptables', ['-s', sender.ipv4]],
+                ...(sender.ipv6 ? [['ip6tables', ['-s', sender.ipv6]] as [string, string[]]] : []),
+              ]
+            : [
+                ['iptables', []],
+                ['ip6tables', []],
+              ];
+          return tools.map(([tool, source]) =>
+            lan.exec(h.ns, [tool, '-w', '-A', 'INPUT', ...source, ...rule]),
+          );
+        }),
       );
     },
     async clearDrops() {

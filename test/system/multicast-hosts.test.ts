@@ -84,6 +84,7 @@ interface MulticastStats {
     rejected: Record<string, number>;
     nacksSent: number;
     retransmits: number;
+    readOnMiss: { asked: number; found: number; unknown: number; cached: number };
   };
 }
 
@@ -212,6 +213,62 @@ describe.skipIf(!available)('multicast replication between hosts (network namesp
         }
         expect(nacks).toBeGreaterThan(0);
         expect(retransmits).toBeGreaterThan(0);
+      } finally {
+        await l.clearDrops();
+      }
+    },
+    90_000,
+  );
+
+  it.skipIf(!hasIptables())(
+    'read on miss: a login is read on another host by the very next request, also where none of its datagrams arrive (negative control: readOnMissWait 0)',
+    async () => {
+      const l = lan as Lan;
+      // Host 2 receives nothing host 1 sends: it can learn of host 1's logins only by asking
+      // (host 3, which holds them, answers).
+      const moved = async (port: number, extra: Record<string, unknown>) => {
+        const hosts = [
+          await host(0, port, extra),
+          await host(1, port, extra),
+          await host(2, port, extra),
+        ];
+        await l.dropUdp(100, { at: [1], from: 0 });
+        try {
+          const users: (string | null | undefined)[] = [];
+          for (let k = 0; k < 5; k++) {
+            const login = await call(hosts[0] as Host, 'POST', `/login?user=moved-${k}`);
+            const me = await call(hosts[1] as Host, 'GET', '/me', login.cookie);
+            users.push(me.body.user);
+          }
+          return { users, misses: (await stats(hosts[1] as Host)).multicast.readOnMiss };
+        } finally {
+          await l.clearDrops();
+          await stopFixtures();
+        }
+      };
+      const on = await moved(47006, {});
+      expect(on.users).toEqual(['moved-0', 'moved-1', 'moved-2', 'moved-3', 'moved-4']);
+      expect(on.misses).toMatchObject({ asked: 5, found: 5 });
+      const off = await moved(47007, { readOnMissWait: 0 });
+      expect(off.users).toEqual([null, null, null, null, null]);
+      expect(off.misses.asked).toBe(0);
+    },
+    90_000,
+  );
+
+  it.skipIf(!hasIptables())(
+    'with 10% of UDP dropped, a login on one host is read on another by the very next request',
+    async () => {
+      const port = 47008;
+      const hosts = [await host(0, port), await host(1, port), await host(2, port)];
+      const l = lan as Lan;
+      await l.dropUdp(10);
+      try {
+        for (let k = 0; k < 30; k++) {
+          const login = await call(hosts[k % 3] as Host, 'POST', `/login?user=hop-${k}`);
+          const me = await call(hosts[(k + 1) % 3] as Host, 'GET', '/me', login.cookie);
+          expect(me.body.user, `login ${k} on host ${(k % 3) + 1}`).toBe(`hop-${k}`);
+        }
       } finally {
         await l.clearDrops();
       }

@@ -1,6 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DATAGRAM_BUDGET } from '../../src/replication/transports/multicast/stream.js';
-import { type MeshHandle, MeshNet, type NetOptions, TEST_TIMINGS } from '../helpers/mesh-net.js';
+import {
+  HOUR,
+  type MeshHandle,
+  MeshNet,
+  type NetOptions,
+  TEST_TIMINGS,
+} from '../helpers/mesh-net.js';
 
 const { heartbeatInterval, failureTimeout, joinTimeout, syncTimeout } = TEST_TIMINGS;
 
@@ -509,5 +515,35 @@ describe('mesh repair: lossy, duplicating, reordering network', () => {
       x.table.record('s')?.expiresAt,
     );
     expect(took, 'digests agree').toBeGreaterThanOrEqual(0);
+  });
+});
+
+describe('read on miss: queries', () => {
+  it('a holder answers a query with the record, in the numbered stream, once per holdoff', async () => {
+    const net = network();
+    const [a, , c] = await cluster(net, 3);
+    if (!a || !c) throw new Error('cluster');
+    // A record only A holds (as after a write whose datagram never reached anyone).
+    const change = a.clock.tick();
+    a.table.apply({
+      op: 'set',
+      sid: 'only-on-a-1',
+      data: '{"x":1}',
+      expiresAt: Date.now() + HOUR,
+      version: change,
+    });
+    expect(c.table.get('only-on-a-1')).toBeUndefined();
+    const dataBefore = net.count('data', a);
+    net.send(c, { k: 'query', sid: 'only-on-a-1' });
+    net.send(c, { k: 'query', sid: 'only-on-a-1' });
+    await net.run(50);
+    expect(c.table.get('only-on-a-1')).toBe('{"x":1}');
+    // Answered once for both queries (holdoff), as one data datagram.
+    expect(net.count('data', a) - dataBefore).toBe(1);
+    expect(a.node.counters.queriesAnswered).toBe(1);
+    // A session nobody holds gets no answer.
+    net.send(c, { k: 'query', sid: 'held-by-none' });
+    await net.run(50);
+    expect(net.count('data', a) - dataBefore).toBe(1);
   });
 });

@@ -94,6 +94,7 @@ describe('multicast options', () => {
       joinTimeout: 1000,
       syncTimeout: 10_000,
       maxClockSkew: 60_000,
+      readOnMissWait: 500,
     });
     expect(Object.isFrozen(MULTICAST_DEFAULTS)).toBe(true);
     expect(Object.isFrozen(MULTICAST_DEFAULTS.multicast)).toBe(true);
@@ -122,6 +123,7 @@ describe('multicast options', () => {
       joinTimeout: 1000,
       syncTimeout: 10_000,
       maxClockSkew: 60_000,
+      readOnMissWait: 500,
     });
     expect(resolveMulticastOptions({ insecure: true, use: 'v6' }).group).toBe('ffbe::043');
   });
@@ -141,6 +143,7 @@ describe('Redis options', () => {
       maxQueue: 10_000,
       syncTimeout: 10_000,
       tombstoneTtl: 600_000,
+      readOnMissWait: 500,
     });
     expect(Object.isFrozen(REDIS_DEFAULTS)).toBe(true);
     expect(api.REDIS_DEFAULTS).toBe(REDIS_DEFAULTS);

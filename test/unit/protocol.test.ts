@@ -15,6 +15,8 @@ describe('IPC protocol', () => {
       message(MessageType.Shutdown, {}),
       message(MessageType.StartFailed, { reason: 'boom' }),
       message(MessageType.Leaving, {}),
+      message(MessageType.StoreQuery, { id: 7, sid: 'abcdefgh12345678' }),
+      message(MessageType.StoreFound, { id: 7 }),
     ];
     for (const m of all) expect(parseMessage(JSON.parse(JSON.stringify(m)))).toEqual(m);
   });
@@ -32,6 +34,9 @@ describe('IPC protocol', () => {
     { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.Ready },
     { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.Ready, slot: 'x' },
     { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.StartFailed, reason: 1 },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.StoreQuery, id: 1 },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.StoreQuery, id: 'x', sid: 'abc' },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.StoreFound, id: 1.5 },
   ])('drops foreign or malformed input: %j', (input) => {
     expect(parseMessage(input)).toBeUndefined();
   });
@@ -49,6 +54,8 @@ describe('IPC protocol', () => {
       StoreAck: 9,
       StoreState: 10,
       StoreHello: 11,
+      StoreQuery: 12,
+      StoreFound: 13,
     });
   });
 });

@@ -1081,3 +1081,45 @@ describe('a standalone ReplicatedStore with redis', () => {
     expect(events).toEqual([]);
   });
 });
+
+describe('read on miss through Redis', () => {
+  it('a session Redis holds but this machine has not heard of is read from Redis; an unknown id is remembered', async () => {
+    const { port, inspect } = mockServer();
+    const { store } = await redisStore(port);
+    await store.length();
+    // Written to Redis without the publish that would have brought it here (a machine that
+    // moved the client here right after its login, before the change arrived).
+    const expires = Date.now() + 3_600_000;
+    await inspect.hset('sticky-mesh:sticky-mesh:s:not-heard-of-1', {
+      t: 10,
+      c: 0,
+      n: 'bbbb',
+      e: expires,
+      d: JSON.stringify(sess({ user: 'carol' })),
+    });
+    expect(await store.get('not-heard-of-1')).toMatchObject({ user: 'carol' });
+    expect(store.redisStats()?.readOnMiss).toEqual({ asked: 1, found: 1, unknown: 0, cached: 0 });
+    // An id Redis does not hold: answered null, remembered, not asked again.
+    expect(await store.get('nobody-has-this')).toBeNull();
+    expect(await store.get('nobody-has-this')).toBeNull();
+    expect(store.redisStats()?.readOnMiss).toEqual({ asked: 2, found: 1, unknown: 1, cached: 1 });
+    // Ids that do not look like session ids are not asked for at all.
+    expect(await store.get('x')).toBeNull();
+    expect(store.redisStats()?.readOnMiss.asked).toBe(2);
+  });
+
+  it('readOnMissWait: 0 turns it off', async () => {
+    const { port, inspect } = mockServer();
+    const { store } = await redisStore(port, new Link(), { readOnMissWait: 0 });
+    await store.length();
+    await inspect.hset('sticky-mesh:sticky-mesh:s:not-heard-of-2', {
+      t: 10,
+      c: 0,
+      n: 'bbbb',
+      e: Date.now() + 3_600_000,
+      d: JSON.stringify(sess({ user: 'dan' })),
+    });
+    expect(await store.get('not-heard-of-2')).toBeNull();
+    expect(store.redisStats()?.readOnMiss.asked).toBe(0);
+  });
+});

@@ -7,8 +7,11 @@ import {
   SLOT_ENV,
   type StoreAckMessage,
   type StoreChangeMessage,
+  type StoreFoundMessage,
   type StoreHelloMessage,
+  type StoreQueryMessage,
   type StoreStateMessage,
+  TRANSPORT_ENV,
 } from '../../../protocol/messages.js';
 import type { Clock } from '../../clock.js';
 import { type Change, SessionTable } from '../../table.js';
@@ -17,6 +20,11 @@ import { parseChange } from '../../wire.js';
 
 /** How long a store created after its worker started waits for the full state, in ms. */
 const SYNC_TIMEOUT_MS = 10_000;
+/**
+ * The longest a read on miss waits for the primary's answer, in ms: the primary bounds the
+ * wait itself (`readOnMissWait`); this only covers a primary that never answers.
+ */
+const QUERY_TIMEOUT_MS = 10_000;
 
 /** What a worker's `ipc` transport reports. */
 export interface IpcStats {
@@ -39,11 +47,21 @@ export class HubClient {
   private synced = false;
   private syncWaiters: (() => void)[] = [];
   private readonly clocks = new Set<Clock>();
+  /** Reads on miss waiting for the primary, by id. */
+  private readonly queries = new Map<number, () => void>();
+  /** The primary runs a transport to other machines, so a read on miss can ask it. */
+  private readonly canQuery: boolean;
 
   constructor(tombstoneTtl: number) {
     this.table = new SessionTable({ tombstoneTtl });
+    this.canQuery = (process.env[TRANSPORT_ENV] ?? '') !== '';
     primaryChannel.on(
-      [MessageType.StoreChange, MessageType.StoreAck, MessageType.StoreState],
+      [
+        MessageType.StoreChange,
+        MessageType.StoreAck,
+        MessageType.StoreState,
+        MessageType.StoreFound,
+      ],
       (msg) => this.receive(msg),
     );
   }
@@ -59,9 +77,27 @@ export class HubClient {
       start: () => Promise.resolve(),
       synced: () => this.ready(),
       publish: (change) => this.publish(change),
+      ...(this.canQuery ? { fetch: (sid: string) => this.fetch(sid) } : {}),
       close: () => Promise.resolve(),
       stats: () => ({ dropped: this.dropped }),
     };
+  }
+
+  /** Read on miss: the primary asks the other machines; resolves once it answered (bounded). */
+  private fetch(sid: string): Promise<void> {
+    const id = this.nextId++;
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.queries.delete(id);
+        resolve();
+      };
+      const timer = setTimeout(done, QUERY_TIMEOUT_MS);
+      timer.unref();
+      this.queries.set(id, done);
+      const msg = message<StoreQueryMessage>(MessageType.StoreQuery, { id, sid });
+      if (!sendToPrimary(msg, 'read on miss', (err) => err && done())) done();
+    });
   }
 
   /**
@@ -111,8 +147,12 @@ export class HubClient {
     });
   }
 
-  private receive(msg: StoreChangeMessage | StoreAckMessage | StoreStateMessage): void {
-    if (msg.t === MessageType.StoreChange) {
+  private receive(
+    msg: StoreChangeMessage | StoreAckMessage | StoreStateMessage | StoreFoundMessage,
+  ): void {
+    if (msg.t === MessageType.StoreFound) {
+      this.queries.get(msg.id)?.();
+    } else if (msg.t === MessageType.StoreChange) {
       this.applyRemote(msg.change);
     } else if (msg.t === MessageType.StoreAck) {
       const p = this.pending.get(msg.id);

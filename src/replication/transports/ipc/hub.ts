@@ -6,7 +6,9 @@ import {
   message,
   type StoreAckMessage,
   type StoreChangeMessage,
+  type StoreFoundMessage,
   type StoreHelloMessage,
+  type StoreQueryMessage,
   type StoreStateMessage,
 } from '../../../protocol/messages.js';
 import { type Change, SessionTable } from '../../table.js';
@@ -60,10 +62,25 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
     this.transport = options.transport?.(this);
   }
 
-  /** A worker's store message: a write, or its request for the full state. */
-  receive(from: Worker, msg: StoreChangeMessage | StoreHelloMessage): void {
+  /** A worker's store message: a write, its request for the full state, or a read on miss. */
+  receive(from: Worker, msg: StoreChangeMessage | StoreHelloMessage | StoreQueryMessage): void {
     if (msg.t === MessageType.StoreHello) this.sync(from);
+    else if (msg.t === MessageType.StoreQuery) this.onQuery(from, msg);
     else this.onChange(from, msg);
+  }
+
+  /**
+   * A read missed a session in a worker: unless the hub holds it (then the worker has it too, or
+   * has it on its way: the channel is in order), the machine's transport asks the other
+   * machines. A record that arrives is forwarded to every worker before the answer goes out.
+   */
+  private onQuery(from: Worker, msg: StoreQueryMessage): void {
+    const known = this.table.record(msg.sid) !== undefined;
+    const wait = known || !this.transport?.fetch ? undefined : this.transport.fetch(msg.sid);
+    const answer = () =>
+      send(from, message<StoreFoundMessage>(MessageType.StoreFound, { id: msg.id }));
+    if (wait) void wait.then(answer);
+    else answer();
   }
 
   /** Sends the full state to a worker about to become ready; from then on it gets every write. */
@@ -117,6 +134,9 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
   }
 }
 
-function send(worker: Worker, msg: StoreStateMessage | StoreAckMessage | StoreChangeMessage) {
+function send(
+  worker: Worker,
+  msg: StoreStateMessage | StoreAckMessage | StoreChangeMessage | StoreFoundMessage,
+) {
   sendToWorker(worker, msg, 'hub: store message');
 }

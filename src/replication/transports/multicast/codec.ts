@@ -17,6 +17,7 @@ export const Kind = {
   Nack: 5,
   Gone: 6,
   Leave: 7,
+  Query: 8,
   SyncRequest: 16,
   SyncHeader: 17,
   SyncChunk: 18,
@@ -57,7 +58,9 @@ export type MeshMessage =
   | { readonly k: 'nack'; readonly to: string; readonly ranges: readonly [number, number][] }
   /** "I no longer hold what you asked for, from `seq` down": the asker fetches my state. */
   | { readonly k: 'gone'; readonly to: string; readonly seq: number }
-  | { readonly k: 'leave'; readonly seq: number };
+  | { readonly k: 'leave'; readonly seq: number }
+  /** "Who holds this session?": a read missed here; holders send its record again. */
+  | { readonly k: 'query'; readonly sid: string };
 
 export type SyncFrame =
   | { readonly k: 'request'; readonly challenge: Buffer }
@@ -133,6 +136,8 @@ export function encodeMessage(msg: MeshMessage): [kind: number, body: Buffer] {
     }
     case 'leave':
       return [Kind.Leave, uint48(msg.seq)];
+    case 'query':
+      return [Kind.Query, Buffer.from(msg.sid, 'utf8')];
   }
 }
 
@@ -183,6 +188,12 @@ export function decodeMessage(kind: number, b: Buffer): MeshMessage | undefined 
       case Kind.Leave:
         if (b.length !== 6) return undefined;
         return { k: 'leave', seq: b.readUIntBE(0, 6) };
+      case Kind.Query: {
+        if (b.length === 0 || b.length > 4 * MAX_SID_LENGTH) return undefined;
+        const sid = b.toString('utf8');
+        if (sid.length > MAX_SID_LENGTH || Buffer.byteLength(sid) !== b.length) return undefined;
+        return { k: 'query', sid };
+      }
       default:
         return undefined;
     }

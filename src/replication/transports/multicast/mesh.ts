@@ -56,7 +56,7 @@ export class MeshNode {
     private readonly logger: MeshLogger = { info() {}, warn() {} },
     private readonly now: () => number = Date.now,
   ) {
-    const send = (msg: MeshMessage) => this.send(msg);
+    const send = (msg: MeshMessage) => io.send(msg);
     this.outbox = new Outbox(send, this.counters, timings.retransmitBuffer, now);
     this.inbox = new Inbox({
       counters: this.counters,
@@ -87,7 +87,7 @@ export class MeshNode {
     let attempts = 0;
     const announce = () => {
       if (this.state !== 'joining') return;
-      this.send({ k: 'join', seq: this.outbox.seq, port: this.io.port });
+      this.io.send({ k: 'join', seq: this.outbox.seq, port: this.io.port });
       attempts++;
       const step = Math.max(1, Math.floor(this.timings.joinTimeout / 4));
       if (attempts * step >= this.timings.joinTimeout) {
@@ -143,17 +143,15 @@ export class MeshNode {
         peer.port = msg.port;
         this.inbox.seen(peer, msg.seq);
         if (this.state === 'synced') {
-          this.send({ k: 'greet', to: peer.id, seq: this.outbox.seq, port: this.io.port });
+          this.io.send({ k: 'greet', to: peer.id, seq: this.outbox.seq, port: this.io.port });
         }
         break;
       case 'greet':
         peer.port = msg.port;
         this.inbox.seen(peer, msg.seq);
-        if (msg.to === this.id && this.state === 'joining') {
+        if (msg.to === this.id && (this.state === 'joining' || this.state === 'syncing')) {
           this.greeters.push({ id: peer.id, address: peer.address, port: peer.port });
-          this.beginSync();
-        } else if (msg.to === this.id && this.state === 'syncing') {
-          this.greeters.push({ id: peer.id, address: peer.address, port: peer.port });
+          if (this.state === 'joining') this.beginSync();
         }
         break;
       case 'heartbeat':
@@ -177,6 +175,10 @@ export class MeshNode {
           void this.transferFrom(peer);
         }
         break;
+      case 'query':
+        if (this.state === 'synced')
+          this.outbox.answer(msg.sid, this.host.table.changesOf(msg.sid));
+        break;
     }
   }
 
@@ -194,7 +196,7 @@ export class MeshNode {
   leave(): boolean {
     if (this.state === 'closed' || this.state === 'idle' || this.state === 'leaving') return false;
     this.outbox.flush();
-    this.send({ k: 'leave', seq: this.outbox.seq });
+    this.io.send({ k: 'leave', seq: this.outbox.seq });
     this.state = 'leaving';
     clearInterval(this.heartbeat);
     clearTimeout(this.joinTimer);
@@ -225,16 +227,12 @@ export class MeshNode {
     return this.state;
   }
 
-  private send(msg: MeshMessage): void {
-    this.io.send(msg);
-  }
-
   // ---- membership ----------------------------------------------------------------------------
 
   private tick(): void {
     if (this.state === 'closed') return;
     const digest = this.host.table.digest;
-    this.send({
+    this.io.send({
       k: 'heartbeat',
       seq: this.outbox.seq,
       port: this.io.port,
@@ -285,17 +283,15 @@ export class MeshNode {
   /** A peer's heartbeat carried its digest: see {@link digestVerdict}. */
   private compareDigest(peer: Peer, digest: number): void {
     const own = this.host.table.digest;
-    // Both sides have everything they know of: otherwise a difference is a repair in progress
-    // (here or there), not drift.
-    const settled =
-      this.state === 'synced' && peer.synced && peer.complete && noGaps(this.peers.values());
-    const verdict = digestVerdict(
-      peer,
-      digest,
-      own,
-      own === this.lastOwnDigest && settled,
-      this.now(),
-    );
+    // Quiet: no write here since the last heartbeat, and both sides have everything they know
+    // of (otherwise a difference is a repair in progress, here or there, not drift).
+    const quiet =
+      own === this.lastOwnDigest &&
+      this.state === 'synced' &&
+      peer.synced &&
+      peer.complete &&
+      noGaps(this.peers.values());
+    const verdict = digestVerdict(peer, digest, own, quiet, this.now());
     if (verdict === 'sweep') {
       // Expired records are forgotten on a timer: sweep first, in case that is the difference.
       this.host.table.sweep();

@@ -97,6 +97,15 @@ export interface MulticastOptions {
    * @default 60000
    */
   maxClockSkew?: number;
+  /**
+   * Read on miss: a read of a session this machine holds no record of (not even a tombstone)
+   * asks the group and waits up to this long, in ms, for a machine that holds it to send it
+   * again (a login on another machine whose datagrams are still being repaired, a client moved
+   * here right after logging in elsewhere). An id nobody holds is then remembered as unknown for
+   * 60 s, so it costs one wait at most. 0 turns read on miss off.
+   * @default 500
+   */
+  readOnMissWait?: number;
 }
 
 /**
@@ -118,6 +127,7 @@ export const MULTICAST_DEFAULTS = Object.freeze({
   joinTimeout: MESH_TIMINGS.joinTimeout,
   syncTimeout: MESH_TIMINGS.syncTimeout,
   maxClockSkew: 60_000,
+  readOnMissWait: 500,
 } as const);
 
 export interface ResolvedMulticastOptions {
@@ -136,6 +146,7 @@ export interface ResolvedMulticastOptions {
   joinTimeout: number;
   syncTimeout: number;
   maxClockSkew: number;
+  readOnMissWait: number;
 }
 
 const KNOWN = new Set<string>([
@@ -228,6 +239,7 @@ export function resolveMulticastOptions(
     joinTimeout: int('joinTimeout', 10, MAX_MS),
     syncTimeout: int('syncTimeout', 10, MAX_MS),
     maxClockSkew: int('maxClockSkew', 1000, MAX_MS),
+    readOnMissWait: int('readOnMissWait', 0, 60_000),
   };
 }
 

@@ -85,6 +85,9 @@ export interface MeshCounters {
   malformed: number;
   /** Datagrams dropped because a peer's out-of-order buffer was full. */
   overflow: number;
+  /** Read on miss: queries sent for sessions missing here, and answered for others. */
+  queriesSent: number;
+  queriesAnswered: number;
 }
 
 export function newCounters(): MeshCounters {
@@ -101,6 +104,8 @@ export function newCounters(): MeshCounters {
     transferFailures: 0,
     malformed: 0,
     overflow: 0,
+    queriesSent: 0,
+    queriesAnswered: 0,
   };
 }
 

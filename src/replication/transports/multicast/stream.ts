@@ -22,6 +22,8 @@ const MAX_PENDING = 16_384;
 const RETRANSMIT_HOLDOFF = 40;
 /** Most datagrams resent for one NACK: a large gap is repaired over several rounds. */
 const RETRANSMIT_BATCH = 256;
+/** ms during which a session's record is not sent again for another query (NACKs repair it). */
+const ANSWER_HOLDOFF = 1000;
 
 /** The sending half: batches this node's changes into numbered datagrams, kept for repair. */
 export class Outbox {
@@ -30,6 +32,8 @@ export class Outbox {
   private readonly ring: ({ seq: number; msg: MeshMessage; sentAt: number } | undefined)[];
   private outgoing: Buffer[] = [];
   private flushScheduled = false;
+  /** Sessions whose record was sent again for a query, and when (bounded; see `answer`). */
+  private readonly answered = new Map<string, number>();
 
   constructor(
     private readonly send: (msg: MeshMessage) => void,
@@ -84,6 +88,22 @@ export class Outbox {
       }
     }
     emit();
+  }
+
+  /**
+   * Answers a query for a session with its record (as changes, in the numbered stream, so a
+   * lost answer is repaired like any change). Several nodes may ask within a moment: one answer
+   * per `ANSWER_HOLDOFF` serves them all.
+   */
+  answer(sid: string, changes: readonly Change[]): void {
+    if (changes.length === 0) return;
+    const now = this.now();
+    if (now - (this.answered.get(sid) ?? Number.NEGATIVE_INFINITY) < ANSWER_HOLDOFF) return;
+    // Forgetting holdoffs early only costs a duplicate answer.
+    if (this.answered.size >= 1024) this.answered.clear();
+    this.answered.set(sid, now);
+    this.counters.queriesAnswered++;
+    for (const change of changes) this.add(change);
   }
 
   /** Answers a NACK from node `to`; what is no longer kept is answered with `gone`. */

@@ -3,6 +3,7 @@ import type net from 'node:net';
 import { debug } from '../../../debug.js';
 import { StickyMeshError } from '../../../errors.js';
 import { newNodeId } from '../../clock.js';
+import { type MissCounters, MissLookups } from '../../miss.js';
 import type { Change } from '../../table.js';
 import type { ReplicaHost, Transport } from '../../transport.js';
 import { decodeMessage, encodeMessage, Kind, type MeshMessage } from './codec.js';
@@ -22,6 +23,8 @@ import { fetchState, type TransferContext, TransferServer } from './transfer.js'
 
 /** Socket buffer sizes asked of the kernel (it caps them at net.core.rmem_max / wmem_max). */
 const RECV_BUFFER = 4 * 1024 * 1024;
+/** ms between queries for a session while a read waits for it. */
+const QUERY_INTERVAL = 100;
 
 export interface MulticastStats extends MeshCounters {
   nodeId: string;
@@ -51,6 +54,8 @@ export interface MulticastStats extends MeshCounters {
   /** State transfers served to other nodes. */
   served: number;
   socketErrors: number;
+  /** Reads that missed here and asked the group (see `readOnMissWait`). */
+  readOnMiss: MissCounters;
 }
 
 /**
@@ -67,6 +72,7 @@ export class MulticastTransport implements Transport<MulticastStats>, MeshIO, Tr
   private readonly replay: ReplayWindow;
   private socket: dgram.Socket | undefined;
   private readonly server: TransferServer;
+  private readonly misses: MissLookups;
   private iface: MulticastInterface | undefined;
   /** Datagrams handed to the socket and not yet sent (close() waits for them). */
   private sending = 0;
@@ -88,9 +94,17 @@ export class MulticastTransport implements Transport<MulticastStats>, MeshIO, Tr
     this.ring = new Keyring(options.secret, options.cluster);
     this.sealer = new Sealer(this.ring, this.id);
     this.replay = new ReplayWindow(options.maxClockSkew);
+    const misses = new MissLookups(host.table, options.readOnMissWait);
+    this.misses = misses;
     this.node = new MeshNode(
       this.id,
-      host,
+      {
+        table: host.table,
+        applyRemote(changes) {
+          host.applyRemote(changes);
+          misses.arrived(changes);
+        },
+      },
       this,
       { ...MESH_TIMINGS, ...pickTimings(options) },
       options.logger,
@@ -103,6 +117,25 @@ export class MulticastTransport implements Transport<MulticastStats>, MeshIO, Tr
         this.options.logger.warn(`sticky-mesh: state-transfer server error: ${err.message}`);
       },
     );
+  }
+
+  /**
+   * Read on miss: asks the group who holds `sid` (again every 100 ms, datagrams get lost) and
+   * resolves once its record arrived, or after `readOnMissWait`; see replication/miss.ts.
+   */
+  fetch(sid: string): Promise<void> {
+    return this.misses.lookup(sid, () => this.query(sid), {
+      askEvery: QUERY_INTERVAL,
+      rememberSilence: true,
+    });
+  }
+
+  /** Asks the group who holds `sid`; holders send its record again (mesh.ts, 'query'). */
+  private query(sid: string): void {
+    const phase = this.node.phase;
+    if (phase !== 'synced' && phase !== 'syncing') return;
+    this.node.counters.queriesSent++;
+    this.send({ k: 'query', sid });
   }
 
   /** The state-transfer server's port (0 until it listens). */
@@ -163,6 +196,7 @@ export class MulticastTransport implements Transport<MulticastStats>, MeshIO, Tr
 
   private async shutdown(): Promise<void> {
     this.closed = true;
+    this.misses.close();
     for (const c of this.conns) c.destroy();
     // Goodbye, then a short wait answering NACKs, so a peer that lost the last datagrams
     // can still have them.
@@ -200,6 +234,7 @@ export class MulticastTransport implements Transport<MulticastStats>, MeshIO, Tr
       rejected: { ...this.extra.rejected },
       served: this.server.served,
       socketErrors: this.extra.socketErrors,
+      readOnMiss: { ...this.misses.counters },
     };
   }
 

@@ -58,6 +58,14 @@ export interface RedisTransportOptions {
    */
   tombstoneTtl?: number;
   /**
+   * Read on miss: a read of a session this machine holds no record of (not even a tombstone)
+   * reads it from Redis and waits up to this long, in ms (a client moved here right after its
+   * login elsewhere, before the change was published here). An id Redis does not hold is then
+   * remembered as unknown for 60 s. 0 turns read on miss off.
+   * @default 500
+   */
+  readOnMissWait?: number;
+  /**
    * Where connection changes and rebuilds are logged (console, bunyan, winston, pino).
    * @default warnings and errors to console, the rest to the debug channel (NODE_DEBUG=sticky-mesh)
    */
@@ -80,6 +88,7 @@ export interface ResolvedRedisOptions {
   maxQueue: number;
   syncTimeout: number;
   tombstoneTtl: number;
+  readOnMissWait: number;
   logger: ResolvedLogger;
 }
 
@@ -90,6 +99,7 @@ export const REDIS_DEFAULTS = Object.freeze({
   maxQueue: 10_000,
   syncTimeout: 10_000,
   tombstoneTtl: 600_000,
+  readOnMissWait: 500,
 });
 
 const OWN_KEYS = new Set<string>([
@@ -157,6 +167,12 @@ export function resolveRedisOptions(value: unknown, name = 'redis'): ResolvedRed
     maxQueue: integer(`${name}.maxQueue`, o.maxQueue ?? D.maxQueue, 0, 10_000_000),
     syncTimeout: integer(`${name}.syncTimeout`, o.syncTimeout ?? D.syncTimeout, 1, MAX_MS),
     tombstoneTtl: integer(`${name}.tombstoneTtl`, o.tombstoneTtl ?? D.tombstoneTtl, 1, MAX_MS),
+    readOnMissWait: integer(
+      `${name}.readOnMissWait`,
+      o.readOnMissWait ?? D.readOnMissWait,
+      0,
+      60_000,
+    ),
     logger: toLogger(o.logger),
   };
 }

@@ -1,4 +1,5 @@
-import type { Change } from '../../table.js';
+import { compareVersions, type Version } from '../../clock.js';
+import type { Change, SessionTable } from '../../table.js';
 import { parseChange } from '../../wire.js';
 import type { RedisClientLike } from './options.js';
 
@@ -47,6 +48,30 @@ end
 redis.call('PUBLISH', ARGV[9], ARGV[10])
 return 1
 `;
+
+/** The key and arguments of {@link APPLY_LUA} for one change, in the script's order. */
+export function applyArgs(
+  keyPrefix: string,
+  change: Change,
+  tombstoneTtl: number,
+  channel: string,
+  message: string,
+): (string | number)[] {
+  const v = change.version;
+  return [
+    keyPrefix + change.sid,
+    change.op,
+    v.t,
+    v.c,
+    v.n,
+    change.op === 'destroy' ? 0 : change.expiresAt,
+    change.op === 'set' ? change.data : '',
+    tombstoneTtl,
+    Date.now(),
+    channel,
+    message,
+  ];
+}
 
 /** A session hash as the script writes it, back to a change; `undefined` if it is not one. */
 export function toChange(sid: string, value: unknown): Change | undefined {
@@ -100,4 +125,69 @@ export async function scanRecords(
     apply(changes);
   } while (cursor !== '0');
   return versions;
+}
+
+/**
+ * What a machine holds newer than Redis, to be written back after a rebuild (writes dropped
+ * from a full queue, made while the rebuild ran, or lost when Redis restarted empty), so Redis
+ * and every machine end up the same. What came from Redis itself (`inRedis`: scanned; `heard`:
+ * published during the rebuild) is not sent again. A session is written back with its touched
+ * expiry, not its last save's; a touch only when Redis holds the session with an earlier one.
+ */
+export function* newerThanRedis(
+  table: SessionTable,
+  inRedis: RecordVersions,
+  heard: ReadonlyMap<string, Version> | undefined,
+): IterableIterator<Change> {
+  const known = (sid: string) => {
+    const scanned = inRedis.get(sid)?.version;
+    const h = heard?.get(sid);
+    if (!scanned) return h;
+    if (!h) return scanned;
+    return compareVersions(h, scanned) > 0 ? h : scanned;
+  };
+  for (const change of table.changes()) {
+    if (change.op === 'touch') {
+      const r = inRedis.get(change.sid);
+      if (r && compareVersions(change.version, r.version) > 0 && change.expiresAt > r.e) {
+        yield change;
+      }
+      continue;
+    }
+    const there = known(change.sid);
+    if (there !== undefined && compareVersions(change.version, there) <= 0) continue;
+    yield change.op === 'set'
+      ? { ...change, expiresAt: table.record(change.sid)?.expiresAt ?? change.expiresAt }
+      : change;
+  }
+}
+
+/** A change as the script publishes it on the cluster's channel, with the machine that wrote it. */
+export function channelMessage(machineId: string, change: Change): string {
+  return JSON.stringify({ m: machineId, c: change });
+}
+
+/**
+ * A message from the cluster's channel: its change, `'own'` for one this machine wrote, or
+ * `undefined` for anything that is not a well-formed one. Never throws.
+ */
+export function readChannelMessage(
+  message: unknown,
+  machineId: string,
+): Change | 'own' | undefined {
+  let parsed: { m?: unknown; c?: unknown };
+  try {
+    parsed = JSON.parse(String(message)) as typeof parsed;
+  } catch {
+    return undefined;
+  }
+  if (parsed?.m === machineId) return 'own';
+  return parseChange(parsed?.c);
+}
+
+/** Remembers the newest set or destroy heard per session (what needs no writing back). */
+export function noteNewest(heard: Map<string, Version>, change: Change): void {
+  if (change.op === 'touch') return;
+  const before = heard.get(change.sid);
+  if (!before || compareVersions(change.version, before) > 0) heard.set(change.sid, change.version);
 }

@@ -1,10 +1,20 @@
 import { debug } from '../../../debug.js';
-import { compareVersions, newNodeId } from '../../clock.js';
+import { newNodeId } from '../../clock.js';
+import { type MissCounters, MissLookups } from '../../miss.js';
 import type { Change } from '../../table.js';
 import type { ReplicaHost, Transport } from '../../transport.js';
-import { parseChange } from '../../wire.js';
 import { openClient, type RedisClientLike, type ResolvedRedisOptions } from './options.js';
-import { APPLY_LUA, type RecordVersions, scanRecords } from './script.js';
+import {
+  APPLY_LUA,
+  applyArgs,
+  channelMessage,
+  newerThanRedis,
+  noteNewest,
+  type RecordVersions,
+  readChannelMessage,
+  scanRecords,
+  toChange,
+} from './script.js';
 
 /**
  * Replication between machines through Redis, for networks without multicast.
@@ -44,9 +54,11 @@ export interface RedisStats {
   /** Messages on the channel that did not parse. */
   malformed: number;
   errors: number;
+  /** Reads that missed here and read the record from Redis (see `readOnMissWait`). */
+  readOnMiss: MissCounters;
 }
 
-type Command = (key: string, ...args: (string | number)[]) => Promise<number>;
+type Command = (...keyAndArgs: (string | number)[]) => Promise<number>;
 
 /**
  * One machine's link to Redis: a command connection (the Lua writes, scans) and a subscriber.
@@ -90,10 +102,23 @@ export class RedisTransport implements Transport<RedisStats> {
   /** Called when the store cannot serve at all (no state yet and no Redis), and when it can. */
   onAvailability: ((available: boolean) => void) | undefined;
 
+  /** Where received changes go: the replica, then any read waiting for them. */
+  private readonly host: ReplicaHost;
+  private readonly misses: MissLookups;
+
   constructor(
     private readonly options: ResolvedRedisOptions,
-    private readonly host: ReplicaHost,
+    host: ReplicaHost,
   ) {
+    const misses = new MissLookups(host.table, options.readOnMissWait);
+    this.misses = misses;
+    this.host = {
+      table: host.table,
+      applyRemote(changes) {
+        host.applyRemote(changes);
+        misses.arrived(changes);
+      },
+    };
     this.channel = `${options.prefix}${options.cluster}:changes`;
     this.keyPrefix = `${options.prefix}${options.cluster}:s:`;
     this.readyPromise = new Promise((resolve) => {
@@ -180,13 +205,28 @@ export class RedisTransport implements Transport<RedisStats> {
       connected: this.connected(),
       ...this.counters,
       queued: this.queue.length,
+      readOnMiss: { ...this.misses.counters },
     };
+  }
+
+  /**
+   * Read on miss: reads the session's record from Redis (the authoritative copy) and resolves
+   * once it is applied here, Redis said it has none, or `readOnMissWait` passed; see
+   * replication/miss.ts. While Redis is unreachable the read does not wait.
+   */
+  fetch(sid: string): Promise<void> {
+    if (!this.connected()) return Promise.resolve();
+    return this.misses.lookup(sid, () => this.readRecord(sid), {
+      askEvery: 0,
+      rememberSilence: false,
+    });
   }
 
   /** Closes the connections it opened (a client passed in stays open). Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.state = 'closed';
+      this.misses.close();
       this.resolveReady();
       for (const [client, event, fn] of this.listeners) client.off(event, fn);
       const quit = async (c: RedisClientLike | undefined) => {
@@ -212,30 +252,27 @@ export class RedisTransport implements Transport<RedisStats> {
     this.listeners.push([client, event, fn]);
   }
 
+  private readRecord(sid: string): void {
+    (this.cmd as RedisClientLike).hgetall(this.keyPrefix + sid).then(
+      (hash) => {
+        const change = toChange(sid, hash);
+        if (change) this.host.applyRemote([change]);
+        else this.misses.notFound(sid);
+      },
+      (err: Error) => debug('redis: read of %s failed: %s', sid, err.message),
+    );
+  }
+
   private connected(): boolean {
     return this.cmd?.status === 'ready' && this.sub?.status === 'ready' && this.subscribed;
   }
 
   private write(change: Change): Promise<number> {
-    const cmd = this.cmd as unknown as Record<string, Command>;
-    const apply = cmd.stickyMeshApply as Command;
-    const v = change.version;
-    const message = JSON.stringify({ m: this.machineId, c: change });
+    const apply = (this.cmd as unknown as Record<string, Command>).stickyMeshApply as Command;
+    const message = channelMessage(this.machineId, change);
+    const { tombstoneTtl } = this.options;
     return apply
-      .call(
-        this.cmd,
-        this.keyPrefix + change.sid,
-        change.op,
-        v.t,
-        v.c,
-        v.n,
-        change.op === 'destroy' ? 0 : change.expiresAt,
-        change.op === 'set' ? change.data : '',
-        this.options.tombstoneTtl,
-        Date.now(),
-        this.channel,
-        message,
-      )
+      .call(this.cmd, ...applyArgs(this.keyPrefix, change, tombstoneTtl, this.channel, message))
       .then((applied) => {
         this.counters.written++;
         if (applied !== 1) this.counters.stale++;
@@ -257,26 +294,14 @@ export class RedisTransport implements Transport<RedisStats> {
 
   private onMessage(channel: unknown, message: unknown): void {
     if (channel !== this.channel || this.state === 'closed') return;
-    let parsed: { m?: unknown; c?: unknown };
-    try {
-      parsed = JSON.parse(String(message)) as typeof parsed;
-    } catch {
-      this.counters.malformed++;
-      return;
-    }
-    if (parsed?.m === this.machineId) return;
-    const change = parseChange(parsed?.c);
+    const change = readChannelMessage(message, this.machineId);
+    if (change === 'own') return;
     if (!change) {
       this.counters.malformed++;
       return;
     }
     this.counters.received++;
-    if (this.heard && change.op !== 'touch') {
-      const before = this.heard.get(change.sid);
-      if (!before || compareVersions(change.version, before) > 0) {
-        this.heard.set(change.sid, change.version);
-      }
-    }
+    if (this.heard) noteNewest(this.heard, change);
     if (this.held) this.held.push(change);
     else this.host.applyRemote([change]);
   }
@@ -361,34 +386,9 @@ export class RedisTransport implements Transport<RedisStats> {
    * sent again. A session is written back with its touched expiry, not its last save's.
    */
   private async writeBack(inRedis: RecordVersions): Promise<void> {
-    const table = this.host.table;
     const pending: Promise<unknown>[] = [];
-    const known = (sid: string) => {
-      const scanned = inRedis.get(sid)?.version;
-      const heard = this.heard?.get(sid);
-      if (!scanned) return heard;
-      if (!heard) return scanned;
-      return compareVersions(heard, scanned) > 0 ? heard : scanned;
-    };
-    for (const change of table.changes()) {
+    for (const out of newerThanRedis(this.host.table, inRedis, this.heard)) {
       if (this.state === 'closed') return;
-      let out: Change | undefined;
-      if (change.op === 'touch') {
-        // A touch Redis has not seen: its record is there with an earlier expiry.
-        const r = inRedis.get(change.sid);
-        if (r && compareVersions(change.version, r.version) > 0 && change.expiresAt > r.e) {
-          out = change;
-        }
-      } else {
-        const there = known(change.sid);
-        if (there === undefined || compareVersions(change.version, there) > 0) {
-          out =
-            change.op === 'set'
-              ? { ...change, expiresAt: table.record(change.sid)?.expiresAt ?? change.expiresAt }
-              : change;
-        }
-      }
-      if (!out) continue;
       this.counters.reconciled++;
       pending.push(this.write(out));
       // Pipelined, in bounded batches.
