@@ -64,12 +64,14 @@ function parseV1(buf: Uint8Array): ProxyHeaderResult {
   }
   const [, family, src, dst, sport, dport] = fields;
   const source = normaliseAddress(src);
-  const valid =
+  // TCP4 carries IPv4 text; TCP6 carries IPv6 text, which may be IPv4-mapped (`::ffff:a.b.c.d`,
+  // what a dual-stack proxy reports for an IPv4 client): that source is keyed as the IPv4 address,
+  // as the same header in v2 is.
+  const familyMatches =
     source !== undefined &&
-    normaliseAddress(dst) !== undefined &&
-    (family === 'TCP4') === !source.includes(':') &&
-    isPort(sport) &&
-    isPort(dport);
+    (family === 'TCP4' ? !source.includes(':') : src?.includes(':') === true);
+  const valid =
+    familyMatches && normaliseAddress(dst) !== undefined && isPort(sport) && isPort(dport);
   return valid
     ? { status: 'ok', length: end, source }
     : { status: 'invalid', reason: 'malformed v1 addresses' };

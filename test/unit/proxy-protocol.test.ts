@@ -38,6 +38,26 @@ describe('PROXY protocol v1', () => {
     expect(parseProxyHeader(Buffer.from(line, 'latin1')).status).toBe('invalid');
   });
 
+  it('accepts TCP6 with IPv4-mapped addresses and keys it as the IPv4 address (regression: it was refused)', () => {
+    const line = 'PROXY TCP6 ::ffff:192.0.2.1 ::ffff:192.0.2.2 1234 80\r\n';
+    expect(parseProxyHeader(Buffer.from(`${line}GET / HTTP/1.1\r\n\r\n`, 'latin1'))).toEqual({
+      status: 'ok',
+      length: line.length,
+      source: '192.0.2.1',
+    });
+    // The same client as v1 TCP4 and as v2 TCP6 with a mapped source: one key for all three.
+    const mapped = [...new Array(10).fill(0), 0xff, 0xff, 192, 0, 2, 1];
+    const v2Header = v2(1, 0x21, [...mapped, ...mapped, 0x04, 0xd2, 0, 80]);
+    expect(parseProxyHeader(v2Header)).toMatchObject({ status: 'ok', source: '192.0.2.1' });
+    const tcp4 = Buffer.from('PROXY TCP4 192.0.2.1 192.0.2.2 1234 80\r\n', 'latin1');
+    expect(parseProxyHeader(tcp4)).toMatchObject({ status: 'ok', source: '192.0.2.1' });
+  });
+
+  it('still refuses a TCP6 header whose source is written as plain IPv4', () => {
+    const line = 'PROXY TCP6 192.0.2.1 ::ffff:192.0.2.2 1234 80\r\n';
+    expect(parseProxyHeader(Buffer.from(line, 'latin1')).status).toBe('invalid');
+  });
+
   it('waits for the line end, and gives up past 107 bytes', () => {
     expect(parseProxyHeader(Buffer.from('PROXY TCP4 203.0.113.7 10.0', 'latin1'))).toEqual({
       status: 'incomplete',
