@@ -13,7 +13,8 @@ export const channels = {
   connection: diagnostics_channel.channel('sticky-mesh:connection'),
   /**
    * In the primary, per worker lifecycle step: `{ event: 'up', slot, pid }`,
-   * `{ event: 'exit', slot, pid, code, signal, planned }`, `{ event: 'respawn', slot, attempt, delay }`.
+   * `{ event: 'exit', slot, pid, code, signal, planned }`, `{ event: 'respawn', slot, attempt, delay }`,
+   * `{ event: 'unresponsive', slot, pid, reason, silentFor }`.
    */
   worker: diagnostics_channel.channel('sticky-mesh:worker'),
 } as const;

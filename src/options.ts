@@ -99,10 +99,40 @@ export interface StickyOptions {
    */
   maxHeaderBytes?: number;
   /**
-   * Proxy mode: time a client has to send its whole request head, in ms; then `408`.
+   * Proxy mode: time a client has to send its whole request head, in ms, counted from accept
+   * (a deadline, not an idle timer: a client that trickles bytes gains nothing); then `408`.
    * @default 10000
    */
   headTimeout?: number;
+  /**
+   * Most connections whose request head (or PROXY header) the primary is reading at once (proxy
+   * mode, `sessionAffinity`, `proxyProtocol`); one more is answered `503` and closed at once, so
+   * slow or silent clients cannot make the primary hold without bound.
+   * @default 4096
+   */
+  maxHeadReads?: number;
+  /**
+   * A worker that answers none of the primary's liveness pings for this long (its event loop is
+   * blocked: an infinite loop, a long synchronous call) is taken out of routing, its queued
+   * connections go elsewhere, and it is killed and re-forked (`workerUnresponsive`), in ms.
+   * @default 5000
+   */
+  unresponsiveTimeout?: number;
+  /**
+   * Most connections handed to one worker and not yet taken by it: a worker that holds this
+   * many and has taken none of them for a ping interval (at most 1 s) is treated as
+   * unresponsive (taken out of routing, replaced) instead of queueing without bound. A burst at
+   * a worker whose event loop runs drains, and is left alone.
+   * @default 1024
+   */
+  maxQueuedHandles?: number;
+  /**
+   * Bytes of session changes queued to one worker's IPC channel (a worker that does not read
+   * it: blocked, or far behind) past which the primary stops feeding that worker change by
+   * change; once its channel has drained it gets the full session state again instead.
+   * @default 16777216 (16 MiB)
+   */
+  maxIpcBacklog?: number;
   /**
    * Every connection starts with a PROXY protocol header (v1 or v2: HAProxy `send-proxy`,
    * AWS NLB): the client address is taken from it. It precedes any TLS, so https factories work.
@@ -203,6 +233,10 @@ export const DEFAULTS: Readonly<Omit<ResolvedStickyOptions, 'num'>> = Object.fre
   ignoreMissingHeader: false,
   maxHeaderBytes: 16 * 1024,
   headTimeout: 10_000,
+  maxHeadReads: 4096,
+  unresponsiveTimeout: 5_000,
+  maxQueuedHandles: 1024,
+  maxIpcBacklog: 16 * 1024 * 1024,
   proxyProtocol: false,
   sessionAffinity: false,
   sync: false,
@@ -295,6 +329,10 @@ export function resolveOptions(input: StickyOptions | undefined): ResolvedSticky
     ignoreMissingHeader: bool('ignoreMissingHeader'),
     maxHeaderBytes: int('maxHeaderBytes', 256, 1024 * 1024),
     headTimeout: int('headTimeout', 1, MAX_MS),
+    maxHeadReads: int('maxHeadReads', 1, 1_000_000),
+    unresponsiveTimeout: int('unresponsiveTimeout', 100, MAX_MS),
+    maxQueuedHandles: int('maxQueuedHandles', 1, 1_000_000),
+    maxIpcBacklog: int('maxIpcBacklog', 64 * 1024, 2 ** 40),
     proxyProtocol: bool('proxyProtocol'),
     sessionAffinity: sessionAffinity(given('sessionAffinity', false)),
     sync: sync(given('sync', false)),

@@ -75,8 +75,11 @@ export class Balancer {
     handedBack: 0,
   };
   private readonly pending = new Set<Pending>();
-  /** Slots a returned connection already failed on, so a retry never goes back to one. */
-  private readonly tried = new WeakMap<RawHandle, Set<number>>();
+  /**
+   * Slots a returned connection already failed on, with the generation of the worker that
+   * failed it: a retry never goes back to that worker, but does go to its replacement.
+   */
+  private readonly tried = new WeakMap<RawHandle, Map<number, number>>();
   /** Proxy mode: each connection's key and head, until a worker has it. */
   private readonly routed = new WeakMap<RawHandle, Routed>();
   private readonly missingHeader: Buffer;
@@ -233,15 +236,20 @@ export class Balancer {
 
   private route(handle: RawHandle, route: RouteKey): void {
     const tried = this.tried.get(handle);
-    const live = tried ? this.pool.live.filter((slot) => !tried.has(slot)) : this.pool.live;
+    const live = tried
+      ? this.pool.live.filter((slot) => tried.get(slot) !== this.pool.generation(slot))
+      : this.pool.live;
     const slot = slotFor(route, this.pick, live);
     const handoff = slot === undefined ? undefined : this.pool.handoff(slot);
+    if (slot !== undefined && handoff && this.pool.overQueued(slot)) {
+      // The worker has taken none of its many waiting connections for a while: it is stuck.
+      // Out it goes; its queue and this connection go elsewhere.
+      this.pool.unresponsive(slot, 'queue');
+      this.route(handle, route);
+      return;
+    }
     if (slot === undefined || !handoff) {
-      if (tried) {
-        // Every ready worker failed to take this connection in turn: give up rather than loop.
-        this.counters.dropped++;
-        handle.close();
-      } else if (route.key === undefined) {
+      if (route.key === undefined) {
         // Only a session owner could take it and none is ready: same answer as a missing header.
         this.counters.dropped++;
         respond(handle, this.missingHeader);
@@ -262,14 +270,17 @@ export class Balancer {
 
   /** The worker of `slot` could not take `handle` (it died, or its channel broke): try the next. */
   private retry(handle: RawHandle, slot: number): void {
-    const tried = this.tried.get(handle) ?? new Set<number>();
-    tried.add(slot);
+    const tried = this.tried.get(handle) ?? new Map<number, number>();
+    tried.set(slot, this.pool.generation(slot));
     this.tried.set(handle, tried);
     this.counters.rerouted++;
     this.keyAndRoute(handle);
   }
 
-  /** No worker is ready: keep the connection (unread) until one is, or answer 503. */
+  /**
+   * No worker is ready (or none that has not already failed this connection): keep the
+   * connection (unread) until one is, or answer 503.
+   */
   private hold(handle: RawHandle, route: RouteKey): void {
     if (this.closed || this.pending.size >= this.options.maxPendingConnections) {
       this.respond503(handle);

@@ -14,6 +14,8 @@ interface Sent {
   handle: RawHandle;
   /** The number of the acknowledgement that answers this handle. */
   answer: number;
+  /** When it was sent (ms). */
+  at: number;
 }
 
 /**
@@ -31,6 +33,24 @@ interface Sent {
  */
 export class Handoff {
   private sent: Sent[] = [];
+  /** Handles sent (or queued to be sent) that the worker has not taken yet. */
+  get queued(): number {
+    return this.sent.length;
+  }
+
+  /**
+   * How long the worker has taken none of the handles waiting for it, in ms (0 when none wait):
+   * since the oldest was sent or the last was answered, whichever came later. A worker whose
+   * event loop runs answers each handle within moments, however many wait.
+   */
+  stalledFor(now: number): number {
+    const oldest = this.sent[0];
+    return oldest ? now - Math.max(oldest.at, this.answeredAt) : 0;
+  }
+
+  /** When the worker last answered a handle (ms). */
+  private answeredAt = 0;
+
   /** Acknowledgements (ACK or NACK) seen on this channel so far. */
   private answers = 0;
   private readonly stopListening: () => void;
@@ -56,7 +76,7 @@ export class Handoff {
     // Without Node's queue to look at, only this channel's own handles can be counted (exact
     // unless the worker also listens on a port of its own, when cluster sends handles too).
     const ahead = handlesAhead(this.worker) ?? this.sent.length;
-    const entry: Sent = { handle, answer: this.answers + ahead + 1 };
+    const entry: Sent = { handle, answer: this.answers + ahead + 1, at: Date.now() };
     this.sent.push(entry);
     const msg =
       head || peer
@@ -91,6 +111,7 @@ export class Handoff {
 
   private onAnswer(taken: boolean): void {
     this.answers++;
+    this.answeredAt = Date.now();
     const head = this.sent[0];
     if (head?.answer !== this.answers) return; // someone else's handle
     this.sent.shift();

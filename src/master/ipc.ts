@@ -4,6 +4,7 @@ import { isRawHandle, type RawHandle } from '../node-internals.js';
 import {
   type LeavingMessage,
   MessageType,
+  type PongMessage,
   parseMessage,
   type ReadyMessage,
   SOURCE,
@@ -13,8 +14,8 @@ import {
   type StoreQueryMessage,
 } from '../protocol/messages.js';
 
-/** A worker's messages about its own lifecycle. */
-export type LifecycleMessage = ReadyMessage | StartFailedMessage | LeavingMessage;
+/** A worker's messages about its own lifecycle (and its answers to liveness pings). */
+export type LifecycleMessage = ReadyMessage | StartFailedMessage | LeavingMessage | PongMessage;
 
 /** Who owns what a worker sends: each message goes to exactly one of them. */
 export interface WorkerMessageOwners {
@@ -73,6 +74,7 @@ export class WorkerChannels {
       case MessageType.Ready:
       case MessageType.StartFailed:
       case MessageType.Leaving:
+      case MessageType.Pong:
         this.owners.lifecycle(slot, worker, msg);
         return;
       default:

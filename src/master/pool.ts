@@ -10,6 +10,7 @@ import {
   MessageType,
   message,
   NODELAY_ENV,
+  type PingMessage,
   type ShutdownMessage,
   SLOT_ENV,
   type SlotsMessage,
@@ -46,6 +47,13 @@ export interface PoolEvents {
   workerExit: [WorkerExitInfo];
   /** `attempt`: unplanned exits in a row (0 when a worker that left on its own is replaced). */
   workerRespawn: [{ slot: number; attempt: number; delay: number }];
+  /**
+   * A ready worker stopped answering (`ping`: no answer to the liveness pings for
+   * `unresponsiveTimeout`; `queue`: `maxQueuedHandles` connections it has not taken): it is
+   * out of routing, its queued connections go elsewhere, and it is killed (then re-forked as
+   * after a crash). `silentFor`: ms since it last answered.
+   */
+  workerUnresponsive: [{ slot: number; pid: number; reason: 'ping' | 'queue'; silentFor: number }];
   /** The set of ready slots changed. */
   change: [];
   /** Connections sent to a worker that died before taking them; they need another home. */
@@ -71,6 +79,10 @@ interface WorkerSlot {
   /** The worker announced it is leaving (the app called close() in it). */
   leaving: boolean;
   readyAt: number;
+  /** When the worker last answered a liveness ping (or became ready). */
+  lastHeard: number;
+  /** Workers forked into this slot so far: a new worker is a new generation. */
+  generation: number;
   connections: number;
   restarts: number;
   timer: NodeJS.Timeout | undefined;
@@ -99,11 +111,16 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       crashes: 0,
       leaving: false,
       readyAt: 0,
+      lastHeard: 0,
+      generation: 0,
       connections: 0,
       restarts: 0,
       timer: undefined,
     }));
   }
+
+  private pinger: NodeJS.Timeout | undefined;
+  private pings = 0;
 
   /** The primary's bound address, handed to every worker it forks (see `StickyWorker.address`). */
   private address = '';
@@ -113,6 +130,62 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     this.address = JSON.stringify(address);
     this.noDelay = noDelayInherited ? '1' : '0';
     for (const s of this.slots) this.fork(s);
+    this.pinger = setInterval(() => this.checkLiveness(), pingInterval(this.options));
+    this.pinger.unref();
+  }
+
+  /** How many workers have been forked into `slot`: it changes when its worker is replaced. */
+  generation(slot: number): number {
+    return this.slots[slot]?.generation ?? 0;
+  }
+
+  /**
+   * Takes a ready worker that stopped answering out of routing: the connections it has not
+   * taken go elsewhere, and it is killed (its exit re-forks the slot as after a crash).
+   */
+  unresponsive(slot: number, reason: 'ping' | 'queue'): void {
+    const s = this.slots[slot];
+    const worker = s?.worker;
+    if (!s || !worker || s.state !== 'ready') return;
+    s.state = 'stopping';
+    this.updateLive();
+    const pid = worker.process.pid ?? -1;
+    debug('slot %d: pid %d unresponsive (%s), killing it', slot, pid, reason);
+    this.emit('workerUnresponsive', { slot, pid, reason, silentFor: Date.now() - s.lastHeard });
+    // Killed first: a worker that wakes up must not also serve what is handed elsewhere.
+    kill(worker, 'SIGKILL');
+    const orphans = s.handoff?.takeUnacknowledged() ?? [];
+    if (orphans.length > 0) this.emit('orphans', orphans);
+  }
+
+  /**
+   * Whether `slot`'s worker holds `maxQueuedHandles` connections it has not taken and has taken
+   * none for a ping interval: stuck, not merely busy (a burst of connections queues for a
+   * moment at a worker whose event loop runs, and drains).
+   */
+  overQueued(slot: number, now = Date.now()): boolean {
+    const handoff = this.slots[slot]?.handoff;
+    return (
+      handoff !== undefined &&
+      handoff.queued >= this.options.maxQueuedHandles &&
+      handoff.stalledFor(now) >= pingInterval(this.options)
+    );
+  }
+
+  /**
+   * Pings every ready worker; one silent for `unresponsiveTimeout`, or stuck with a full queue
+   * of connections, is taken out.
+   */
+  private checkLiveness(): void {
+    const now = Date.now();
+    this.pings++;
+    const ping = message<PingMessage>(MessageType.Ping, { n: this.pings });
+    for (const s of this.slots) {
+      if (s.state !== 'ready' || !s.worker) continue;
+      if (now - s.lastHeard > this.options.unresponsiveTimeout) this.unresponsive(s.slot, 'ping');
+      else if (this.overQueued(s.slot, now)) this.unresponsive(s.slot, 'queue');
+      else sendToWorker(s.worker, ping, `slot ${s.slot}: ping`);
+    }
   }
 
   /** The way to hand connections to `slot`'s worker, if it is ready. */
@@ -148,6 +221,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   shutdown(): void {
     if (this.closing) return;
     this.closing = true;
+    clearInterval(this.pinger);
     for (const s of this.slots) {
       clearTimeout(s.timer);
       s.timer = undefined;
@@ -181,6 +255,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       [TRANSPORT_ENV]: this.options.multicast ? 'multicast' : this.options.redis ? 'redis' : '',
     });
     s.worker = worker;
+    s.generation++;
     s.handoff = new Handoff(worker, (handle) => this.emit('returned', handle, s.slot));
     s.state = 'starting';
     s.timer = setTimeout(() => {
@@ -216,10 +291,13 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       s.timer = undefined;
       s.state = 'ready';
       s.readyAt = Date.now();
+      s.lastHeard = s.readyAt;
       // Sent before any connection can be: IPC keeps the order.
       this.emit('syncWorker', worker);
       this.updateLive();
       this.emit('workerUp', { slot: s.slot, pid: worker.process.pid ?? -1 });
+    } else if (msg.t === MessageType.Pong) {
+      s.lastHeard = Date.now();
     } else if (msg.t === MessageType.StartFailed) {
       debug('slot %d: worker failed to start: %s', s.slot, msg.reason);
     } else if (msg.t === MessageType.Leaving && s.state === 'ready') {
@@ -295,4 +373,12 @@ function kill(worker: Worker, signal: NodeJS.Signals): void {
   } catch (err) {
     debug('kill %s of pid %d failed: %s', signal, worker.process.pid, (err as Error).message);
   }
+}
+
+/**
+ * How often the primary pings each worker (and looks at its queue of connections): five pings
+ * per `unresponsiveTimeout`, and at least one a second.
+ */
+function pingInterval(options: ResolvedStickyOptions): number {
+  return Math.min(1000, Math.max(20, Math.floor(options.unresponsiveTimeout / 5)));
 }

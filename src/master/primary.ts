@@ -73,7 +73,10 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     super();
     cluster.setupPrimary({ serialization: options.serialization });
     this.pool = new WorkerPool(options);
-    this.hub = new Hub({ transport: resolveTransport(options) });
+    this.hub = new Hub({
+      transport: resolveTransport(options),
+      maxBacklog: options.maxIpcBacklog,
+    });
     this.balancer = new Balancer(options, this.pool, rendezvous(options.seed, options.num));
     this.channels = new WorkerChannels({
       isCurrent: (slot, worker) => this.pool.isCurrent(slot, worker),
@@ -95,6 +98,10 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     this.pool.on('workerRespawn', (info) => {
       publishWorker('respawn', info);
       this.emit('workerRespawn', info);
+    });
+    this.pool.on('workerUnresponsive', (info) => {
+      publishWorker('unresponsive', info);
+      this.emit('workerUnresponsive', info);
     });
     this.balancer.server.on('error', (err) => this.onServerError(err));
   }
@@ -234,6 +241,6 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
   }
 }
 
-function publishWorker(event: 'up' | 'exit' | 'respawn', info: object): void {
+function publishWorker(event: 'up' | 'exit' | 'respawn' | 'unresponsive', info: object): void {
   if (channels.worker.hasSubscribers) channels.worker.publish({ event, ...info });
 }

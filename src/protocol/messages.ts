@@ -45,6 +45,10 @@ export const MessageType = {
   StoreQuery: 12,
   /** primary -> worker: the read on miss numbered `id` may go on. */
   StoreFound: 13,
+  /** primary -> worker: are you there? (liveness: a blocked event loop does not answer). */
+  Ping: 14,
+  /** worker -> primary: the answer to the Ping numbered `n`. */
+  Pong: 15,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -87,6 +91,8 @@ export type StoreQueryMessage = Envelope<typeof MessageType.StoreQuery> & {
   sid: string;
 };
 export type StoreFoundMessage = Envelope<typeof MessageType.StoreFound> & { id: number };
+export type PingMessage = Envelope<typeof MessageType.Ping> & { n: number };
+export type PongMessage = Envelope<typeof MessageType.Pong> & { n: number };
 
 export type Message =
   | ReadyMessage
@@ -101,7 +107,9 @@ export type Message =
   | StoreStateMessage
   | StoreHelloMessage
   | StoreQueryMessage
-  | StoreFoundMessage;
+  | StoreFoundMessage
+  | PingMessage
+  | PongMessage;
 
 /** Builds a message of the given type; `body` holds its type-specific fields. */
 export function message<M extends Message>(t: M['t'], body: Omit<M, 'src' | 'v' | 't'>): M {
@@ -144,6 +152,9 @@ export function parseMessage(value: unknown): Message | undefined {
         : undefined;
     case MessageType.StoreFound:
       return Number.isSafeInteger(m.id) ? (m as unknown as StoreFoundMessage) : undefined;
+    case MessageType.Ping:
+    case MessageType.Pong:
+      return Number.isSafeInteger(m.n) ? (m as unknown as Message) : undefined;
     case MessageType.StoreState:
       return Array.isArray(m.changes) && typeof m.done === 'boolean'
         ? (m as unknown as StoreStateMessage)

@@ -15,6 +15,8 @@ import {
   MessageType,
   message,
   NODELAY_ENV,
+  type PingMessage,
+  type PongMessage,
   type ReadyMessage,
   type ShutdownMessage,
   SLOT_ENV,
@@ -30,8 +32,13 @@ export type ServerFactory = () => AnyServer | Promise<AnyServer>;
 export type WorkerState = 'idle' | 'starting' | 'ready' | 'draining' | 'closed';
 
 /** The messages a worker takes from its primary (the store's are its hub client's). */
-const WORKER_MESSAGES = [MessageType.Connection, MessageType.Slots, MessageType.Shutdown] as const;
-type WorkerMessage = ConnectionMessage | SlotsMessage | ShutdownMessage;
+const WORKER_MESSAGES = [
+  MessageType.Connection,
+  MessageType.Slots,
+  MessageType.Shutdown,
+  MessageType.Ping,
+] as const;
+type WorkerMessage = ConnectionMessage | SlotsMessage | ShutdownMessage | PingMessage;
 
 export interface WorkerEvents {
   /** The factory's server exists and the primary has been told; connections may arrive. */
@@ -224,6 +231,9 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
       }
     } else if (msg.t === MessageType.Slots) {
       this.keptOpen?.setLive(msg.live);
+    } else if (msg.t === MessageType.Ping) {
+      // Answered from the event loop: a worker whose loop is blocked does not answer.
+      sendToPrimary(message<PongMessage>(MessageType.Pong, { n: msg.n }), 'pong');
     } else {
       this.shutdownRequested = true;
       void this.close();

@@ -200,7 +200,15 @@ describe('IP mode when a worker dies', () => {
     async () => {
       const app = await startFixture({
         fixture: 'ip-app.mjs',
-        env: { WORKERS: '4', STICKY_OPTIONS: JSON.stringify({ seed: 7, respawnDelay: 1200 }) },
+        // This test kills the blocked worker itself: the primary's liveness check must not first.
+        env: {
+          WORKERS: '4',
+          STICKY_OPTIONS: JSON.stringify({
+            seed: 7,
+            respawnDelay: 1200,
+            unresponsiveTimeout: 60_000,
+          }),
+        },
       });
       const port = app.port();
       const replies = await Promise.all(SOURCES.map((source) => getWorker({ port, source })));

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { rendezvous } from '../../src/hash.js';
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
@@ -175,3 +176,31 @@ async function inBatches(n: number, size: number, work: (i: number) => Promise<v
     await Promise.all(Array.from({ length: Math.min(size, n - start) }, (_, k) => work(start + k)));
   }
 }
+
+describe('the hub and a worker that does not read its channel', () => {
+  it('is not queued into without bound: the worker is resynced from full state once it drains', async () => {
+    const app = await start({
+      STICKY_OPTIONS: JSON.stringify({
+        seed: SEED,
+        maxIpcBacklog: 64 * 1024,
+        unresponsiveTimeout: 60_000,
+      }),
+    });
+    const port = app.port();
+    // Worker 1 blocks for 1.5 s: what the hub forwards to it meanwhile backs up in the primary.
+    const blocked = call(port, 'GET', '/block?ms=1500', 1);
+    await delay(100);
+    await call(port, 'POST', '/bulk?n=4000&prefix=while-blocked-', 0);
+    await blocked;
+    await vi.waitFor(
+      async () => {
+        const seen = await Promise.all(SLOTS.map((slot) => call(port, 'GET', '/digest', slot)));
+        expect(new Set(seen.map((r) => `${r.body.sessions}:${r.body.digest}`)).size).toBe(1);
+        expect(seen[1]?.body.sessions).toBe(4000);
+      },
+      { timeout: 10_000, interval: 100 },
+    );
+    const stats = await sessionAppStats<{ sessions: { resyncs: number } }>(app);
+    expect(stats.sessions.resyncs).toBeGreaterThanOrEqual(1);
+  });
+});

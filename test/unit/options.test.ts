@@ -33,6 +33,10 @@ describe('options', () => {
       ignoreMissingHeader: false,
       maxHeaderBytes: 16_384,
       headTimeout: 10_000,
+      maxHeadReads: 4096,
+      unresponsiveTimeout: 5_000,
+      maxQueuedHandles: 1024,
+      maxIpcBacklog: 16_777_216,
       proxyProtocol: false,
       sessionAffinity: false,
       sync: false,
@@ -60,6 +64,10 @@ describe('options', () => {
       ignoreMissingHeader: true,
       maxHeaderBytes: 4096,
       headTimeout: 500,
+      maxHeadReads: 10,
+      unresponsiveTimeout: 2000,
+      maxQueuedHandles: 16,
+      maxIpcBacklog: 100_000,
       proxyProtocol: true,
     };
     expect(resolveOptions(given)).toEqual({ ...given, sessionAffinity: false, sync: false });
@@ -90,6 +98,10 @@ describe('options', () => {
     ['ignoreMissingHeader', 'no'],
     ['maxHeaderBytes', 10],
     ['headTimeout', 0],
+    ['maxHeadReads', 0],
+    ['unresponsiveTimeout', 99],
+    ['maxQueuedHandles', 1.5],
+    ['maxIpcBacklog', 1000],
   ])('rejects %s = %s with a coded error that names it', (name, value) => {
     const err = thrown(() => resolveOptions({ [name]: value } as never));
     expect(err).toBeInstanceOf(StickyMeshError);

@@ -17,6 +17,8 @@ describe('IPC protocol', () => {
       message(MessageType.Leaving, {}),
       message(MessageType.StoreQuery, { id: 7, sid: 'abcdefgh12345678' }),
       message(MessageType.StoreFound, { id: 7 }),
+      message(MessageType.Ping, { n: 3 }),
+      message(MessageType.Pong, { n: 3 }),
     ];
     for (const m of all) expect(parseMessage(JSON.parse(JSON.stringify(m)))).toEqual(m);
   });
@@ -56,6 +58,8 @@ describe('IPC protocol', () => {
       StoreHello: 11,
       StoreQuery: 12,
       StoreFound: 13,
+      Ping: 14,
+      Pong: 15,
     });
   });
 });

@@ -17,12 +17,18 @@ import { parseChange } from '../../wire.js';
 
 /** Changes per state-transfer message: keeps each IPC message small whatever the total. */
 const STATE_CHUNK = 500;
+/** How often the channels of workers that fell behind are looked at, in ms. */
+const DRAIN_CHECK_MS = 50;
+/** Bytes a change's message takes beside its session data (envelope, id, version), roughly. */
+const CHANGE_OVERHEAD = 160;
 
 export interface HubCounters {
   /** Writes received from workers and applied. */
   writes: number;
   /** IPC store messages dropped as malformed. */
   dropped: number;
+  /** Times a worker's channel backed up past `maxIpcBacklog` and it was resynced once drained. */
+  resyncs: number;
 }
 
 export interface HubOptions<T extends Transport> {
@@ -32,6 +38,8 @@ export interface HubOptions<T extends Transport> {
   tombstoneTtl?: number;
   /** How often it sweeps expired records, in ms. */
   sweepInterval?: number;
+  /** Bytes queued to a worker's channel past which it is resynced instead (`maxIpcBacklog`). */
+  maxBacklog?: number;
 }
 
 /**
@@ -47,15 +55,29 @@ export interface HubOptions<T extends Transport> {
  * state (in chunks) just before it is marked ready, so its first request sees every session.
  */
 export class Hub<T extends Transport = Transport> implements ReplicaHost {
-  readonly counters: HubCounters = { writes: 0, dropped: 0 };
+  readonly counters: HubCounters = { writes: 0, dropped: 0, resyncs: 0 };
   readonly table: SessionTable;
   /** The transport to other machines, if any: gets every change a worker makes. */
   readonly transport: T | undefined;
   /** Workers that have the full state, and so get every write from now on. */
   private readonly synced = new Set<Worker>();
   private readonly sweeper: NodeJS.Timeout;
+  /**
+   * Bytes of changes sent to each worker whose write has not completed yet (a worker that does
+   * not read its channel leaves them queued in this process). Counted with the send callbacks:
+   * no Node internal is needed.
+   */
+  private readonly backlog = new Map<Worker, number>();
+  /**
+   * Workers whose backlog passed `maxBacklog`: fed nothing until it has drained, then given the
+   * full state again (which holds every change they missed).
+   */
+  private readonly behind = new Set<Worker>();
+  private drainCheck: NodeJS.Timeout | undefined;
+  private readonly maxBacklog: number;
 
   constructor(options: HubOptions<T> = {}) {
+    this.maxBacklog = options.maxBacklog ?? 16 * 1024 * 1024;
     this.table = new SessionTable({ tombstoneTtl: options.tombstoneTtl ?? 600_000 });
     this.sweeper = setInterval(() => this.table.sweep(), options.sweepInterval ?? 60_000);
     this.sweeper.unref();
@@ -91,9 +113,14 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
       const done = i + STATE_CHUNK >= changes.length;
       send(worker, message<StoreStateMessage>(MessageType.StoreState, { changes: part, done }));
     }
+    this.behind.delete(worker);
     if (!this.synced.has(worker)) {
       this.synced.add(worker);
-      worker.once('exit', () => this.synced.delete(worker));
+      worker.once('exit', () => {
+        this.synced.delete(worker);
+        this.behind.delete(worker);
+        this.backlog.delete(worker);
+      });
     }
   }
 
@@ -106,7 +133,10 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
 
   close(): void {
     clearInterval(this.sweeper);
+    clearInterval(this.drainCheck);
     this.synced.clear();
+    this.behind.clear();
+    this.backlog.clear();
   }
 
   /** A worker's write: apply, pass on to every other worker, then acknowledge. */
@@ -130,7 +160,42 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
   private forward(change: Change, from: Worker | undefined): void {
     if (this.synced.size === 0) return;
     const msg = message<StoreChangeMessage>(MessageType.StoreChange, { change });
-    for (const worker of this.synced) if (worker !== from) send(worker, msg);
+    const bytes = change.op === 'set' ? change.data.length + CHANGE_OVERHEAD : CHANGE_OVERHEAD;
+    for (const worker of this.synced) {
+      if (worker === from || this.behind.has(worker) || !worker.isConnected()) continue;
+      const queued = (this.backlog.get(worker) ?? 0) + bytes;
+      this.backlog.set(worker, queued);
+      worker.send(msg, (err: Error | null) => {
+        if (err) debug('hub: change to pid %d failed: %s', worker.process.pid, err.message);
+        const left = (this.backlog.get(worker) ?? bytes) - bytes;
+        if (left > 0) this.backlog.set(worker, left);
+        else this.backlog.delete(worker);
+      });
+      if (queued > this.maxBacklog) this.fallBehind(worker, queued);
+    }
+  }
+
+  /** A worker does not read its channel: stop queueing into it, resync it once it drained. */
+  private fallBehind(worker: Worker, queued: number): void {
+    debug('hub: %d bytes queued to pid %d; resync once drained', queued, worker.process.pid);
+    this.behind.add(worker);
+    this.drainCheck ??= setInterval(() => this.resyncDrained(), DRAIN_CHECK_MS);
+    this.drainCheck.unref();
+  }
+
+  private resyncDrained(): void {
+    for (const worker of this.behind) {
+      if (!worker.isConnected()) {
+        this.behind.delete(worker);
+      } else if (!this.backlog.has(worker)) {
+        this.counters.resyncs++;
+        this.sync(worker);
+      }
+    }
+    if (this.behind.size === 0) {
+      clearInterval(this.drainCheck);
+      this.drainCheck = undefined;
+    }
   }
 }
 
