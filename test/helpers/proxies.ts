@@ -3,7 +3,7 @@
  * a configuration written to a temporary directory, listening on loopback only, and stopped (and
  * awaited) on teardown.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -158,4 +158,73 @@ listen v2
 `;
   await writeFile(join(dir, 'haproxy.cfg'), conf);
   return start('haproxy', ['-f', join(dir, 'haproxy.cfg'), '-db'], [v1, v2], dir);
+}
+
+/** The installed HAProxy's version from `haproxy -v` (e.g. [2, 6]); undefined if unreadable. */
+export function haproxyVersion(): [major: number, minor: number] | undefined {
+  try {
+    const text = execFileSync('haproxy', ['-v'], { encoding: 'utf8' });
+    const m = /HAProxy version (\d+)\.(\d+)/.exec(text);
+    return m ? [Number(m[1]), Number(m[2])] : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** One listening port of a proxy and what it does there. */
+export interface Listener {
+  readonly name: string;
+  readonly port: number;
+}
+
+/**
+ * HAProxy in HTTP mode in front of `upstreamPort`, adding the RFC 7239 `Forwarded` element
+ * `proto=http;for=<client address>` as its `option forwarded` does (HAProxy 2.7+): appended to
+ * the client's last Forwarded line after ", " when HAProxy's validation accepts the client's
+ * lines, on a line of its own otherwise.
+ *
+ * HAProxy 2.6 (Debian 12's) has no `option forwarded`; there `http-request` rules write each of
+ * those two shapes, on a listener of its own: 'own line' always adds a line, 'appended' appends
+ * to every line the client sent (the same as appending to the last one when the client sent one
+ * line) or adds a line when it sent none. `forwarded` (2.7+) or both (2.6) are the listeners.
+ */
+export async function startHaproxyForwarded(
+  upstreamPort: number,
+): Promise<{ proxy: RunningProxy; listeners: Listener[] }> {
+  const version = haproxyVersion();
+  const native = version !== undefined && (version[0] > 2 || (version[0] === 2 && version[1] >= 7));
+  const rules: Record<string, string[]> = native
+    ? { 'option forwarded': ['option forwarded'] }
+    : {
+        'own line (what option forwarded does with an invalid header)': [
+          'http-request add-header forwarded "proto=http;for=%[src]"',
+        ],
+        'appended (what option forwarded does with a valid header)': [
+          'http-request replace-header forwarded ^(.*)$ "\\1, proto=http;for=%[src]"',
+          'http-request add-header forwarded "proto=http;for=%[src]" unless { req.fhdr_cnt(forwarded) gt 0 }',
+        ],
+      };
+  const dir = await mkdtemp(join(tmpdir(), 'sticky-mesh-haproxy-'));
+  const listeners: Listener[] = [];
+  for (const name of Object.keys(rules)) listeners.push({ name, port: await freePort() });
+  const conf = [
+    'global',
+    '  maxconn 512',
+    'defaults',
+    '  mode http',
+    '  timeout connect 2s',
+    '  timeout client 10s',
+    '  timeout server 10s',
+    ...listeners.flatMap(({ name, port }, i) => [
+      `listen forwarded${i}`,
+      `  bind 127.0.0.1:${port}`,
+      ...(rules[name] ?? []).map((rule) => `  ${rule}`),
+      `  server app 127.0.0.1:${upstreamPort}`,
+    ]),
+    '',
+  ].join('\n');
+  await writeFile(join(dir, 'haproxy.cfg'), conf);
+  const ports = listeners.map((l) => l.port);
+  const proxy = await start('haproxy', ['-f', join(dir, 'haproxy.cfg'), '-db'], ports, dir);
+  return { proxy, listeners };
 }
