@@ -11,8 +11,7 @@ import {
   setOnRead,
   socketFromHandle,
 } from '../node-internals.js';
-import { findHeadEnd } from './head.js';
-import { parseProxyHeader } from './proxy-protocol.js';
+import { type HeadLimits, HeadParser } from './head.js';
 
 /** How a connection's request head was read (in the primary, or in a worker between requests). */
 export type HeadReadResult =
@@ -40,18 +39,9 @@ export type HeadReadResult =
   /** The client closed or reset before its head was complete (already closed here). */
   | { status: 'closed' };
 
-export interface HeadReadOptions {
-  /** Most bytes read while looking for the end of the head (PROXY header included). */
-  maxBytes: number;
-  /** Time allowed for the whole head, in ms. */
+export interface HeadReadOptions extends HeadLimits {
+  /** Time allowed for the whole head, from the call on (a deadline, not an idle timer), in ms. */
   timeoutMs: number;
-  /** Expect a PROXY protocol (v1 or v2) header before the request. */
-  proxyProtocol: boolean;
-  /**
-   * Also read the HTTP request head after any PROXY header. `false` stops right after the PROXY
-   * header (what follows may be a TLS handshake for the workers to terminate).
-   */
-  untilHead: boolean;
   /**
    * How to read: straight from the handle (no stream object; the default where this Node
    * exposes its read state) or through a `net.Socket`. Both are exact; tests run both.
@@ -78,65 +68,6 @@ export interface HeadRead {
   closeIfIdle(): boolean;
   /** Stops waiting without a report and without touching the handle (its owner closed it). */
   abandon(): void;
-}
-
-/**
- * Collects bytes until the head is complete (or a limit is hit) and decides. Shared by both
- * read paths, which only differ in how bytes arrive and how reading stops.
- */
-class HeadParser {
-  private readonly chunks: Buffer[] = [];
-  total = 0;
-  private proxyLength: number;
-  private source: string | undefined;
-
-  constructor(private readonly options: HeadReadOptions) {
-    this.proxyLength = options.proxyProtocol ? -1 : 0;
-  }
-
-  /**
-   * Adds a chunk. Returns `undefined` while more is needed, else what was found: the head's end
-   * (`bytes` after any PROXY header), a limit, or a bad PROXY header.
-   */
-  push(
-    chunk: Buffer,
-  ):
-    | { status: 'ok'; all: Buffer; headLength: number }
-    | { status: 'too-large' }
-    | { status: 'bad-proxy'; reason: string }
-    | undefined {
-    this.chunks.push(chunk);
-    this.total += chunk.length;
-    const all = this.chunks.length === 1 ? chunk : Buffer.concat(this.chunks);
-    if (this.chunks.length > 1) {
-      this.chunks.length = 0;
-      this.chunks.push(all);
-    }
-    if (this.proxyLength === -1) {
-      const proxy = parseProxyHeader(all);
-      if (proxy.status === 'invalid') return { status: 'bad-proxy', reason: proxy.reason };
-      if (proxy.status === 'ok') {
-        this.proxyLength = proxy.length;
-        this.source = proxy.source;
-      }
-    }
-    if (this.proxyLength >= 0 && !this.options.untilHead) {
-      return { status: 'ok', all: all.subarray(this.proxyLength), headLength: 0 };
-    }
-    if (this.proxyLength >= 0) {
-      const end = findHeadEnd(all.subarray(this.proxyLength));
-      if (end !== -1 && this.proxyLength + end <= this.options.maxBytes) {
-        return { status: 'ok', all: all.subarray(this.proxyLength), headLength: end };
-      }
-    }
-    // No head end within the first maxBytes: too large, however much more has arrived.
-    if (this.total > this.options.maxBytes) return { status: 'too-large' };
-    return undefined;
-  }
-
-  get proxySource(): string | undefined {
-    return this.source;
-  }
 }
 
 /**
@@ -167,19 +98,28 @@ function readFromHandle(
 ): HeadRead {
   const parser = new HeadParser(options);
   let finished = false;
+  let paused: NodeJS.Timeout | undefined;
   const finish = (result: HeadReadResult) => {
     if (finished) return;
     finished = true;
     if (timer) clearTimeout(timer);
+    clearTimeout(paused);
     handle.readStop();
     setOnRead(handle, ignoreRead);
     if (result.status === 'closed' && !options.keepHandle) handle.close();
     done(result);
   };
   let timer: NodeJS.Timeout | undefined;
+  const resume = () => {
+    paused = undefined;
+    if (!finished && handle.readStart() !== 0) finish({ status: 'closed' });
+  };
   const take = (chunk: Buffer) => {
     const found = parser.push(chunk);
-    if (found === undefined) return;
+    if (found === undefined) {
+      if (parser.trickling) paused ??= pauseReading(handle, resume);
+      return;
+    }
     if (found.status === 'ok') {
       finish({
         status: 'ok',
@@ -224,11 +164,29 @@ function readFromHandle(
     abandon() {
       finished = true;
       if (timer) clearTimeout(timer);
+      clearTimeout(paused);
     },
   };
 }
 
 function ignoreRead(): void {}
+
+/**
+ * How long a trickling client's reads are spaced (`HeadParser#trickling`), in ms: a head cut
+ * into single bytes then costs at most `timeoutMs / PACE_MS` more reads (500 at the default
+ * 10 s), not one per byte. A read costs ~20 us of CPU whatever it holds (a system call, a wakeup,
+ * a callback), so 16 KB read a byte at a time would cost ~0.35 s (bench/head-reading.mjs); a
+ * client that is not trickling never waits.
+ */
+const PACE_MS = 20;
+
+/** Stops `handle` reading for `PACE_MS` (bytes gather in the kernel), then calls `resume`. */
+function pauseReading(handle: RawHandle, resume: () => void): NodeJS.Timeout {
+  handle.readStop();
+  const timer = setTimeout(resume, PACE_MS);
+  timer.unref();
+  return timer;
+}
 
 /** Scratch space for `readNow`; what is read is copied out, so one buffer serves every call. */
 let scratch: Buffer | undefined;
@@ -270,11 +228,13 @@ function readFromSocket(
   const socket = socketFromHandle(handle);
   const parser = new HeadParser(options);
   let finished = false;
+  let paused: NodeJS.Timeout | undefined;
 
   const finish = (result: HeadReadResult) => {
     if (finished) return;
     finished = true;
     clearTimeout(timer);
+    clearTimeout(paused);
     socket.removeListener('readable', onReadable);
     socket.removeListener('end', onGone);
     socket.removeListener('close', onGone);
@@ -300,6 +260,15 @@ function readFromSocket(
       else if (found.status === 'too-large') finish({ status: 'too-large', connection: socket });
       else finish({ status: 'bad-proxy', connection: socket, reason: found.reason });
     }
+    const raw = handleOf(socket);
+    if (!finished && !paused && raw && parser.trickling) paused = pauseReading(raw, resume);
+  };
+  // Node's `reading` flag stays set while paused here, so the stream does not restart the
+  // handle itself; unset, the stream stopped it (buffer full) and restarts it when drained.
+  const resume = () => {
+    paused = undefined;
+    const raw = handleOf(socket);
+    if (!finished && raw?.reading) raw.readStart();
   };
 
   const complete = (all: Buffer, headLength: number) => {
@@ -332,6 +301,7 @@ function readFromSocket(
     abandon() {
       finished = true;
       clearTimeout(timer);
+      clearTimeout(paused);
     },
   };
 }

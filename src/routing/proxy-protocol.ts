@@ -6,8 +6,11 @@ import { normaliseAddress } from './address.js';
  * (so it also precedes a TLS handshake). Pure; never throws; looks at no byte past the header.
  */
 export type ProxyHeaderResult =
-  /** More bytes are needed to decide. */
-  | { status: 'incomplete' }
+  /**
+   * More bytes are needed to decide: at least `need` in all (no answer changes before), so a
+   * caller reading in pieces asks again only then.
+   */
+  | { status: 'incomplete'; need: number }
   /** Not a PROXY header, or a malformed one. */
   | { status: 'invalid'; reason: string }
   /**
@@ -25,12 +28,14 @@ const V1_PREFIX = Buffer.from('PROXY ', 'latin1');
 const V1_MAX = 107;
 
 export function parseProxyHeader(buf: Uint8Array): ProxyHeaderResult {
-  if (buf.length === 0) return { status: 'incomplete' };
+  if (buf.length === 0) return { status: 'incomplete', need: 1 };
   if (startsWithPartial(buf, V2_SIGNATURE)) {
-    return buf.length < 16 ? { status: 'incomplete' } : parseV2(buf);
+    return buf.length < 16 ? { status: 'incomplete', need: 16 } : parseV2(buf);
   }
   if (startsWithPartial(buf, V1_PREFIX)) {
-    return buf.length < V1_PREFIX.length ? { status: 'incomplete' } : parseV1(buf);
+    return buf.length < V1_PREFIX.length
+      ? { status: 'incomplete', need: V1_PREFIX.length }
+      : parseV1(buf);
   }
   return { status: 'invalid', reason: 'no PROXY protocol signature' };
 }
@@ -54,7 +59,7 @@ function parseV1(buf: Uint8Array): ProxyHeaderResult {
   if (end === -1) {
     return buf.length >= V1_MAX
       ? { status: 'invalid', reason: 'v1 header longer than 107 bytes' }
-      : { status: 'incomplete' };
+      : { status: 'incomplete', need: buf.length + 1 };
   }
   const line = Buffer.from(buf.buffer, buf.byteOffset, end - 2).toString('latin1');
   const fields = line.split(' ');
@@ -88,7 +93,7 @@ function parseV2(buf: Uint8Array): ProxyHeaderResult {
   if (command > 1) return { status: 'invalid', reason: 'unknown v2 command' };
   const family = (buf[13] ?? 0) >> 4;
   const length = 16 + (((buf[14] ?? 0) << 8) | (buf[15] ?? 0));
-  if (buf.length < length) return { status: 'incomplete' };
+  if (buf.length < length) return { status: 'incomplete', need: length };
   if (command === 0) return { status: 'ok', length, source: undefined }; // LOCAL: health checks
   if (family === 1) {
     if (length < 16 + 12) return { status: 'invalid', reason: 'short v2 IPv4 block' };

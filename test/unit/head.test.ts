@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { findHeadEnd, parseHead } from '../../src/routing/head.js';
+import { findHeadEnd, HEAD_SCAN, parseHead, scanHeadEnd } from '../../src/routing/head.js';
 
 const bytes = (s: string) => Buffer.from(s, 'latin1');
 
@@ -62,6 +62,58 @@ describe('findHeadEnd', () => {
         }
       }),
     );
+  });
+});
+
+/** findHeadEnd as it was: rescans from byte 0 (the reference for the incremental scan). */
+function referenceHeadEnd(buf: Uint8Array): number {
+  let i = 0;
+  while (i < buf.length && (buf[i] === 0x0d || buf[i] === 0x0a)) i++;
+  for (; i < buf.length; i++) {
+    if (buf[i] !== 0x0a) continue;
+    if (buf[i + 1] === 0x0a) return i + 2;
+    if (buf[i + 1] === 0x0d && buf[i + 2] === 0x0a) return i + 3;
+  }
+  return -1;
+}
+
+describe('scanHeadEnd: the end-of-head search, resumed piece by piece', () => {
+  // Heads made of line ends and text, so that every bare-LF form, CR runs and leading empty
+  // lines occur, cut anywhere (a CRLFCRLF split across pieces included).
+  const input = fc.array(fc.constantFrom(0x0d, 0x0a, 0x41), { maxLength: 60 });
+
+  it('finds what one scan of the whole finds, however the bytes are cut (fuzzed)', () => {
+    fc.assert(
+      fc.property(input, fc.array(fc.nat(), { maxLength: 8 }), (values, cuts) => {
+        const buf = Uint8Array.from(values);
+        const points = [...new Set(cuts.map((c) => c % (buf.length + 1)))].sort((a, b) => a - b);
+        let scan = HEAD_SCAN;
+        let from = 0;
+        for (const to of [...points, buf.length]) {
+          const before = scan.scanned;
+          scan = scanHeadEnd(scan, buf.subarray(from, to));
+          // Resumed where it stopped: each byte looked at once, none past the head's end.
+          if (scan.end === -1) expect(scan.scanned).toBe(before + to - from);
+          else expect(scan.scanned).toBe(scan.end);
+          from = to;
+        }
+        expect(scan.end).toBe(referenceHeadEnd(buf));
+        expect(findHeadEnd(buf)).toBe(referenceHeadEnd(buf));
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('finds a CRLFCRLF cut between every pair of its bytes, and skips leading empty lines fed alone', () => {
+    const head = bytes('GET / HTTP/1.1\r\n\r\n');
+    for (let cut = 0; cut <= head.length; cut++) {
+      const scan = scanHeadEnd(scanHeadEnd(HEAD_SCAN, head.subarray(0, cut)), head.subarray(cut));
+      expect(scan.end, `cut at ${cut}`).toBe(head.length);
+    }
+    const pieces = ['\r\n', '\n', '\r\n', 'GET / HTTP/1.1\n', '\r', '\n'];
+    let scan = HEAD_SCAN;
+    for (const piece of pieces) scan = scanHeadEnd(scan, bytes(piece));
+    expect(scan.end).toBe(pieces.join('').length);
   });
 });
 

@@ -61,8 +61,12 @@ describe('PROXY protocol v1', () => {
   it('waits for the line end, and gives up past 107 bytes', () => {
     expect(parseProxyHeader(Buffer.from('PROXY TCP4 203.0.113.7 10.0', 'latin1'))).toEqual({
       status: 'incomplete',
+      need: 28,
     });
-    expect(parseProxyHeader(Buffer.from('PRO', 'latin1'))).toEqual({ status: 'incomplete' });
+    expect(parseProxyHeader(Buffer.from('PRO', 'latin1'))).toEqual({
+      status: 'incomplete',
+      need: 6,
+    });
     expect(parseProxyHeader(Buffer.from(`PROXY ${'x'.repeat(120)}`, 'latin1')).status).toBe(
       'invalid',
     );
@@ -109,7 +113,8 @@ describe('PROXY protocol v2', () => {
 
   it('waits for the whole announced length and rejects short address blocks and bad versions', () => {
     const header = v2(1, 0x11, ipv4Block);
-    expect(parseProxyHeader(header.subarray(0, 20))).toEqual({ status: 'incomplete' });
+    expect(parseProxyHeader(header.subarray(0, 10))).toEqual({ status: 'incomplete', need: 16 });
+    expect(parseProxyHeader(header.subarray(0, 20))).toEqual({ status: 'incomplete', need: 28 });
     expect(parseProxyHeader(v2(1, 0x11, [1, 2, 3])).status).toBe('invalid');
     const badVersion = Buffer.from(header);
     badVersion[12] = 0x11;
@@ -134,12 +139,34 @@ describe('PROXY parsing (fuzzed)', () => {
     );
   });
 
+  it('answers nothing new before the `need` an incomplete answer names', () => {
+    const inputs = fc.oneof(
+      fc.uint8Array({ maxLength: 120 }).map((b) => Buffer.concat([Buffer.from(SIG), b])),
+      fc.string({ maxLength: 120 }).map((s) => Buffer.from(`PROXY ${s}`, 'latin1')),
+      fc.constant(Buffer.from('PROXY TCP6 ::ffff:192.0.2.1 ::ffff:192.0.2.2 1234 80\r\n')),
+      fc.constant(v2(1, 0x11, [...ipv4Block, 0x04, 0x00, 0x20, ...new Array(32).fill(7)])),
+    );
+    fc.assert(
+      fc.property(inputs, (buf) => {
+        for (let cut = 0; cut <= buf.length; cut++) {
+          const r = parseProxyHeader(buf.subarray(0, cut));
+          if (r.status !== 'incomplete') continue;
+          expect(r.need).toBeGreaterThan(cut);
+          for (let more = cut + 1; more < Math.min(r.need, buf.length + 1); more++) {
+            expect(parseProxyHeader(buf.subarray(0, more)).status).toBe('incomplete');
+          }
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it('gives the same answer once complete however the header was split', () => {
     const header = Buffer.concat([v2(1, 0x11, ipv4Block), Buffer.from('GET / HTTP/1.1\r\n\r\n')]);
     fc.assert(
       fc.property(fc.nat(header.length), (cut) => {
         const r = parseProxyHeader(header.subarray(0, cut));
-        if (cut < 28) expect(r).toEqual({ status: 'incomplete' });
+        if (cut < 28) expect(r).toMatchObject({ status: 'incomplete' });
         else expect(r).toEqual({ status: 'ok', length: 28, source: '203.0.113.7' });
       }),
     );
