@@ -29,6 +29,11 @@ export interface BalancerCounters {
   dropped: number;
   /** Connections a worker handed back because their next request belonged to another slot. */
   handedBack: number;
+  /**
+   * Connections answered `503` and closed at once, unread, because `maxHeadReads` request heads
+   * (or PROXY headers) were already being read (proxy mode, session affinity, PROXY protocol).
+   */
+  headReadsRefused: number;
 }
 
 interface Pending {
@@ -62,6 +67,8 @@ function peerKey(handle: RawHandle): string | undefined {
  *   (routing/head-reader.ts), keys it (routing/key.ts) and hands over the connection with every
  *   byte it read, for the worker to replay. Later requests of a kept-open connection are keyed by
  *   the worker; one that belongs elsewhere comes back here (`reroute`) with its bytes.
+ * - Heads being read are bounded in number (`maxHeadReads`; one more gets `503`), size
+ *   (`maxHeaderBytes`) and time from accept (`headTimeout`).
  * - Connections wait (unread, bounded in number and time) while no worker is ready; a handoff a
  *   worker could not take, or never took before it died, is routed again.
  */
@@ -73,8 +80,11 @@ export class Balancer {
     rerouted: 0,
     dropped: 0,
     handedBack: 0,
+    headReadsRefused: 0,
   };
   private readonly pending = new Set<Pending>();
+  /** Connections whose head is being read now: at most `maxHeadReads`. */
+  private headReads = 0;
   /**
    * Slots a returned connection already failed on, with the generation of the worker that
    * failed it: a retry never goes back to that worker, but does go to its replacement.
@@ -155,10 +165,20 @@ export class Balancer {
       debug('accept failed: %d', status);
       return;
     }
-    if (this.headOptions) {
-      readHead(client, this.headOptions, (r) => this.onHead(r));
-    } else {
+    if (!this.headOptions) {
       this.keyAndRoute(client);
+    } else if (this.headReads >= this.options.maxHeadReads) {
+      // Each read holds a descriptor, a buffer and a timer until its deadline: slow or silent
+      // clients must not make the primary hold them without bound.
+      this.counters.headReadsRefused++;
+      respond(client, UNAVAILABLE);
+    } else {
+      this.headReads++;
+      // Every outcome, also one reported before readHead returns, ends the read once.
+      readHead(client, this.headOptions, (r) => {
+        this.headReads--;
+        this.onHead(r);
+      });
     }
   }
 
