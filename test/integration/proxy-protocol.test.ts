@@ -8,6 +8,11 @@ function v1(source: string): Buffer {
   return Buffer.from(`PROXY TCP4 ${source} 10.0.0.1 40000 443\r\n`, 'latin1');
 }
 
+/** v1 from a dual-stack proxy: TCP6 with IPv4-mapped addresses. */
+function v1Mapped(source: string): Buffer {
+  return Buffer.from(`PROXY TCP6 ::ffff:${source} ::ffff:10.0.0.1 40000 443\r\n`, 'latin1');
+}
+
 function v2(source: string): Buffer {
   const octets = source.split('.').map(Number);
   const sig = [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a];
@@ -41,7 +46,7 @@ const CLIENTS = Array.from({ length: 16 }, (_, i) => `203.0.113.${i + 1}`);
 describe('PROXY protocol (HAProxy send-proxy / send-proxy-v2)', () => {
   afterAll(stopFixtures);
 
-  it('keys each connection by the PROXY source, v1 and v2 alike, whatever the TCP peer', async () => {
+  it('keys each connection by the PROXY source, v1 (TCP4, TCP6 IPv4-mapped) and v2 alike, whatever the TCP peer', async () => {
     const app = await startFixture({
       fixture: 'ip-app.mjs',
       env: { WORKERS: '4', STICKY_OPTIONS: JSON.stringify({ proxyProtocol: true, seed: 7 }) },
@@ -51,8 +56,10 @@ describe('PROXY protocol (HAProxy send-proxy / send-proxy-v2)', () => {
     for (const [i, client] of CLIENTS.entries()) {
       const a = slotOf(await exchange(port, `127.0.0.${2 + i}`, [v1(client), GET]));
       const b = slotOf(await exchange(port, `127.0.0.${40 + i}`, [v2(client), GET]));
+      const c = slotOf(await exchange(port, `127.0.0.${80 + i}`, [v1Mapped(client), GET]));
       expect(a, `${client}\n${app.transcript()}`).toBeDefined();
       expect(b, client).toBe(a);
+      expect(c, `${client} as ::ffff:${client}`).toBe(a);
       slots.add(a);
     }
     expect(slots).toEqual(new Set([0, 1, 2, 3]));
