@@ -116,54 +116,36 @@ export function message<M extends Message>(t: M['t'], body: Omit<M, 'src' | 'v' 
   return { src: SOURCE, v: PROTOCOL_VERSION, t, ...body } as M;
 }
 
+type Fields = Record<string, unknown>;
+const isId = (v: unknown): boolean => Number.isSafeInteger(v);
+const always = (): boolean => true;
+
+/** What each type's fields must be, beside the envelope. */
+const VALID = new Map<number, (m: Fields) => boolean>([
+  [MessageType.Ready, (m) => Number.isInteger(m.slot)],
+  [MessageType.Connection, (m) => optionalString(m.head) && optionalString(m.peer)],
+  [MessageType.Shutdown, always],
+  [MessageType.StartFailed, (m) => typeof m.reason === 'string'],
+  [MessageType.Leaving, always],
+  [MessageType.Reroute, (m) => typeof m.head === 'string' && optionalString(m.peer)],
+  [MessageType.Slots, (m) => Array.isArray(m.live) && m.live.every((s) => Number.isInteger(s))],
+  [MessageType.StoreChange, (m) => m.id === undefined || isId(m.id)],
+  [MessageType.StoreAck, (m) => isId(m.id)],
+  [MessageType.StoreState, (m) => Array.isArray(m.changes) && typeof m.done === 'boolean'],
+  [MessageType.StoreHello, always],
+  [MessageType.StoreQuery, (m) => isId(m.id) && typeof m.sid === 'string'],
+  [MessageType.StoreFound, (m) => isId(m.id)],
+  [MessageType.Ping, (m) => isId(m.n)],
+  [MessageType.Pong, (m) => isId(m.n)],
+]);
+
 /** Returns the message if `value` is a well-formed message of this protocol, else `undefined`. */
 export function parseMessage(value: unknown): Message | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
-  const m = value as Record<string, unknown>;
+  const m = value as Fields;
   if (m.src !== SOURCE || m.v !== PROTOCOL_VERSION) return undefined;
-  switch (m.t) {
-    case MessageType.Ready:
-      return Number.isInteger(m.slot) ? (m as unknown as ReadyMessage) : undefined;
-    case MessageType.Connection:
-      return optionalString(m.head) && optionalString(m.peer)
-        ? (m as unknown as Message)
-        : undefined;
-    case MessageType.Reroute:
-      return typeof m.head === 'string' && optionalString(m.peer)
-        ? (m as unknown as RerouteMessage)
-        : undefined;
-    case MessageType.Slots:
-      return Array.isArray(m.live) && m.live.every((s) => Number.isInteger(s))
-        ? (m as unknown as SlotsMessage)
-        : undefined;
-    case MessageType.Shutdown:
-    case MessageType.Leaving:
-    case MessageType.StoreHello:
-      return m as unknown as Message;
-    case MessageType.StoreChange:
-      return m.id === undefined || Number.isSafeInteger(m.id)
-        ? (m as unknown as StoreChangeMessage)
-        : undefined;
-    case MessageType.StoreAck:
-      return Number.isSafeInteger(m.id) ? (m as unknown as StoreAckMessage) : undefined;
-    case MessageType.StoreQuery:
-      return Number.isSafeInteger(m.id) && typeof m.sid === 'string'
-        ? (m as unknown as StoreQueryMessage)
-        : undefined;
-    case MessageType.StoreFound:
-      return Number.isSafeInteger(m.id) ? (m as unknown as StoreFoundMessage) : undefined;
-    case MessageType.Ping:
-    case MessageType.Pong:
-      return Number.isSafeInteger(m.n) ? (m as unknown as Message) : undefined;
-    case MessageType.StoreState:
-      return Array.isArray(m.changes) && typeof m.done === 'boolean'
-        ? (m as unknown as StoreStateMessage)
-        : undefined;
-    case MessageType.StartFailed:
-      return typeof m.reason === 'string' ? (m as unknown as StartFailedMessage) : undefined;
-    default:
-      return undefined;
-  }
+  const valid = typeof m.t === 'number' ? VALID.get(m.t) : undefined;
+  return valid?.(m) ? (m as unknown as Message) : undefined;
 }
 
 function optionalString(value: unknown): boolean {
