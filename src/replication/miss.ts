@@ -1,4 +1,5 @@
 import type { Change, SessionTable } from './table.js';
+import type { ReplicaHost } from './transport.js';
 
 /**
  * Read on miss, the machine side. A read of a session this machine holds no record of (not
@@ -87,6 +88,17 @@ export class MissLookups {
     this.waits.set(sid, wait);
     ask();
     return wait;
+  }
+
+  /** `host` whose received changes also wake the reads waiting for them (a transport's host). */
+  watching(host: ReplicaHost): ReplicaHost {
+    return {
+      table: host.table,
+      applyRemote: (changes) => {
+        host.applyRemote(changes);
+        this.arrived(changes);
+      },
+    };
   }
 
   /** Changes applied from elsewhere: the reads waiting for them go on. */

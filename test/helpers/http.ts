@@ -185,3 +185,16 @@ export function rawExchange(options: {
 export function rawGet(path = '/'): string {
   return `GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n`;
 }
+
+/**
+ * The worker that answers the first of `sources`, and every source it serves (the clients that
+ * lose their worker when it goes).
+ */
+export async function workerOfFirst(
+  port: number,
+  sources: readonly string[],
+): Promise<{ slot: number; pid: number; clients: string[] }> {
+  const replies = await Promise.all(sources.map((source) => getWorker({ port, source })));
+  const { slot, pid } = replies[0] as WorkerReply;
+  return { slot, pid, clients: sources.filter((_, i) => replies[i]?.slot === slot) };
+}

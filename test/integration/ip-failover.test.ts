@@ -8,6 +8,7 @@ import {
   rawGet,
   request,
   type WorkerReply,
+  workerOfFirst,
 } from '../helpers/http.js';
 import { establishedTcpSockets, isAlive } from '../helpers/proc.js';
 import { freePort } from '../helpers/proxies.js';
@@ -211,10 +212,11 @@ describe('IP mode when a worker dies', () => {
         },
       });
       const port = app.port();
-      const replies = await Promise.all(SOURCES.map((source) => getWorker({ port, source })));
-      const victimSlot = (replies[0] as WorkerReply).slot;
-      const victimPid = (replies[0] as WorkerReply).pid;
-      const victims = SOURCES.filter((_, i) => replies[i]?.slot === victimSlot);
+      const {
+        slot: victimSlot,
+        pid: victimPid,
+        clients: victims,
+      } = await workerOfFirst(port, SOURCES);
 
       // Block the victim's event loop: from now on it acknowledges no handed-off socket.
       const from = app.received.length;

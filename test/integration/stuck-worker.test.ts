@@ -5,7 +5,13 @@
 // out of routing, its queued connections are served elsewhere, and it is replaced.
 import { afterEach, describe, expect, it } from 'vitest';
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
-import { getWorker, loopbackSources, request, type WorkerReply } from '../helpers/http.js';
+import {
+  getWorker,
+  loopbackSources,
+  request,
+  type WorkerReply,
+  workerOfFirst,
+} from '../helpers/http.js';
 
 const SOURCES = loopbackSources(40);
 
@@ -42,10 +48,7 @@ async function blockedVictim(options: Record<string, unknown>): Promise<{
     env: { WORKERS: '4', STICKY_OPTIONS: JSON.stringify({ seed: 7, ...options }) },
   });
   const port = app.port();
-  const replies = await Promise.all(SOURCES.map((source) => getWorker({ port, source })));
-  const victimSlot = (replies[0] as WorkerReply).slot;
-  const victimPid = (replies[0] as WorkerReply).pid;
-  const victims = SOURCES.filter((_, i) => replies[i]?.slot === victimSlot);
+  const { slot: victimSlot, pid: victimPid, clients: victims } = await workerOfFirst(port, SOURCES);
   const from = app.received.length;
   // The reply never comes: the worker is killed while it blocks.
   void request({

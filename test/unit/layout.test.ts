@@ -6,8 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
-/** "No source file over ~400 lines": a few lines of slack, not a budget to fill. */
-const MAX_LINES = 410;
+/** "No source file over ~400 lines". */
+const MAX_LINES = 400;
 
 function sourceFiles(dir = SRC): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {

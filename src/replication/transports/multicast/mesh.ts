@@ -16,6 +16,7 @@ import {
   type PeerAddress,
   type PeerInfo,
   peerInfo,
+  type StateTransfer,
 } from './peer.js';
 import { Inbox, Outbox } from './stream.js';
 
@@ -329,22 +330,12 @@ export class MeshNode {
         ...[...this.peers.values()].filter((p) => p.synced && p.port > 0),
       ];
       const peer = candidates[i++ % Math.max(1, candidates.length)];
-      if (peer) {
-        this.counters.transfers++;
-        try {
-          const transfer = await this.io.fetchState(peer, (changes) =>
-            this.host.applyRemote(changes),
-          );
-          if (this.state !== 'syncing') return;
-          this.logger.info(`sticky-mesh: state received from peer ${peer.id}`);
-          this.becomeSynced(transfer.vector);
-          return;
-        } catch (err) {
-          this.counters.transferFailures++;
-          this.logger.warn(
-            `sticky-mesh: state transfer from ${peer.address}:${peer.port} failed: ${(err as Error).message}`,
-          );
-        }
+      const transfer = peer && (await this.fetchFrom(peer));
+      if (transfer && peer) {
+        if (this.state !== 'syncing') return;
+        this.logger.info(`sticky-mesh: state received from peer ${peer.id}`);
+        this.becomeSynced(transfer.vector);
+        return;
       }
       await delay(Math.min(500, this.timings.joinTimeout));
     }
@@ -371,24 +362,29 @@ export class MeshNode {
     peer.lastTransfer = this.now();
     clearTimeout(peer.nackTimer);
     peer.nackTimer = undefined;
+    const covered = (await this.fetchFrom(peer))?.vector.get(peer.id);
+    if (covered !== undefined && peer.next !== undefined && covered + 1 > peer.next) {
+      peer.next = covered + 1;
+      peer.assembling = undefined;
+    }
+    peer.fetching = false;
+    peer.lastTransfer = this.now();
+    if (this.peers.get(peer.id) === peer) this.inbox.drain(peer);
+  }
+
+  /** Fetches a peer's whole state into the replica, counted; `undefined` if it failed (logged). */
+  private async fetchFrom(peer: PeerAddress): Promise<StateTransfer | undefined> {
     this.counters.transfers++;
     try {
-      const transfer = await this.io.fetchState(peer, (changes) => this.host.applyRemote(changes));
-      const covered = transfer.vector.get(peer.id);
-      if (covered !== undefined && peer.next !== undefined && covered + 1 > peer.next) {
-        peer.next = covered + 1;
-        peer.assembling = undefined;
-      }
+      return await this.io.fetchState(peer, (changes) => this.host.applyRemote(changes));
     } catch (err) {
       this.counters.transferFailures++;
       this.logger.warn(
-        `sticky-mesh: state transfer from peer ${peer.id} failed: ${(err as Error).message}`,
+        `sticky-mesh: state transfer from peer ${peer.id} (${peer.address}:${peer.port}) ` +
+          `failed: ${(err as Error).message}`,
       );
-    } finally {
-      peer.fetching = false;
-      peer.lastTransfer = this.now();
+      return undefined;
     }
-    if (this.peers.get(peer.id) === peer) this.inbox.drain(peer);
   }
 
   private resolveReady(): void {

@@ -94,17 +94,10 @@ export class MulticastTransport implements Transport<MulticastStats>, MeshIO, Tr
     this.ring = new Keyring(options.secret, options.cluster);
     this.sealer = new Sealer(this.ring, this.id);
     this.replay = new ReplayWindow(options.maxClockSkew);
-    const misses = new MissLookups(host.table, options.readOnMissWait);
-    this.misses = misses;
+    this.misses = new MissLookups(host.table, options.readOnMissWait);
     this.node = new MeshNode(
       this.id,
-      {
-        table: host.table,
-        applyRemote(changes) {
-          host.applyRemote(changes);
-          misses.arrived(changes);
-        },
-      },
+      this.misses.watching(host),
       this,
       { ...MESH_TIMINGS, ...pickTimings(options) },
       options.logger,

@@ -49,6 +49,20 @@ redis.call('PUBLISH', ARGV[9], ARGV[10])
 return 1
 `;
 
+const APPLY_COMMAND = 'stickyMeshApply';
+type Command = (...keyAndArgs: (string | number)[]) => Promise<number>;
+
+/** Makes {@link APPLY_LUA} a command of `cmd` (ioredis runs it by its hash, loading it once). */
+export function defineApply(cmd: RedisClientLike): void {
+  cmd.defineCommand(APPLY_COMMAND, { numberOfKeys: 1, lua: APPLY_LUA });
+}
+
+/** Runs {@link APPLY_LUA} with {@link applyArgs}: 1 if applied, 0 if Redis held a newer one. */
+export function runApply(cmd: RedisClientLike, keyAndArgs: (string | number)[]): Promise<number> {
+  const run = (cmd as unknown as Record<string, Command>)[APPLY_COMMAND] as Command;
+  return run.call(cmd, ...keyAndArgs);
+}
+
 /** The key and arguments of {@link APPLY_LUA} for one change, in the script's order. */
 export function applyArgs(
   keyPrefix: string,

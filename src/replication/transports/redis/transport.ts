@@ -5,13 +5,14 @@ import type { Change } from '../../table.js';
 import type { ReplicaHost, Transport } from '../../transport.js';
 import { openClient, type RedisClientLike, type ResolvedRedisOptions } from './options.js';
 import {
-  APPLY_LUA,
   applyArgs,
   channelMessage,
+  defineApply,
   newerThanRedis,
   noteNewest,
   type RecordVersions,
   readChannelMessage,
+  runApply,
   scanRecords,
   toChange,
 } from './script.js';
@@ -57,8 +58,6 @@ export interface RedisStats {
   /** Reads that missed here and read the record from Redis (see `readOnMissWait`). */
   readOnMiss: MissCounters;
 }
-
-type Command = (...keyAndArgs: (string | number)[]) => Promise<number>;
 
 /**
  * One machine's link to Redis: a command connection (the Lua writes, scans) and a subscriber.
@@ -110,15 +109,8 @@ export class RedisTransport implements Transport<RedisStats> {
     private readonly options: ResolvedRedisOptions,
     host: ReplicaHost,
   ) {
-    const misses = new MissLookups(host.table, options.readOnMissWait);
-    this.misses = misses;
-    this.host = {
-      table: host.table,
-      applyRemote(changes) {
-        host.applyRemote(changes);
-        misses.arrived(changes);
-      },
-    };
+    this.misses = new MissLookups(host.table, options.readOnMissWait);
+    this.host = this.misses.watching(host);
     this.channel = `${options.prefix}${options.cluster}:changes`;
     this.keyPrefix = `${options.prefix}${options.cluster}:s:`;
     this.readyPromise = new Promise((resolve) => {
@@ -149,7 +141,7 @@ export class RedisTransport implements Transport<RedisStats> {
       return Promise.reject(err);
     }
     this.ownsCmd = o.client === undefined;
-    this.cmd.defineCommand('stickyMeshApply', { numberOfKeys: 1, lua: APPLY_LUA });
+    defineApply(this.cmd);
     this.sub = this.cmd.duplicate();
     this.listen(this.sub, 'message', (channel, message) => this.onMessage(channel, message));
     this.listen(this.cmd, 'ready', () => this.onReady());
@@ -268,16 +260,14 @@ export class RedisTransport implements Transport<RedisStats> {
   }
 
   private write(change: Change): Promise<number> {
-    const apply = (this.cmd as unknown as Record<string, Command>).stickyMeshApply as Command;
     const message = channelMessage(this.machineId, change);
     const { tombstoneTtl } = this.options;
-    return apply
-      .call(this.cmd, ...applyArgs(this.keyPrefix, change, tombstoneTtl, this.channel, message))
-      .then((applied) => {
-        this.counters.written++;
-        if (applied !== 1) this.counters.stale++;
-        return applied;
-      });
+    const args = applyArgs(this.keyPrefix, change, tombstoneTtl, this.channel, message);
+    return runApply(this.cmd as RedisClientLike, args).then((applied) => {
+      this.counters.written++;
+      if (applied !== 1) this.counters.stale++;
+      return applied;
+    });
   }
 
   private enqueue(change: Change): void {
