@@ -6,6 +6,7 @@ import { inheritNoDelay, interceptAccept, type RawHandle } from '../node-interna
 import type { ResolvedStickyOptions } from '../options.js';
 import { normaliseAddress } from '../routing/address.js';
 import {
+  BUSY,
   drop,
   missingHeader,
   respond,
@@ -136,6 +137,11 @@ export class Balancer {
     });
   }
 
+  /** Connections being held now: heads being read, and connections waiting for a worker. */
+  gauges(): { headReads: number; waiting: number } {
+    return { headReads: this.headReads, waiting: this.pending.size };
+  }
+
   /** Stops accepting; connections still waiting for a worker get `503`. */
   close(): void {
     if (this.closed) return;
@@ -171,7 +177,7 @@ export class Balancer {
       // Each read holds a descriptor, a buffer and a timer until its deadline: slow or silent
       // clients must not make the primary hold them without bound.
       this.counters.headReadsRefused++;
-      respond(client, UNAVAILABLE);
+      respond(client, BUSY);
     } else {
       this.headReads++;
       // Every outcome, also one reported before readHead returns, ends the read once.

@@ -16,6 +16,10 @@ import { type PoolEvents, type SlotStats, WorkerPool } from './pool.js';
 export interface PrimaryStats extends BalancerCounters {
   role: 'primary';
   state: PrimaryState;
+  /** Connections whose first request head (or PROXY header) is being read now (<= `maxHeadReads`). */
+  headReads: number;
+  /** Connections waiting for a ready worker now (<= `maxPendingConnections`). */
+  waiting: number;
   slots: SlotStats[];
   /** The session replication hub: writes applied, malformed store messages dropped. */
   sessions: HubCounters;
@@ -175,6 +179,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       role: 'primary',
       state: this.state,
       ...this.balancer.counters,
+      ...this.balancer.gauges(),
       slots: this.pool.stats(),
       sessions: { ...this.hub.counters },
       malformedMessages: this.channels.malformed,

@@ -19,6 +19,12 @@ export const UNAVAILABLE = answer(
   'no worker available',
   'Retry-After: 1\r\n',
 );
+/** `503` past `maxHeadReads`: the primary is reading as many request heads as it may. */
+export const BUSY = answer(
+  '503 Service Unavailable',
+  'too many connections being read',
+  'Retry-After: 1\r\n',
+);
 export const TOO_LARGE = answer('431 Request Header Fields Too Large', 'request head too large');
 export const TIMEOUT = answer('408 Request Timeout', 'request head not received in time');
 
