@@ -80,7 +80,14 @@ export type StoreChangeMessage = Envelope<typeof MessageType.StoreChange> & {
   change: unknown;
   id?: number;
 };
-export type StoreAckMessage = Envelope<typeof MessageType.StoreAck> & { id: number };
+/**
+ * `refused`: the hub did not apply the write (it holds a newer version of the session, written
+ * elsewhere before this write was made); the worker's replica got the hub's record just before.
+ */
+export type StoreAckMessage = Envelope<typeof MessageType.StoreAck> & {
+  id: number;
+  refused?: string;
+};
 export type StoreStateMessage = Envelope<typeof MessageType.StoreState> & {
   changes: unknown[];
   done: boolean;
@@ -130,7 +137,10 @@ const VALID = new Map<number, (m: Fields) => boolean>([
   [MessageType.Reroute, (m) => typeof m.head === 'string' && optionalString(m.peer)],
   [MessageType.Slots, (m) => Array.isArray(m.live) && m.live.every((s) => Number.isInteger(s))],
   [MessageType.StoreChange, (m) => m.id === undefined || isId(m.id)],
-  [MessageType.StoreAck, (m) => isId(m.id)],
+  [
+    MessageType.StoreAck,
+    (m) => isId(m.id) && (m.refused === undefined || typeof m.refused === 'string'),
+  ],
   [MessageType.StoreState, (m) => Array.isArray(m.changes) && typeof m.done === 'boolean'],
   [MessageType.StoreHello, always],
   [MessageType.StoreQuery, (m) => isId(m.id) && typeof m.sid === 'string'],

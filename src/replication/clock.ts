@@ -23,6 +23,30 @@ export function compareVersions(a: Version, b: Version): number {
   return a.n < b.n ? -1 : 1;
 }
 
+/**
+ * How far ahead of this machine's clock a version received from elsewhere may be before it
+ * counts as from a clock that runs fast (`versionsAhead` in the stats). Such a version is not
+ * adopted by the clock, and cannot make a session undeletable: every write is ordered after the
+ * version it replaces (`orderedAfter`).
+ */
+export const MAX_DRIFT_MS = 60_000;
+
+/**
+ * The version of a write that replaces `prev`: `v` if it is newer, else one step above `prev`
+ * (with `v`'s node id). A write made after a read of a session is thus ordered after what was
+ * read, whatever clock stamped that: a session written by a node whose clock runs hours ahead
+ * is still deleted by the next `destroy()` anywhere.
+ */
+export function orderedAfter(v: Version, prev: Version | undefined): Version {
+  if (prev === undefined || compareVersions(v, prev) > 0) return v;
+  return { t: prev.t, c: prev.c + 1, n: v.n };
+}
+
+/** Whether `v` is further ahead of `now` than clocks may drift apart (`MAX_DRIFT_MS`). */
+export function isFarAhead(v: Version, now: number): boolean {
+  return v.t > now + MAX_DRIFT_MS;
+}
+
 /** Whether a value received from elsewhere is a well-formed version. Never throws. */
 export function isVersion(value: unknown): value is Version {
   if (typeof value !== 'object' || value === null) return false;
@@ -58,7 +82,7 @@ export class Clock {
   constructor(
     readonly nodeId: string = newNodeId(),
     private readonly now: () => number = Date.now,
-    private readonly maxDriftMs = 60_000,
+    private readonly maxDriftMs = MAX_DRIFT_MS,
   ) {}
 
   tick(): Version {
@@ -70,6 +94,14 @@ export class Clock {
       this.c++;
     }
     return { t: this.t, c: this.c, n: this.nodeId };
+  }
+
+  /**
+   * The version of a local write to a session whose record holds `prev`: a tick, raised above
+   * `prev` when that is newer (a write from a clock ahead of this one); see `orderedAfter`.
+   */
+  tickAfter(prev: Version | undefined): Version {
+    return orderedAfter(this.tick(), prev);
   }
 
   observe(remote: Version): void {

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import { debug } from '../debug.js';
 import { StickyMeshError } from '../errors.js';
-import { Clock, newNodeId } from './clock.js';
+import { Clock, newNodeId, type Version } from './clock.js';
 import {
   type ReplicatedStoreOptions,
   type ResolvedStoreOptions,
@@ -71,6 +71,7 @@ export class ReplicatedStore extends Base {
   private readonly options: ResolvedStoreOptions;
   private readonly clock: Clock;
   private readonly table: SessionTable;
+  private readonly counters: { versionsAhead: number };
   /**
    * How writes reach the other replicas: the hub in a sticky-mesh worker, multicast or Redis
    * standalone, none for a plain in-process store.
@@ -88,6 +89,7 @@ export class ReplicatedStore extends Base {
     this.clock = new Clock(this.nodeId);
     const replica = openReplica(this.options, this.clock);
     this.table = replica.table;
+    this.counters = replica.counters;
     const transport = replica.transport;
     this.transport = transport;
     if (transport) {
@@ -129,7 +131,7 @@ export class ReplicatedStore extends Base {
       await this.started;
       const expiresAt = this.expiresAt(session);
       if (expiresAt <= Date.now()) {
-        await this.commit({ op: 'destroy', sid, version: this.clock.tick() });
+        await this.commit({ op: 'destroy', sid, version: this.version(sid) });
         return;
       }
       const data = JSON.stringify(session);
@@ -141,7 +143,7 @@ export class ReplicatedStore extends Base {
             `(${this.options.maxSessionBytes}); nothing was written`,
         );
       }
-      await this.commit({ op: 'set', sid, data, expiresAt, version: this.clock.tick() });
+      await this.commit({ op: 'set', sid, data, expiresAt, version: this.version(sid) });
     });
   }
 
@@ -149,7 +151,7 @@ export class ReplicatedStore extends Base {
     return settle(cb, async () => {
       this.assertOpen();
       await this.started;
-      await this.commit({ op: 'destroy', sid, version: this.clock.tick() });
+      await this.commit({ op: 'destroy', sid, version: this.version(sid) });
     });
   }
 
@@ -166,7 +168,7 @@ export class ReplicatedStore extends Base {
       if (gain < Math.min(this.options.touchAfter, (expiresAt - Date.now()) / 10)) return;
       // A touch only moves an expiry later and carries no data a later request could miss:
       // it is applied here at once and replicated without holding up the response.
-      this.commit({ op: 'touch', sid, expiresAt, version: this.clock.tick() }).catch((err) =>
+      this.commit({ op: 'touch', sid, expiresAt, version: this.version(sid) }).catch((err) =>
         debug('touch of %s not replicated: %s', sid, (err as Error).message),
       );
     });
@@ -207,7 +209,7 @@ export class ReplicatedStore extends Base {
       await this.ready();
       const sids = [...this.table.live()].map(([sid]) => sid);
       await Promise.all(
-        sids.map((sid) => this.commit({ op: 'destroy', sid, version: this.clock.tick() })),
+        sids.map((sid) => this.commit({ op: 'destroy', sid, version: this.version(sid) })),
       );
     });
   }
@@ -225,16 +227,21 @@ export class ReplicatedStore extends Base {
     return this.transport?.close() ?? Promise.resolve();
   }
 
-  /** Replication to other machines when this store runs it itself (standalone `multicast`). */
-  multicastStats(): MulticastStats | undefined {
+  /**
+   * Replication to other machines when this store runs it itself (standalone `multicast`), with
+   * `versionsAhead`: changes received stamped more than a minute ahead of this machine's clock.
+   */
+  multicastStats(): (MulticastStats & { versionsAhead: number }) | undefined {
     return this.transport?.kind === 'multicast'
-      ? (this.transport.stats() as MulticastStats)
+      ? { ...(this.transport.stats() as MulticastStats), ...this.counters }
       : undefined;
   }
 
-  /** Replication through Redis when this store runs it itself (standalone `redis`). */
-  redisStats(): RedisStats | undefined {
-    return this.transport?.kind === 'redis' ? (this.transport.stats() as RedisStats) : undefined;
+  /** Replication through Redis when this store runs it itself (standalone `redis`); as above. */
+  redisStats(): (RedisStats & { versionsAhead: number }) | undefined {
+    return this.transport?.kind === 'redis'
+      ? { ...(this.transport.stats() as RedisStats), ...this.counters }
+      : undefined;
   }
 
   /** Resolves once this process holds the sessions it should (hub or other machines). */
@@ -243,11 +250,26 @@ export class ReplicatedStore extends Base {
   }
 
   /**
+   * The version of a local write to `sid`: after every version this replica holds of it, so the
+   * write replaces what was read even if a clock running ahead stamped that.
+   */
+  private version(sid: string): Version {
+    return this.clock.tickAfter(this.table.record(sid)?.version);
+  }
+
+  /**
    * Applies a local change and hands it to the transport; in a sticky-mesh worker it resolves
-   * once the hub has it. Then emits `'change'` with it, for whoever observes the store.
+   * once the hub has it. Then emits `'change'` with it, for whoever observes the store. A change
+   * that does not win here is never reported as done.
    */
   private async commit(change: Change): Promise<void> {
-    this.table.apply(change);
+    if (!this.table.apply(change)) {
+      throw new StickyMeshError(
+        'ERR_STICKY_WRITE_REFUSED',
+        `sticky-mesh: the ${change.op} of session ${change.sid} was not newer than the record ` +
+          'it replaces; nothing was written',
+      );
+    }
     await this.transport?.publish(change);
     this.emit('change', change);
   }

@@ -1,6 +1,6 @@
 import { InvalidOptionError } from '../../errors.js';
 import { TRANSPORT_ENV } from '../../protocol/messages.js';
-import type { Clock } from '../clock.js';
+import { type Clock, isFarAhead } from '../clock.js';
 import { SessionTable } from '../table.js';
 import type { ReplicaHost, Transport } from '../transport.js';
 import { hubClient } from './ipc/client.js';
@@ -53,6 +53,11 @@ export function resolveTransport(
 export interface Replica {
   readonly table: SessionTable;
   readonly transport: Transport | undefined;
+  /**
+   * Changes received from other machines stamped further ahead of this clock than
+   * `MAX_DRIFT_MS` (standalone transports; in a worker the primary's hub counts them).
+   */
+  readonly counters: { versionsAhead: number };
 }
 
 /**
@@ -76,16 +81,19 @@ export function openReplica(
           "primary holds the machine's one link to the other machines and feeds every worker",
       );
     }
-    return { table: client.table, transport: client.link(clock) };
+    return { table: client.table, transport: client.link(clock), counters: { versionsAhead: 0 } };
   }
   const table = new SessionTable({ tombstoneTtl: options.tombstoneTtl });
+  const counters = { versionsAhead: 0 };
   const transport = build?.({
     table,
     applyRemote: (changes) => {
+      const now = Date.now();
       for (const change of changes) {
+        if (isFarAhead(change.version, now)) counters.versionsAhead++;
         if (table.apply(change)) clock.observe(change.version);
       }
     },
   });
-  return { table, transport };
+  return { table, transport, counters };
 }

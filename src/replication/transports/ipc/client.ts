@@ -157,7 +157,9 @@ export class HubClient {
     } else if (msg.t === MessageType.StoreAck) {
       const p = this.pending.get(msg.id);
       this.pending.delete(msg.id);
-      p?.resolve();
+      if (msg.refused === undefined) p?.resolve();
+      else
+        p?.reject(new StickyMeshError('ERR_STICKY_WRITE_REFUSED', `sticky-mesh: ${msg.refused}`));
     } else {
       for (const change of msg.changes) this.applyRemote(change);
       if (msg.done) this.markSynced();

@@ -11,6 +11,7 @@ import {
   type StoreQueryMessage,
   type StoreStateMessage,
 } from '../../../protocol/messages.js';
+import { compareVersions, isFarAhead } from '../../clock.js';
 import { type Change, SessionTable } from '../../table.js';
 import type { ReplicaHost, Transport } from '../../transport.js';
 import { parseChange } from '../../wire.js';
@@ -29,6 +30,14 @@ export interface HubCounters {
   dropped: number;
   /** Times a worker's channel backed up past `maxIpcBacklog` and it was resynced once drained. */
   resyncs: number;
+  /**
+   * Writes from workers refused because the hub already held a newer version of the session
+   * (written elsewhere before the worker had received it); the writer's call failed with
+   * `ERR_STICKY_WRITE_REFUSED`.
+   */
+  refused: number;
+  /** Changes from other machines stamped further ahead of this clock than `MAX_DRIFT_MS`. */
+  versionsAhead: number;
 }
 
 export interface HubOptions<T extends Transport> {
@@ -55,7 +64,13 @@ export interface HubOptions<T extends Transport> {
  * state (in chunks) just before it is marked ready, so its first request sees every session.
  */
 export class Hub<T extends Transport = Transport> implements ReplicaHost {
-  readonly counters: HubCounters = { writes: 0, dropped: 0, resyncs: 0 };
+  readonly counters: HubCounters = {
+    writes: 0,
+    dropped: 0,
+    resyncs: 0,
+    refused: 0,
+    versionsAhead: 0,
+  };
   readonly table: SessionTable;
   /** The transport to other machines, if any: gets every change a worker makes. */
   readonly transport: T | undefined;
@@ -126,7 +141,9 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
 
   /** Changes from other machines: applied here and passed to every worker. */
   applyRemote(changes: readonly Change[]): void {
+    const now = Date.now();
     for (const change of changes) {
+      if (isFarAhead(change.version, now)) this.counters.versionsAhead++;
       if (this.table.apply(change)) this.forward(change, undefined);
     }
   }
@@ -148,13 +165,33 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
       return;
     }
     this.counters.writes++;
+    let refused: string | undefined;
     if (this.table.apply(change)) {
       this.forward(change, from);
       this.transport?.publish(change);
+    } else {
+      refused = this.refusal(change);
+      // The writer applied it: it gets the record that won instead, before the answer.
+      if (refused) for (const c of this.table.changesOf(change.sid)) sendChange(from, c);
     }
     if (msg.id !== undefined) {
-      send(from, message<StoreAckMessage>(MessageType.StoreAck, { id: msg.id }));
+      const ack = refused === undefined ? { id: msg.id } : { id: msg.id, refused };
+      send(from, message<StoreAckMessage>(MessageType.StoreAck, ack));
     }
+  }
+
+  /**
+   * Why a worker's write that changed nothing here lost, or `undefined` if it was not a loss (the
+   * same version again, a touch that extends nothing). A worker versions each write above the
+   * record it holds, so a loss means a newer write made elsewhere had not reached it yet: the
+   * write did not take effect, and its writer is told so rather than told it succeeded.
+   */
+  private refusal(change: Change): string | undefined {
+    const current = this.table.record(change.sid)?.version;
+    if (current === undefined || change.op === 'touch') return undefined;
+    if (compareVersions(change.version, current) >= 0) return undefined;
+    this.counters.refused++;
+    return `a newer write of the session (version ${current.t}.${current.c}.${current.n}) reached the primary first`;
   }
 
   private forward(change: Change, from: Worker | undefined): void {
@@ -197,6 +234,10 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
       this.drainCheck = undefined;
     }
   }
+}
+
+function sendChange(worker: Worker, change: Change): void {
+  send(worker, message<StoreChangeMessage>(MessageType.StoreChange, { change }));
 }
 
 function send(

@@ -1,0 +1,96 @@
+// The primary's replication hub and a worker write that loses (issue 15, item 1): a worker
+// versions each write above the record it holds, so a write that is older than the hub's record
+// means a newer write made elsewhere had not reached that worker yet. Before, the hub dropped it
+// and acknowledged it all the same: the worker's set() or destroy() resolved, its replica kept a
+// write that no other replica had, and a logout could report success while the session lived on.
+
+import type { Worker } from 'node:cluster';
+import { EventEmitter } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import {
+  type Message,
+  MessageType,
+  message,
+  type StoreChangeMessage,
+} from '../../src/protocol/messages.js';
+import type { Change } from '../../src/replication/table.js';
+import { Hub } from '../../src/replication/transports/ipc/hub.js';
+
+/** A worker as the hub sees one: what it was sent, in order. */
+function fakeWorker(pid: number): Worker & { sent: Message[] } {
+  const w = Object.assign(new EventEmitter(), {
+    sent: [] as Message[],
+    process: { pid },
+    isConnected: () => true,
+    send(msg: Message, cb?: (err: Error | null) => void) {
+      w.sent.push(msg);
+      cb?.(null);
+      return true;
+    },
+  });
+  return w as unknown as Worker & { sent: Message[] };
+}
+
+const LATER = Date.now() + 3_600_000;
+const AHEAD = Date.now() + 2 * 3_600_000;
+
+function write(hub: Hub, from: Worker, change: Change, id: number): void {
+  hub.receive(from, message<StoreChangeMessage>(MessageType.StoreChange, { change, id }));
+}
+
+describe('the hub and a worker write older than its record', () => {
+  it('refuses it with an answer that says so, after sending the writer the record that won', () => {
+    const hub = new Hub();
+    const a = fakeWorker(1);
+    const b = fakeWorker(2);
+    hub.sync(a);
+    hub.sync(b);
+    a.sent.length = 0;
+    b.sent.length = 0;
+    // A session saved on a machine whose clock runs two hours ahead, received by the hub.
+    const ahead: Change = {
+      op: 'set',
+      sid: 's',
+      data: '{"user":"ann"}',
+      expiresAt: LATER,
+      version: { t: AHEAD, c: 0, n: 'fast' },
+    };
+    hub.applyRemote([ahead]);
+    expect(hub.counters.versionsAhead).toBe(1);
+    a.sent.length = 0;
+    b.sent.length = 0;
+    // Worker a destroys it before the forwarded save reached it: its version is its own clock's.
+    write(hub, a, { op: 'destroy', sid: 's', version: { t: Date.now(), c: 0, n: 'wa' } }, 7);
+    expect(a.sent).toEqual([
+      expect.objectContaining({ t: MessageType.StoreChange, change: ahead }),
+      expect.objectContaining({ t: MessageType.StoreAck, id: 7, refused: expect.any(String) }),
+    ]);
+    expect(b.sent).toEqual([]);
+    expect(hub.table.get('s')).toBe('{"user":"ann"}');
+    expect(hub.counters.refused).toBe(1);
+    hub.close();
+  });
+
+  it('applies, forwards and acknowledges a newer write, and acknowledges a duplicate plainly', () => {
+    const hub = new Hub();
+    const a = fakeWorker(1);
+    const b = fakeWorker(2);
+    hub.sync(a);
+    hub.sync(b);
+    a.sent.length = 0;
+    b.sent.length = 0;
+    const destroy: Change = { op: 'destroy', sid: 's', version: { t: AHEAD, c: 1, n: 'wa' } };
+    write(hub, a, destroy, 1);
+    write(hub, a, destroy, 2);
+    expect(a.sent).toEqual([
+      expect.objectContaining({ t: MessageType.StoreAck, id: 1 }),
+      expect.objectContaining({ t: MessageType.StoreAck, id: 2 }),
+    ]);
+    expect(a.sent.some((m) => 'refused' in m)).toBe(false);
+    expect(b.sent).toEqual([
+      expect.objectContaining({ t: MessageType.StoreChange, change: destroy }),
+    ]);
+    expect(hub.counters).toMatchObject({ writes: 2, refused: 0 });
+    hub.close();
+  });
+});
