@@ -35,11 +35,18 @@ function clusterName(): string {
   return `sys-${process.pid}-${++names}`;
 }
 
-function cluster(name: string): Promise<FixtureProcess> {
+/** A machine whose clock runs this far ahead: every process of its cluster (fast-clock.mjs). */
+const fastClock = (shiftMs: number) => ({
+  NODE_OPTIONS: `--import=${new URL('../fixtures/fast-clock.mjs', import.meta.url).href}`,
+  CLOCK_SHIFT_MS: String(shiftMs),
+});
+
+function cluster(name: string, env: Record<string, string> = {}): Promise<FixtureProcess> {
   return startFixture({
     fixture: 'session-app.mjs',
     timeoutMs: 30_000,
     env: {
+      ...env,
       WORKERS: '2',
       STICKY_OPTIONS: JSON.stringify({
         redis: { url: server.url, cluster: name, syncTimeout: 5000 },
@@ -131,8 +138,9 @@ async function redisState(name: string): Promise<RedisState> {
   return { live: entries.length, tombstones, digest: `${entries.length}:${sha}` };
 }
 
-/** What the primary's stats say of the Redis transport. */
+/** What the primary's stats say of the Redis transport (and of its hub). */
 interface RedisStats {
+  sessions: { versionsAhead: number };
   redis: {
     state: string;
     connected: boolean;
@@ -273,6 +281,59 @@ describe.skipIf(!available)('Redis replication between sticky clusters (real red
     }
     const state = await redisState(name);
     expect(state).toMatchObject({ live: 0, tombstones: 3 });
+    await converged(name, apps, 2000);
+  }, 60_000);
+
+  it('a cluster whose clock runs 2 h ahead: what it saves is still logged out by the others, and the logouts stick', async () => {
+    const name = clusterName();
+    // Sessions live a day: a one-hour session from a machine two hours behind would be expired
+    // on the fast one (as it would be in production).
+    const day = { COOKIE_MAX_AGE: String(86_400_000) };
+    const [fast, c1, c2] = await Promise.all([
+      cluster(name, { ...day, ...fastClock(2 * 3_600_000) }),
+      cluster(name, day),
+      cluster(name, day),
+    ]);
+    const apps = [fast, c1, c2];
+    // A login on the fast machine, saved again there, logged out on another.
+    const { cookie: a } = await call(fast, 'POST', '/login?user=ann');
+    await call(fast, 'POST', '/inc', a);
+    // A login elsewhere that the fast machine saves last, logged out on the third.
+    const { cookie: b } = await call(c1, 'POST', '/login?user=bob');
+    await vi.waitFor(
+      async () => {
+        for (const w of await everyWorker(fast, '/me', b)) expect(w.user).toBe('bob');
+      },
+      { timeout: 2000, interval: 10 },
+    );
+    await call(fast, 'POST', '/inc', b);
+    for (const [cookie, user, at] of [
+      [a, 'ann', c1],
+      [b, 'bob', c2],
+    ] as const) {
+      await vi.waitFor(
+        async () => {
+          for (const w of await everyWorker(at, '/me', cookie))
+            expect(w).toMatchObject({ user, count: 1 });
+        },
+        { timeout: 2000, interval: 10 },
+      );
+      await call(at, 'POST', '/logout', cookie);
+    }
+    for (const app of apps) {
+      await vi.waitFor(
+        async () => {
+          for (const cookie of [a, b]) {
+            for (const w of await everyWorker(app, '/me', cookie)) expect(w.user).toBe(null);
+          }
+        },
+        { timeout: 2000, interval: 10 },
+      );
+    }
+    expect(await redisState(name)).toMatchObject({ live: 0, tombstones: 2 });
+    // The others saw versions from a clock far ahead of theirs, and say so.
+    const seen = await stats(c1);
+    expect(seen.sessions.versionsAhead).toBeGreaterThan(0);
     await converged(name, apps, 2000);
   }, 60_000);
 
