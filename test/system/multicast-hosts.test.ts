@@ -34,6 +34,7 @@ async function host(
   index: number,
   port: number,
   extra: Record<string, unknown> = {},
+  env: Record<string, string> = {},
 ): Promise<Host> {
   const l = lan as Lan;
   const h = l.hosts[index] as Lan['hosts'][number];
@@ -44,6 +45,7 @@ async function host(
     netns: h.ns,
     timeoutMs: 30_000,
     env: {
+      ...env,
       WORKERS: '2',
       CONTROL_SOCKET: socketPath,
       STICKY_OPTIONS: JSON.stringify({
@@ -76,8 +78,18 @@ async function everyWorker(h: Host, path: string, cookie?: string): Promise<Answ
   return [...seen.values()];
 }
 
-/** What the primary's stats say of the multicast transport. */
+/** A machine whose clock runs this far ahead: every process of its cluster (fast-clock.mjs). */
+const fastClock = (shiftMs: number) => ({
+  NODE_OPTIONS: `--import=${new URL('../fixtures/fast-clock.mjs', import.meta.url).href}`,
+  CLOCK_SHIFT_MS: String(shiftMs),
+  // Sessions live a day: a one-hour session from a machine two hours behind would be expired on
+  // the fast one (as it would be in production).
+  COOKIE_MAX_AGE: String(86_400_000),
+});
+
+/** What the primary's stats say of the multicast transport (and of its hub). */
 interface MulticastStats {
+  sessions: { versionsAhead: number };
   multicast: {
     nodeId: string;
     peers: { id: string }[];
@@ -142,6 +154,46 @@ describe.skipIf(!available)('multicast replication between hosts (network namesp
     }
     expect(new Set(await digests([h4]))).toEqual(new Set([reference]));
   }, 90_000);
+
+  it('a host whose clock runs 2 h ahead: what it saves is still logged out on the others, and the logouts stick', async () => {
+    const port = 47009;
+    const day = { COOKIE_MAX_AGE: String(86_400_000) };
+    // Envelopes are dropped when their sender's clock is further off than maxClockSkew (60 s by
+    // default: a host two hours ahead would be cut off from the group, counted as `stale`);
+    // here the group tolerates the skew, so that the versions of its writes are what is tested.
+    const skew = { maxClockSkew: 3 * 3_600_000 };
+    const fast = await host(0, port, skew, fastClock(2 * 3_600_000));
+    const [h2, h3] = [await host(1, port, skew, day), await host(2, port, skew, day)];
+    const hosts = [fast, h2, h3];
+    const sees = async (h: Host, cookie: string, expected: Partial<Answer>) =>
+      vi.waitFor(
+        async () => {
+          for (const a of await everyWorker(h, '/me', cookie)) expect(a).toMatchObject(expected);
+        },
+        { timeout: 5000, interval: 10 },
+      );
+    // A login on the fast host, saved again there; a login elsewhere, saved last by the fast one.
+    const { cookie: a } = await call(fast, 'POST', '/login?user=ann');
+    await call(fast, 'POST', '/inc', a);
+    const { cookie: b } = await call(h2, 'POST', '/login?user=bob');
+    await sees(fast, b as string, { user: 'bob' });
+    await call(fast, 'POST', '/inc', b);
+    for (const [cookie, user, at] of [
+      [a, 'ann', h2],
+      [b, 'bob', h3],
+    ] as const) {
+      await sees(at, cookie as string, { user, count: 1 });
+      await call(at, 'POST', '/logout', cookie);
+    }
+    for (const h of hosts) {
+      for (const cookie of [a, b]) await sees(h, cookie as string, { user: null });
+    }
+    expect((await stats(h2)).sessions.versionsAhead).toBeGreaterThan(0);
+    await vi.waitFor(async () => expect(new Set(await digests(hosts)).size).toBe(1), {
+      timeout: 10_000,
+      interval: 200,
+    });
+  }, 60_000);
 
   it("kill -9 of one host's primary: the others drop it after the failure timeout and lose nothing", async () => {
     const port = 47002;
