@@ -2,6 +2,7 @@ import type { Worker } from 'node:cluster';
 import { debug } from '../debug.js';
 import { isRawHandle, type RawHandle } from '../node-internals.js';
 import {
+  type HubMessage,
   type LeavingMessage,
   MessageType,
   type PongMessage,
@@ -9,9 +10,6 @@ import {
   type ReadyMessage,
   SOURCE,
   type StartFailedMessage,
-  type StoreChangeMessage,
-  type StoreHelloMessage,
-  type StoreQueryMessage,
 } from '../protocol/messages.js';
 
 /** A worker's messages about its own lifecycle (and its answers to liveness pings). */
@@ -24,7 +22,7 @@ export interface WorkerMessageOwners {
   /** The worker pool: ready, failed to start, leaving. */
   lifecycle(slot: number, worker: Worker, msg: LifecycleMessage): void;
   /** The replication hub: a session write, a request for the full state, a read on miss. */
-  store(worker: Worker, msg: StoreChangeMessage | StoreHelloMessage | StoreQueryMessage): void;
+  store(worker: Worker, msg: HubMessage): void;
   /**
    * The balancer: a connection handed back because its next request (in `head`, with every byte
    * read after it) belongs elsewhere; `peer` is its address key. Taken from any worker, current
@@ -68,6 +66,7 @@ export class WorkerChannels {
     switch (msg.t) {
       case MessageType.StoreChange:
       case MessageType.StoreHello:
+      case MessageType.StoreOptions:
       case MessageType.StoreQuery:
         this.owners.store(worker, msg);
         return;

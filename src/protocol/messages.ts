@@ -49,6 +49,11 @@ export const MessageType = {
   Ping: 14,
   /** worker -> primary: the answer to the Ping numbered `n`. */
   Pong: 15,
+  /**
+   * worker -> primary: its store's settings the hub's replica must share (`tombstoneTtl`), sent
+   * when the worker's first store is created.
+   */
+  StoreOptions: 16,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -93,10 +98,19 @@ export type StoreStateMessage = Envelope<typeof MessageType.StoreState> & {
   done: boolean;
 };
 export type StoreHelloMessage = Envelope<typeof MessageType.StoreHello>;
+export type StoreOptionsMessage = Envelope<typeof MessageType.StoreOptions> & {
+  tombstoneTtl: number;
+};
 export type StoreQueryMessage = Envelope<typeof MessageType.StoreQuery> & {
   id: number;
   sid: string;
 };
+/** What a worker's store sends the primary's replication hub. */
+export type HubMessage =
+  | StoreChangeMessage
+  | StoreHelloMessage
+  | StoreOptionsMessage
+  | StoreQueryMessage;
 export type StoreFoundMessage = Envelope<typeof MessageType.StoreFound> & { id: number };
 export type PingMessage = Envelope<typeof MessageType.Ping> & { n: number };
 export type PongMessage = Envelope<typeof MessageType.Pong> & { n: number };
@@ -113,6 +127,7 @@ export type Message =
   | StoreAckMessage
   | StoreStateMessage
   | StoreHelloMessage
+  | StoreOptionsMessage
   | StoreQueryMessage
   | StoreFoundMessage
   | PingMessage
@@ -147,6 +162,7 @@ const VALID = new Map<number, (m: Fields) => boolean>([
   [MessageType.StoreFound, (m) => isId(m.id)],
   [MessageType.Ping, (m) => isId(m.n)],
   [MessageType.Pong, (m) => isId(m.n)],
+  [MessageType.StoreOptions, (m) => isId(m.tombstoneTtl) && (m.tombstoneTtl as number) > 0],
 ]);
 
 /** Returns the message if `value` is a well-formed message of this protocol, else `undefined`. */

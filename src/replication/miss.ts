@@ -98,6 +98,7 @@ export class MissLookups {
         host.applyRemote(changes);
         this.arrived(changes);
       },
+      ...(host.forget ? { forget: host.forget.bind(host) } : {}),
     };
   }
 

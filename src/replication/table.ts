@@ -53,8 +53,10 @@ export class SessionTable {
   digest = 0;
   private readonly entries = new Map<string, Entry>();
   private readonly now: () => number;
+  private readonly options: TableOptions;
 
-  constructor(private readonly options: TableOptions) {
+  constructor(options: TableOptions) {
+    this.options = { ...options };
     this.now = options.now ?? Date.now;
   }
 
@@ -145,6 +147,28 @@ export class SessionTable {
       }
     }
     return n;
+  }
+
+  /**
+   * Drops a session's record entirely, tombstone and all: for what the cluster no longer knows
+   * of after this replica was cut off longer than `tombstoneTtl`. Returns whether it held one.
+   */
+  forget(sid: string): boolean {
+    const entry = this.entries.get(sid);
+    if (!entry) return false;
+    this.digest = (this.digest ^ entryHash(sid, entry)) >>> 0;
+    this.entries.delete(sid);
+    return true;
+  }
+
+  /** How long tombstones are kept, in ms. */
+  get tombstoneTtl(): number {
+    return this.options.tombstoneTtl;
+  }
+
+  /** Changes it (the hub takes its workers' stores' setting); applies to tombstones made from now. */
+  set tombstoneTtl(ms: number) {
+    this.options.tombstoneTtl = ms;
   }
 
   /** Number of records held, tombstones included (a memory figure, not a session count). */

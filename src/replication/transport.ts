@@ -56,4 +56,19 @@ export interface ReplicaHost {
   readonly table: SessionTable;
   /** Applies changes received from other machines. */
   applyRemote(changes: readonly Change[]): void;
+  /**
+   * Drops sessions the cluster no longer knows of, found after this machine was cut off longer
+   * than `tombstoneTtl` (what was destroyed elsewhere meanwhile, its tombstone since forgotten):
+   * they are not served here any more, and nothing is sent to other machines. Without it, the
+   * records are dropped from `table`.
+   */
+  forget?(sids: readonly string[]): void;
+}
+
+/** `host.forget`, or dropping the records from its table. Returns how many it held. */
+export function forgetSessions(host: ReplicaHost, sids: readonly string[]): number {
+  const held = sids.filter((sid) => host.table.record(sid) !== undefined);
+  if (host.forget) host.forget(held);
+  else for (const sid of held) host.table.forget(sid);
+  return held.length;
 }

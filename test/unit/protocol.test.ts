@@ -60,6 +60,7 @@ describe('IPC protocol', () => {
       StoreFound: 13,
       Ping: 14,
       Pong: 15,
+      StoreOptions: 16,
     });
   });
 });

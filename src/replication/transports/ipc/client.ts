@@ -9,6 +9,7 @@ import {
   type StoreChangeMessage,
   type StoreFoundMessage,
   type StoreHelloMessage,
+  type StoreOptionsMessage,
   type StoreQueryMessage,
   type StoreStateMessage,
   TRANSPORT_ENV,
@@ -55,6 +56,11 @@ export class HubClient {
   constructor(tombstoneTtl: number) {
     this.table = new SessionTable({ tombstoneTtl });
     this.canQuery = (process.env[TRANSPORT_ENV] ?? '') !== '';
+    // The hub's replica keeps tombstones as long as the stores do.
+    sendToPrimary(
+      message<StoreOptionsMessage>(MessageType.StoreOptions, { tombstoneTtl }),
+      'store options',
+    );
     primaryChannel.on(
       [
         MessageType.StoreChange,

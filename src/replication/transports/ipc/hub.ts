@@ -2,12 +2,12 @@ import type { Worker } from 'node:cluster';
 import { debug } from '../../../debug.js';
 import { sendToWorker } from '../../../protocol/ipc.js';
 import {
+  type HubMessage,
   MessageType,
   message,
   type StoreAckMessage,
   type StoreChangeMessage,
   type StoreFoundMessage,
-  type StoreHelloMessage,
   type StoreQueryMessage,
   type StoreStateMessage,
 } from '../../../protocol/messages.js';
@@ -90,6 +90,8 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
   private readonly behind = new Set<Worker>();
   private drainCheck: NodeJS.Timeout | undefined;
   private readonly maxBacklog: number;
+  /** A worker's store said how long it keeps tombstones (until then: the store default). */
+  private ttlAnnounced = false;
 
   constructor(options: HubOptions<T> = {}) {
     this.maxBacklog = options.maxBacklog ?? 16 * 1024 * 1024;
@@ -99,11 +101,38 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
     this.transport = options.transport?.(this);
   }
 
-  /** A worker's store message: a write, its request for the full state, or a read on miss. */
-  receive(from: Worker, msg: StoreChangeMessage | StoreHelloMessage | StoreQueryMessage): void {
+  /**
+   * A worker's store message: a write, its request for the full state, a read on miss, or its
+   * settings.
+   */
+  receive(from: Worker, msg: HubMessage): void {
     if (msg.t === MessageType.StoreHello) this.sync(from);
     else if (msg.t === MessageType.StoreQuery) this.onQuery(from, msg);
+    else if (msg.t === MessageType.StoreOptions) this.adopt(msg.tombstoneTtl);
     else this.onChange(from, msg);
+  }
+
+  /**
+   * The workers' stores keep tombstones `tombstoneTtl`; the hub's replica (which new workers and
+   * other machines merge from) keeps them as long as the longest of them.
+   */
+  private adopt(tombstoneTtl: number): void {
+    if (!this.ttlAnnounced || tombstoneTtl > this.table.tombstoneTtl) {
+      this.table.tombstoneTtl = tombstoneTtl;
+    }
+    this.ttlAnnounced = true;
+  }
+
+  /**
+   * Sessions the cluster no longer knows of (see ReplicaHost#forget): dropped from the hub's
+   * replica, and ended in every worker's with a tombstone of their own.
+   */
+  forget(sids: readonly string[]): void {
+    for (const sid of sids) {
+      const v = this.table.record(sid)?.version;
+      if (!v || !this.table.forget(sid)) continue;
+      this.forward({ op: 'destroy', sid, version: { t: v.t, c: v.c + 1, n: v.n } }, undefined);
+    }
   }
 
   /**

@@ -16,8 +16,8 @@ import {
   type PeerAddress,
   type PeerInfo,
   peerInfo,
-  type StateTransfer,
 } from './peer.js';
+import { StateFetch } from './state-fetch.js';
 import { Inbox, Outbox } from './stream.js';
 
 /**
@@ -48,6 +48,8 @@ export class MeshNode {
   private readonly readyPromise: Promise<void>;
   private greeters: PeerAddress[] = [];
   private lastOwnDigest = 0;
+  /** State transfers from peers, and peers back after a long silence (state-fetch.ts). */
+  private readonly fetcher: StateFetch;
 
   constructor(
     readonly id: string,
@@ -67,6 +69,7 @@ export class MeshNode {
       isMember: (id) => this.peers.has(id),
       caughtUp: (peer) => this.left(peer),
     });
+    this.fetcher = new StateFetch(host, io, this.counters, logger);
     this.readyPromise = new Promise((resolve) => {
       this.readyResolve = resolve;
     });
@@ -136,6 +139,7 @@ export class MeshNode {
       peer = newPeer(from.id, from.address, this.state === 'synced' ? 1 : undefined);
       this.peers.set(from.id, peer);
       this.logger.info(`sticky-mesh: peer ${from.id} (${from.address}) joined`);
+      this.fetcher.heard(from.id, this.now());
     }
     peer.lastSeen = this.now();
     peer.address = from.address;
@@ -247,6 +251,7 @@ export class MeshNode {
     for (const peer of [...this.peers.values()]) {
       if (peer.lastSeen < deadline) {
         this.drop(peer);
+        this.fetcher.lost(peer.id, peer.lastSeen);
         this.logger.warn(
           `sticky-mesh: peer ${peer.id} (${peer.address}) timed out after ` +
             `${this.timings.failureTimeout} ms; dropped`,
@@ -330,7 +335,7 @@ export class MeshNode {
         ...[...this.peers.values()].filter((p) => p.synced && p.port > 0),
       ];
       const peer = candidates[i++ % Math.max(1, candidates.length)];
-      const transfer = peer && (await this.fetchFrom(peer));
+      const transfer = peer && (await this.fetcher.from(peer));
       if (transfer && peer) {
         if (this.state !== 'syncing') return;
         this.logger.info(`sticky-mesh: state received from peer ${peer.id}`);
@@ -355,14 +360,17 @@ export class MeshNode {
     this.resolveReady();
   }
 
-  /** Fetches one peer's whole state and merges it (repair when its datagrams are gone). */
+  /**
+   * Fetches one peer's whole state and merges it (repair when its datagrams are gone; after a
+   * long silence, by the rule in state-fetch.ts).
+   */
   private async transferFrom(peer: Peer): Promise<void> {
     if (peer.fetching || this.state !== 'synced' || peer.port === 0) return;
     peer.fetching = true;
     peer.lastTransfer = this.now();
     clearTimeout(peer.nackTimer);
     peer.nackTimer = undefined;
-    const covered = (await this.fetchFrom(peer))?.vector.get(peer.id);
+    const covered = (await this.fetcher.from(peer))?.vector.get(peer.id);
     if (covered !== undefined && peer.next !== undefined && covered + 1 > peer.next) {
       peer.next = covered + 1;
       peer.assembling = undefined;
@@ -370,21 +378,6 @@ export class MeshNode {
     peer.fetching = false;
     peer.lastTransfer = this.now();
     if (this.peers.get(peer.id) === peer) this.inbox.drain(peer);
-  }
-
-  /** Fetches a peer's whole state into the replica, counted; `undefined` if it failed (logged). */
-  private async fetchFrom(peer: PeerAddress): Promise<StateTransfer | undefined> {
-    this.counters.transfers++;
-    try {
-      return await this.io.fetchState(peer, (changes) => this.host.applyRemote(changes));
-    } catch (err) {
-      this.counters.transferFailures++;
-      this.logger.warn(
-        `sticky-mesh: state transfer from peer ${peer.id} (${peer.address}:${peer.port}) ` +
-          `failed: ${(err as Error).message}`,
-      );
-      return undefined;
-    }
   }
 
   private resolveReady(): void {

@@ -101,6 +101,15 @@ export function toChange(sid: string, value: unknown): Change | undefined {
   );
 }
 
+/** One session's record in Redis as a change; `undefined` if Redis holds none. */
+export async function readRecord(
+  cmd: RedisClientLike,
+  keyPrefix: string,
+  sid: string,
+): Promise<Change | undefined> {
+  return toChange(sid, await cmd.hgetall(keyPrefix + sid));
+}
+
 /** What Redis holds of each session: its version and, for a live session, its expiry. */
 export type RecordVersions = Map<string, { version: Change['version']; e: number }>;
 
@@ -147,11 +156,16 @@ export async function scanRecords(
  * and every machine end up the same. What came from Redis itself (`inRedis`: scanned; `heard`:
  * published during the rebuild) is not sent again. A session is written back with its touched
  * expiry, not its last save's; a touch only when Redis holds the session with an earlier one.
+ * With `onlyThese` (after an outage longer than Redis keeps tombstones, when a session Redis
+ * lacks may have been ended elsewhere and forgotten), a session Redis lacks goes back only if
+ * it is one of them (written here meanwhile); the others are listed in `gone`.
  */
 export function* newerThanRedis(
   table: SessionTable,
   inRedis: RecordVersions,
   heard: ReadonlyMap<string, Version> | undefined,
+  onlyThese?: ReadonlySet<string>,
+  gone?: string[],
 ): IterableIterator<Change> {
   const known = (sid: string) => {
     const scanned = inRedis.get(sid)?.version;
@@ -170,6 +184,10 @@ export function* newerThanRedis(
     }
     const there = known(change.sid);
     if (there !== undefined && compareVersions(change.version, there) <= 0) continue;
+    if (there === undefined && onlyThese && !onlyThese.has(change.sid)) {
+      gone?.push(change.sid);
+      continue;
+    }
     yield change.op === 'set'
       ? { ...change, expiresAt: table.record(change.sid)?.expiresAt ?? change.expiresAt }
       : change;

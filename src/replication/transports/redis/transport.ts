@@ -1,8 +1,8 @@
 import { debug } from '../../../debug.js';
 import { newNodeId } from '../../clock.js';
-import { type MissCounters, MissLookups } from '../../miss.js';
+import { MissLookups } from '../../miss.js';
 import type { Change } from '../../table.js';
-import type { ReplicaHost, Transport } from '../../transport.js';
+import { forgetSessions, type ReplicaHost, type Transport } from '../../transport.js';
 import { openClient, type RedisClientLike, type ResolvedRedisOptions } from './options.js';
 import {
   applyArgs,
@@ -12,10 +12,11 @@ import {
   noteNewest,
   type RecordVersions,
   readChannelMessage,
+  readRecord,
   runApply,
   scanRecords,
-  toChange,
 } from './script.js';
+import type { RedisStats } from './stats.js';
 
 /**
  * Replication between machines through Redis, for networks without multicast.
@@ -37,27 +38,7 @@ import {
  * reach Redis and the other machines).
  */
 
-export interface RedisStats {
-  machineId: string;
-  state: 'idle' | 'syncing' | 'synced' | 'closed';
-  connected: boolean;
-  /** Own changes written to Redis, and how many of those Redis already held newer. */
-  written: number;
-  stale: number;
-  /** Changes from other machines applied. */
-  received: number;
-  /** Own writes waiting for Redis, and how many were dropped from a full queue. */
-  queued: number;
-  dropped: number;
-  /** Full rebuilds from Redis (start and every reconnect), and records written back after one. */
-  rebuilds: number;
-  reconciled: number;
-  /** Messages on the channel that did not parse. */
-  malformed: number;
-  errors: number;
-  /** Reads that missed here and read the record from Redis (see `readOnMissWait`). */
-  readOnMiss: MissCounters;
-}
+export type { RedisStats };
 
 /**
  * One machine's link to Redis: a command connection (the Lua writes, scans) and a subscriber.
@@ -73,6 +54,7 @@ export class RedisTransport implements Transport<RedisStats> {
     dropped: 0,
     rebuilds: 0,
     reconciled: 0,
+    forgotten: 0,
     malformed: 0,
     errors: 0,
   };
@@ -94,6 +76,10 @@ export class RedisTransport implements Transport<RedisStats> {
   private readonly readyPromise: Promise<void>;
   private starting: Promise<void> | undefined;
   private rebuiltOnce = false;
+  /** When the link to Redis was lost (after a first rebuild), until the next rebuild. */
+  private lostAt: number | undefined;
+  /** Sessions written here since then: what may be written back after a long outage. */
+  private readonly writtenWhileAway = new Set<string>();
   private closing: Promise<void> | undefined;
   private readonly channel: string;
   private readonly keyPrefix: string;
@@ -183,6 +169,7 @@ export class RedisTransport implements Transport<RedisStats> {
   /** Writes a local change to Redis (queued while Redis is unreachable). */
   publish(change: Change): void {
     if (this.state === 'closed' || this.state === 'idle') return;
+    if (this.lostAt !== undefined) this.writtenWhileAway.add(change.sid);
     if (!this.connected()) {
       this.enqueue(change);
       return;
@@ -208,10 +195,12 @@ export class RedisTransport implements Transport<RedisStats> {
    */
   fetch(sid: string): Promise<void> {
     if (!this.connected()) return Promise.resolve();
-    return this.misses.lookup(sid, () => this.readRecord(sid), {
-      askEvery: 0,
-      rememberSilence: false,
-    });
+    const read = () =>
+      readRecord(this.cmd as RedisClientLike, this.keyPrefix, sid).then(
+        (change) => (change ? this.host.applyRemote([change]) : this.misses.notFound(sid)),
+        (err: Error) => debug('redis: read of %s failed: %s', sid, err.message),
+      );
+    return this.misses.lookup(sid, read, { askEvery: 0, rememberSilence: false });
   }
 
   /** Closes the connections it opened (a client passed in stays open). Idempotent. */
@@ -242,17 +231,6 @@ export class RedisTransport implements Transport<RedisStats> {
   private listen(client: RedisClientLike, event: string, fn: (...a: unknown[]) => void): void {
     client.on(event, fn);
     this.listeners.push([client, event, fn]);
-  }
-
-  private readRecord(sid: string): void {
-    (this.cmd as RedisClientLike).hgetall(this.keyPrefix + sid).then(
-      (hash) => {
-        const change = toChange(sid, hash);
-        if (change) this.host.applyRemote([change]);
-        else this.misses.notFound(sid);
-      },
-      (err: Error) => debug('redis: read of %s failed: %s', sid, err.message),
-    );
   }
 
   private connected(): boolean {
@@ -299,6 +277,7 @@ export class RedisTransport implements Transport<RedisStats> {
   private onLost(client: RedisClientLike): void {
     if (client === this.sub) this.subscribed = false;
     this.stale = true;
+    if (this.rebuiltOnce) this.lostAt ??= Date.now();
     if (this.state === 'synced') {
       this.options.logger.warn(
         "sticky-mesh: Redis connection lost; serving from this machine's replica, queueing writes",
@@ -347,7 +326,12 @@ export class RedisTransport implements Transport<RedisStats> {
       const held = this.held;
       this.held = undefined;
       this.host.applyRemote(held);
-      await this.writeBack(inRedis);
+      // Away longer than Redis keeps tombstones: only what was written here meanwhile goes back.
+      const away = this.lostAt === undefined ? 0 : Date.now() - this.lostAt;
+      const long = away >= this.options.tombstoneTtl;
+      await this.writeBack(inRedis, long ? this.writtenWhileAway : undefined);
+      this.lostAt = undefined;
+      this.writtenWhileAway.clear();
       if ((this.state as RedisStats['state']) === 'closed') return;
       this.counters.rebuilds++;
       this.state = 'synced';
@@ -375,9 +359,13 @@ export class RedisTransport implements Transport<RedisStats> {
    * end up the same. What came from Redis itself (scanned, or heard during the rebuild) is not
    * sent again. A session is written back with its touched expiry, not its last save's.
    */
-  private async writeBack(inRedis: RecordVersions): Promise<void> {
+  private async writeBack(
+    inRedis: RecordVersions,
+    onlyThese: ReadonlySet<string> | undefined,
+  ): Promise<void> {
     const pending: Promise<unknown>[] = [];
-    for (const out of newerThanRedis(this.host.table, inRedis, this.heard)) {
+    const gone: string[] = [];
+    for (const out of newerThanRedis(this.host.table, inRedis, this.heard, onlyThese, gone)) {
       if (this.state === 'closed') return;
       this.counters.reconciled++;
       pending.push(this.write(out));
@@ -385,6 +373,12 @@ export class RedisTransport implements Transport<RedisStats> {
       if (pending.length >= 256) await Promise.all(pending.splice(0));
     }
     await Promise.all(pending);
+    if (gone.length === 0) return;
+    const n = forgetSessions(this.host, gone);
+    this.counters.forgotten += n;
+    this.options.logger.warn(
+      `sticky-mesh: away from Redis longer than tombstoneTtl: dropped ${n} sessions it no longer holds`,
+    );
   }
 
   private resolveReady(): void {
