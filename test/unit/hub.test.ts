@@ -94,3 +94,43 @@ describe('the hub and a worker write older than its record', () => {
     hub.close();
   });
 });
+
+describe("the hub's tombstones (issue 15, item 2)", () => {
+  // Before, the hub kept tombstones 600 s whatever the stores were configured with.
+  it("last as long as the longest of the workers' stores says (StoreOptions), not a fixed 600 s", () => {
+    const hub = new Hub();
+    expect(hub.table.tombstoneTtl).toBe(600_000);
+    const a = fakeWorker(1);
+    hub.receive(a, message(MessageType.StoreOptions, { tombstoneTtl: 5_000 }));
+    expect(hub.table.tombstoneTtl).toBe(5_000);
+    hub.receive(a, message(MessageType.StoreOptions, { tombstoneTtl: 2_000 }));
+    expect(hub.table.tombstoneTtl).toBe(5_000);
+    hub.receive(a, message(MessageType.StoreOptions, { tombstoneTtl: 3_600_000 }));
+    expect(hub.table.tombstoneTtl).toBe(3_600_000);
+    hub.close();
+  });
+
+  it('forget() drops a record from its replica and ends it in every worker', () => {
+    const hub = new Hub();
+    const a = fakeWorker(1);
+    hub.sync(a);
+    const s: Change = {
+      op: 'set',
+      sid: 's',
+      data: '{}',
+      expiresAt: LATER,
+      version: { t: 5, c: 0, n: 'x' },
+    };
+    hub.applyRemote([s]);
+    a.sent.length = 0;
+    hub.forget(['s', 'unknown']);
+    expect(hub.table.record('s')).toBeUndefined();
+    expect(a.sent).toEqual([
+      expect.objectContaining({
+        t: MessageType.StoreChange,
+        change: { op: 'destroy', sid: 's', version: { t: 5, c: 1, n: 'x' } },
+      }),
+    ]);
+    hub.close();
+  });
+});

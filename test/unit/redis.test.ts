@@ -1123,3 +1123,56 @@ describe('read on miss through Redis', () => {
     expect(store.redisStats()?.readOnMiss.asked).toBe(0);
   });
 });
+
+describe('an outage longer than tombstoneTtl (issue 15, item 2)', () => {
+  // Before, the write-back after the reconnect wrote every record Redis lacked, also sessions
+  // ended elsewhere meanwhile whose tombstones had expired: a logout came undone everywhere.
+  it('writes back only what was written here while away; what Redis no longer holds is dropped here', async () => {
+    const { port, inspect } = mockServer();
+    const ttl = 200;
+    const a = await started(port, { tombstoneTtl: ttl });
+    const b = await started(port, { tombstoneTtl: ttl });
+    const now = Date.now();
+    a.write(set('ended', v(now), 'ann'));
+    a.write(set('kept', v(now + 1), 'bob'));
+    await vi.waitFor(() => expect(user(b.table, 'kept')).toBe('bob'), { timeout: 1000 });
+    b.link.drop();
+    // Ended on a while b is away; its tombstone expires in Redis before b is back.
+    a.write(destroy('ended', v(now + 2)));
+    b.write(set('new-on-b', v(now + 3), 'carl'));
+    await delay(ttl * 2);
+    expect(await inspect.exists(key('ended'))).toBe(0);
+    expect(user(b.table, 'ended')).toBe('ann');
+    b.link.restore();
+    await vi.waitFor(
+      () => expect(b.transport.stats()).toMatchObject({ state: 'synced', forgotten: 1 }),
+      { timeout: 2000, interval: 5 },
+    );
+    expect(b.table.record('ended')).toBeUndefined();
+    expect(await inspect.exists(key('ended'))).toBe(0);
+    expect(user(a.table, 'ended')).toBeUndefined();
+    // What b wrote while away, and what both still hold, are there.
+    expect((await stored(inspect, 'new-on-b')).d).toBe(JSON.stringify({ user: 'carl' }));
+    expect(user(b.table, 'kept')).toBe('bob');
+    await vi.waitFor(() => expect(user(a.table, 'new-on-b')).toBe('carl'), { timeout: 1000 });
+    expect(b.logs.warn.join('\n')).toMatch(/longer than tombstoneTtl/);
+  });
+
+  it('after a shorter outage a Redis that lost records still gets every one written back', async () => {
+    const { port, inspect } = mockServer();
+    const a = await started(port, { tombstoneTtl: 60_000 });
+    a.write(set('s', v(Date.now()), 'ann'));
+    await answered(a, 1);
+    a.link.drop();
+    await inspect.flushall();
+    a.link.restore();
+    await vi.waitFor(() => expect(a.transport.stats()).toMatchObject({ state: 'synced' }), {
+      timeout: 2000,
+      interval: 5,
+    });
+    await vi.waitFor(async () => expect((await stored(inspect, 's')).d).toBeDefined(), {
+      timeout: 1000,
+    });
+    expect(a.transport.stats().forgotten).toBe(0);
+  });
+});
