@@ -4,6 +4,7 @@
 // (test/helpers/redis.ts; no persistence, so a restart brings it back empty). Each test uses its
 // own `cluster` name: tests never see each other's records.
 import { createHash } from 'node:crypto';
+import net from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -41,7 +42,11 @@ const fastClock = (shiftMs: number) => ({
   CLOCK_SHIFT_MS: String(shiftMs),
 });
 
-function cluster(name: string, env: Record<string, string> = {}): Promise<FixtureProcess> {
+function cluster(
+  name: string,
+  env: Record<string, string> = {},
+  redis: Record<string, unknown> = {},
+): Promise<FixtureProcess> {
   return startFixture({
     fixture: 'session-app.mjs',
     timeoutMs: 30_000,
@@ -49,10 +54,59 @@ function cluster(name: string, env: Record<string, string> = {}): Promise<Fixtur
       ...env,
       WORKERS: '2',
       STICKY_OPTIONS: JSON.stringify({
-        redis: { url: server.url, cluster: name, syncTimeout: 5000 },
+        redis: { url: server.url, cluster: name, syncTimeout: 5000, ...redis },
       }),
     },
   });
+}
+
+/**
+ * A TCP relay to the redis-server, for one machine's link: `cut()` closes every connection and
+ * stops accepting (Redis is out of that machine's reach, the others still reach it), `restore()`
+ * accepts again on the same port.
+ */
+async function relay(): Promise<{ url: string; cut(): Promise<void>; restore(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(redisPort(), '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => {
+        sockets.delete(s);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  relays.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    async cut() {
+      await new Promise((resolve) => {
+        server.close(resolve);
+        for (const s of sockets) s.destroy();
+      });
+    },
+    async restore() {
+      await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    },
+  };
+}
+const relays: net.Server[] = [];
+afterEach(() => {
+  for (const r of relays.splice(0)) r.close();
+});
+const redisPort = () => Number(new URL(server.url).port);
+
+/** The session id in an express-session cookie (`connect.sid=s%3A<sid>.<signature>`). */
+function sidOf(cookie: string): string {
+  return decodeURIComponent(cookie.split('=')[1] as string)
+    .slice(2)
+    .split('.')[0] as string;
 }
 
 /** Three clusters under one name, started together. */
@@ -148,6 +202,7 @@ interface RedisStats {
     rebuilds: number;
     reconciled: number;
     written: number;
+    forgotten: number;
   };
 }
 
@@ -335,6 +390,55 @@ describe.skipIf(!available)('Redis replication between sticky clusters (real red
     const seen = await stats(c1);
     expect(seen.sessions.versionsAhead).toBeGreaterThan(0);
     await converged(name, apps, 2000);
+  }, 60_000);
+
+  it('a cluster cut off from Redis longer than tombstoneTtl does not bring back a session logged out meanwhile', async () => {
+    const name = clusterName();
+    // Tombstones kept 1.5 s in Redis and in every replica (so this runs in seconds).
+    const ttl = 1500;
+    const short = { STORE_OPTIONS: JSON.stringify({ tombstoneTtl: ttl, sweepInterval: 250 }) };
+    const link = await relay();
+    const [c1, c2, c3] = await Promise.all([
+      cluster(name, short, { tombstoneTtl: ttl }),
+      cluster(name, short, { tombstoneTtl: ttl, url: link.url }),
+      cluster(name, short, { tombstoneTtl: ttl }),
+    ]);
+    const { cookie } = await call(c1, 'POST', '/login?user=ann');
+    const { cookie: kept } = await call(c1, 'POST', '/login?user=bob');
+    await vi.waitFor(
+      async () => {
+        for (const w of await everyWorker(c2, '/me', cookie)) expect(w.user).toBe('ann');
+      },
+      { timeout: 2000, interval: 10 },
+    );
+    await link.cut();
+    await vi.waitFor(async () => expect((await stats(c2)).redis.connected).toBe(false), {
+      timeout: 5000,
+      interval: 50,
+    });
+    // Logged out while c2 is away; c2 logs in someone meanwhile.
+    await call(c3, 'POST', '/logout', cookie);
+    const { cookie: away } = await call(c2, 'POST', '/login?user=carl');
+    await delay(ttl + 1000);
+    expect(await inspect.exists(`${PREFIX}${name}:s:${sidOf(cookie as string)}`)).toBe(0);
+    await link.restore();
+    await vi.waitFor(
+      async () =>
+        expect((await stats(c2)).redis).toMatchObject({ state: 'synced', connected: true }),
+      { timeout: 15_000, interval: 100 },
+    );
+    for (const app of [c1, c2, c3]) {
+      await vi.waitFor(
+        async () => {
+          for (const w of await everyWorker(app, '/me', cookie)) expect(w.user).toBe(null);
+          for (const w of await everyWorker(app, '/me', kept)) expect(w.user).toBe('bob');
+          for (const w of await everyWorker(app, '/me', away)) expect(w.user).toBe('carl');
+        },
+        { timeout: 3000, interval: 50 },
+      );
+    }
+    expect((await redisState(name)).live).toBe(2);
+    expect((await stats(c2)).redis.forgotten).toBe(1);
   }, 60_000);
 
   it('a Redis restart during writes: every cluster keeps serving, then all clusters and Redis converge', async () => {
