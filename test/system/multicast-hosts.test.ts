@@ -5,6 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
 import { createLan, hasIptables, hasNetns, type Lan } from '../helpers/netns.js';
@@ -194,6 +195,65 @@ describe.skipIf(!available)('multicast replication between hosts (network namesp
       interval: 200,
     });
   }, 60_000);
+
+  it.skipIf(!hasIptables())(
+    'a host cut off longer than tombstoneTtl does not bring back a session logged out meanwhile',
+    async () => {
+      const port = 47011;
+      const l = lan as Lan;
+      // Tombstones kept 2 s in every replica (so this runs in seconds).
+      const ttl = 2000;
+      const short = { STORE_OPTIONS: JSON.stringify({ tombstoneTtl: ttl, sweepInterval: 250 }) };
+      const [h1, h2, h3] = [
+        await host(0, port, {}, short),
+        await host(1, port, {}, short),
+        await host(2, port, {}, short),
+      ];
+      const hosts = [h1, h2, h3];
+      const sees = async (h: Host, cookie: string | undefined, user: string | null) =>
+        vi.waitFor(
+          async () => {
+            for (const a of await everyWorker(h, '/me', cookie)) expect(a.user).toBe(user);
+          },
+          { timeout: 5000, interval: 20 },
+        );
+      const { cookie: ended } = await call(h1, 'POST', '/login?user=ann');
+      const { cookie: kept } = await call(h1, 'POST', '/login?user=bob');
+      await sees(h3, ended, 'ann');
+      await sees(h3, kept, 'bob');
+      try {
+        // h3 hears nobody and nobody hears h3, until the others dropped it.
+        await l.dropUdp(100, { at: [2] });
+        await l.dropUdp(100, { at: [0, 1], from: 2 });
+        await vi.waitFor(
+          async () => expect((await stats(h1)).multicast.peers.map((p) => p.id)).toHaveLength(1),
+          { timeout: 5000, interval: 100 },
+        );
+        await call(h2, 'POST', '/logout', ended);
+        const { cookie: cut } = await call(h3, 'POST', '/login?user=carl');
+        // The logout's tombstone is forgotten on h1 and h2 meanwhile.
+        await delay(ttl + 1500);
+        await sees(h3, ended, 'ann');
+        await l.clearDrops();
+        await vi.waitFor(
+          async () => expect((await stats(h1)).multicast.peers.map((p) => p.id)).toHaveLength(2),
+          { timeout: 5000, interval: 100 },
+        );
+        await vi.waitFor(async () => expect(new Set(await digests(hosts)).size).toBe(1), {
+          timeout: 15_000,
+          interval: 200,
+        });
+        for (const h of hosts) {
+          await sees(h, ended, null);
+          await sees(h, kept, 'bob');
+          await sees(h, cut, 'carl');
+        }
+      } finally {
+        await l.clearDrops();
+      }
+    },
+    90_000,
+  );
 
   it("kill -9 of one host's primary: the others drop it after the failure timeout and lose nothing", async () => {
     const port = 47002;
