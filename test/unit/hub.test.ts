@@ -134,3 +134,24 @@ describe("the hub's tombstones (issue 15, item 2)", () => {
     hub.close();
   });
 });
+
+describe('a worker destroy that loses to a newer destroy', () => {
+  it('is acknowledged plainly (the session is ended either way), and the writer gets the newer tombstone', () => {
+    const hub = new Hub();
+    const a = fakeWorker(1);
+    const b = fakeWorker(2);
+    hub.sync(a);
+    hub.sync(b);
+    const newer: Change = { op: 'destroy', sid: 's', version: { t: AHEAD, c: 0, n: 'wb' } };
+    write(hub, b, newer, 1);
+    a.sent.length = 0;
+    write(hub, a, { op: 'destroy', sid: 's', version: { t: Date.now(), c: 0, n: 'wa' } }, 2);
+    expect(a.sent).toEqual([
+      expect.objectContaining({ t: MessageType.StoreChange, change: newer }),
+      expect.objectContaining({ t: MessageType.StoreAck, id: 2 }),
+    ]);
+    expect(a.sent.some((m) => 'refused' in m)).toBe(false);
+    expect(hub.counters.refused).toBe(0);
+    hub.close();
+  });
+});

@@ -198,10 +198,10 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
     if (this.table.apply(change)) {
       this.forward(change, from);
       this.transport?.publish(change);
-    } else {
-      refused = this.refusal(change);
+    } else if (this.lost(change)) {
       // The writer applied it: it gets the record that won instead, before the answer.
-      if (refused) for (const c of this.table.changesOf(change.sid)) sendChange(from, c);
+      for (const c of this.table.changesOf(change.sid)) sendChange(from, c);
+      refused = this.refusal(change);
     }
     if (msg.id !== undefined) {
       const ack = refused === undefined ? { id: msg.id } : { id: msg.id, refused };
@@ -210,17 +210,27 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
   }
 
   /**
-   * Why a worker's write that changed nothing here lost, or `undefined` if it was not a loss (the
-   * same version again, a touch that extends nothing). A worker versions each write above the
-   * record it holds, so a loss means a newer write made elsewhere had not reached it yet: the
-   * write did not take effect, and its writer is told so rather than told it succeeded.
+   * Whether a worker's write that changed nothing here lost to a newer record (not merely the
+   * same version again, or a touch that extends nothing). A worker versions each write above the
+   * record it holds, so this means a newer write made elsewhere had not reached it yet.
+   */
+  private lost(change: Change): boolean {
+    const current = this.table.record(change.sid)?.version;
+    return (
+      change.op !== 'touch' && current !== undefined && compareVersions(change.version, current) < 0
+    );
+  }
+
+  /**
+   * Why a lost write did not take effect, for its writer; `undefined` when the outcome is what it
+   * asked for anyway (a destroy of a session already ended by a newer destroy).
    */
   private refusal(change: Change): string | undefined {
-    const current = this.table.record(change.sid)?.version;
-    if (current === undefined || change.op === 'touch') return undefined;
-    if (compareVersions(change.version, current) >= 0) return undefined;
+    const current = this.table.record(change.sid);
+    if (!current || (change.op === 'destroy' && current.data === null)) return undefined;
     this.counters.refused++;
-    return `a newer write of the session (version ${current.t}.${current.c}.${current.n}) reached the primary first`;
+    const v = current.version;
+    return `a newer write of the session (version ${v.t}.${v.c}.${v.n}) reached the primary first`;
   }
 
   private forward(change: Change, from: Worker | undefined): void {
