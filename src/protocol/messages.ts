@@ -32,7 +32,10 @@ export const MessageType = {
    * hub has it). primary -> worker: another process's write, to apply.
    */
   StoreChange: 8,
-  /** primary -> worker: the hub has the write numbered `id`. */
+  /**
+   * primary -> worker: the hub has the write numbered `id`; or, with `refused` (the reason), it
+   * refused it or could not apply it.
+   */
   StoreAck: 9,
   /** primary -> worker: part of the full session state; `done` on the last part. */
   StoreState: 10,
@@ -80,7 +83,10 @@ export type StoreChangeMessage = Envelope<typeof MessageType.StoreChange> & {
   change: unknown;
   id?: number;
 };
-export type StoreAckMessage = Envelope<typeof MessageType.StoreAck> & { id: number };
+export type StoreAckMessage = Envelope<typeof MessageType.StoreAck> & {
+  id: number;
+  refused?: string;
+};
 export type StoreStateMessage = Envelope<typeof MessageType.StoreState> & {
   changes: unknown[];
   done: boolean;
@@ -130,7 +136,7 @@ const VALID = new Map<number, (m: Fields) => boolean>([
   [MessageType.Reroute, (m) => typeof m.head === 'string' && optionalString(m.peer)],
   [MessageType.Slots, (m) => Array.isArray(m.live) && m.live.every((s) => Number.isInteger(s))],
   [MessageType.StoreChange, (m) => m.id === undefined || isId(m.id)],
-  [MessageType.StoreAck, (m) => isId(m.id)],
+  [MessageType.StoreAck, (m) => isId(m.id) && optionalString(m.refused)],
   [MessageType.StoreState, (m) => Array.isArray(m.changes) && typeof m.done === 'boolean'],
   [MessageType.StoreHello, always],
   [MessageType.StoreQuery, (m) => isId(m.id) && typeof m.sid === 'string'],

@@ -23,6 +23,10 @@ export interface Answer {
   written?: number;
   /** POST /login. */
   sid?: string;
+  /** POST /write: how the store call settled within 3 s, and its error if it rejected. */
+  settled?: 'resolved' | 'rejected' | 'pending';
+  code?: string | null;
+  message?: string;
 }
 
 export interface SessionReply {

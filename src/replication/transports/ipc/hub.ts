@@ -13,7 +13,7 @@ import {
 } from '../../../protocol/messages.js';
 import { type Change, SessionTable } from '../../table.js';
 import type { ReplicaHost, Transport } from '../../transport.js';
-import { parseChange } from '../../wire.js';
+import { checkChange } from '../../wire.js';
 
 /** Changes per state-transfer message: keeps each IPC message small whatever the total. */
 const STATE_CHUNK = 500;
@@ -25,7 +25,7 @@ const CHANGE_OVERHEAD = 160;
 export interface HubCounters {
   /** Writes received from workers and applied. */
   writes: number;
-  /** IPC store messages dropped as malformed. */
+  /** IPC store messages dropped as malformed (a worker's write among them is answered `refused`). */
   dropped: number;
   /** Times a worker's channel backed up past `maxIpcBacklog` and it was resynced once drained. */
   resyncs: number;
@@ -139,12 +139,19 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
     this.backlog.clear();
   }
 
-  /** A worker's write: apply, pass on to every other worker, then acknowledge. */
+  /**
+   * A worker's write: apply, pass on to every other worker, then acknowledge. A write the hub
+   * refuses is answered too (its writer's promise rejects and nothing waits for it).
+   */
   private onChange(from: Worker, msg: StoreChangeMessage): void {
-    const change = parseChange(msg.change);
-    if (!change) {
+    const change = checkChange(msg.change);
+    if (typeof change === 'string') {
       this.counters.dropped++;
-      debug('hub: dropped a malformed change from pid %d', from.process.pid);
+      debug('hub: dropped a change from pid %d: %s', from.process.pid, change);
+      if (msg.id !== undefined) {
+        const refused = `the primary refused the write: ${change}`;
+        send(from, message<StoreAckMessage>(MessageType.StoreAck, { id: msg.id, refused }));
+      }
       return;
     }
     this.counters.writes++;
