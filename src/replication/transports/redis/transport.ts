@@ -4,6 +4,7 @@ import { type MissCounters, MissLookups } from '../../miss.js';
 import type { Change } from '../../table.js';
 import type { ReplicaHost, Transport } from '../../transport.js';
 import { openClient, type RedisClientLike, type ResolvedRedisOptions } from './options.js';
+import { WriteQueue } from './queue.js';
 import {
   applyArgs,
   channelMessage,
@@ -31,10 +32,12 @@ import {
  * to trim, and a message reaches every machine once. A machine subscribes before it scans and
  * applies what arrived meanwhile after, so nothing published during the scan is missed.
  *
- * While Redis is unreachable the machine serves from its replica and queues its own writes
- * (bounded, counted); on reconnect it sends the queue, rebuilds by scanning, and then writes
- * back every local record Redis lacks or holds older (so even writes dropped from a full queue
- * reach Redis and the other machines).
+ * Every own write is held in a bounded queue (queue.ts) until Redis has answered it, in flight
+ * included, so a Redis that is unreachable, or that stops answering while the connection still
+ * looks up, costs bounded memory. While Redis is unreachable the machine serves from its
+ * replica; on reconnect it sends the queue, rebuilds by scanning, and then writes back every
+ * local record Redis lacks or holds older (so even writes dropped from a full queue reach Redis
+ * and the other machines; a drop while connected makes the next drained moment rebuild).
  */
 
 export interface RedisStats {
@@ -46,8 +49,12 @@ export interface RedisStats {
   stale: number;
   /** Changes from other machines applied. */
   received: number;
-  /** Own writes waiting for Redis, and how many were dropped from a full queue. */
+  /**
+   * Own writes held until Redis answers them (waiting or in flight) and their bytes (see
+   * `maxQueue`, `maxQueueBytes`), and how many were dropped from a full queue.
+   */
   queued: number;
+  queuedBytes: number;
   dropped: number;
   /** Full rebuilds from Redis (start and every reconnect), and records written back after one. */
   rebuilds: number;
@@ -80,7 +87,7 @@ export class RedisTransport implements Transport<RedisStats> {
   private cmd: RedisClientLike | undefined;
   private sub: RedisClientLike | undefined;
   private ownsCmd = false;
-  private queue: Change[] = [];
+  private readonly writes: WriteQueue;
   /** Messages received while a rebuild scans: applied after it. */
   private held: Change[] | undefined;
   /** During a rebuild, the newest version heard per session (not to be written back). */
@@ -115,6 +122,18 @@ export class RedisTransport implements Transport<RedisStats> {
     this.keyPrefix = `${options.prefix}${options.cluster}:s:`;
     this.readyPromise = new Promise((resolve) => {
       this.readyResolve = resolve;
+    });
+    this.writes = new WriteQueue({
+      maxQueue: options.maxQueue,
+      maxQueueBytes: options.maxQueueBytes,
+      send: (change) => this.write(change),
+      canSend: () => this.connected(),
+      onDrop: () => {
+        this.counters.dropped++;
+        // Written back by a rebuild: after the reconnect, or once the queue has drained.
+        this.stale = true;
+      },
+      onDrained: () => this.onReady(),
     });
   }
 
@@ -180,14 +199,10 @@ export class RedisTransport implements Transport<RedisStats> {
     return this.readyPromise;
   }
 
-  /** Writes a local change to Redis (queued while Redis is unreachable). */
+  /** Writes a local change to Redis, held in the bounded queue until Redis has answered it. */
   publish(change: Change): void {
     if (this.state === 'closed' || this.state === 'idle') return;
-    if (!this.connected()) {
-      this.enqueue(change);
-      return;
-    }
-    this.write(change).catch(() => this.enqueue(change));
+    this.writes.push(change);
   }
 
   stats(): RedisStats {
@@ -196,7 +211,8 @@ export class RedisTransport implements Transport<RedisStats> {
       state: this.state,
       connected: this.connected(),
       ...this.counters,
-      queued: this.queue.length,
+      queued: this.writes.length,
+      queuedBytes: this.writes.bytes,
       readOnMiss: { ...this.misses.counters },
     };
   }
@@ -218,6 +234,7 @@ export class RedisTransport implements Transport<RedisStats> {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.state = 'closed';
+      this.writes.close();
       this.misses.close();
       this.resolveReady();
       for (const [client, event, fn] of this.listeners) client.off(event, fn);
@@ -270,18 +287,6 @@ export class RedisTransport implements Transport<RedisStats> {
     });
   }
 
-  private enqueue(change: Change): void {
-    if (this.options.maxQueue === 0) {
-      this.counters.dropped++;
-      return;
-    }
-    if (this.queue.length >= this.options.maxQueue) {
-      this.queue.shift();
-      this.counters.dropped++;
-    }
-    this.queue.push(change);
-  }
-
   private onMessage(channel: unknown, message: unknown): void {
     if (channel !== this.channel || this.state === 'closed') return;
     const change = readChannelMessage(message, this.machineId);
@@ -328,18 +333,9 @@ export class RedisTransport implements Transport<RedisStats> {
     this.state = 'syncing';
     this.held = [];
     try {
-      // Own writes made while away go first: the scan then sees them.
-      const queued = this.queue;
-      this.queue = [];
-      for (let i = 0; i < queued.length; i++) {
-        try {
-          await this.write(queued[i] as Change);
-        } catch (err) {
-          // Still away: this one and every later one wait for the next attempt.
-          for (const change of queued.slice(i)) this.enqueue(change);
-          throw err;
-        }
-      }
+      // Own writes made while away go first: the scan then sees them. (A failure leaves them
+      // held for the next attempt.)
+      await this.writes.flush();
       this.heard = new Map();
       const inRedis = await scanRecords(this.cmd as RedisClientLike, this.keyPrefix, (changes) =>
         this.host.applyRemote(changes),
