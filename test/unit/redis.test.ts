@@ -1229,6 +1229,20 @@ describe('read on miss through Redis', () => {
     expect(store.redisStats()?.readOnMiss.asked).toBe(2);
   });
 
+  it('a link that swallows commands: at most 64 reads on miss go out, the others answer at once (nothing piles up in ioredis)', async () => {
+    const { port } = mockServer();
+    const a = await started(port, { readOnMissWait: 200 });
+    a.link.blackholed = true;
+    const reads = Array.from({ length: 200 }, (_, i) => a.transport.fetch(`missing-id-${i}`));
+    expect(a.link.swallowed.length).toBe(64);
+    a.link.release();
+    await Promise.all(reads); // every read settles
+    expect(a.transport.stats().readOnMiss.asked).toBe(64);
+    // Once answered, reads on miss are asked again.
+    await a.transport.fetch('missing-id-after');
+    expect(a.transport.stats().readOnMiss.asked).toBe(65);
+  });
+
   it('readOnMissWait: 0 turns it off', async () => {
     const { port, inspect } = mockServer();
     const { store } = await redisStore(port, new Link(), { readOnMissWait: 0 });

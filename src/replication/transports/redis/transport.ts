@@ -4,7 +4,7 @@ import { type MissCounters, MissLookups } from '../../miss.js';
 import type { Change } from '../../table.js';
 import type { ReplicaHost, Transport } from '../../transport.js';
 import { openClient, type RedisClientLike, type ResolvedRedisOptions } from './options.js';
-import { WriteQueue } from './queue.js';
+import { MAX_IN_FLIGHT, WriteQueue } from './queue.js';
 import {
   applyArgs,
   channelMessage,
@@ -88,6 +88,8 @@ export class RedisTransport implements Transport<RedisStats> {
   private sub: RedisClientLike | undefined;
   private ownsCmd = false;
   private readonly writes: WriteQueue;
+  /** Reads on miss sent to Redis and not answered yet (at most MAX_IN_FLIGHT). */
+  private reads = 0;
   /** Messages received while a rebuild scans: applied after it. */
   private held: Change[] | undefined;
   /** During a rebuild, the newest version heard per session (not to be written back). */
@@ -223,7 +225,9 @@ export class RedisTransport implements Transport<RedisStats> {
    * replication/miss.ts. While Redis is unreachable the read does not wait.
    */
   fetch(sid: string): Promise<void> {
-    if (!this.connected()) return Promise.resolve();
+    // Unanswered reads are bounded like writes: a Redis that stops answering does not pile
+    // them up in ioredis (the read then does not wait).
+    if (!this.connected() || this.reads >= MAX_IN_FLIGHT) return Promise.resolve();
     return this.misses.lookup(sid, () => this.readRecord(sid), {
       askEvery: 0,
       rememberSilence: false,
@@ -262,13 +266,18 @@ export class RedisTransport implements Transport<RedisStats> {
   }
 
   private readRecord(sid: string): void {
+    this.reads++;
     (this.cmd as RedisClientLike).hgetall(this.keyPrefix + sid).then(
       (hash) => {
+        this.reads--;
         const change = toChange(sid, hash);
         if (change) this.host.applyRemote([change]);
         else this.misses.notFound(sid);
       },
-      (err: Error) => debug('redis: read of %s failed: %s', sid, err.message),
+      (err: Error) => {
+        this.reads--;
+        debug('redis: read of %s failed: %s', sid, err.message);
+      },
     );
   }
 
