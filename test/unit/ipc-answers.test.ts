@@ -155,6 +155,35 @@ describe("the hub's answer to a worker's write", () => {
     expect(link.stats()).toMatchObject({ pending: 0 });
   });
 
+  it('a read on miss of an id outside the limits is answered at once, never asked of the other machines', async () => {
+    const asked: string[] = [];
+    const hub = new Hub({
+      transport: () => ({
+        kind: 'redis' as const,
+        start: () => Promise.resolve(),
+        synced: () => Promise.resolve(),
+        publish: () => {},
+        fetch: (sid: string) => {
+          asked.push(sid);
+          return Promise.resolve();
+        },
+        close: () => Promise.resolve(),
+        stats: () => ({}),
+      }),
+    });
+    const query = (id: number, sid: string) =>
+      hub.receive(fakeWorker, { src: 'sticky-mesh', v: 1, t: 12, id, sid });
+    query(1, 'x'.repeat(5000));
+    query(2, 'well-formed-session-id');
+    await delay(10);
+    expect(asked).toEqual(['well-formed-session-id']);
+    expect(wire.sentToWorkers).toEqual([
+      expect.objectContaining({ t: 13, id: 1 }),
+      expect.objectContaining({ t: 13, id: 2 }),
+    ]);
+    hub.close();
+  });
+
   it('an acknowledgement carries the refusal as a checked field', async () => {
     const { parseMessage } = await import('../../src/protocol/messages.js');
     const base = { src: 'sticky-mesh', v: 1, t: 9, id: 3 };

@@ -13,7 +13,7 @@ import {
 } from '../../../protocol/messages.js';
 import { type Change, SessionTable } from '../../table.js';
 import type { ReplicaHost, Transport } from '../../transport.js';
-import { checkChange } from '../../wire.js';
+import { checkChange, isSessionIdLike } from '../../wire.js';
 
 /** Changes per state-transfer message: keeps each IPC message small whatever the total. */
 const STATE_CHUNK = 500;
@@ -97,7 +97,8 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
    * machines. A record that arrives is forwarded to every worker before the answer goes out.
    */
   private onQuery(from: Worker, msg: StoreQueryMessage): void {
-    const known = this.table.record(msg.sid) !== undefined;
+    // An id no store would ask for (over the limits, cookie junk) is not asked of the cluster.
+    const known = this.table.record(msg.sid) !== undefined || !isSessionIdLike(msg.sid);
     const wait = known || !this.transport?.fetch ? undefined : this.transport.fetch(msg.sid);
     const answer = () =>
       send(from, message<StoreFoundMessage>(MessageType.StoreFound, { id: msg.id }));
