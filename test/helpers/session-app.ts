@@ -24,7 +24,9 @@ export interface Answer {
   /** POST /login. */
   sid?: string;
   /** POST /write: how the store call settled within 3 s, and its error if it rejected. */
-  settled?: 'resolved' | 'rejected' | 'pending';
+  settled?: 'resolved' | 'rejected' | 'pending' | 'answered';
+  /** POST /raw-write: the primary's reason for refusing the write (null: it took it). */
+  refused?: string | null;
   code?: string | null;
   message?: string;
 }

@@ -211,6 +211,30 @@ describe('a write some replica would refuse (issue 15 item 6)', () => {
     const stats = await sessionAppStats<{ sessions: { dropped: number } }>(app);
     expect(stats.sessions.dropped).toBe(0);
   });
+
+  it('a write the primary refuses (sent by a store that does not check the limits) is answered with the reason, and applied nowhere', async () => {
+    const app = await startFixture({
+      fixture: 'session-app.mjs',
+      env: { WORKERS: '2', STICKY_OPTIONS: JSON.stringify({ seed: SEED }) },
+    });
+    const sid = 'R'.repeat(300);
+    const raw = await on(app, 'POST', `/raw-write?sid=${sid}`, 0);
+    expect(raw).toMatchObject({ settled: 'answered' });
+    expect(raw.refused).toMatch(/its session id is 300 characters long, over the limit of 256/);
+    for (const slot of [0, 1]) {
+      expect((await on(app, 'GET', `/has?sid=${sid}`, slot)).found, `held by ${slot}`).toBe(false);
+    }
+    // A well-formed write sent the same way is taken (the control).
+    expect(await on(app, 'POST', '/raw-write?sid=raw-but-fine', 0)).toMatchObject({
+      settled: 'answered',
+      refused: null,
+    });
+    await vi.waitFor(async () => {
+      expect((await on(app, 'GET', '/has?sid=raw-but-fine', 1)).found).toBe(true);
+    });
+    const stats = await sessionAppStats<{ sessions: { dropped: number } }>(app);
+    expect(stats.sessions.dropped).toBe(1);
+  });
 });
 
 async function inBatches(n: number, size: number, work: (i: number) => Promise<void>) {
