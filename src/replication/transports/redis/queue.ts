@@ -6,12 +6,18 @@ import type { Change } from '../../table.js';
  * link that swallows commands while ioredis still says `ready` holds at most this many.
  */
 export const MAX_IN_FLIGHT = 64;
-/** After a write failed on a link that still looks up (an error reply), sending resumes this much later, in ms. */
+/**
+ * After a write failed on a link that still looks up (an error reply), sending resumes this
+ * much later, in ms.
+ */
 export const RETRY_MS = 1000;
 /** Bytes a write takes beside its session JSON (the change, the script's arguments), roughly. */
 const WRITE_OVERHEAD = 256;
 
-/** What a queued write counts against `maxQueueBytes`. */
+/**
+ * What a queued write counts against `maxQueueBytes`: its session JSON in characters (what the
+ * string takes in memory, a byte or two each), its id, and the overhead.
+ */
 export function writeBytes(change: Change): number {
   return WRITE_OVERHEAD + change.sid.length + (change.op === 'set' ? change.data.length : 0);
 }
