@@ -48,9 +48,9 @@ export interface RedisTransportOptions {
    */
   maxQueue?: number;
   /**
-   * Most bytes of own writes held until Redis has answered them (session JSON plus about 256
-   * bytes each), in flight included; beyond it the oldest waiting write is dropped and counted,
-   * as with `maxQueue`.
+   * Most bytes of own writes held until Redis has answered them (each its session JSON, counted
+   * in characters, plus about 256), in flight included; beyond it the oldest waiting write is
+   * dropped and counted, as with `maxQueue`.
    * @default 16777216 (16 MiB)
    */
   maxQueueBytes?: number;
