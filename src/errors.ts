@@ -10,8 +10,10 @@ export type StickyMeshErrorCode =
   | 'ERR_STICKY_FACTORY_FAILED'
   | 'ERR_STICKY_SESSION_TOO_LARGE'
   | 'ERR_STICKY_WRITE_REFUSED'
+  | 'ERR_STICKY_INVALID_SESSION_ID'
   | 'ERR_STICKY_STORE_CLOSED'
-  | 'ERR_STICKY_TRANSPORT_FAILED';
+  | 'ERR_STICKY_TRANSPORT_FAILED'
+  | 'ERR_STICKY_WRITE_FAILED';
 
 export class StickyMeshError extends Error {
   readonly code: StickyMeshErrorCode;

@@ -9,6 +9,7 @@ export {
   type StickyOptions,
   type SyncOptions,
 } from './options.js';
+export { LIMITS } from './replication/limits.js';
 export { ReplicatedStore, type SessionData } from './replication/store.js';
 export { type ReplicatedStoreOptions, STORE_DEFAULTS } from './replication/store-options.js';
 export {

@@ -32,7 +32,10 @@ export const MessageType = {
    * hub has it). primary -> worker: another process's write, to apply.
    */
   StoreChange: 8,
-  /** primary -> worker: the hub has the write numbered `id`. */
+  /**
+   * primary -> worker: the hub has the write numbered `id`; or, with `refused` (the reason), it
+   * refused it or could not apply it.
+   */
   StoreAck: 9,
   /** primary -> worker: part of the full session state; `done` on the last part. */
   StoreState: 10,
@@ -86,12 +89,14 @@ export type StoreChangeMessage = Envelope<typeof MessageType.StoreChange> & {
   id?: number;
 };
 /**
- * `refused`: the hub did not apply the write (it holds a newer version of the session, written
- * elsewhere before this write was made); the worker's replica got the hub's record just before.
+ * `refused`: why the hub did not apply the write. `lost`: because it holds a newer version of the
+ * session, written elsewhere before this write was made (the worker's replica got the hub's
+ * record just before); otherwise the change did not pass the hub's checks.
  */
 export type StoreAckMessage = Envelope<typeof MessageType.StoreAck> & {
   id: number;
   refused?: string;
+  lost?: boolean;
 };
 export type StoreStateMessage = Envelope<typeof MessageType.StoreState> & {
   changes: unknown[];
@@ -154,7 +159,10 @@ const VALID = new Map<number, (m: Fields) => boolean>([
   [MessageType.StoreChange, (m) => m.id === undefined || isId(m.id)],
   [
     MessageType.StoreAck,
-    (m) => isId(m.id) && (m.refused === undefined || typeof m.refused === 'string'),
+    (m) =>
+      isId(m.id) &&
+      optionalString(m.refused) &&
+      (m.lost === undefined || typeof m.lost === 'boolean'),
   ],
   [MessageType.StoreState, (m) => Array.isArray(m.changes) && typeof m.done === 'boolean'],
   [MessageType.StoreHello, always],

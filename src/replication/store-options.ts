@@ -1,5 +1,6 @@
 import { InvalidOptionError } from '../errors.js';
 import { boolean, definedFields, integer, MAX_MS, rejectUnknown } from '../validate.js';
+import { LIMITS } from './limits.js';
 import { resolveTransport } from './transports/choose.js';
 import type { MulticastOptions } from './transports/multicast/options.js';
 import type { RedisOption } from './transports/redis/options.js';
@@ -89,7 +90,7 @@ export function resolveStoreOptions(options: ReplicatedStoreOptions): ResolvedSt
   resolveTransport(out);
   integer('ttl', out.ttl, 1, 2 ** 47);
   integer('touchAfter', out.touchAfter, 0, MAX_MS);
-  integer('maxSessionBytes', out.maxSessionBytes, 1, 64 * 1024 * 1024);
+  integer('maxSessionBytes', out.maxSessionBytes, 1, LIMITS.maxSessionBytes);
   integer('tombstoneTtl', out.tombstoneTtl, 1, MAX_MS);
   integer('sweepInterval', out.sweepInterval, 1, MAX_MS);
   boolean('disableTouch', out.disableTouch);

@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import { debug } from '../debug.js';
-import { StickyMeshError } from '../errors.js';
+import { describe, StickyMeshError } from '../errors.js';
 import { Clock, newNodeId, type Version } from './clock.js';
+import { sidProblem } from './limits.js';
 import {
   type ReplicatedStoreOptions,
   type ResolvedStoreOptions,
@@ -127,6 +128,7 @@ export class ReplicatedStore extends Base {
 
   set(sid: string, session: object, cb?: Callback<void>): Promise<void> | undefined {
     return settle(cb, async () => {
+      this.assertSid(sid);
       this.assertOpen();
       await this.started;
       const expiresAt = this.expiresAt(session);
@@ -149,6 +151,7 @@ export class ReplicatedStore extends Base {
 
   destroy(sid: string, cb?: Callback<void>): Promise<void> | undefined {
     return settle(cb, async () => {
+      this.assertSid(sid);
       this.assertOpen();
       await this.started;
       await this.commit({ op: 'destroy', sid, version: this.version(sid) });
@@ -157,6 +160,7 @@ export class ReplicatedStore extends Base {
 
   touch(sid: string, session: object, cb?: Callback<void>): Promise<void> | undefined {
     return settle(cb, async () => {
+      this.assertSid(sid);
       if (this.options.disableTouch) return;
       this.assertOpen();
       await this.ready();
@@ -281,6 +285,20 @@ export class ReplicatedStore extends Base {
       if (Number.isFinite(at)) return at;
     }
     return Date.now() + this.options.ttl;
+  }
+
+  /**
+   * Refuses, before anything is applied, a session id that some replica or transport would
+   * refuse (limits.ts): a write is applied everywhere or nowhere.
+   */
+  private assertSid(sid: unknown): void {
+    const problem = sidProblem(sid);
+    if (problem !== undefined) {
+      throw new StickyMeshError(
+        'ERR_STICKY_INVALID_SESSION_ID',
+        `sticky-mesh: session id ${describe(sid)} ${problem}; nothing was written`,
+      );
+    }
   }
 
   private assertOpen(): void {

@@ -1,8 +1,9 @@
 import { isVersion } from './clock.js';
+import { dataProblem, LIMITS, sidProblem } from './limits.js';
 import type { Change } from './table.js';
 
-/** Longest session id accepted from elsewhere (express-session's are 32 characters). */
-export const MAX_SID_LENGTH = 256;
+/** Longest session id accepted anywhere (see limits.ts; express-session's are 32 characters). */
+export const MAX_SID_LENGTH = LIMITS.maxSidLength;
 
 /**
  * Whether a session id looks like one a session store made (8 to 256 printable ASCII characters,
@@ -14,27 +15,41 @@ export function isSessionIdLike(sid: string): boolean {
 
 /**
  * A change received from another process, checked field by field: anything that is not exactly
- * a well-formed change gives `undefined` (to be dropped and counted). Never throws.
+ * a well-formed change within the limits (limits.ts) gives `undefined` (to be dropped and
+ * counted). Never throws.
  */
 export function parseChange(value: unknown): Change | undefined {
-  if (typeof value !== 'object' || value === null) return undefined;
+  const checked = checkChange(value);
+  return typeof checked === 'string' ? undefined : checked;
+}
+
+/**
+ * {@link parseChange}, saying why a change is refused: the change, or the reason (what the
+ * primary's hub answers a worker whose write it refuses). Never throws.
+ */
+export function checkChange(value: unknown): Change | string {
+  if (typeof value !== 'object' || value === null) return 'not a change';
   const v = value as Record<string, unknown>;
-  if (typeof v.sid !== 'string' || v.sid.length === 0 || v.sid.length > MAX_SID_LENGTH) {
-    return undefined;
-  }
-  if (!isVersion(v.version)) return undefined;
+  const sid = sidProblem(v.sid);
+  if (sid !== undefined) return `its session id ${sid}`;
+  const id = v.sid as string;
+  if (!isVersion(v.version)) return 'no valid version';
   const version = { t: v.version.t, c: v.version.c, n: v.version.n };
   const expiresAt = v.expiresAt;
   switch (v.op) {
-    case 'set':
-      if (typeof v.data !== 'string' || !Number.isSafeInteger(expiresAt)) return undefined;
-      return { op: 'set', sid: v.sid, data: v.data, expiresAt: expiresAt as number, version };
+    case 'set': {
+      if (typeof v.data !== 'string') return 'a set without session data';
+      if (!Number.isSafeInteger(expiresAt)) return 'no valid expiry';
+      const data = dataProblem(v.data);
+      if (data !== undefined) return `its session ${data}`;
+      return { op: 'set', sid: id, data: v.data, expiresAt: expiresAt as number, version };
+    }
     case 'touch':
-      if (!Number.isSafeInteger(expiresAt)) return undefined;
-      return { op: 'touch', sid: v.sid, expiresAt: expiresAt as number, version };
+      if (!Number.isSafeInteger(expiresAt)) return 'no valid expiry';
+      return { op: 'touch', sid: id, expiresAt: expiresAt as number, version };
     case 'destroy':
-      return { op: 'destroy', sid: v.sid, version };
+      return { op: 'destroy', sid: id, version };
     default:
-      return undefined;
+      return 'an unknown operation';
   }
 }

@@ -23,6 +23,12 @@ export interface Answer {
   written?: number;
   /** POST /login. */
   sid?: string;
+  /** POST /write: how the store call settled within 3 s, and its error if it rejected. */
+  settled?: 'resolved' | 'rejected' | 'pending' | 'answered';
+  /** POST /raw-write: the primary's reason for refusing the write (null: it took it). */
+  refused?: string | null;
+  code?: string | null;
+  message?: string;
 }
 
 export interface SessionReply {

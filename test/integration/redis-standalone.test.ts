@@ -180,6 +180,60 @@ describe.skipIf(!available)('standalone stores replicating through a real redis-
     expect(await inspect.keys(`sticky-mesh:${cluster}:*`)).toEqual([]);
   });
 
+  it('a Redis that stops answering while the connection stays up (SIGSTOP): writes stay in the bounded queue, ioredis holds at most the window, and after SIGCONT every write reaches Redis', async () => {
+    const cluster = `it-${++names}`;
+    // ioredis with its defaults (offline queue on): only the transport bounds what it holds.
+    const client = new Redis(server.url);
+    client.on('error', () => {});
+    clients.push(client);
+    // ioredis replaces its command queue on each connection: read it afresh every time.
+    const inIoredis = () =>
+      (client as unknown as { commandQueue: { length: number } }).commandQueue.length;
+    const maxQueueBytes = 1024 * 1024;
+    const a = new ReplicatedStore({
+      redis: { client, cluster, syncTimeout: 3000, logger: quiet, maxQueue: 200, maxQueueBytes },
+    });
+    stores.push(a);
+    const b = store(cluster);
+    await Promise.all([a.length(), b.length()]);
+    const pad = 'x'.repeat(8 * 1024);
+    const pid = server.pid as number;
+    process.kill(pid, 'SIGSTOP');
+    let mostInIoredis = 0;
+    let mostBytes = 0;
+    try {
+      for (let i = 0; i < 2000; i++) {
+        await a.set(`w${i}`, sess(`u${i}`, { pad }));
+        if (i % 50 === 49) await delay(1); // let ioredis write what it was given
+        mostInIoredis = Math.max(mostInIoredis, inIoredis());
+        mostBytes = Math.max(mostBytes, a.redisStats()?.queuedBytes ?? Infinity);
+      }
+      expect(client.status).toBe('ready');
+      // (The measure is live: writes did reach ioredis, and stayed unanswered.)
+      expect(mostInIoredis).toBeGreaterThan(0);
+      expect(mostInIoredis, "commands in ioredis's queue at most").toBeLessThanOrEqual(64);
+      expect(mostBytes, 'bytes held by the transport at most').toBeLessThanOrEqual(maxQueueBytes);
+      const held = a.redisStats();
+      expect(held?.queued).toBeGreaterThan(0);
+      // Nothing is lost silently: what is neither held nor answered was dropped and counted.
+      expect((held?.queued ?? 0) + (held?.dropped ?? 0) + (held?.written ?? 0)).toBe(2000);
+      expect(held?.dropped).toBeGreaterThan(0);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    // Held writes are answered, dropped ones written back: Redis and the other store hold all.
+    await vi.waitFor(
+      async () => {
+        expect(a.redisStats()).toMatchObject({ state: 'synced', queued: 0, queuedBytes: 0 });
+        expect(Object.keys(await inRedis(cluster))).toHaveLength(2000);
+        expect(await b.length()).toBe(2000);
+      },
+      { timeout: 15_000, interval: 100 },
+    );
+    const all = await inRedis(cluster);
+    for (let i = 0; i < 2000; i++) expect(all[`w${i}`]).toBe(`u${i}`);
+  }, 40_000);
+
   it("a store started while Redis is away emits 'disconnect' after syncTimeout, then 'connect' once Redis is there", async () => {
     const away = new RedisServer(await freePort());
     const s = new ReplicatedStore({

@@ -171,6 +171,72 @@ describe('the replication hub and bad input', () => {
   });
 });
 
+describe('a write some replica would refuse (issue 15 item 6)', () => {
+  const pick2 = rendezvous(SEED, 2);
+  /** X-Forwarded-For of a client the balancer of a 2-worker cluster routes to `slot`. */
+  function clientOf2(slot: number): string {
+    for (let i = 1; i < 100_000; i++) {
+      const ip = `10.9.${(i >> 8) & 255}.${i & 255}`;
+      if (pick2(ip, [0, 1]) === slot) return ip;
+    }
+    throw new Error(`no address for slot ${slot}`);
+  }
+  async function on(app: FixtureProcess, method: Method, path: string, slot: number) {
+    const reply = await callSessionApp(app, method, path, { client: clientOf2(slot) });
+    expect(reply.body.slot, `${method} ${path} was meant for slot ${slot}`).toBe(slot);
+    return reply.body;
+  }
+
+  it('a 300-character session id: set() rejects at once with a coded error, nothing is applied in any worker, nothing waits', async () => {
+    const app = await startFixture({
+      fixture: 'session-app.mjs',
+      env: { WORKERS: '2', STICKY_OPTIONS: JSON.stringify({ seed: SEED }) },
+    });
+    const sid = 'L'.repeat(300);
+    for (const op of ['set', 'destroy', 'touch']) {
+      const written = await on(app, 'POST', `/write?op=${op}&sid=${sid}`, 0);
+      expect(written, `${op}() with a 300-character id`).toMatchObject({
+        settled: 'rejected',
+        code: 'ERR_STICKY_INVALID_SESSION_ID',
+      });
+      expect(written.message).toMatch(/300 characters long, over the limit of 256/);
+    }
+    for (const slot of [0, 1]) {
+      expect((await on(app, 'GET', `/has?sid=${sid}`, slot)).found, `held by ${slot}`).toBe(false);
+    }
+    // A well-formed write right after is applied and answered as usual.
+    expect((await on(app, 'POST', '/write?sid=ok-after-the-refusal', 0)).settled).toBe('resolved');
+    expect((await on(app, 'GET', '/has?sid=ok-after-the-refusal', 1)).found).toBe(true);
+    // The primary never got the refused write: nothing for it to drop.
+    const stats = await sessionAppStats<{ sessions: { dropped: number } }>(app);
+    expect(stats.sessions.dropped).toBe(0);
+  });
+
+  it('a write the primary refuses (sent by a store that does not check the limits) is answered with the reason, and applied nowhere', async () => {
+    const app = await startFixture({
+      fixture: 'session-app.mjs',
+      env: { WORKERS: '2', STICKY_OPTIONS: JSON.stringify({ seed: SEED }) },
+    });
+    const sid = 'R'.repeat(300);
+    const raw = await on(app, 'POST', `/raw-write?sid=${sid}`, 0);
+    expect(raw).toMatchObject({ settled: 'answered' });
+    expect(raw.refused).toMatch(/its session id is 300 characters long, over the limit of 256/);
+    for (const slot of [0, 1]) {
+      expect((await on(app, 'GET', `/has?sid=${sid}`, slot)).found, `held by ${slot}`).toBe(false);
+    }
+    // A well-formed write sent the same way is taken (the control).
+    expect(await on(app, 'POST', '/raw-write?sid=raw-but-fine', 0)).toMatchObject({
+      settled: 'answered',
+      refused: null,
+    });
+    await vi.waitFor(async () => {
+      expect((await on(app, 'GET', '/has?sid=raw-but-fine', 1)).found).toBe(true);
+    });
+    const stats = await sessionAppStats<{ sessions: { dropped: number } }>(app);
+    expect(stats.sessions.dropped).toBe(1);
+  });
+});
+
 async function inBatches(n: number, size: number, work: (i: number) => Promise<void>) {
   for (let start = 0; start < n; start += size) {
     await Promise.all(Array.from({ length: Math.min(size, n - start) }, (_, k) => work(start + k)));

@@ -8,6 +8,7 @@ import net from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { MAX_IN_FLIGHT } from '../../src/replication/transports/redis/queue.js';
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
 import {
   hasRedis,
@@ -16,6 +17,7 @@ import {
   stopRedisServers,
 } from '../helpers/redis.js';
 import { type Answer, sessionAppCaller, sessionAppStats } from '../helpers/session-app.js';
+import { TcpRelay } from '../helpers/tcp-relay.js';
 
 const available = hasRedis();
 const PREFIX = 'sticky-mesh:';
@@ -23,8 +25,13 @@ let server: RedisServer;
 let inspect: Redis;
 let names = 0;
 
+const relays: TcpRelay[] = [];
+
 // Each test starts its own clusters: stop them all after it (also when it failed).
-afterEach(stopFixtures);
+afterEach(async () => {
+  await stopFixtures();
+  await Promise.all(relays.splice(0).map((r) => r.close()));
+});
 afterAll(async () => {
   await stopFixtures();
   inspect?.disconnect();
@@ -65,7 +72,11 @@ function cluster(
  * stops accepting (Redis is out of that machine's reach, the others still reach it), `restore()`
  * accepts again on the same port.
  */
-async function relay(): Promise<{ url: string; cut(): Promise<void>; restore(): Promise<void> }> {
+async function cuttableLink(): Promise<{
+  url: string;
+  cut(): Promise<void>;
+  restore(): Promise<void>;
+}> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {
     const upstream = net.connect(redisPort(), '127.0.0.1');
@@ -80,7 +91,7 @@ async function relay(): Promise<{ url: string; cut(): Promise<void>; restore(): 
     }
     client.pipe(upstream).pipe(client);
   });
-  relays.push(server);
+  links.push(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
   return {
@@ -96,9 +107,9 @@ async function relay(): Promise<{ url: string; cut(): Promise<void>; restore(): 
     },
   };
 }
-const relays: net.Server[] = [];
+const links: net.Server[] = [];
 afterEach(() => {
-  for (const r of relays.splice(0)) r.close();
+  for (const r of links.splice(0)) r.close();
 });
 const redisPort = () => Number(new URL(server.url).port);
 
@@ -199,6 +210,8 @@ interface RedisStats {
     state: string;
     connected: boolean;
     queued: number;
+    queuedBytes: number;
+    dropped: number;
     rebuilds: number;
     reconciled: number;
     written: number;
@@ -397,7 +410,7 @@ describe.skipIf(!available)('Redis replication between sticky clusters (real red
     // Tombstones kept 1.5 s in Redis and in every replica (so this runs in seconds).
     const ttl = 1500;
     const short = { STORE_OPTIONS: JSON.stringify({ tombstoneTtl: ttl, sweepInterval: 250 }) };
-    const link = await relay();
+    const link = await cuttableLink();
     const [c1, c2, c3] = await Promise.all([
       cluster(name, short, { tombstoneTtl: ttl }),
       cluster(name, short, { tombstoneTtl: ttl, url: link.url }),
@@ -559,6 +572,50 @@ describe.skipIf(!available)('Redis replication between sticky clusters (real red
     );
     expect(settledIn, `synced again ${settledIn} ms after the writes stopped`).toBeLessThan(15_000);
   }, 90_000);
+
+  it('a link to Redis that swallows everything without closing: what ioredis is given stays within the window, the queue within maxQueueBytes, and once it carries again Redis and the other cluster hold every session', async () => {
+    const name = clusterName();
+    const relay = await TcpRelay.start(server.port);
+    relays.push(relay);
+    const maxQueueBytes = 256 * 1024;
+    const pad = 4096;
+    const [c1, c2] = await Promise.all([
+      cluster(name, {}, { url: relay.url, maxQueueBytes }),
+      cluster(name),
+    ]);
+    relay.blackhole();
+    // 1,000 sessions of about 4 KiB written on cluster 1 while its link carries nothing.
+    expect((await call(c1, 'POST', `/bulk?n=1000&prefix=bh-&pad=${pad}`)).body.written).toBe(1000);
+    await delay(200);
+    // What ioredis sent meanwhile: at most the window of unanswered writes (each command carries
+    // the session twice: as the record and inside the published message), not every write.
+    const sent = relay.swallowedFromClients;
+    expect(sent, `bytes sent toward Redis while blackholed`).toBeLessThanOrEqual(
+      MAX_IN_FLIGHT * 2 * (pad + 1024),
+    );
+    const away = (await stats(c1)).redis;
+    expect(away.connected, 'ioredis still says ready').toBe(true);
+    expect(away.queuedBytes).toBeLessThanOrEqual(maxQueueBytes);
+    expect(away.queued).toBeGreaterThan(0);
+    // Nothing silently lost: every write is held or was dropped and counted.
+    expect(away.queued + away.dropped).toBe(1000);
+    expect(away.dropped).toBeGreaterThan(0);
+    relay.restore();
+    // Held writes are answered; dropped ones are written back by the rebuild after the drain.
+    const reference = await converged(name, [c1, c2], 20_000);
+    expect(reference.startsWith('1000:'), reference).toBe(true);
+    expect((await redisState(name)).live).toBe(1000);
+    await vi.waitFor(
+      async () =>
+        expect((await stats(c1)).redis).toMatchObject({
+          state: 'synced',
+          queued: 0,
+          queuedBytes: 0,
+          dropped: away.dropped,
+        }),
+      { timeout: 10_000, interval: 200 },
+    );
+  }, 60_000);
 
   it("kill -9 of a cluster's primary loses nothing it wrote: the others and Redis keep it all", async () => {
     const name = clusterName();

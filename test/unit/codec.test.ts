@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Version } from '../../src/replication/clock.js';
+import { LIMITS, MAX_CHANGE_OVERHEAD } from '../../src/replication/limits.js';
 import type { Change } from '../../src/replication/table.js';
 import {
   decodeChange,
@@ -247,7 +248,10 @@ describe('mesh messages', () => {
     ['data with no pieces', altered(data, (b) => b.subarray(0, 7).fill(0, 6))],
     ['data with a zero-length piece', altered(data, (b) => b.writeUInt16BE(0, 15))],
     ['data with a piece past its total', altered(data, (b) => b.writeUInt32BE(1, 11))],
-    ['data with a total over 64 MiB', altered(data, (b) => b.writeUInt32BE(2 ** 26 + 1, 7))],
+    [
+      'data with a total over the largest change (64 MiB and its id, version, expiry)',
+      altered(data, (b) => b.writeUInt32BE(LIMITS.maxSessionBytes + MAX_CHANGE_OVERHEAD + 1, 7)),
+    ],
     ['data with a piece count too high', altered(data, (b) => b.writeUInt8(2, 6))],
     ['a NACK with no ranges', altered(nack, (b) => b.subarray(0, 9).fill(0, 8))],
     ['a NACK from 0', altered(nack, (b) => b.writeUIntBE(0, 9, 6))],
@@ -333,6 +337,22 @@ describe('changes', () => {
       }),
       { numRuns: 3000 },
     );
+  });
+
+  it('carries the largest session any store takes, and refuses a larger one', () => {
+    const max = LIMITS.maxSessionBytes;
+    const at = { op: 'set', sid: 's'.repeat(256), data: 'x'.repeat(max), expiresAt: 1, version: v };
+    const b = encodeChange(at as Change);
+    expect(decodeChange(b)?.[1]).toBe(b.length);
+    // Its datagram pieces announce the whole change's size: over the session limit by its id.
+    const piece = {
+      k: 'data',
+      seq: 1,
+      pieces: [{ total: b.length, offset: 0, bytes: b.subarray(0, 1000) }],
+    };
+    const [kind, body] = encodeMessage(piece as MeshMessage);
+    expect(decodeMessage(kind, body)).toMatchObject({ k: 'data', seq: 1 });
+    expect(decodeChange(encodeChange({ ...at, data: `${at.data}x` } as Change))).toBeUndefined();
   });
 
   it('decodes a run of changes, each from where the last ended', () => {

@@ -141,6 +141,7 @@ describe('Redis options', () => {
       prefix: 'sticky-mesh:',
       cluster: 'sticky-mesh',
       maxQueue: 10_000,
+      maxQueueBytes: 16 * 1024 * 1024,
       syncTimeout: 10_000,
       tombstoneTtl: 600_000,
       readOnMissWait: 500,

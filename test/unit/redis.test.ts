@@ -40,6 +40,12 @@ class Link {
   up = true;
   /** Commands fail although the status still says ready (a connection dying under a write). */
   failing = false;
+  /**
+   * Commands are swallowed although the status still says ready (a link that stopped carrying
+   * anything): each waits here, unanswered, as in ioredis's command queue, until `release()`.
+   */
+  blackholed = false;
+  readonly swallowed: (() => void)[] = [];
   hooks: Hooks = {};
   readonly clients: FakeRedis[] = [];
   /** Resolves once a client of this machine has its subscription in place. */
@@ -60,6 +66,12 @@ class Link {
   restore(): void {
     this.up = true;
     for (const c of this.clients) c.reconnect();
+  }
+
+  /** The link carries again: every swallowed command runs and is answered, in order. */
+  release(): void {
+    this.blackholed = false;
+    for (const run of this.swallowed.splice(0)) run();
   }
 }
 
@@ -162,6 +174,11 @@ class FakeRedis extends EventEmitter implements RedisClientLike {
   private guard<T>(work: () => Promise<T>): Promise<T> {
     if (this.status !== 'ready' || this.link.failing) {
       return Promise.reject(new Error('Connection is closed.'));
+    }
+    if (this.link.blackholed) {
+      return new Promise<T>((resolve, reject) => {
+        this.link.swallowed.push(() => void work().then(resolve, reject));
+      });
     }
     return work();
   }
@@ -872,6 +889,98 @@ describe('while Redis is unreachable', () => {
   });
 });
 
+describe('the write queue is bounded in writes and bytes, in flight included (issue 15 item 7)', () => {
+  /** A session of about `kib` KiB. */
+  const big = (sid: string, t: number, kib: number) =>
+    set(sid, v(t), `${sid}:${'x'.repeat(kib * 1024)}`);
+
+  it('maxQueueBytes bounds what waits while Redis is away: the oldest are dropped (counted), and every write still reaches Redis after the reconnect', async () => {
+    const { port, inspect } = mockServer();
+    const a = await started(port, { maxQueueBytes: 40 * 1024 });
+    a.link.drop();
+    for (let i = 0; i < 20; i++) {
+      a.write(big(`s${i}`, 10 + i, 10));
+      expect(a.transport.stats().queuedBytes).toBeLessThanOrEqual(40 * 1024);
+    }
+    const { queued, dropped, queuedBytes } = a.transport.stats();
+    expect(queued).toBe(3); // three of about 10.3 KiB fit in 40 KiB
+    expect(queuedBytes).toBeGreaterThan(30 * 1024);
+    expect(dropped).toBe(17);
+    a.link.restore();
+    await vi.waitFor(
+      () => expect(a.transport.stats()).toMatchObject({ state: 'synced', queued: 0 }),
+      { timeout: 2000, interval: 5 },
+    );
+    for (let i = 0; i < 20; i++) {
+      expect(JSON.parse((await stored(inspect, `s${i}`)).d ?? 'null').user).toMatch(`s${i}:`);
+    }
+    expect(a.transport.stats().queuedBytes).toBe(0);
+  });
+
+  it('a link that swallows commands while ioredis still says ready: at most 64 writes go out, the rest wait in the bounded queue; once it carries again every write reaches Redis', async () => {
+    const { port, inspect } = mockServer();
+    const a = await started(port, { maxQueue: 100 });
+    const b = await started(port);
+    a.link.blackholed = true;
+    for (let i = 0; i < 1000; i++) {
+      a.write(set(`k${i}`, v(10 + i), `u${i}`));
+      expect(a.link.swallowed.length).toBeLessThanOrEqual(64);
+    }
+    await delay(20);
+    // What ioredis would hold is the transport's window, not every write made.
+    expect(a.link.swallowed.length).toBe(64);
+    expect(a.transport.stats()).toMatchObject({ connected: true, queued: 100, dropped: 900 });
+    a.link.release();
+    // The writes held are answered, and the ones dropped are written back by the rebuild that
+    // follows the drained queue: Redis, and the other machine, hold all 1000.
+    await vi.waitFor(
+      async () => {
+        expect(a.transport.stats()).toMatchObject({ state: 'synced', queued: 0 });
+        expect((await inspect.keys(key('k*'))).length).toBe(1000);
+      },
+      { timeout: 3000, interval: 10 },
+    );
+    for (const i of [0, 1, 450, 899, 900, 999]) {
+      expect((await stored(inspect, `k${i}`)).d).toBe(JSON.stringify({ user: `u${i}` }));
+    }
+    await vi.waitFor(() => expect(b.table.digest).toBe(a.table.digest), {
+      timeout: 2000,
+      interval: 10,
+    });
+    expect(a.transport.stats().dropped).toBe(900);
+  });
+
+  it('a write Redis answered with an error is tried again on the same connection, and the writes after it follow', async () => {
+    const { port, inspect } = mockServer();
+    const a = await started(port);
+    a.link.failing = true; // error replies; the connection stays up
+    a.write(set('first', v(10), 'ann'));
+    await vi.waitFor(() => expect(a.transport.stats().queued).toBe(1), {
+      timeout: 500,
+      interval: 2,
+    });
+    a.link.failing = false;
+    a.write(set('second', v(11), 'bob'));
+    await vi.waitFor(
+      async () => {
+        expect((await stored(inspect, 'first')).d).toBe(JSON.stringify({ user: 'ann' }));
+        expect((await stored(inspect, 'second')).d).toBe(JSON.stringify({ user: 'bob' }));
+      },
+      { timeout: 3000, interval: 10 },
+    );
+    expect(a.transport.stats()).toMatchObject({ queued: 0, dropped: 0, rebuilds: 1 });
+  });
+
+  it('a write alone is sent while Redis is reachable, however large: a session over maxQueueBytes is still written', async () => {
+    const { port, inspect } = mockServer();
+    const a = await started(port, { maxQueueBytes: 1024 });
+    a.write(big('huge', 10, 8));
+    await answered(a, 1);
+    expect((await stored(inspect, 'huge')).d).toMatch(/huge:x{8192}/);
+    expect(a.transport.stats()).toMatchObject({ dropped: 0, queued: 0, queuedBytes: 0 });
+  });
+});
+
 describe('resolveRedisOptions', () => {
   const mock = () => new FakeRedis(new RedisMock({ host: 'mock', port: 1 }), new Link());
 
@@ -937,6 +1046,18 @@ describe('resolveRedisOptions', () => {
       () => ({ url: 'redis://h', maxQueue: -1 }),
       /maxQueue/,
       'redis.maxQueue',
+    ],
+    [
+      'a negative maxQueueBytes',
+      () => ({ url: 'redis://h', maxQueueBytes: -1 }),
+      /maxQueueBytes/,
+      'redis.maxQueueBytes',
+    ],
+    [
+      'a fractional maxQueueBytes',
+      () => ({ url: 'redis://h', maxQueueBytes: 1.5 }),
+      /maxQueueBytes/,
+      'redis.maxQueueBytes',
     ],
     [
       'a syncTimeout of 0',
@@ -1106,6 +1227,20 @@ describe('read on miss through Redis', () => {
     // Ids that do not look like session ids are not asked for at all.
     expect(await store.get('x')).toBeNull();
     expect(store.redisStats()?.readOnMiss.asked).toBe(2);
+  });
+
+  it('a link that swallows commands: at most 64 reads on miss go out, the others answer at once (nothing piles up in ioredis)', async () => {
+    const { port } = mockServer();
+    const a = await started(port, { readOnMissWait: 200 });
+    a.link.blackholed = true;
+    const reads = Array.from({ length: 200 }, (_, i) => a.transport.fetch(`missing-id-${i}`));
+    expect(a.link.swallowed.length).toBe(64);
+    a.link.release();
+    await Promise.all(reads); // every read settles
+    expect(a.transport.stats().readOnMiss.asked).toBe(64);
+    // Once answered, reads on miss are asked again.
+    await a.transport.fetch('missing-id-after');
+    expect(a.transport.stats().readOnMiss.asked).toBe(65);
   });
 
   it('readOnMissWait: 0 turns it off', async () => {

@@ -136,6 +136,56 @@ describe('ReplicatedStore: the express-session store contract', () => {
     expect(await s.get('a')).toMatchObject({ small: true });
   });
 
+  it.each([
+    ['300 characters long', 'L'.repeat(300), /300 characters long, over the limit of 256/],
+    ['empty', '', /is empty/],
+    ['not a string', 42, /not a string/],
+    ['with a lone surrogate', 'abc\uD800def', /lone UTF-16 surrogate/],
+  ])(
+    'refuses a session id %s in set, destroy and touch, before applying anything',
+    async (_, sid, why) => {
+      const s = store();
+      const changes: unknown[] = [];
+      s.on('change', (c) => changes.push(c));
+      const id = sid as string;
+      for (const call of [
+        () => s.set(id, sess(60_000, { user: 'ann' })),
+        () => s.destroy(id),
+        () => s.touch(id, sess(60_000, { user: 'ann' })),
+      ]) {
+        const err = await (call() as Promise<void>).catch((e: unknown) => e);
+        expect(err).toMatchObject({
+          name: 'StickyMeshError',
+          code: 'ERR_STICKY_INVALID_SESSION_ID',
+        });
+        expect((err as Error).message).toMatch(why);
+        expect((err as Error).message).toMatch(/nothing was written/);
+      }
+      expect(await s.length()).toBe(0);
+      expect(await s.get(id)).toBeNull();
+      expect(changes).toEqual([]);
+    },
+  );
+
+  it('takes an id of exactly 256 characters, and non-ASCII ids', async () => {
+    const s = store();
+    await s.set('x'.repeat(256), sess(60_000, { user: 'ann' }));
+    await s.set('ß€😀', sess(60_000, { user: 'bob' }));
+    expect(await s.get('x'.repeat(256))).toMatchObject({ user: 'ann' });
+    expect(await s.get('ß€😀')).toMatchObject({ user: 'bob' });
+  });
+
+  it('the size error names the session, its size and the limit; maxSessionBytes is capped at the limit every replica accepts', async () => {
+    const s = store({ maxSessionBytes: 1_024 });
+    const err = await (s.set('a', sess(60_000, { big: 'x'.repeat(2_000) })) as Promise<void>).catch(
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toMatch(/session a is \d+ bytes as JSON, over maxSessionBytes \(1024\)/);
+    expect(() => new ReplicatedStore({ maxSessionBytes: 64 * 1024 * 1024 + 1 })).toThrow(
+      /"maxSessionBytes"/,
+    );
+  });
+
   it('holds 1,000 sessions and lists them all', async () => {
     const s = store();
     await Promise.all(Array.from({ length: 1_000 }, (_, i) => s.set(`s${i}`, sess(60_000, { i }))));

@@ -26,11 +26,25 @@ const SYNC_TIMEOUT_MS = 10_000;
  * wait itself (`readOnMissWait`); this only covers a primary that never answers.
  */
 const QUERY_TIMEOUT_MS = 10_000;
+/**
+ * The longest a write waits for the primary's answer, in ms: the hub answers every write it
+ * gets (applied or refused) at once; this only covers a primary that never answers.
+ */
+const WRITE_TIMEOUT_MS = 10_000;
+
+/** A write sent to the primary, waiting for its answer. */
+interface PendingWrite {
+  resolve(): void;
+  reject(err: Error): void;
+  readonly timer: NodeJS.Timeout;
+}
 
 /** What a worker's `ipc` transport reports. */
 export interface IpcStats {
   /** IPC store messages from the primary dropped as malformed. */
   dropped: number;
+  /** Writes sent to the primary and not answered yet. */
+  pending: number;
 }
 
 /**
@@ -44,7 +58,7 @@ export class HubClient {
   /** IPC store messages dropped as malformed. */
   dropped = 0;
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve(): void; reject(err: Error): void }>();
+  private readonly pending = new Map<number, PendingWrite>();
   private synced = false;
   private syncWaiters: (() => void)[] = [];
   private readonly clocks = new Set<Clock>();
@@ -70,6 +84,12 @@ export class HubClient {
       ],
       (msg) => this.receive(msg),
     );
+    // The primary is gone: no write sent to it will be answered.
+    process.once('disconnect', () => {
+      for (const id of [...this.pending.keys()]) {
+        this.settleWrite(id, 'the primary is gone', 'ERR_STICKY_STORE_CLOSED');
+      }
+    });
   }
 
   /**
@@ -85,7 +105,7 @@ export class HubClient {
       publish: (change) => this.publish(change),
       ...(this.canQuery ? { fetch: (sid: string) => this.fetch(sid) } : {}),
       close: () => Promise.resolve(),
-      stats: () => ({ dropped: this.dropped }),
+      stats: () => ({ dropped: this.dropped, pending: this.pending.size }),
     };
   }
 
@@ -129,28 +149,56 @@ export class HubClient {
     });
   }
 
-  /** Sends a write already applied here; resolves once the hub has it (read-your-writes). */
+  /**
+   * Sends a write already applied here; resolves once the hub has it (read-your-writes), rejects
+   * if the hub refused it, the primary is gone, or it did not answer in `WRITE_TIMEOUT_MS`.
+   * Every write leaves `pending` when it settles.
+   */
   private publish(change: Change): Promise<void> {
     const id = this.nextId++;
     return new Promise<void>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      const timer = setTimeout(
+        () =>
+          this.settleWrite(
+            id,
+            `the primary did not answer in ${WRITE_TIMEOUT_MS} ms`,
+            'ERR_STICKY_WRITE_FAILED',
+          ),
+        WRITE_TIMEOUT_MS,
+      );
+      timer.unref();
+      this.pending.set(id, { resolve, reject, timer });
       const msg = message<StoreChangeMessage>(MessageType.StoreChange, { change, id });
       const sent = sendToPrimary(msg, 'store write', (err) => {
-        if (!err) return;
-        this.pending.delete(id);
-        reject(
-          new StickyMeshError(
-            'ERR_STICKY_STORE_CLOSED',
-            `sticky-mesh: write not replicated: ${err.message}`,
-            { cause: err },
-          ),
-        );
+        if (err) this.settleWrite(id, err.message, 'ERR_STICKY_STORE_CLOSED', err);
       });
-      if (!sent) {
-        this.pending.delete(id);
-        reject(new StickyMeshError('ERR_STICKY_STORE_CLOSED', 'sticky-mesh: the primary is gone'));
-      }
+      if (!sent) this.settleWrite(id, 'the primary is gone', 'ERR_STICKY_STORE_CLOSED');
     });
+  }
+
+  /** Settles the write numbered `id`: resolves it, or with a reason rejects it. */
+  private settleWrite(
+    id: number,
+    failure?: string,
+    code:
+      | 'ERR_STICKY_WRITE_FAILED'
+      | 'ERR_STICKY_WRITE_REFUSED'
+      | 'ERR_STICKY_STORE_CLOSED' = 'ERR_STICKY_WRITE_FAILED',
+    cause?: Error,
+  ): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    clearTimeout(p.timer);
+    if (failure === undefined) {
+      p.resolve();
+      return;
+    }
+    const text =
+      code === 'ERR_STICKY_WRITE_REFUSED'
+        ? `sticky-mesh: write refused: ${failure}; this worker now holds the newer record`
+        : `sticky-mesh: write not replicated (${failure}); it may be applied in this worker only`;
+    p.reject(new StickyMeshError(code, text, cause ? { cause } : undefined));
   }
 
   private receive(
@@ -161,11 +209,11 @@ export class HubClient {
     } else if (msg.t === MessageType.StoreChange) {
       this.applyRemote(msg.change);
     } else if (msg.t === MessageType.StoreAck) {
-      const p = this.pending.get(msg.id);
-      this.pending.delete(msg.id);
-      if (msg.refused === undefined) p?.resolve();
-      else
-        p?.reject(new StickyMeshError('ERR_STICKY_WRITE_REFUSED', `sticky-mesh: ${msg.refused}`));
+      this.settleWrite(
+        msg.id,
+        msg.refused,
+        msg.lost ? 'ERR_STICKY_WRITE_REFUSED' : 'ERR_STICKY_WRITE_FAILED',
+      );
     } else {
       for (const change of msg.changes) this.applyRemote(change);
       if (msg.done) this.markSynced();

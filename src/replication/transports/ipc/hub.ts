@@ -14,7 +14,7 @@ import {
 import { compareVersions, isFarAhead } from '../../clock.js';
 import { type Change, SessionTable } from '../../table.js';
 import type { ReplicaHost, Transport } from '../../transport.js';
-import { parseChange } from '../../wire.js';
+import { checkChange, isSessionIdLike } from '../../wire.js';
 
 /** Changes per state-transfer message: keeps each IPC message small whatever the total. */
 const STATE_CHUNK = 500;
@@ -26,7 +26,7 @@ const CHANGE_OVERHEAD = 160;
 export interface HubCounters {
   /** Writes received from workers and applied. */
   writes: number;
-  /** IPC store messages dropped as malformed. */
+  /** IPC store messages dropped as malformed (a worker's write among them is answered `refused`). */
   dropped: number;
   /** Times a worker's channel backed up past `maxIpcBacklog` and it was resynced once drained. */
   resyncs: number;
@@ -141,7 +141,8 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
    * machines. A record that arrives is forwarded to every worker before the answer goes out.
    */
   private onQuery(from: Worker, msg: StoreQueryMessage): void {
-    const known = this.table.record(msg.sid) !== undefined;
+    // An id no store would ask for (over the limits, cookie junk) is not asked of the cluster.
+    const known = this.table.record(msg.sid) !== undefined || !isSessionIdLike(msg.sid);
     const wait = known || !this.transport?.fetch ? undefined : this.transport.fetch(msg.sid);
     const answer = () =>
       send(from, message<StoreFoundMessage>(MessageType.StoreFound, { id: msg.id }));
@@ -185,12 +186,19 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
     this.backlog.clear();
   }
 
-  /** A worker's write: apply, pass on to every other worker, then acknowledge. */
+  /**
+   * A worker's write: apply, pass on to every other worker, then acknowledge. A write the hub
+   * refuses is answered too (its writer's promise rejects and nothing waits for it).
+   */
   private onChange(from: Worker, msg: StoreChangeMessage): void {
-    const change = parseChange(msg.change);
-    if (!change) {
+    const change = checkChange(msg.change);
+    if (typeof change === 'string') {
       this.counters.dropped++;
-      debug('hub: dropped a malformed change from pid %d', from.process.pid);
+      debug('hub: dropped a change from pid %d: %s', from.process.pid, change);
+      if (msg.id !== undefined) {
+        const refused = `the primary refused the write: ${change}`;
+        send(from, message<StoreAckMessage>(MessageType.StoreAck, { id: msg.id, refused }));
+      }
       return;
     }
     this.counters.writes++;
@@ -204,7 +212,7 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
       refused = this.refusal(change);
     }
     if (msg.id !== undefined) {
-      const ack = refused === undefined ? { id: msg.id } : { id: msg.id, refused };
+      const ack = refused === undefined ? { id: msg.id } : { id: msg.id, refused, lost: true };
       send(from, message<StoreAckMessage>(MessageType.StoreAck, ack));
     }
   }

@@ -1,4 +1,5 @@
 import { isVersion } from '../../clock.js';
+import { LIMITS, MAX_CHANGE_OVERHEAD } from '../../limits.js';
 import type { Change } from '../../table.js';
 import { MAX_SID_LENGTH } from '../../wire.js';
 
@@ -76,7 +77,8 @@ export type SyncFrame =
 /** Largest sequence number (6 bytes). */
 export const MAX_SEQ = 2 ** 48 - 1;
 const MAX_RANGES = 64;
-const MAX_DATA_BYTES = 64 * 1024 * 1024;
+/** Largest change a data message reassembles: the largest session and its id, version, expiry. */
+const MAX_DATA_BYTES = LIMITS.maxSessionBytes + MAX_CHANGE_OVERHEAD;
 
 export function encodeMessage(msg: MeshMessage): [kind: number, body: Buffer] {
   switch (msg.k) {
@@ -294,7 +296,7 @@ export function decodeChange(b: Buffer, start = 0): [Change, number] | undefined
     if (op === OP_TOUCH) return [{ op: 'touch', sid, expiresAt, version }, at];
     const dataLen = b.readUInt32BE(at);
     at += 4;
-    if (at + dataLen > b.length) return undefined;
+    if (at + dataLen > b.length || dataLen > LIMITS.maxSessionBytes) return undefined;
     const data = b.toString('utf8', at, at + dataLen);
     return [{ op: 'set', sid, data, expiresAt, version }, at + dataLen];
   } catch {

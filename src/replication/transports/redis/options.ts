@@ -39,12 +39,21 @@ export interface RedisTransportOptions {
    */
   cluster?: string;
   /**
-   * Most own writes queued while Redis is unreachable; beyond it the oldest are dropped and
-   * counted (they still reach Redis: every local record newer than Redis's is written back on
-   * reconnect).
+   * Most own writes held until Redis has answered them: queued while Redis is unreachable or
+   * not answering, and in flight. Beyond it (or `maxQueueBytes`) the oldest waiting write is
+   * dropped and counted (it still reaches Redis: every local record newer than Redis's is
+   * written back at the next rebuild, after the reconnect or once the queue has drained). A
+   * write alone is always sent while Redis is reachable (`0`: one at a time, nothing waits).
    * @default 10000
    */
   maxQueue?: number;
+  /**
+   * Most bytes of own writes held until Redis has answered them (each its session JSON, counted
+   * in characters, plus about 256), in flight included; beyond it the oldest waiting write is
+   * dropped and counted, as with `maxQueue`.
+   * @default 16777216 (16 MiB)
+   */
+  maxQueueBytes?: number;
   /**
    * How long a starting machine waits for its first rebuild from Redis before serving anyway
    * (logged), in ms.
@@ -86,6 +95,7 @@ export interface ResolvedRedisOptions {
   prefix: string;
   cluster: string;
   maxQueue: number;
+  maxQueueBytes: number;
   syncTimeout: number;
   tombstoneTtl: number;
   readOnMissWait: number;
@@ -97,6 +107,7 @@ export const REDIS_DEFAULTS = Object.freeze({
   prefix: 'sticky-mesh:',
   cluster: 'sticky-mesh',
   maxQueue: 10_000,
+  maxQueueBytes: 16 * 1024 * 1024,
   syncTimeout: 10_000,
   tombstoneTtl: 600_000,
   readOnMissWait: 500,
@@ -165,6 +176,7 @@ export function resolveRedisOptions(value: unknown, name = 'redis'): ResolvedRed
     prefix,
     cluster,
     maxQueue: integer(`${name}.maxQueue`, o.maxQueue ?? D.maxQueue, 0, 10_000_000),
+    maxQueueBytes: integer(`${name}.maxQueueBytes`, o.maxQueueBytes ?? D.maxQueueBytes, 0, 2 ** 40),
     syncTimeout: integer(`${name}.syncTimeout`, o.syncTimeout ?? D.syncTimeout, 1, MAX_MS),
     tombstoneTtl: integer(`${name}.tombstoneTtl`, o.tombstoneTtl ?? D.tombstoneTtl, 1, MAX_MS),
     readOnMissWait: integer(
@@ -193,7 +205,10 @@ export function openClient(o: ResolvedRedisOptions): RedisClientLike {
       { cause: err },
     );
   }
-  // The offline queue is off: while Redis is away this transport queues (bounded) itself.
+  // The offline queue is off: while Redis is away this transport queues (bounded) itself, and it
+  // never has more than MAX_IN_FLIGHT writes outstanding, which bounds ioredis's command queue
+  // when a link swallows commands. No commandTimeout: a command that timed out stays in that
+  // queue until answered or the connection closes, so sending it again would grow it again.
   const common = { enableOfflineQueue: false, maxRetriesPerRequest: 1 };
   return o.url !== undefined ? new Redis(o.url, common) : new Redis({ ...o.connection, ...common });
 }

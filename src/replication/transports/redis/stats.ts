@@ -10,8 +10,12 @@ export interface RedisStats {
   stale: number;
   /** Changes from other machines applied. */
   received: number;
-  /** Own writes waiting for Redis, and how many were dropped from a full queue. */
+  /**
+   * Own writes held until Redis answers them (waiting or in flight) and their bytes (see
+   * `maxQueue`, `maxQueueBytes`), and how many were dropped from a full queue.
+   */
   queued: number;
+  queuedBytes: number;
   dropped: number;
   /** Full rebuilds from Redis (start and every reconnect), and records written back after one. */
   rebuilds: number;

@@ -4,6 +4,7 @@ import { MissLookups } from '../../miss.js';
 import type { Change } from '../../table.js';
 import { forgetSessions, type ReplicaHost, type Transport } from '../../transport.js';
 import { openClient, type RedisClientLike, type ResolvedRedisOptions } from './options.js';
+import { MAX_IN_FLIGHT, WriteQueue } from './queue.js';
 import {
   applyArgs,
   channelMessage,
@@ -32,10 +33,12 @@ import type { RedisStats } from './stats.js';
  * to trim, and a message reaches every machine once. A machine subscribes before it scans and
  * applies what arrived meanwhile after, so nothing published during the scan is missed.
  *
- * While Redis is unreachable the machine serves from its replica and queues its own writes
- * (bounded, counted); on reconnect it sends the queue, rebuilds by scanning, and then writes
- * back every local record Redis lacks or holds older (so even writes dropped from a full queue
- * reach Redis and the other machines).
+ * Every own write is held in a bounded queue (queue.ts) until Redis has answered it, in flight
+ * included, so a Redis that is unreachable, or that stops answering while the connection still
+ * looks up, costs bounded memory. While Redis is unreachable the machine serves from its
+ * replica; on reconnect it sends the queue, rebuilds by scanning, and then writes back every
+ * local record Redis lacks or holds older (so even writes dropped from a full queue reach Redis
+ * and the other machines; a drop while connected makes the next drained moment rebuild).
  */
 
 export type { RedisStats };
@@ -62,7 +65,9 @@ export class RedisTransport implements Transport<RedisStats> {
   private cmd: RedisClientLike | undefined;
   private sub: RedisClientLike | undefined;
   private ownsCmd = false;
-  private queue: Change[] = [];
+  private readonly writes: WriteQueue;
+  /** Reads on miss sent to Redis and not answered yet (at most MAX_IN_FLIGHT). */
+  private reads = 0;
   /** Messages received while a rebuild scans: applied after it. */
   private held: Change[] | undefined;
   /** During a rebuild, the newest version heard per session (not to be written back). */
@@ -101,6 +106,18 @@ export class RedisTransport implements Transport<RedisStats> {
     this.keyPrefix = `${options.prefix}${options.cluster}:s:`;
     this.readyPromise = new Promise((resolve) => {
       this.readyResolve = resolve;
+    });
+    this.writes = new WriteQueue({
+      maxQueue: options.maxQueue,
+      maxQueueBytes: options.maxQueueBytes,
+      send: (change) => this.write(change),
+      canSend: () => this.connected(),
+      onDrop: () => {
+        this.counters.dropped++;
+        // Written back by a rebuild: after the reconnect, or once the queue has drained.
+        this.stale = true;
+      },
+      onDrained: () => this.onReady(),
     });
   }
 
@@ -166,15 +183,11 @@ export class RedisTransport implements Transport<RedisStats> {
     return this.readyPromise;
   }
 
-  /** Writes a local change to Redis (queued while Redis is unreachable). */
+  /** Writes a local change to Redis, held in the bounded queue until Redis has answered it. */
   publish(change: Change): void {
     if (this.state === 'closed' || this.state === 'idle') return;
     if (this.lostAt !== undefined) this.writtenWhileAway.add(change.sid);
-    if (!this.connected()) {
-      this.enqueue(change);
-      return;
-    }
-    this.write(change).catch(() => this.enqueue(change));
+    this.writes.push(change);
   }
 
   stats(): RedisStats {
@@ -183,7 +196,8 @@ export class RedisTransport implements Transport<RedisStats> {
       state: this.state,
       connected: this.connected(),
       ...this.counters,
-      queued: this.queue.length,
+      queued: this.writes.length,
+      queuedBytes: this.writes.bytes,
       readOnMiss: { ...this.misses.counters },
     };
   }
@@ -194,12 +208,18 @@ export class RedisTransport implements Transport<RedisStats> {
    * replication/miss.ts. While Redis is unreachable the read does not wait.
    */
   fetch(sid: string): Promise<void> {
-    if (!this.connected()) return Promise.resolve();
-    const read = () =>
-      readRecord(this.cmd as RedisClientLike, this.keyPrefix, sid).then(
-        (change) => (change ? this.host.applyRemote([change]) : this.misses.notFound(sid)),
-        (err: Error) => debug('redis: read of %s failed: %s', sid, err.message),
-      );
+    // Unanswered reads are bounded like writes: a Redis that stops answering does not pile
+    // them up in ioredis (the read then does not wait).
+    if (!this.connected() || this.reads >= MAX_IN_FLIGHT) return Promise.resolve();
+    const read = () => {
+      this.reads++;
+      readRecord(this.cmd as RedisClientLike, this.keyPrefix, sid)
+        .then(
+          (change) => (change ? this.host.applyRemote([change]) : this.misses.notFound(sid)),
+          (err: Error) => debug('redis: read of %s failed: %s', sid, err.message),
+        )
+        .finally(() => this.reads--);
+    };
     return this.misses.lookup(sid, read, { askEvery: 0, rememberSilence: false });
   }
 
@@ -207,6 +227,7 @@ export class RedisTransport implements Transport<RedisStats> {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.state = 'closed';
+      this.writes.close();
       this.misses.close();
       this.resolveReady();
       for (const [client, event, fn] of this.listeners) client.off(event, fn);
@@ -246,18 +267,6 @@ export class RedisTransport implements Transport<RedisStats> {
       if (applied !== 1) this.counters.stale++;
       return applied;
     });
-  }
-
-  private enqueue(change: Change): void {
-    if (this.options.maxQueue === 0) {
-      this.counters.dropped++;
-      return;
-    }
-    if (this.queue.length >= this.options.maxQueue) {
-      this.queue.shift();
-      this.counters.dropped++;
-    }
-    this.queue.push(change);
   }
 
   private onMessage(channel: unknown, message: unknown): void {
@@ -307,18 +316,9 @@ export class RedisTransport implements Transport<RedisStats> {
     this.state = 'syncing';
     this.held = [];
     try {
-      // Own writes made while away go first: the scan then sees them.
-      const queued = this.queue;
-      this.queue = [];
-      for (let i = 0; i < queued.length; i++) {
-        try {
-          await this.write(queued[i] as Change);
-        } catch (err) {
-          // Still away: this one and every later one wait for the next attempt.
-          for (const change of queued.slice(i)) this.enqueue(change);
-          throw err;
-        }
-      }
+      // Own writes made while away go first: the scan then sees them. (A failure leaves them
+      // held for the next attempt.)
+      await this.writes.flush();
       this.heard = new Map();
       const inRedis = await scanRecords(this.cmd as RedisClientLike, this.keyPrefix, (changes) =>
         this.host.applyRemote(changes),
@@ -369,8 +369,8 @@ export class RedisTransport implements Transport<RedisStats> {
       if (this.state === 'closed') return;
       this.counters.reconciled++;
       pending.push(this.write(out));
-      // Pipelined, in bounded batches.
-      if (pending.length >= 256) await Promise.all(pending.splice(0));
+      // Pipelined, in batches no larger than the window of unanswered writes.
+      if (pending.length >= MAX_IN_FLIGHT) await Promise.all(pending.splice(0));
     }
     await Promise.all(pending);
     if (gone.length === 0) return;
