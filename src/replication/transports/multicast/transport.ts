@@ -256,17 +256,14 @@ export class MulticastTransport implements Transport<MulticastStats>, MeshIO, Tr
 
   // ---- TransferContext ------------------------------------------------------------------------
 
-  /** Opens and freshness-checks an envelope, counting why it was refused. */
+  /**
+   * Opens and freshness-checks an envelope, counting why it was refused. Every envelope is
+   * checked, this node's own id included: nothing this node sealed may be played back to it.
+   */
   openFrame(buf: Buffer): Opened | undefined {
-    const opened = open(this.ring, buf);
+    const opened = open(this.ring, buf, this.replay);
     if (typeof opened === 'string') {
       this.extra.rejected[opened]++;
-      return undefined;
-    }
-    if (opened.sender === this.id) return opened;
-    const fresh = this.replay.accept(opened);
-    if (fresh !== 'ok') {
-      this.extra.rejected[fresh]++;
       return undefined;
     }
     return opened;
