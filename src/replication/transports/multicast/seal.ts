@@ -76,6 +76,8 @@ export class Keyring {
   private readonly master: Buffer | undefined;
   /** The gate key, then room for a header and a GCM tag: what the gate tag hashes. */
   private readonly gateInput = Buffer.alloc(GATE_KEY_BYTES + HEADER_BYTES + TAG_BYTES);
+  /** The associated data of the envelope being sealed or opened: its header, the cluster name. */
+  private readonly aadScratch: Buffer;
   /** Per-sender keys already derived, by sender + salt (bounded). */
   private readonly keys = new Map<string, Buffer>();
 
@@ -86,6 +88,7 @@ export class Keyring {
    */
   constructor(secret: string | Buffer | undefined, cluster: string) {
     this.clusterBytes = Buffer.from(cluster, 'utf8');
+    this.aadScratch = Buffer.concat([Buffer.alloc(HEADER_BYTES), this.clusterBytes]);
     this.clusterTag = hashKey(cluster, 0x5eed5eed);
     this.sealed = secret !== undefined;
     this.master =
@@ -104,8 +107,11 @@ export class Keyring {
    * callers ask only for envelopes whose gate tag was right, so only senders that hold the
    * secret ever cost a derivation.
    */
-  keyFor(sender: Buffer, salt: Buffer): Buffer {
-    const id = `${sender.toString('hex')}${salt.toString('hex')}`;
+  keyFor(
+    sender: Buffer,
+    salt: Buffer,
+    id = `${sender.toString('hex')}${salt.toString('hex')}`,
+  ): Buffer {
     let key = this.keys.get(id);
     if (!key) {
       key = Buffer.from(hkdfSync('sha256', this.master as Buffer, salt, sender, 32));
@@ -117,12 +123,26 @@ export class Keyring {
 
   /**
    * The gate tag of a sealed envelope: SHA-256 over the gate key, the header and the GCM tag
-   * (a fixed-length input, so a secret prefix is a sound keyed hash), cut to 8 bytes.
+   * (a fixed-length input, so a secret prefix is a sound keyed hash), cut to 8 bytes, as 16 hex
+   * digits (a hex digest costs less than a Buffer one).
    */
-  gate(header: Buffer, tag: Buffer): Buffer {
+  gate(header: Buffer, tag: Buffer): string {
     header.copy(this.gateInput, GATE_KEY_BYTES, 0, HEADER_BYTES);
     tag.copy(this.gateInput, GATE_KEY_BYTES + HEADER_BYTES);
-    return sha256(this.gateInput).subarray(0, GATE_BYTES);
+    return hash('sha256', this.gateInput, 'hex').slice(0, 2 * GATE_BYTES);
+  }
+
+  /** The AES-GCM associated data of an envelope with this header (valid until the next call). */
+  aad(header: Buffer): Buffer {
+    header.copy(this.aadScratch, 0, 0, HEADER_BYTES);
+    return this.aadScratch;
+  }
+
+  /** Whether `buf` carries, at `at`, the gate tag `hex` (compared without an early exit). */
+  static sameGate(hex: string, buf: Buffer, at: number): boolean {
+    const hi = Number.parseInt(hex.slice(0, 8), 16) ^ (buf.readUInt32BE(at) as number);
+    const lo = Number.parseInt(hex.slice(8, 16), 16) ^ (buf.readUInt32BE(at + 4) as number);
+    return (hi | lo) === 0;
   }
 }
 
@@ -166,10 +186,11 @@ export class Sealer {
       return Buffer.concat([header, tag, inner, body]);
     }
     const cipher = createCipheriv('aes-256-gcm', this.key, nonce(header));
-    cipher.setAAD(Buffer.concat([header, this.ring.clusterBytes]));
+    cipher.setAAD(this.ring.aad(header));
     const encrypted = [cipher.update(inner), cipher.update(body), cipher.final()];
     const tag = cipher.getAuthTag();
-    return Buffer.concat([header, this.ring.gate(header, tag), ...encrypted, tag]);
+    const gate = Buffer.from(this.ring.gate(header, tag), 'hex');
+    return Buffer.concat([header, gate, ...encrypted, tag]);
   }
 }
 
@@ -180,8 +201,9 @@ export class Sealer {
  * failed: that counter is spent).
  */
 export interface Freshness {
-  check(sender: string, salt: string, counter: number, time: number): 'ok' | 'stale' | 'replay';
-  record(sender: string, salt: string, counter: number): void;
+  /** `id`: the sender's node id and salt, as 32 hex digits. */
+  check(id: string, counter: number, time: number): 'ok' | 'stale' | 'replay';
+  record(id: string, counter: number): void;
 }
 
 /**
@@ -202,18 +224,17 @@ export function open(ring: Keyring, buf: Buffer, fresh?: Freshness): Opened | Op
   let tag: Buffer | undefined;
   if (sealed) {
     tag = buf.subarray(buf.length - TAG_BYTES);
-    const gate = buf.subarray(HEADER_BYTES, HEADER_BYTES + GATE_BYTES);
-    if (!timingSafeEqual(ring.gate(header, tag), gate)) return 'auth';
+    if (!Keyring.sameGate(ring.gate(header, tag), buf, HEADER_BYTES)) return 'auth';
   } else if (buf.readUInt32BE(HEADER_BYTES) !== ring.clusterTag) {
     return 'foreign';
   }
   const time = buf.readDoubleBE(TIME_AT);
   if (!Number.isFinite(time)) return 'auth';
-  const sender = buf.toString('hex', 4, 12);
-  const salt = buf.toString('hex', 12, 20);
+  // Sender and salt, as 32 hex digits: the key of the replay window and of the key cache.
+  const id = buf.toString('hex', 4, 20);
   const counter = buf.readUInt32BE(20) * 2 ** 32 + buf.readUInt32BE(24);
   if (fresh) {
-    const verdict = fresh.check(sender, salt, counter, time);
+    const verdict = fresh.check(id, counter, time);
     if (verdict !== 'ok') return verdict;
   }
   let plain: Buffer;
@@ -221,21 +242,21 @@ export function open(ring: Keyring, buf: Buffer, fresh?: Freshness): Opened | Op
     plain = buf.subarray(HEADER_BYTES + check);
   } else {
     try {
-      const key = ring.keyFor(buf.subarray(4, 12), buf.subarray(12, 20));
+      const key = ring.keyFor(buf.subarray(4, 12), buf.subarray(12, 20), id);
       const decipher = createDecipheriv('aes-256-gcm', key, nonce(header));
-      decipher.setAAD(Buffer.concat([header, ring.clusterBytes]));
+      decipher.setAAD(ring.aad(header));
       decipher.setAuthTag(tag);
-      plain = Buffer.concat([
-        decipher.update(buf.subarray(HEADER_BYTES + check, buf.length - TAG_BYTES)),
-        decipher.final(),
-      ]);
+      plain = decipher.update(buf.subarray(HEADER_BYTES + check, buf.length - TAG_BYTES));
+      decipher.final(); // GCM holds nothing back; this checks the tag (throws if wrong)
     } catch {
       // The gate tag was right, so the header is genuine: its counter is spent either way.
-      fresh?.record(sender, salt, counter);
+      fresh?.record(id, counter);
       return 'auth';
     }
   }
-  fresh?.record(sender, salt, counter);
+  fresh?.record(id, counter);
+  const sender = id.slice(0, 16);
+  const salt = id.slice(16);
   return { sender, salt, counter, time, kind: plain[0] as number, body: plain.subarray(1) };
 }
 
@@ -243,11 +264,6 @@ function nonce(header: Buffer): Buffer {
   const iv = Buffer.alloc(12);
   header.copy(iv, 4, 20, 28);
   return iv;
-}
-
-/** One-shot SHA-256 (`crypto.hash`: no Hash object per call). */
-function sha256(data: Buffer): Buffer {
-  return hash('sha256', data, 'buffer');
 }
 
 /** Constant-time comparison of two byte strings of any lengths. */
@@ -273,23 +289,23 @@ export class ReplayWindow implements Freshness {
 
   /** Whether the envelope is fresh; if so it is recorded. */
   accept(o: Opened): 'ok' | 'stale' | 'replay' {
-    const verdict = this.check(o.sender, o.salt, o.counter, o.time);
-    if (verdict === 'ok') this.record(o.sender, o.salt, o.counter);
+    const id = `${o.sender}${o.salt}`;
+    const verdict = this.check(id, o.counter, o.time);
+    if (verdict === 'ok') this.record(id, o.counter);
     return verdict;
   }
 
   /** Whether an envelope would be fresh, recording nothing. */
-  check(sender: string, salt: string, c: number, time: number): 'ok' | 'stale' | 'replay' {
+  check(id: string, c: number, time: number): 'ok' | 'stale' | 'replay' {
     if (Math.abs(this.now() - time) > this.maxSkewMs) return 'stale';
-    const s = this.senders.get(`${sender}${salt}`);
+    const s = this.senders.get(id);
     if (!s || c > s.top) return 'ok';
     return s.top - c >= WINDOW || isSet(s.bits, c) ? 'replay' : 'ok';
   }
 
   /** Records a counter as seen (whether or not it was fresh: recording twice is harmless). */
-  record(sender: string, salt: string, c: number): void {
+  record(id: string, c: number): void {
     const now = this.now();
-    const id = `${sender}${salt}`;
     let s = this.senders.get(id);
     if (!s) {
       if (this.senders.size >= 4096) this.forget(now);
