@@ -339,7 +339,8 @@ export class MulticastTransport implements Transport<MulticastStats>, MeshIO, Tr
       }
       const opened = this.openFrame(buf);
       if (!opened || opened.sender === this.id) return;
-      if (opened.kind >= Kind.SyncRequest) {
+      // A state-transfer frame belongs on TCP, answering a request: in a datagram it answers none.
+      if (opened.kind >= Kind.SyncRequest && opened.kind <= Kind.SyncEnd) {
         this.extra.rejected.unsolicited++;
         return;
       }
