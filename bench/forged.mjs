@@ -12,6 +12,7 @@
 //   COUNT             datagrams sent per measurement, default 100000
 //   PPS               datagrams per second sent, default 25000 (the issue's attack rate)
 //   ROUNDS            measurements per figure, default 3 (the report gives the median)
+//   KINDS             which receiver figures, default floor,forged,legit
 //   NO_WRITE=1        print only, leave bench/RESULTS.md alone
 //
 // The receiver is a child process (one per figure) that runs a real MulticastTransport of the
@@ -278,46 +279,65 @@ async function main() {
     before: process.env.BEFORE_DIST || (builds.includes('before') ? buildBase() : ''),
     after: path.resolve(process.env.STICKY_MESH_DIST || path.join(rootDir, 'dist')),
   };
-  const rows = [];
-  for (const name of builds) {
-    const dist = dists[name];
-    const build = { name, dist, lib: await load(dist) };
-    const min = build.lib.SEAL_OVERHEAD;
-    const cases = [];
-    for (const size of [min, 200, 1400]) cases.push(['floor', size], ['forged', size]);
-    cases.push(['legit', 0]);
-    const r = {};
-    for (const [kind, size] of cases) {
-      const runs = [];
-      for (let round = 0; round < ROUNDS; round++) runs.push(await measure(build, kind, size));
-      if (process.env.VERBOSE) console.error(name, kind, size, JSON.stringify(runs));
-      const us = median(runs.map((x) => x.us));
+  const loaded = [];
+  for (const name of builds) loaded.push({ name, dist: dists[name], lib: await load(dists[name]) });
+  const kinds = (process.env.KINDS || 'floor,forged,legit').split(',');
+  // Case by case, the builds take turns round after round, so that a change in the machine's
+  // background load (it is shared) falls on both alike.
+  const cases = [];
+  for (const size of ['min', 200, 1400]) cases.push(['floor', size], ['forged', size]);
+  cases.push(['legit', 0]);
+  const figures = new Map(loaded.map((b) => [b.name, {}]));
+  const rows = new Map(loaded.map((b) => [b.name, []]));
+  for (const [kind, sizeOf] of cases) {
+    if (!kinds.includes(kind)) continue;
+    const runs = new Map(loaded.map((b) => [b.name, []]));
+    const sizes = new Map(
+      loaded.map((b) => [b.name, sizeOf === 'min' ? b.lib.SEAL_OVERHEAD : sizeOf]),
+    );
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const build of loaded) {
+        runs.get(build.name).push(await measure(build, kind, sizes.get(build.name)));
+      }
+    }
+    for (const build of loaded) {
+      const size = sizes.get(build.name);
+      const got = runs.get(build.name);
+      if (process.env.VERBOSE) console.error(build.name, kind, size, JSON.stringify(got));
+      const r = figures.get(build.name);
+      const us = median(got.map((x) => x.us));
       r[`${kind}${size || ''}`] = us;
       const extra =
         kind === 'legit'
-          ? `${f2(median(runs.map((x) => x.usPerChange)))} µs per change`
+          ? `${f2(median(got.map((x) => x.usPerChange)))} µs per change`
           : kind === 'forged'
-            ? `rejection ${f2(us - r[`floor${size}`])} µs over the floor`
+            ? `rejection ${f2(us - (r[`floor${size}`] ?? Number.NaN))} µs over the floor`
             : '';
-      const row = [name, kind, size ? String(size) : '~1,350', f2(us), extra];
-      rows.push(row);
+      const row = [build.name, kind, size ? String(size) : '~1,350', f2(us), extra];
+      rows.get(build.name).push(row);
       console.log(row.join(' | '));
     }
-    r.open = median(Array.from({ length: ROUNDS }, () => openCost(build.lib)));
+  }
+  const opens = new Map(loaded.map((b) => [b.name, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const build of loaded) opens.get(build.name).push(openCost(build.lib));
+  }
+  for (const build of loaded) {
+    const us = median(opens.get(build.name));
     const row = [
-      name,
+      build.name,
       'open() one genuine 1,200-byte envelope, in process',
       '1,261',
-      f2(r.open),
+      f2(us),
       '',
     ];
-    rows.push(row);
+    rows.get(build.name).push(row);
     console.log(row.join(' | '));
   }
   const table = [
     '| build | datagrams | bytes | receiver CPU µs / datagram | note |',
     '|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.join(' | ')} |`),
+    ...[...rows.values()].flat().map((r) => `| ${r.join(' | ')} |`),
   ].join('\n');
   const section = [
     '<!-- BEGIN forged-datagrams (written by bench/forged.mjs; do not edit by hand) -->',
@@ -326,7 +346,7 @@ async function main() {
     `${new Date().toISOString()}, commit ${gitCommit()}, ${describe(machine())}. Before: ${BASE} built into a ` +
       `temp dir; after: ${path.relative(rootDir, dists.after) || dists.after}. ${COUNT.toLocaleString('en-US')} ` +
       `datagrams per measurement at ${PPS.toLocaleString('en-US')}/s over loopback UDP, ` +
-      `${ROUNDS} measurements per figure (median). CPU is the receiving process's own ` +
+      `${ROUNDS} measurements per figure (median), the two builds taking turns. CPU is the receiving process's own ` +
       '(process.cpuUsage, user + system) divided by the datagrams its transport counted; "floor" ' +
       'is a plain dgram socket that only counts, under the same feed: what receiving any datagram ' +
       'costs in Node before the library sees it. Forged: a random sender id and salt each, the ' +
