@@ -108,6 +108,7 @@ const frame: fc.Arbitrary<SyncFrame> = fc.oneof(
   fc.record({
     k: fc.constant('request' as const),
     challenge: fc.uint8Array({ minLength: 16, maxLength: 16 }).map((b) => Buffer.from(b)),
+    to: nodeId,
   }),
   fc.record({
     k: fc.constant('header' as const),

@@ -100,6 +100,16 @@ describe('resolveMulticastOptions', () => {
       'multicast.syncTimeout',
     ],
     ['maxClockSkew 10', { secret: SECRET, maxClockSkew: 10 }, 'multicast.maxClockSkew'],
+    [
+      'maxSyncConnections 0',
+      { secret: SECRET, maxSyncConnections: 0 },
+      'multicast.maxSyncConnections',
+    ],
+    [
+      'maxSyncConnections 1.5',
+      { secret: SECRET, maxSyncConnections: 1.5 },
+      'multicast.maxSyncConnections',
+    ],
   ])('refuses %s, naming the option', (_, input, option) => {
     const err = resolveBad(input);
     expect(err.code).toBe('ERR_STICKY_INVALID_OPTION');
@@ -144,6 +154,7 @@ describe('resolveMulticastOptions', () => {
       joinTimeout: 200,
       syncTimeout: 5000,
       maxClockSkew: 5000,
+      maxSyncConnections: 8,
     });
     expect(o).toMatchObject({
       cluster: 'shop',
@@ -157,6 +168,7 @@ describe('resolveMulticastOptions', () => {
       joinTimeout: 200,
       syncTimeout: 5000,
       maxClockSkew: 5000,
+      maxSyncConnections: 8,
     });
     expect(o.secret?.toString()).toBe('raw key bytes');
     const v6 = resolveMulticastOptions({ insecure: true, use: 'v6', ipv6: 'fe80::1%lo' });

@@ -95,6 +95,7 @@ describe('multicast options', () => {
       syncTimeout: 10_000,
       maxClockSkew: 60_000,
       readOnMissWait: 500,
+      maxSyncConnections: 32,
     });
     expect(Object.isFrozen(MULTICAST_DEFAULTS)).toBe(true);
     expect(Object.isFrozen(MULTICAST_DEFAULTS.multicast)).toBe(true);
@@ -124,6 +125,7 @@ describe('multicast options', () => {
       syncTimeout: 10_000,
       maxClockSkew: 60_000,
       readOnMissWait: 500,
+      maxSyncConnections: 32,
     });
     expect(resolveMulticastOptions({ insecure: true, use: 'v6' }).group).toBe('ffbe::043');
   });

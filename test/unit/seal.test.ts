@@ -1,6 +1,7 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
+  GATE_BYTES,
   HEADER_BYTES,
   INNER_BYTES,
   Keyring,
@@ -133,7 +134,7 @@ describe('envelopes: sealed with AES-256-GCM, or plain with a cluster tag', () =
   });
 
   it('random bytes never throw, sealed or insecure, with or without a plausible header', () => {
-    const header = Buffer.from([0x53, 0x4d, 1]);
+    const header = Buffer.from([0x53, 0x4d, 2]);
     fc.assert(
       fc.property(
         fc.uint8Array({ maxLength: 2000 }),
@@ -147,7 +148,8 @@ describe('envelopes: sealed with AES-256-GCM, or plain with a cluster tag', () =
           for (const ring of [sealed, insecure]) {
             const r = open(ring, buf);
             if (ring.sealed) expect(isFailure(r)).toBe(true);
-            else if (!isFailure(r)) expect(r.body.length).toBe(buf.length - HEADER_BYTES - 4 - 9);
+            else if (!isFailure(r))
+              expect(r.body.length).toBe(buf.length - HEADER_BYTES - 4 - INNER_BYTES);
           }
         },
       ),
@@ -158,7 +160,7 @@ describe('envelopes: sealed with AES-256-GCM, or plain with a cluster tag', () =
   it('a plausible insecure header with a right cluster tag but a non-finite time is refused', () => {
     const env = new Sealer(insecure, NODE, () => T0).seal(3, Buffer.alloc(0));
     const bad = Buffer.from(env);
-    bad.writeDoubleBE(Number.NaN, HEADER_BYTES + 4);
+    bad.writeDoubleBE(Number.NaN, 28);
     expect(open(insecure, bad)).toBe('auth');
   });
 
@@ -184,7 +186,7 @@ describe('envelopes: sealed with AES-256-GCM, or plain with a cluster tag', () =
 
   it('anything shorter than the smallest envelope is truncated', () => {
     const env = new Sealer(sealed, NODE).seal(4, Buffer.alloc(0));
-    expect(env.length).toBe(HEADER_BYTES + INNER_BYTES + TAG_BYTES);
+    expect(env.length).toBe(HEADER_BYTES + GATE_BYTES + INNER_BYTES + TAG_BYTES);
     for (let n = 0; n < env.length; n++) {
       expect(open(sealed, env.subarray(0, n)), `${n} bytes`).toBe('truncated');
     }
@@ -301,5 +303,91 @@ describe('replay window', () => {
     expect(w.accept(opened(open(sealed, a)))).toBe('ok');
     expect(w.accept(opened(open(sealed, a)))).toBe('replay');
     expect(w.accept(opened(open(sealed, b)))).toBe('replay');
+  });
+});
+
+describe('forged envelopes are refused at the gate, before any per-sender work', () => {
+  /** A sealed-looking envelope from a sender without the secret: any sender, salt and size. */
+  function forged(sender: Buffer, salt: Buffer, size: number, time = T0): Buffer {
+    const buf = Buffer.alloc(size);
+    buf[0] = 0x53;
+    buf[1] = 0x4d;
+    buf[2] = 2;
+    buf[3] = 1;
+    sender.copy(buf, 4);
+    salt.copy(buf, 12);
+    buf.writeUInt32BE(1, 24);
+    buf.writeDoubleBE(time, 28);
+    return buf;
+  }
+
+  it('regression: no key is derived for a forged envelope, whatever its sender and salt', () => {
+    const ring = new Keyring(SECRET, 'prod');
+    const keyFor = vi.spyOn(ring, 'keyFor');
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 8, maxLength: 8 }),
+        fc.uint8Array({ minLength: 8, maxLength: 8 }),
+        fc.integer({ min: 53, max: 1400 }),
+        (sender, salt, size) => {
+          const r = open(ring, forged(Buffer.from(sender), Buffer.from(salt), size));
+          expect(r).toBe(size < SEAL_OVERHEAD ? 'truncated' : 'auth');
+          expect(keyFor).not.toHaveBeenCalled();
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('a genuine envelope with its gate tag altered fails at the gate', () => {
+    const ring = new Keyring(SECRET, 'prod');
+    const env = new Sealer(ring, NODE, () => T0).seal(4, Buffer.from('x'));
+    const keyFor = vi.spyOn(ring, 'keyFor');
+    for (let i = 0; i < GATE_BYTES; i++) {
+      const bad = Buffer.from(env);
+      bad[HEADER_BYTES + i] = (bad[HEADER_BYTES + i] as number) ^ 1;
+      expect(open(ring, bad)).toBe('auth');
+    }
+    expect(keyFor).not.toHaveBeenCalled();
+    expect(opened(open(ring, env)).body.toString()).toBe('x');
+  });
+
+  it('with a freshness window: a replayed or stale envelope is refused before decryption', () => {
+    const ring = new Keyring(SECRET, 'prod');
+    const w = new ReplayWindow(1000, () => T0);
+    const sealer = new Sealer(ring, NODE, () => T0);
+    const env = sealer.seal(4, Buffer.from('once'));
+    expect(opened(open(ring, env, w)).body.toString()).toBe('once');
+    const old = new Sealer(ring, NODE, () => T0 - 5000).seal(4, Buffer.from('old'));
+    const keyFor = vi.spyOn(ring, 'keyFor');
+    expect(open(ring, env, w)).toBe('replay');
+    expect(open(ring, old, w)).toBe('stale');
+    expect(keyFor).not.toHaveBeenCalled();
+  });
+
+  it('a genuine header with an altered body spends its counter: played again it is a replay', () => {
+    const ring = new Keyring(SECRET, 'prod');
+    const w = new ReplayWindow(60_000, () => T0);
+    const env = new Sealer(ring, NODE, () => T0).seal(4, Buffer.from('body'));
+    const bad = Buffer.from(env);
+    bad[HEADER_BYTES + GATE_BYTES + 2] = (bad[HEADER_BYTES + GATE_BYTES + 2] as number) ^ 1;
+    expect(open(ring, bad, w)).toBe('auth');
+    expect(open(ring, bad, w)).toBe('replay');
+    expect(open(ring, env, w)).toBe('replay');
+  });
+
+  it('the time travels in the authenticated header: altering it fails the gate', () => {
+    const ring = new Keyring(SECRET, 'prod');
+    const env = new Sealer(ring, NODE, () => T0).seal(4, Buffer.from('x'));
+    const bad = Buffer.from(env);
+    bad.writeDoubleBE(T0 + 1, 28);
+    expect(open(ring, bad)).toBe('auth');
+  });
+
+  it('a version 1 envelope (before the gate tag) is foreign', () => {
+    const env = new Sealer(sealed, NODE, () => T0).seal(4, Buffer.from('x'));
+    const v1 = Buffer.from(env);
+    v1[2] = 1;
+    expect(open(sealed, v1)).toBe('foreign');
   });
 });

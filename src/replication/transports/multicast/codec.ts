@@ -64,7 +64,8 @@ export type MeshMessage =
   | { readonly k: 'query'; readonly sid: string };
 
 export type SyncFrame =
-  | { readonly k: 'request'; readonly challenge: Buffer }
+  /** "Send me your whole state": to one node (`to`), answered by echoing `challenge`. */
+  | { readonly k: 'request'; readonly challenge: Buffer; readonly to: string }
   /** First frame of a state transfer: what it covers, per node: the last sequence included. */
   | {
       readonly k: 'header';
@@ -319,8 +320,12 @@ export function decodeChanges(b: Buffer): Change[] | undefined {
 
 export function encodeSyncFrame(f: SyncFrame): [kind: number, body: Buffer] {
   switch (f.k) {
-    case 'request':
-      return [Kind.SyncRequest, Buffer.from(f.challenge)];
+    case 'request': {
+      const b = Buffer.alloc(24);
+      f.challenge.copy(b, 0, 0, 16);
+      b.write(f.to, 16, 8, 'hex');
+      return [Kind.SyncRequest, b];
+    }
     case 'header': {
       const b = Buffer.allocUnsafe(16 + 4 + 14 * f.vector.size);
       f.challenge.copy(b, 0);
@@ -344,7 +349,12 @@ export function decodeSyncFrame(kind: number, b: Buffer): SyncFrame | undefined 
   try {
     switch (kind) {
       case Kind.SyncRequest:
-        return b.length === 16 ? { k: 'request', challenge: Buffer.from(b) } : undefined;
+        if (b.length !== 24) return undefined;
+        return {
+          k: 'request',
+          challenge: Buffer.from(b.subarray(0, 16)),
+          to: b.toString('hex', 16, 24),
+        };
       case Kind.SyncHeader: {
         if (b.length < 20) return undefined;
         const n = b.readUInt32BE(16);

@@ -106,6 +106,15 @@ export interface MulticastOptions {
    * @default 500
    */
   readOnMissWait?: number;
+  /**
+   * State-transfer connections that have not yet sent an authenticated request, held at once
+   * (at most 4 of them from one address). Past either limit a new connection is closed at once
+   * and counted (`stats().rejected.connections`); one that has not sent its request 5 s after it
+   * was accepted is closed and counted (`rejected.deadline`). Each holds a file descriptor the
+   * process's HTTP listener also needs.
+   * @default 32
+   */
+  maxSyncConnections?: number;
 }
 
 /**
@@ -128,6 +137,7 @@ export const MULTICAST_DEFAULTS = Object.freeze({
   syncTimeout: MESH_TIMINGS.syncTimeout,
   maxClockSkew: 60_000,
   readOnMissWait: 500,
+  maxSyncConnections: 32,
 } as const);
 
 export interface ResolvedMulticastOptions {
@@ -147,6 +157,7 @@ export interface ResolvedMulticastOptions {
   syncTimeout: number;
   maxClockSkew: number;
   readOnMissWait: number;
+  maxSyncConnections: number;
 }
 
 const KNOWN = new Set<string>([
@@ -240,6 +251,7 @@ export function resolveMulticastOptions(
     syncTimeout: int('syncTimeout', 10, MAX_MS),
     maxClockSkew: int('maxClockSkew', 1000, MAX_MS),
     readOnMissWait: int('readOnMissWait', 0, 60_000),
+    maxSyncConnections: int('maxSyncConnections', 1, 10_000),
   };
 }
 

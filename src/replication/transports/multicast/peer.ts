@@ -244,3 +244,46 @@ export function coveredVector(peers: Iterable<Peer>): Map<string, number> {
   }
   return vector;
 }
+
+/** Datagrams, frames and connections the transport refused, by reason (see `stats()`). */
+export interface Rejections {
+  oversize: number;
+  truncated: number;
+  /** Not this product's, another protocol version, another cluster, or sealed vs insecure. */
+  foreign: number;
+  /** Failed authentication (the gate tag or AES-GCM): wrong secret, forged or altered. */
+  auth: number;
+  /** Sender clock outside `maxClockSkew`. */
+  stale: number;
+  replay: number;
+  /** Authenticated but not a well-formed message. */
+  malformed: number;
+  /**
+   * A state-transfer frame that answers no request of this node: a request for another node
+   * or carrying this node's own id, an answer to no outstanding request, a frame that does
+   * not continue its transfer, a transfer frame in a datagram.
+   */
+  unsolicited: number;
+  /**
+   * State-transfer connections closed at accept: `maxSyncConnections` (or 4 from one
+   * address) were already waiting for their request, or 4 transfers were being served.
+   */
+  connections: number;
+  /** State-transfer connections closed without an authenticated request 5 s after accept. */
+  deadline: number;
+}
+
+export function newRejections(): Rejections {
+  return {
+    oversize: 0,
+    truncated: 0,
+    foreign: 0,
+    auth: 0,
+    stale: 0,
+    replay: 0,
+    malformed: 0,
+    unsolicited: 0,
+    connections: 0,
+    deadline: 0,
+  };
+}

@@ -12,6 +12,17 @@ import { type Keyring, type Opened, Sealer, sameBytes } from './seal.js';
  * that answers the request's challenge and says what the state covers, chunks of changes, an
  * end frame with the count). Each connection seals with a sealer of its own (own salt and
  * counter), so its frames do not move the replay window of the node's datagrams.
+ *
+ * Binding: a request names the node it asks (`to`) and carries a fresh random challenge; like
+ * every envelope it is checked for freshness and replay, so a captured request is served at most
+ * once, by the node it was meant for, and never by the node that sent it. The answer's header
+ * echoes the challenge, and every later frame must come from the header's sealer (same sender
+ * and salt) with the next counter: frames that answer no request of this node are refused and
+ * counted (`rejected.unsolicited`).
+ *
+ * The server bounds what anyone without the secret can hold: at most `maxSyncConnections`
+ * connections (and {@link MAX_UNAUTHENTICATED_PER_ADDRESS} from one address) that have not yet
+ * sent an authenticated request, each given {@link REQUEST_DEADLINE} from accept to send it.
  */
 
 /** Changes per state-transfer frame are packed up to about this many bytes. */
@@ -22,6 +33,23 @@ const MAX_FRAME = 72 * 1024 * 1024;
 const MAX_SERVING = 4;
 const CONNECT_TIMEOUT = 5000;
 const IDLE_TIMEOUT = 15_000;
+/** ms from accept within which a connection must have sent its authenticated request. */
+export const REQUEST_DEADLINE = 5000;
+/** Connections without an authenticated request yet, held at once from one address. */
+export const MAX_UNAUTHENTICATED_PER_ADDRESS = 4;
+
+/** Why the state-transfer side refused a connection or a frame (counted in `stats().rejected`). */
+export type TransferRefusal = 'connections' | 'deadline' | 'unsolicited';
+
+/** What the server holds for anyone without the secret. */
+export interface TransferLimits {
+  /** Connections without an authenticated request yet, held at once. */
+  readonly maxConnections: number;
+  /** The same, from one remote address. */
+  readonly perAddress: number;
+  /** ms from accept to the authenticated request. */
+  readonly deadline: number;
+}
 
 /** What both ends of a transfer need from the node's transport. */
 export interface TransferContext {
@@ -36,6 +64,8 @@ export interface TransferContext {
   openFrame(buf: Buffer): Opened | undefined;
   /** Counts an authenticated frame that was not a well-formed message. */
   malformed(): void;
+  /** Counts a refused connection or frame. */
+  refused(why: TransferRefusal): void;
 }
 
 /**
@@ -66,7 +96,10 @@ export function fetchState(
       socket.setTimeout(IDLE_TIMEOUT);
       socket.setNoDelay(true);
       socket.write(
-        frame(new Sealer(ctx.ring, ctx.id), ...encodeSyncFrame({ k: 'request', challenge })),
+        frame(
+          new Sealer(ctx.ring, ctx.id),
+          ...encodeSyncFrame({ k: 'request', challenge, to: peer.id }),
+        ),
       );
     });
     socket.on('error', (err) => fail(err.message));
@@ -74,14 +107,25 @@ export function fetchState(
       ctx.conns.delete(socket);
       fail('connection closed before the transfer ended');
     });
+    /** The answer's sealer: every frame after the header comes from it, numbered in turn. */
+    let salt = '';
+    const unsolicited = (why: string) => {
+      ctx.refused('unsolicited');
+      fail(why);
+      return false;
+    };
     readFrames(
       socket,
       (buf) => {
         if (settled) return false;
         const opened = ctx.openFrame(buf);
-        if (!opened || opened.sender !== peer.id || opened.counter <= lastCounter) {
-          fail('a frame failed authentication or came out of order');
+        if (!opened) {
+          fail('a frame failed authentication or was stale or replayed');
           return false;
+        }
+        if (opened.sender !== peer.id) return unsolicited('a frame from another node');
+        if (header && (opened.salt !== salt || opened.counter !== lastCounter + 1)) {
+          return unsolicited('a frame that does not continue this transfer');
         }
         lastCounter = opened.counter;
         const f = decodeSyncFrame(opened.kind, opened.body);
@@ -92,10 +136,10 @@ export function fetchState(
         }
         if (!header) {
           if (f.k !== 'header' || !sameBytes(f.challenge, challenge)) {
-            fail('the transfer did not answer this request');
-            return false;
+            return unsolicited('the transfer did not answer this request');
           }
           header = f;
+          salt = opened.salt;
         } else if (f.k === 'chunk') {
           received += f.changes.length;
           sink(f.changes as Change[]);
@@ -124,16 +168,25 @@ export class TransferServer {
   served = 0;
   private serving = 0;
   private server: net.Server | undefined;
+  /** Connections without an authenticated request yet: in all, and per remote address. */
+  private unauthenticated = 0;
+  private readonly byAddress = new Map<string, number>();
 
   constructor(
     private readonly ctx: TransferContext,
     private readonly snapshot: Snapshot,
     private readonly onError: (err: Error) => void,
+    private readonly limits: TransferLimits,
   ) {}
 
   get port(): number {
     const a = this.server?.address();
     return typeof a === 'object' && a ? a.port : 0;
+  }
+
+  /** Connections held that have not sent an authenticated request yet. */
+  get waiting(): number {
+    return this.unauthenticated;
   }
 
   listen(host: string, port: number): Promise<void> {
@@ -163,27 +216,64 @@ export class TransferServer {
     ctx.conns.add(socket);
     socket.on('close', () => ctx.conns.delete(socket));
     socket.on('error', () => socket.destroy());
-    if (this.serving >= MAX_SERVING || ctx.closed) {
+    const address = socket.remoteAddress ?? '';
+    const fromThere = this.byAddress.get(address) ?? 0;
+    if (
+      ctx.closed ||
+      this.serving >= MAX_SERVING ||
+      this.unauthenticated >= this.limits.maxConnections ||
+      fromThere >= this.limits.perAddress
+    ) {
+      ctx.refused('connections');
       socket.destroy();
       return;
     }
-    socket.setTimeout(CONNECT_TIMEOUT, () => socket.destroy());
+    this.unauthenticated++;
+    this.byAddress.set(address, fromThere + 1);
+    let waiting = true;
+    const settle = () => {
+      if (!waiting) return;
+      waiting = false;
+      clearTimeout(deadline);
+      this.unauthenticated--;
+      const n = (this.byAddress.get(address) ?? 1) - 1;
+      if (n > 0) this.byAddress.set(address, n);
+      else this.byAddress.delete(address);
+    };
+    // A deadline from accept, not an idle timer: trickling bytes does not extend it.
+    const deadline = setTimeout(() => {
+      if (!waiting) return;
+      ctx.refused('deadline');
+      socket.destroy();
+    }, this.limits.deadline);
+    deadline.unref();
+    socket.once('close', settle);
     socket.setNoDelay(true);
-    let started = false;
     readFrames(
       socket,
       (buf) => {
-        if (started) return false;
+        if (!waiting) return false;
         const opened = ctx.openFrame(buf);
         const f = opened && decodeSyncFrame(opened.kind, opened.body);
-        if (!opened || !f || f.k !== 'request') {
+        if (!opened || !f) {
           if (opened) ctx.malformed();
           socket.destroy();
           return false;
         }
-        started = true;
+        // A request for another node, a node's own request played back to it, or anything
+        // but a request: no transfer of this node was asked for.
+        if (f.k !== 'request' || f.to !== ctx.id || opened.sender === ctx.id) {
+          ctx.refused('unsolicited');
+          socket.destroy();
+          return false;
+        }
+        settle();
+        if (this.serving >= MAX_SERVING || ctx.closed) {
+          socket.destroy();
+          return false;
+        }
         this.serving++;
-        socket.setTimeout(IDLE_TIMEOUT);
+        socket.setTimeout(IDLE_TIMEOUT, () => socket.destroy());
         this.stream(socket, f.challenge)
           .then(() => {
             this.served++;

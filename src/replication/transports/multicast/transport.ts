@@ -14,12 +14,21 @@ import {
   MESH_TIMINGS,
   type MeshCounters,
   type MeshIO,
+  newRejections,
   type PeerAddress,
+  type Rejections,
   type StateTransfer,
 } from './peer.js';
 import { Keyring, type Opened, open, ReplayWindow, Sealer } from './seal.js';
 import { DATAGRAM_BUDGET } from './stream.js';
-import { fetchState, type TransferContext, TransferServer } from './transfer.js';
+import {
+  fetchState,
+  MAX_UNAUTHENTICATED_PER_ADDRESS,
+  REQUEST_DEADLINE,
+  type TransferContext,
+  type TransferRefusal,
+  TransferServer,
+} from './transfer.js';
 
 /** Socket buffer sizes asked of the kernel (it caps them at net.core.rmem_max / wmem_max). */
 const RECV_BUFFER = 4 * 1024 * 1024;
@@ -37,22 +46,13 @@ export interface MulticastStats extends MeshCounters {
   syncPort: number;
   peers: { id: string; address: string; port: number; lastSeen: number; synced: boolean }[];
   datagramsReceived: number;
-  /** Datagrams and frames refused, by reason; none of them was acted on. */
-  rejected: {
-    oversize: number;
-    truncated: number;
-    /** Not this product's, another protocol version, another cluster, or sealed vs insecure. */
-    foreign: number;
-    /** Failed AES-GCM authentication: wrong secret, forged or altered. */
-    auth: number;
-    /** Sender clock outside `maxClockSkew`. */
-    stale: number;
-    replay: number;
-    /** Authenticated but not a well-formed message. */
-    malformed: number;
-  };
+  /** Datagrams, frames and connections refused, by reason; none of them was acted on. */
+  rejected: Rejections;
+
   /** State transfers served to other nodes. */
   served: number;
+  /** State-transfer connections held now that have not sent an authenticated request yet. */
+  syncWaiting: number;
   socketErrors: number;
   /** Reads that missed here and asked the group (see `readOnMissWait`). */
   readOnMiss: MissCounters;
@@ -84,7 +84,7 @@ export class MulticastTransport implements Transport<MulticastStats>, MeshIO, Tr
   private readonly extra = {
     datagramsReceived: 0,
     socketErrors: 0,
-    rejected: { oversize: 0, truncated: 0, foreign: 0, auth: 0, stale: 0, replay: 0, malformed: 0 },
+    rejected: newRejections(),
   };
 
   constructor(
@@ -108,6 +108,11 @@ export class MulticastTransport implements Transport<MulticastStats>, MeshIO, Tr
       (err) => {
         this.extra.socketErrors++;
         this.options.logger.warn(`sticky-mesh: state-transfer server error: ${err.message}`);
+      },
+      {
+        maxConnections: options.maxSyncConnections,
+        perAddress: MAX_UNAUTHENTICATED_PER_ADDRESS,
+        deadline: REQUEST_DEADLINE,
       },
     );
   }
@@ -226,6 +231,7 @@ export class MulticastTransport implements Transport<MulticastStats>, MeshIO, Tr
       datagramsReceived: this.extra.datagramsReceived,
       rejected: { ...this.extra.rejected },
       served: this.server.served,
+      syncWaiting: this.server.waiting,
       socketErrors: this.extra.socketErrors,
       readOnMiss: { ...this.misses.counters },
     };
@@ -256,17 +262,14 @@ export class MulticastTransport implements Transport<MulticastStats>, MeshIO, Tr
 
   // ---- TransferContext ------------------------------------------------------------------------
 
-  /** Opens and freshness-checks an envelope, counting why it was refused. */
+  /**
+   * Opens and freshness-checks an envelope, counting why it was refused. Every envelope is
+   * checked, this node's own id included: nothing this node sealed may be played back to it.
+   */
   openFrame(buf: Buffer): Opened | undefined {
-    const opened = open(this.ring, buf);
+    const opened = open(this.ring, buf, this.replay);
     if (typeof opened === 'string') {
       this.extra.rejected[opened]++;
-      return undefined;
-    }
-    if (opened.sender === this.id) return opened;
-    const fresh = this.replay.accept(opened);
-    if (fresh !== 'ok') {
-      this.extra.rejected[fresh]++;
       return undefined;
     }
     return opened;
@@ -274,6 +277,10 @@ export class MulticastTransport implements Transport<MulticastStats>, MeshIO, Tr
 
   malformed(): void {
     this.extra.rejected.malformed++;
+  }
+
+  refused(why: TransferRefusal): void {
+    this.extra.rejected[why]++;
   }
 
   // ---- sockets ----------------------------------------------------------------------------------
@@ -332,8 +339,12 @@ export class MulticastTransport implements Transport<MulticastStats>, MeshIO, Tr
       }
       const opened = this.openFrame(buf);
       if (!opened || opened.sender === this.id) return;
-      const msg =
-        opened.kind < Kind.SyncRequest ? decodeMessage(opened.kind, opened.body) : undefined;
+      // A state-transfer frame belongs on TCP, answering a request: in a datagram it answers none.
+      if (opened.kind >= Kind.SyncRequest && opened.kind <= Kind.SyncEnd) {
+        this.extra.rejected.unsolicited++;
+        return;
+      }
+      const msg = decodeMessage(opened.kind, opened.body);
       if (!msg) {
         this.extra.rejected.malformed++;
         return;
