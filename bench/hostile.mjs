@@ -400,8 +400,11 @@ async function main() {
               r.at + r.ms < newUp.at,
           )
         : [];
+    // Requests sent after the worker began to block that it answered anyway. (Not "answered
+    // after": an answer it wrote just before blocking may be read here after its blockStart
+    // line, as both arrive in this one event loop.)
     const servedByBlocked = onA.filter(
-      (r) => r.pid === victimPid && blockStart !== undefined && r.at + r.ms > blockStart,
+      (r) => r.pid === victimPid && blockStart !== undefined && r.at > blockStart,
     ).length;
 
     const phaseRecords = (cluster, phase) =>
