@@ -3,7 +3,9 @@
  * the relay still reads from both ends (so the connections stay up and nobody sees an error)
  * but forwards nothing and keeps what it read, counting the bytes; `restore()` delivers what it
  * kept, in order, and forwards again. A client behind it sees a link that swallows everything
- * without closing, then carries again with nothing lost. `close()` ends every connection.
+ * without closing, then carries again with nothing lost. Or a test can cut it: `cut()` ends
+ * every connection and stops accepting (the server is out of reach), `reopen()` accepts again on
+ * the same port. `close()` ends every connection.
  */
 import net from 'node:net';
 
@@ -21,6 +23,7 @@ export class TcpRelay {
   private blackholed = false;
   private readonly pairs = new Set<Pair>();
   private readonly server: net.Server;
+  private cutPort = 0;
 
   private constructor(private readonly target: number) {
     this.server = net.createServer((client) => this.accept(client));
@@ -57,12 +60,25 @@ export class TcpRelay {
     }
   }
 
+  /** Ends every connection and stops accepting (clients see the server go away). */
+  async cut(): Promise<void> {
+    const port = this.port;
+    this.cutPort = port;
+    await this.close();
+  }
+
+  /** Accepts again, on the port it had before `cut()`. */
+  async reopen(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.listen(this.cutPort, '127.0.0.1', resolve));
+  }
+
   async close(): Promise<void> {
     for (const p of this.pairs) {
       p.client.destroy();
       p.upstream.destroy();
     }
     this.pairs.clear();
+    if (!this.server.listening) return;
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
+import { DAY_LONG_SESSIONS, fastClock } from '../helpers/fast-clock.js';
 import { createLan, hasIptables, hasNetns, type Lan } from '../helpers/netns.js';
 import { type Answer, sessionAppCaller, sessionAppStats } from '../helpers/session-app.js';
 
@@ -79,15 +80,6 @@ async function everyWorker(h: Host, path: string, cookie?: string): Promise<Answ
   return [...seen.values()];
 }
 
-/** A machine whose clock runs this far ahead: every process of its cluster (fast-clock.mjs). */
-const fastClock = (shiftMs: number) => ({
-  NODE_OPTIONS: `--import=${new URL('../fixtures/fast-clock.mjs', import.meta.url).href}`,
-  CLOCK_SHIFT_MS: String(shiftMs),
-  // Sessions live a day: a one-hour session from a machine two hours behind would be expired on
-  // the fast one (as it would be in production).
-  COOKIE_MAX_AGE: String(86_400_000),
-});
-
 /** What the primary's stats say of the multicast transport (and of its hub). */
 interface MulticastStats {
   sessions: { versionsAhead: number };
@@ -158,13 +150,15 @@ describe.skipIf(!available)('multicast replication between hosts (network namesp
 
   it('a host whose clock runs 2 h ahead: what it saves is still logged out on the others, and the logouts stick', async () => {
     const port = 47009;
-    const day = { COOKIE_MAX_AGE: String(86_400_000) };
     // Envelopes are dropped when their sender's clock is further off than maxClockSkew (60 s by
     // default: a host two hours ahead would be cut off from the group, counted as `stale`);
     // here the group tolerates the skew, so that the versions of its writes are what is tested.
     const skew = { maxClockSkew: 3 * 3_600_000 };
     const fast = await host(0, port, skew, fastClock(2 * 3_600_000));
-    const [h2, h3] = [await host(1, port, skew, day), await host(2, port, skew, day)];
+    const [h2, h3] = [
+      await host(1, port, skew, DAY_LONG_SESSIONS),
+      await host(2, port, skew, DAY_LONG_SESSIONS),
+    ];
     const hosts = [fast, h2, h3];
     const sees = async (h: Host, cookie: string, expected: Partial<Answer>) =>
       vi.waitFor(

@@ -4,12 +4,12 @@
 // (test/helpers/redis.ts; no persistence, so a restart brings it back empty). Each test uses its
 // own `cluster` name: tests never see each other's records.
 import { createHash } from 'node:crypto';
-import net from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { MAX_IN_FLIGHT } from '../../src/replication/transports/redis/queue.js';
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
+import { DAY_LONG_SESSIONS, fastClock } from '../helpers/fast-clock.js';
 import {
   hasRedis,
   type RedisServer,
@@ -43,12 +43,6 @@ function clusterName(): string {
   return `sys-${process.pid}-${++names}`;
 }
 
-/** A machine whose clock runs this far ahead: every process of its cluster (fast-clock.mjs). */
-const fastClock = (shiftMs: number) => ({
-  NODE_OPTIONS: `--import=${new URL('../fixtures/fast-clock.mjs', import.meta.url).href}`,
-  CLOCK_SHIFT_MS: String(shiftMs),
-});
-
 function cluster(
   name: string,
   env: Record<string, string> = {},
@@ -66,52 +60,6 @@ function cluster(
     },
   });
 }
-
-/**
- * A TCP relay to the redis-server, for one machine's link: `cut()` closes every connection and
- * stops accepting (Redis is out of that machine's reach, the others still reach it), `restore()`
- * accepts again on the same port.
- */
-async function cuttableLink(): Promise<{
-  url: string;
-  cut(): Promise<void>;
-  restore(): Promise<void>;
-}> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(redisPort(), '127.0.0.1');
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('error', () => {});
-      s.on('close', () => {
-        sockets.delete(s);
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.pipe(upstream).pipe(client);
-  });
-  links.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    async cut() {
-      await new Promise((resolve) => {
-        server.close(resolve);
-        for (const s of sockets) s.destroy();
-      });
-    },
-    async restore() {
-      await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-    },
-  };
-}
-const links: net.Server[] = [];
-afterEach(() => {
-  for (const r of links.splice(0)) r.close();
-});
-const redisPort = () => Number(new URL(server.url).port);
 
 /** The session id in an express-session cookie (`connect.sid=s%3A<sid>.<signature>`). */
 function sidOf(cookie: string): string {
@@ -354,13 +302,10 @@ describe.skipIf(!available)('Redis replication between sticky clusters (real red
 
   it('a cluster whose clock runs 2 h ahead: what it saves is still logged out by the others, and the logouts stick', async () => {
     const name = clusterName();
-    // Sessions live a day: a one-hour session from a machine two hours behind would be expired
-    // on the fast one (as it would be in production).
-    const day = { COOKIE_MAX_AGE: String(86_400_000) };
     const [fast, c1, c2] = await Promise.all([
-      cluster(name, { ...day, ...fastClock(2 * 3_600_000) }),
-      cluster(name, day),
-      cluster(name, day),
+      cluster(name, fastClock(2 * 3_600_000)),
+      cluster(name, DAY_LONG_SESSIONS),
+      cluster(name, DAY_LONG_SESSIONS),
     ]);
     const apps = [fast, c1, c2];
     // A login on the fast machine, saved again there, logged out on another.
@@ -410,7 +355,8 @@ describe.skipIf(!available)('Redis replication between sticky clusters (real red
     // Tombstones kept 1.5 s in Redis and in every replica (so this runs in seconds).
     const ttl = 1500;
     const short = { STORE_OPTIONS: JSON.stringify({ tombstoneTtl: ttl, sweepInterval: 250 }) };
-    const link = await cuttableLink();
+    const link = await TcpRelay.start(server.port);
+    relays.push(link);
     const [c1, c2, c3] = await Promise.all([
       cluster(name, short, { tombstoneTtl: ttl }),
       cluster(name, short, { tombstoneTtl: ttl, url: link.url }),
@@ -434,7 +380,7 @@ describe.skipIf(!available)('Redis replication between sticky clusters (real red
     const { cookie: away } = await call(c2, 'POST', '/login?user=carl');
     await delay(ttl + 1000);
     expect(await inspect.exists(`${PREFIX}${name}:s:${sidOf(cookie as string)}`)).toBe(0);
-    await link.restore();
+    await link.reopen();
     await vi.waitFor(
       async () =>
         expect((await stats(c2)).redis).toMatchObject({ state: 'synced', connected: true }),

@@ -34,19 +34,29 @@ function fakeWorker(pid: number): Worker & { sent: Message[] } {
 const LATER = Date.now() + 3_600_000;
 const AHEAD = Date.now() + 2 * 3_600_000;
 
+/** A hub with two synced workers whose sent lists start empty. */
+function hubWithTwo(): {
+  hub: Hub;
+  a: ReturnType<typeof fakeWorker>;
+  b: ReturnType<typeof fakeWorker>;
+} {
+  const hub = new Hub();
+  const a = fakeWorker(1);
+  const b = fakeWorker(2);
+  hub.sync(a);
+  hub.sync(b);
+  a.sent.length = 0;
+  b.sent.length = 0;
+  return { hub, a, b };
+}
+
 function write(hub: Hub, from: Worker, change: Change, id: number): void {
   hub.receive(from, message<StoreChangeMessage>(MessageType.StoreChange, { change, id }));
 }
 
 describe('the hub and a worker write older than its record', () => {
   it('refuses it with an answer that says so, after sending the writer the record that won', () => {
-    const hub = new Hub();
-    const a = fakeWorker(1);
-    const b = fakeWorker(2);
-    hub.sync(a);
-    hub.sync(b);
-    a.sent.length = 0;
-    b.sent.length = 0;
+    const { hub, a, b } = hubWithTwo();
     // A session saved on a machine whose clock runs two hours ahead, received by the hub.
     const ahead: Change = {
       op: 'set',
@@ -72,13 +82,7 @@ describe('the hub and a worker write older than its record', () => {
   });
 
   it('applies, forwards and acknowledges a newer write, and acknowledges a duplicate plainly', () => {
-    const hub = new Hub();
-    const a = fakeWorker(1);
-    const b = fakeWorker(2);
-    hub.sync(a);
-    hub.sync(b);
-    a.sent.length = 0;
-    b.sent.length = 0;
+    const { hub, a, b } = hubWithTwo();
     const destroy: Change = { op: 'destroy', sid: 's', version: { t: AHEAD, c: 1, n: 'wa' } };
     write(hub, a, destroy, 1);
     write(hub, a, destroy, 2);
@@ -137,11 +141,7 @@ describe("the hub's tombstones (issue 15, item 2)", () => {
 
 describe('a worker destroy that loses to a newer destroy', () => {
   it('is acknowledged plainly (the session is ended either way), and the writer gets the newer tombstone', () => {
-    const hub = new Hub();
-    const a = fakeWorker(1);
-    const b = fakeWorker(2);
-    hub.sync(a);
-    hub.sync(b);
+    const { hub, a, b } = hubWithTwo();
     const newer: Change = { op: 'destroy', sid: 's', version: { t: AHEAD, c: 0, n: 'wb' } };
     write(hub, b, newer, 1);
     a.sent.length = 0;

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Clock, compareVersions, isVersion, type Version } from '../../src/replication/clock.js';
 import { type Change, SessionTable } from '../../src/replication/table.js';
+import { shuffled } from '../helpers/shuffle.js';
 
 const TTL = 60_000;
 
@@ -216,15 +217,3 @@ describe('three replicas converge', () => {
     );
   });
 });
-
-/** A deterministic shuffle (the seed comes from fast-check, so failures replay). */
-function shuffled<T>(items: readonly T[], seed: number): T[] {
-  const out = [...items];
-  let s = seed >>> 0 || 1;
-  for (let i = out.length - 1; i > 0; i--) {
-    s = (Math.imul(s, 1_103_515_245) + 12_345) >>> 0;
-    const j = s % (i + 1);
-    [out[i], out[j]] = [out[j] as T, out[i] as T];
-  }
-  return out;
-}

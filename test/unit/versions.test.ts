@@ -13,6 +13,7 @@ import {
   type Version,
 } from '../../src/replication/clock.js';
 import { type Change, SessionTable } from '../../src/replication/table.js';
+import { shuffled } from '../helpers/shuffle.js';
 
 const TTL = 600_000;
 const HOUR = 3_600_000;
@@ -61,17 +62,6 @@ function localWrite(r: Replica, change: Omit<Change, 'version'>, tickOnly: boole
       `refused ${JSON.stringify(c)} over ${JSON.stringify(r.table.changesOf(c.sid))}`,
     );
   return c;
-}
-
-function shuffled<T>(items: readonly T[], seed: number): T[] {
-  const out = [...items];
-  let s = seed >>> 0 || 1;
-  for (let i = out.length - 1; i > 0; i--) {
-    s = (Math.imul(s, 1_103_515_245) + 12_345) >>> 0;
-    const j = s % (i + 1);
-    [out[i], out[j]] = [out[j] as T, out[i] as T];
-  }
-  return out;
 }
 
 const op = fc.record({
