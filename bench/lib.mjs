@@ -3,14 +3,14 @@
 // common:
 //   - environment knobs (intEnv, intListEnv);
 //   - server lifecycle: a bench/servers/*.mjs child process started detached (own process group,
-//     env PORT and WORKERS), its READY line awaited, a probe request, and the whole group killed
-//     afterwards (startServer, stopServer, killGroup, measureOnFreshServer; runMain kills the
-//     running server when the bench is interrupted or fails);
+//     env PORT, WORKERS and any a script adds), its READY line awaited, a probe request, and the
+//     whole group killed afterwards (startServer, stopServer, killGroup, measureOnFreshServer;
+//     runMain kills the running server when the bench is interrupted or fails);
 //   - client side: autocannon with a per-client loopback source address (connectFrom, called from
 //     a script's setupClient), per-response accounting helpers, and plain HTTP requests (request,
 //     requestJson, pool; nowNs and ms for their hrtime stamps);
-//   - CPU accounting and background load from /proc (cpuSnapshot, cpuBetween, procStat,
-//     busyTicks, waitQuiet, measureQuietly, measureQuietlyByCpu);
+//   - CPU accounting and background load from /proc (cpuSnapshot, cpuBetween, cpuPerUnit,
+//     procStat, busyTicks, waitQuiet, measureQuietly, measureQuietlyByCpu);
 //   - figures and report helpers (median, dist, formatting, shares, errorSummary, formatTable,
 //     machine, writeSection for one marked section of bench/RESULTS.md, writeResults for a
 //     script's own section of resultsFile).
@@ -186,15 +186,17 @@ export async function pool(items, limit, fn) {
 
 let current = null; // { child, pgid } of the running server, for cleanup on abort
 
-// Starts bench/servers/<file> with env PORT and WORKERS; resolves once it prints a line starting
-// with `READY `. name labels the error messages.
-export function startServer({ file, name, workers, port }) {
+// Starts bench/servers/<file> with env PORT and WORKERS (and env, more variables for it);
+// resolves once it prints a line starting with `READY `. name labels the error messages. When it
+// fails to get there (exit, timeout, spawn error) its process group is killed before the promise
+// rejects, so a caller that goes on after the error leaves nothing running.
+export function startServer({ file, name, workers, port, env = {} }) {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(benchDir, 'servers', file)], {
       cwd: rootDir,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, PORT: String(port), WORKERS: String(workers) },
+      env: { ...process.env, ...env, PORT: String(port), WORKERS: String(workers) },
     });
     current = { child, pgid: child.pid };
     let out = '';
@@ -211,8 +213,22 @@ export function startServer({ file, name, workers, port }) {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      if (e) reject(e);
-      else resolve({ child, pgid: child.pid, stderr: () => err, stdout: () => out });
+      if (!e) {
+        resolve({ child, pgid: child.pid, stderr: () => err, stdout: () => out });
+        return;
+      }
+      if (!child.pid) {
+        current = null;
+        reject(e);
+        return;
+      }
+      killGroup(child.pid, child).then(
+        () => {
+          current = null;
+          reject(e);
+        },
+        () => reject(e),
+      );
     };
     child.stdout.setEncoding('utf8');
     child.stderr.setEncoding('utf8');
@@ -367,11 +383,11 @@ export function probe(port, { localAddress, headers } = {}) {
 // Returns run's result of the measured period, the snapshots, the CPU split (cpuBetween) and the
 // server's stderr.
 export async function measureOnFreshServer(
-  { file, name, workers, port, hosts, probe: probeOpts, warmup, duration, freeAfter = false },
+  { file, name, workers, port, hosts, env, probe: probeOpts, warmup, duration, freeAfter = false },
   run,
 ) {
   await waitPortFree(port, hosts);
-  const srv = await startServer({ file, name, workers, port });
+  const srv = await startServer({ file, name, workers, port, env });
   try {
     await probe(port, probeOpts);
     if (warmup > 0) await run(warmup, false);
@@ -457,6 +473,17 @@ export function cpuBetween(a, b) {
     ours: cores(b.ours - a.ours),
     foreign: Math.max(0, cores(b.busy - a.busy - (b.ours - a.ours))),
   };
+}
+
+// Server CPU time per unit of work (a request, a session) between two snapshots of the server's
+// group, in microseconds: total (primary + workers, i.e. the whole process group), primary and
+// workers. NaN when count is 0. Resolution: one clock tick (1/CLK_TCK s) per process over the
+// whole period, so measured periods should hold hundreds of ticks.
+export function cpuPerUnit(a, b, count) {
+  const us = (ticks) => (count > 0 ? (ticks / CLK_TCK / count) * 1e6 : Number.NaN);
+  const group = b.group - a.group;
+  const primary = b.primary - a.primary;
+  return { total: us(group), primary: us(primary), workers: us(group - primary) };
 }
 
 // The busiest other processes between two snapshots, e.g. "node 1.20s, tsc 0.40s".
