@@ -2,7 +2,7 @@
 // Proxy-mode benchmark: sticky-mesh behind a keep-alive reverse proxy (issue 16; it also keeps
 // issue 3's new-connection comparison).
 //
-//   node bench/proxy.mjs        (needs dist/; `npm run build` once if dist/index.js is missing)
+//   node bench/proxy.mjs [--quick]   (needs dist/; `npm run build` once if dist/index.js is missing)
 //
 // Every case reports requests/s AND the servers' CPU time per request: (CPU time of the primary
 // + all workers, i.e. the server's whole process group, read from /proc/<pid>/stat over the
@@ -103,15 +103,15 @@
 // bench/RESULTS.md (between its BEGIN/END proxy-mode markers, the section issue 3's layout used;
 // appended if absent; other sections untouched), all figures from this run's measurements.
 //
-// Environment knobs [defaults]: BENCH_ROUNDS [5], BENCH_DURATION seconds [3], BENCH_WARMUP
-// seconds [1], BENCH_CONNECTIONS [32] (every case; <= 253), BENCH_WORKERS [2], BENCH_KEYS [64]
-// (<= 254, keys of the *-64-keys cases), BENCH_CASES [all] (comma-separated case ids, for trial
-// runs; targets whose cases did not run read n/a), BENCH_PORT [a free one], BENCH_WRITE [1, or 0
-// with BENCH_CASES] (0: print only, bench/RESULTS.md is left alone, e.g. for trial runs),
+// Environment knobs [defaults; --quick]: BENCH_ROUNDS [5; 1], BENCH_DURATION seconds [3; 2],
+// BENCH_WARMUP seconds [1], BENCH_CONNECTIONS [32] (every case; <= 253), BENCH_WORKERS [2],
+// BENCH_KEYS [64] (<= 254, keys of the *-64-keys cases), BENCH_CASES [all] (comma-separated case
+// ids, for trial runs; targets whose cases did not run read n/a), BENCH_PORT [a free one],
+// BENCH_WRITE [1; 0, and 0 with BENCH_CASES] (0: print only, bench/RESULTS.md is left alone),
 // BENCH_RESULTS_FILE [bench/RESULTS.md] (where the section is written), BENCH_FOREIGN_MAX cores
 // [0.2], BENCH_MAX_ATTEMPTS [2], BENCH_QUIET_WAIT seconds [30].
 // Defaults take about 3-4 minutes on a quiet machine (5 rounds x 8 runs of ~5 s each: quiet
-// check, server start, 1 s warm-up, 3 s measured, kill).
+// check, server start, 1 s warm-up, 3 s measured, kill); --quick about 30 s.
 
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -129,8 +129,9 @@ import {
   shares,
 } from './lib.mjs';
 
-const ROUNDS = intEnv('BENCH_ROUNDS', 5);
-const DURATION = intEnv('BENCH_DURATION', 3);
+const QUICK = process.argv.includes('--quick');
+const ROUNDS = intEnv('BENCH_ROUNDS', QUICK ? 1 : 5);
+const DURATION = intEnv('BENCH_DURATION', QUICK ? 2 : 3);
 const WARMUP = intEnv('BENCH_WARMUP', 1, 0);
 const CONNECTIONS = intEnv('BENCH_CONNECTIONS', 32);
 const WORKERS = intEnv('BENCH_WORKERS', 2);
@@ -142,7 +143,7 @@ const ONLY = (process.env.BENCH_CASES || '')
   .split(',')
   .map((x) => x.trim())
   .filter(Boolean);
-const WRITE = (process.env.BENCH_WRITE ?? (ONLY.length ? '0' : '1')) !== '0';
+const WRITE = (process.env.BENCH_WRITE ?? (QUICK || ONLY.length ? '0' : '1')) !== '0';
 if (CONNECTIONS > 253) throw new Error('BENCH_CONNECTIONS: at most 253 (127.0.0.2..254)');
 if (KEYS > 254) throw new Error('BENCH_KEYS: at most 254 (198.51.100.1..254)');
 
