@@ -30,6 +30,7 @@ export {
   type RedisTransportOptions,
 } from './replication/transports/redis/options.js';
 export type { RedisStats } from './replication/transports/redis/transport.js';
+export type { RoutingScope, ScopedRequest } from './routing/scope.js';
 export { type StickyCluster, sticky } from './sticky.js';
 export type {
   AnyServer,

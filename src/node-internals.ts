@@ -205,7 +205,7 @@ interface Parser {
   unconsume?: () => void;
 }
 
-function parserOf(socket: net.Socket): Parser | null | undefined {
+export function parserOf(socket: net.Socket): Parser | null | undefined {
   return (socket as unknown as { parser?: Parser | null }).parser;
 }
 
@@ -227,54 +227,6 @@ export function takeFromServer(socket: net.Socket): RawHandle | undefined {
   handle._consumed = false;
   releaseHandle(socket);
   return handle;
-}
-
-/**
- * A served socket whose parser has stopped consuming its handle, so the handle can be read
- * directly while the server still holds the socket; `resume()` hands it back to the parser.
- */
-export interface PausedParser {
-  readonly handle: RawHandle;
-  /** The parser consumes the handle again, which reads again. */
-  resume(): void;
-}
-
-/**
- * Stops a served socket's parser from consuming its handle. Returns `undefined`, changing
- * nothing, where that is not possible (no direct reads on this Node, the parser does not consume
- * the handle, or bytes already buffered in the stream).
- */
-export function pauseParser(socket: net.Socket): PausedParser | undefined {
-  const handle = handleOf(socket) as Consumable | null;
-  const parser = parserOf(socket);
-  if (
-    readState === undefined ||
-    !handle ||
-    !parser?._consumed ||
-    typeof parser.consume !== 'function' ||
-    typeof parser.unconsume !== 'function' ||
-    socket.readableLength > 0
-  ) {
-    return undefined;
-  }
-  parser.unconsume();
-  parser._consumed = false;
-  handle._consumed = false;
-  return {
-    handle,
-    resume() {
-      parser.consume?.(handle);
-      parser._consumed = true;
-      handle._consumed = true;
-      handle.reading = true;
-      handle.readStart();
-    },
-  };
-}
-
-/** Whether a response is the last of its connection (the server will close it after). */
-export function isLastResponse(res: http.ServerResponse): boolean {
-  return (res as unknown as { _last?: boolean })._last === true;
 }
 
 /**

@@ -2,6 +2,7 @@ import os from 'node:os';
 import { InvalidOptionError } from './errors.js';
 import type { MulticastOptions } from './replication/transports/multicast/options.js';
 import type { RedisOption } from './replication/transports/redis/options.js';
+import { checkScope, type RoutingScope } from './routing/scope.js';
 import { boolean, HTTP_TOKEN, integer, MAX_MS, rejectUnknown } from './validate.js';
 
 /** Options of {@link sticky}. Every time is in milliseconds. */
@@ -161,6 +162,22 @@ export interface StickyOptions {
    */
   sync?: false | SyncOptions;
   /**
+   * Which later requests of a kept-open connection (proxy mode, `sessionAffinity`) must reach
+   * their key's worker; the others are served by the worker the connection is on. With a
+   * replicated session store most requests do not need a particular worker, and a request that
+   * stays costs next to nothing while one that moves costs a hand-over:
+   * - `'all'`: every request goes to its key's worker;
+   * - `'engine.io'`: only engine.io requests (Socket.io's polling and upgrades: their query
+   *   carries `EIO`, whatever the path), whose session lives in one worker's memory;
+   * - `'session-id'`: only requests carrying a session id that names a slot (`sessionAffinity`);
+   * - a function `(req) => boolean` on `req.method`, `req.url` and `req.header(name)`: true for
+   *   the requests that must move (called in the worker for each request; keep it cheap);
+   * - a list of these: a request moves when any of them says so.
+   * A connection's first request always goes to its key's worker (the primary routes it).
+   * @default 'all'
+   */
+  scope?: RoutingScope | readonly RoutingScope[];
+  /**
    * Replicate the sessions of every ReplicatedStore in the workers to the other machines of the
    * cluster over authenticated UDP multicast. The primary owns the machine's one socket (the
    * workers' stores are fed over IPC as before) and binds the port only once it holds the
@@ -240,6 +257,7 @@ export const DEFAULTS: Readonly<Omit<ResolvedStickyOptions, 'num'>> = Object.fre
   proxyProtocol: false,
   sessionAffinity: false,
   sync: false,
+  scope: 'all',
   multicast: undefined,
   redis: undefined,
 });
@@ -336,6 +354,7 @@ export function resolveOptions(input: StickyOptions | undefined): ResolvedSticky
     proxyProtocol: bool('proxyProtocol'),
     sessionAffinity: sessionAffinity(given('sessionAffinity', false)),
     sync: sync(given('sync', false)),
+    scope: given('scope', DEFAULTS.scope) as ResolvedStickyOptions['scope'],
     multicast: options.multicast as MulticastOptions | undefined,
     redis: options.redis as RedisOption | undefined,
   };
@@ -344,6 +363,14 @@ export function resolveOptions(input: StickyOptions | undefined): ResolvedSticky
       'sync',
       'used with proxy: true or sessionAffinity (only then does the primary read request bytes)',
       options.sync,
+    );
+  }
+  checkScope(resolved.scope, resolved.sessionAffinity);
+  if (resolved.scope !== 'all' && !resolved.proxy && !resolved.sessionAffinity) {
+    throw new InvalidOptionError(
+      'scope',
+      'used with proxy: true or sessionAffinity (only then are later requests routed)',
+      options.scope,
     );
   }
   if (typeof resolved.header !== 'string' || !HTTP_TOKEN.test(resolved.header)) {

@@ -2,6 +2,7 @@ import type { SlotPicker } from '../hash.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import { fromForwarded, fromForwardedFor } from './forwarded.js';
 import { parseHead } from './head.js';
+import { fieldValues } from './scope.js';
 import { cookieValue, idFromCookieValue, queryParam, sessionIdSlot } from './session-id.js';
 
 /**
@@ -39,12 +40,41 @@ export function routeKey(
   options: RouteOptions,
 ): RouteKey {
   const parsed = head && (options.proxy || options.sessionAffinity) ? parseHead(head) : undefined;
+  return routeFrom(parsed?.target, (name) => parsed?.headers.get(name), peer, options);
+}
+
+/**
+ * The same, from a head as Node's parser reports it: the request target and its header lines
+ * (`name, value, name, value, ...`, names in any case). A worker reads each later request of a
+ * kept-open connection this way, from the head its server's parser has already read.
+ */
+export function routeFields(
+  target: string,
+  fields: readonly string[],
+  peer: string | undefined,
+  options: RouteOptions,
+): RouteKey {
+  return routeFrom(target, (name) => fieldValues(fields, name), peer, options);
+}
+
+function routeFrom(
+  target: string | undefined,
+  header: (name: string) => readonly string[] | undefined,
+  peer: string | undefined,
+  options: RouteOptions,
+): RouteKey {
+  const affinity = options.sessionAffinity;
   const owner =
-    parsed && options.sessionAffinity
-      ? sessionSlot(parsed.target, parsed.headers.get('cookie'), options.sessionAffinity, options)
+    target !== undefined && affinity
+      ? sessionSlot(
+          target,
+          affinity.cookie === undefined ? undefined : header('cookie'),
+          affinity,
+          options,
+        )
       : undefined;
   if (!options.proxy) return { owner, key: peer };
-  const values = parsed?.headers.get(options.header);
+  const values = target === undefined ? undefined : header(options.header);
   let key: string | undefined;
   if (values) {
     key =

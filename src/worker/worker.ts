@@ -94,19 +94,9 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
       const worker = this;
       this.keptOpen = new KeptOpenConnections(options, {
         slot: this.slot,
-        get server() {
-          return worker.server;
-        },
         get serving() {
           return worker.state === 'ready';
         },
-        get draining() {
-          return worker.state === 'draining';
-        },
-        adopt: (handle, bytes, peer) => {
-          this.adopt(socketFromHandle(handle, options.sync !== false), bytes, peer, true);
-        },
-        settled: () => this.maybeFinish(),
       });
     }
     // Listen before anything is announced: IPC messages that arrive with no listener are lost.
@@ -160,7 +150,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
       role: 'worker',
       slot: this.slot,
       state: this.state,
-      connections: this.sockets.size + (this.keptOpen?.size ?? 0),
+      connections: this.sockets.size,
       handedBack: this.keptOpen?.handedBack ?? 0,
     };
   }
@@ -241,12 +231,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   }
 
   /** Gives a handed-off socket to the server exactly as if the server had accepted it. */
-  private adopt(
-    socket: Socket,
-    head: Buffer | undefined,
-    peer: string | undefined,
-    again = false,
-  ): void {
+  private adopt(socket: Socket, head: Buffer | undefined, peer: string | undefined): void {
     const server = this.server;
     if (!server) {
       socket.destroy();
@@ -257,22 +242,26 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
       this.sockets.delete(socket);
       if (this.state === 'draining') this.maybeFinish();
     });
-    const handle = handleOf(socket);
-    if (this.keptOpen && head && handle) this.keptOpen.follow(socket, handle, peer);
-    // A socket that did not come through the server's accept misses its defaults (the option
-    // stays set on the connection, so once is enough).
-    if (!again && !this.noDelayInherited) socket.setNoDelay(true);
+    // A socket that did not come through the server's accept misses its defaults.
+    if (!this.noDelayInherited) socket.setNoDelay(true);
     const sync = this.options.sync;
     if (sync && head) {
       // The app's 'connection' listener may emit the event at once: listen before it runs.
       socket.once(sync.event, () => replay(socket, head));
       server.emit('connection', socket);
+      this.follow(socket, head, peer);
       return;
     }
     // The bytes the primary read to route this connection (proxy mode, PROXY protocol) are
     // replayed after the server took the socket (http and tls servers both read them then).
     server.emit('connection', socket);
+    this.follow(socket, head, peer);
     replay(socket, head);
+  }
+
+  /** Routes the later requests of a proxy connection (its first one was routed here). */
+  private follow(socket: Socket, head: Buffer | undefined, peer: string | undefined): void {
+    if (this.keptOpen && head && !socket.destroyed) this.keptOpen.follow(socket, peer);
   }
 
   private drain(): void {
@@ -296,12 +285,11 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
 
   private closeIdle(): void {
     this.server?.closeIdleConnections();
-    this.keptOpen?.closeIdle();
     this.maybeFinish();
   }
 
   private maybeFinish(): void {
-    if (this.sockets.size === 0 && (this.keptOpen?.size ?? 0) === 0) this.finish();
+    if (this.sockets.size === 0) this.finish();
   }
 
   private finish(): void {

@@ -17,11 +17,8 @@ import {
   handlesAhead,
   inheritNoDelay,
   interceptAccept,
-  isLastResponse,
   isRawHandle,
   onHandleAnswers,
-  onReadOf,
-  pauseParser,
   type RawHandle,
   readState,
   releaseHandle,
@@ -92,18 +89,6 @@ describe('Node internals on this Node version', () => {
     cleanup.push(() => socket.destroy());
     expect(handleOf(socket)).toBe(handle);
     expect(inheritNoDelay(server)).toBe(process.platform === 'linux');
-  });
-
-  it("a served socket's parser lets go of its handle and takes it back", async () => {
-    const { socket, res } = await served();
-    expect(typeof isLastResponse(res)).toBe('boolean');
-    expect(isLastResponse(res)).toBe(false);
-    const paused = pauseParser(socket);
-    expect(paused).toBeDefined();
-    expect(paused?.handle).toBe(handleOf(socket));
-    expect(typeof onReadOf(paused?.handle as RawHandle)).toBe('function');
-    paused?.resume();
-    res.end('ok');
   });
 
   it('a served socket can be taken from its server without closing the connection', async () => {

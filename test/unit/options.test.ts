@@ -40,6 +40,7 @@ describe('options', () => {
       proxyProtocol: false,
       sessionAffinity: false,
       sync: false,
+      scope: 'all',
     });
     expect(resolveOptions({})).toEqual(resolveOptions(undefined));
     expect(Object.isFrozen(DEFAULTS)).toBe(true);
@@ -70,7 +71,12 @@ describe('options', () => {
       maxIpcBacklog: 100_000,
       proxyProtocol: true,
     };
-    expect(resolveOptions(given)).toEqual({ ...given, sessionAffinity: false, sync: false });
+    expect(resolveOptions(given)).toEqual({
+      ...given,
+      sessionAffinity: false,
+      sync: false,
+      scope: 'all',
+    });
     const session = { cookie: 'a.sid', query: 'eio' };
     expect(resolveOptions({ ...given, sessionAffinity: session }).sessionAffinity).toEqual(session);
   });
