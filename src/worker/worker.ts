@@ -5,7 +5,7 @@ import { type AddressInfo, Socket } from 'node:net';
 import tls from 'node:tls';
 import { debug } from '../debug.js';
 import { StickyMeshError } from '../errors.js';
-import { handleOf, type RawHandle, socketFromHandle, trackConnections } from '../node-internals.js';
+import { type RawHandle, socketFromHandle, trackConnections } from '../node-internals.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import { primaryChannel, sendToPrimary } from '../protocol/ipc.js';
 import {
