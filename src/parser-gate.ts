@@ -24,10 +24,18 @@ export interface RequestGate {
   /**
    * `fields`: the head's header lines as the parser read them (name, value, name, value, ...;
    * values without surrounding whitespace). `busy`: an earlier request of the connection is still
-   * being answered. Returns true to stop the request: the server never sees it, nothing more is
-   * read, and `stopped` follows on the next tick.
+   * being answered. `upgrade`: an upgrade or CONNECT request. Returns false to let the server
+   * have it; true to stop it: the server never sees it, nothing more is read, and `stopped`
+   * follows on the next tick; or a sink, which gets the request instead of the server (its head,
+   * then its body as the parser reads it, then its end) while the server keeps the connection.
    */
-  decide(method: string, url: string, fields: readonly string[], busy: boolean): boolean;
+  decide(
+    method: string,
+    url: string,
+    fields: readonly string[],
+    busy: boolean,
+    upgrade: boolean,
+  ): boolean | RelaySink;
   /**
    * The request `decide` stopped: its head, rebuilt from what the parser read (request line and
    * header lines, in order), and every byte read after it. The socket has let go of `handle`
@@ -35,6 +43,16 @@ export interface RequestGate {
    * `undefined` where the server could not let go of it (the socket is destroyed then).
    */
   stopped(handle: RawHandle | undefined, head: Buffer, rest: Buffer): void;
+}
+
+/** Where a relayed request goes instead of the server (see {@link RequestGate.decide}). */
+export interface RelaySink {
+  /** The request's head, rebuilt from what the parser read. */
+  head(head: Buffer): void;
+  /** A piece of its body, as sent (chunked framing is kept: `chunked` says so). */
+  body(chunk: Buffer): void;
+  /** The request is complete. */
+  end(): void;
 }
 
 type HeadersComplete = (
@@ -66,7 +84,11 @@ type ParserClass = (new () => GatedParser & {
   close?(): void;
 }) & {
   REQUEST: number;
+  RESPONSE: number;
+  kOnHeaders: number;
   kOnHeadersComplete: number;
+  kOnBody: number;
+  kOnMessageComplete: number;
   kOnExecute: number;
 };
 
@@ -76,6 +98,9 @@ interface GateState {
   /** The stopped request's head; the bytes after it, as they come. */
   head: Buffer | undefined;
   rest: Buffer[];
+  /** The request being relayed, and whether its body is chunked (re-framed on the way). */
+  sink: RelaySink | undefined;
+  chunked: boolean;
 }
 
 const kGate = Symbol('sticky-mesh.gate');
@@ -84,6 +109,10 @@ const kGate = Symbol('sticky-mesh.gate');
 let methodNames: string[] | undefined;
 let headersCompleteOf: HeadersComplete | undefined;
 let executeOf: ((this: GatedParser, data: Buffer) => unknown) | undefined;
+let bodyOf: ((this: GatedParser, chunk: Buffer) => unknown) | undefined;
+let completeOf: ((this: GatedParser) => unknown) | undefined;
+/** The parser class, for the response parsers of relays. */
+let parserClass: ParserClass | undefined;
 
 /** Learns, once, the parser's own callbacks and its method numbers (parsing one head of each). */
 function learnParser(parser: GatedParser, ctor: ParserClass): boolean {
@@ -108,6 +137,9 @@ function learnParser(parser: GatedParser, ctor: ParserClass): boolean {
   methodNames = names;
   headersCompleteOf = parser[ctor.kOnHeadersComplete] as HeadersComplete;
   executeOf = parser.execute;
+  bodyOf = parser[ctor.kOnBody] as typeof bodyOf;
+  completeOf = parser[ctor.kOnMessageComplete] as typeof completeOf;
+  parserClass = ctor;
   return true;
 }
 
@@ -129,15 +161,25 @@ const gatedHeadersComplete: HeadersComplete = function (
     const fields = headers ?? this._headers;
     const target = url ?? this._url;
     const name = methodNames?.[method] ?? '';
-    if (state.gate.decide(name, target, fields, socket?._httpMessage != null)) {
+    const verdict = state.gate.decide(name, target, fields, socket?._httpMessage != null, upgrade);
+    if (verdict !== false) {
       let head = `${name} ${target} HTTP/${major}.${minor}\r\n`;
       for (let i = 0; i + 1 < fields.length; i += 2) head += `${fields[i]}: ${fields[i + 1]}\r\n`;
-      state.head = Buffer.from(`${head}\r\n`, 'latin1');
+      const bytes = Buffer.from(`${head}\r\n`, 'latin1');
       this._headers = [];
       this._url = '';
-      // llhttp's "no body, and stop here" (what it does for an upgrade): the bytes after the
-      // head stay unparsed in the buffer being read.
-      return 2;
+      if (verdict === true) {
+        state.head = bytes;
+        // llhttp's "no body, and stop here" (what it does for an upgrade): the bytes after the
+        // head stay unparsed in the buffer being read.
+        return 2;
+      }
+      // Relayed: the parser reads on (the body, then the next request), the sink takes it all.
+      (this as { incoming?: unknown }).incoming = null;
+      state.sink = verdict;
+      state.chunked = isChunked(fields);
+      verdict.head(bytes);
+      return 0;
     }
   }
   return headersCompleteOf?.call(
@@ -153,6 +195,46 @@ const gatedHeadersComplete: HeadersComplete = function (
     keepAlive,
   );
 };
+
+const CRLF = Buffer.from('\r\n', 'latin1');
+const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
+
+/** The parser's body callback on a gated connection: a relayed request's body goes to its sink. */
+function gatedBody(this: GatedParser, chunk: Buffer): unknown {
+  const state = this.socket?.[kGate];
+  const sink = state?.sink;
+  if (sink === undefined) return bodyOf?.call(this, chunk);
+  if (state?.chunked) {
+    // The parser hands over the chunks' data: frame each again as one chunk.
+    sink.body(Buffer.from(`${chunk.length.toString(16)}\r\n`, 'latin1'));
+    sink.body(chunk);
+    sink.body(CRLF);
+  } else {
+    sink.body(chunk);
+  }
+  return undefined;
+}
+
+/** The parser's end-of-message callback on a gated connection: ends a relayed request. */
+function gatedComplete(this: GatedParser): unknown {
+  const state = this.socket?.[kGate];
+  const sink = state?.sink;
+  if (state === undefined || sink === undefined) return completeOf?.call(this);
+  state.sink = undefined;
+  if (state.chunked) sink.body(LAST_CHUNK);
+  sink.end();
+  return undefined;
+}
+
+function isChunked(fields: readonly string[]): boolean {
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i] as string;
+    if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') {
+      return /(?:^|,)\s*chunked\s*$/i.test(fields[i + 1] as string);
+    }
+  }
+  return false;
+}
 
 /** The parser's `execute` (bytes that came through the socket's stream) on a gated connection. */
 function gatedExecute(this: GatedParser, data: Buffer): unknown {
@@ -206,17 +288,22 @@ export function gateRequests(socket: net.Socket, gate: RequestGate): boolean {
     typeof ctor.kOnExecute !== 'number' ||
     typeof parser.getCurrentBuffer !== 'function' ||
     typeof parser.execute !== 'function' ||
+    typeof ctor.kOnBody !== 'number' ||
+    typeof ctor.kOnMessageComplete !== 'number' ||
     !learnParser(parser, ctor)
   ) {
     return false;
   }
   const current = parser[ctor.kOnHeadersComplete];
   if (current !== gatedHeadersComplete && current !== headersCompleteOf) return false;
-  const state: GateState = { gate, head: undefined, rest: [] };
+  if (parser[ctor.kOnBody] !== gatedBody && parser[ctor.kOnBody] !== bodyOf) return false;
+  const state: GateState = { gate, head: undefined, rest: [], sink: undefined, chunked: false };
   (socket as GatedSocket)[kGate] = state;
   // Both stay on the parser when Node reuses it for another connection: without a gate they
   // call straight through.
   parser[ctor.kOnHeadersComplete] = gatedHeadersComplete;
+  parser[ctor.kOnBody] = gatedBody;
+  parser[ctor.kOnMessageComplete] = gatedComplete;
   parser.execute = gatedExecute;
   const onExecute = parser[ctor.kOnExecute];
   if (typeof onExecute === 'function') {
@@ -231,4 +318,83 @@ export function gateRequests(socket: net.Socket, gate: RequestGate): boolean {
     };
   }
   return true;
+}
+
+// ---- relays: a request served by another process, the answer written here ----------------------
+
+/**
+ * While a relayed request's answer is being written on a connection the server still holds, the
+ * server must treat the connection as busy: not idle (`closeIdleConnections` must not close it),
+ * no error answer of its own in the middle of ours. Node's server reads that from
+ * `socket._httpMessage`; this marks the socket so, or clears the mark. Returns false (nothing
+ * set) where the slot is taken by the server's own response.
+ */
+export function markRelaying(socket: net.Socket, relaying: boolean): boolean {
+  const holder = socket as GatedSocket;
+  if (relaying) {
+    if (holder._httpMessage != null) return holder._httpMessage === RELAYING;
+    holder._httpMessage = RELAYING;
+    return true;
+  }
+  if (holder._httpMessage === RELAYING) holder._httpMessage = null;
+  return true;
+}
+
+/** What Node's server reads of a response it did not make: unfinished, head sent, no listeners. */
+const RELAYING = Object.freeze({ finished: false, _headerSent: true, emit: () => false });
+
+/** Reads where the answers end in a stream of HTTP responses. */
+export interface ResponseReader {
+  /** Reads more bytes of the stream. Returns false on a parse error (the stream is unusable). */
+  read(chunk: Buffer): boolean;
+  /** The request the next answer is for was `HEAD` (its answer has no body, whatever it says). */
+  expect(head: boolean): void;
+  close(): void;
+}
+
+/**
+ * A reader of responses (Node's own parser, as its http client uses it) that calls `onAnswer`
+ * at the end of each final answer (1xx interim answers do not count; a 101 reports -1: the
+ * stream is no longer HTTP). `undefined` before any gate was set up or where the parser is not
+ * the one this file knows.
+ */
+export function responseReader(onAnswer: (status: number) => void): ResponseReader | undefined {
+  const ctor = parserClass;
+  if (!ctor) return undefined;
+  const parser = new ctor();
+  parser.initialize(ctor.RESPONSE, {});
+  const heads: boolean[] = [];
+  let status = 0;
+  parser[ctor.kOnHeaders] = null;
+  parser[ctor.kOnBody] = null;
+  parser[ctor.kOnHeadersComplete] = (
+    _major: number,
+    _minor: number,
+    _headers: unknown,
+    _method: unknown,
+    _url: unknown,
+    statusCode: number,
+  ) => {
+    status = statusCode;
+    if (statusCode === 101) return 2;
+    // An interim answer has no body; the final answer to a HEAD request has none either.
+    return statusCode >= 200 && heads[0] === true ? 1 : 0;
+  };
+  parser[ctor.kOnMessageComplete] = () => {
+    if (status >= 100 && status < 200 && status !== 101) return;
+    heads.shift();
+    onAnswer(status === 101 ? -1 : status);
+  };
+  return {
+    read(chunk) {
+      const ret = parser.execute(chunk);
+      return !(ret instanceof Error);
+    },
+    expect(head) {
+      heads.push(head);
+    },
+    close() {
+      (parser as unknown as { close?: () => void }).close?.();
+    },
+  };
 }

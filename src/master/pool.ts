@@ -11,6 +11,7 @@ import {
   message,
   NODELAY_ENV,
   type PingMessage,
+  RELAY_DIR_ENV,
   type ShutdownMessage,
   SLOT_ENV,
   type SlotsMessage,
@@ -19,6 +20,7 @@ import {
 import { respawnDelay } from './backoff.js';
 import { Handoff } from './handoff.js';
 import type { LifecycleMessage } from './ipc.js';
+import { makeRelayDir, removeRelayDir } from './relay-dir.js';
 
 /** Lifecycle of one slot. `down` = no process (crashed, waiting to respawn, or closed). */
 export type SlotState = 'starting' | 'ready' | 'stopping' | 'down';
@@ -126,9 +128,13 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   private address = '';
   private noDelay = '0';
 
+  /** Where the workers listen for their siblings' relay channels (see worker/relay.ts). */
+  private relayDir = '';
+
   start(address: AddressInfo, noDelayInherited = false): void {
     this.address = JSON.stringify(address);
     this.noDelay = noDelayInherited ? '1' : '0';
+    if (this.options.proxy || this.options.sessionAffinity) this.relayDir = makeRelayDir();
     for (const s of this.slots) this.fork(s);
     this.pinger = setInterval(() => this.checkLiveness(), pingInterval(this.options));
     this.pinger.unref();
@@ -252,6 +258,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       [SLOT_ENV]: String(s.slot),
       [ADDRESS_ENV]: this.address,
       [NODELAY_ENV]: this.noDelay,
+      [RELAY_DIR_ENV]: this.relayDir,
       [TRANSPORT_ENV]: this.options.multicast ? 'multicast' : this.options.redis ? 'redis' : '',
     });
     s.worker = worker;
@@ -363,7 +370,10 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   }
 
   private checkIdle(): void {
-    if (this.closing && this.slots.every((s) => s.worker === undefined)) this.emit('idle');
+    if (this.closing && this.slots.every((s) => s.worker === undefined)) {
+      removeRelayDir(this.relayDir);
+      this.emit('idle');
+    }
   }
 }
 

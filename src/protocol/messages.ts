@@ -203,3 +203,9 @@ export const ADDRESS_ENV = 'STICKY_MESH_ADDRESS';
  * accepted connections inherit it (Linux): the worker then need not set it per connection.
  */
 export const NODELAY_ENV = 'STICKY_MESH_NODELAY';
+
+/**
+ * The private directory (mode 0700) where each worker of a proxy-mode or session-affinity
+ * cluster listens for its siblings' relay channels (`<slot>.sock`); unset: no relays.
+ */
+export const RELAY_DIR_ENV = 'STICKY_MESH_RELAY_DIR';

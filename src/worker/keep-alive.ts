@@ -9,12 +9,15 @@ import { MessageType, message, type RerouteMessage } from '../protocol/messages.
 import { missingHeader, respond } from '../routing/answer.js';
 import { routeFields, slotFor } from '../routing/key.js';
 import { type ScopeTest, scopeTest } from '../routing/scope.js';
+import type { Relays } from './relay.js';
 
 /** What the routing of kept-open connections needs from the worker that runs it. */
 export interface KeptOpenOwner {
   readonly slot: number;
   /** The worker takes requests (it is ready, not draining or closed). */
   readonly serving: boolean;
+  /** Relays to sibling workers, where this worker has them. */
+  readonly relays: Relays | undefined;
 }
 
 /**
@@ -22,10 +25,13 @@ export interface KeptOpenOwner {
  * carry requests of many clients. Each later request is checked the moment the server's parser
  * has read its head, before the server sees it (parser-gate.ts): one that belongs here goes on
  * as if nothing had looked (no extra read, copy or allocation beyond the check); one that
- * belongs elsewhere is stopped there, and the connection is handed back to the primary with the
- * request's bytes, which routes it like a new connection. No byte is lost and the connection
- * stays open. Requests that arrive while an earlier one is still being answered (pipelining)
- * are served here: the connection cannot leave while the server writes on it.
+ * belongs to a sibling is relayed to it (relay.ts: the request goes over a channel of this
+ * connection's own, the answer comes back and is written here; the connection stays). Upgrades,
+ * and any request when no relay can be had, are stopped after the head instead, and the
+ * connection is handed back to the primary with the request's bytes, which routes it like a new
+ * connection. No byte is lost and the connection stays open. Requests that arrive while an
+ * earlier one is still being answered (pipelining) are served where that one is: here, or by
+ * the sibling it was relayed to, so answers keep their order.
  */
 export class KeptOpenConnections {
   /** Connections handed back to the primary because their next request belonged elsewhere. */
@@ -59,7 +65,7 @@ export class KeptOpenConnections {
    * which the primary routed here, is served without a second look).
    */
   follow(socket: Socket, peer: string | undefined): void {
-    if (!gateRequests(socket, this.gateFor(peer))) this.ungated.add(socket);
+    if (!gateRequests(socket, this.gateFor(socket, peer))) this.ungated.add(socket);
   }
 
   /**
@@ -71,27 +77,32 @@ export class KeptOpenConnections {
     if (this.ungated.has(req.socket) && !res.headersSent) res.setHeader('connection', 'close');
   }
 
-  private gateFor(peer: string | undefined): RequestGate {
+  private gateFor(socket: Socket, peer: string | undefined): RequestGate {
     let first = true;
     /** Why the last request was stopped: it names no key (400), or it belongs elsewhere. */
     let unroutable = false;
     return {
-      decide: (method, url, fields, busy) => {
+      decide: (method, url, fields, busy, upgrade) => {
         if (first) {
           first = false;
           return false;
         }
+        const relays = this.owner.relays;
+        // Behind a relayed request, pipelined: to the same place, so answers keep their order.
+        if (relays?.busy(socket)) return relays.sink(socket, -1, method) ?? true;
         if (busy || (this.inScope !== undefined && !this.inScope(method, url, fields))) {
           return false;
         }
         const route = routeFields(url, fields, peer, this.options);
         unroutable = route.key === undefined && route.owner === undefined;
         // Not serving (draining): the primary decides where it goes.
-        return (
-          unroutable ||
-          !this.owner.serving ||
-          slotFor(route, this.pick, this.live) !== this.owner.slot
-        );
+        if (unroutable || !this.owner.serving) return true;
+        const slot = slotFor(route, this.pick, this.live);
+        if (slot === this.owner.slot) return false;
+        // Upgrades (long-lived, no longer HTTP) move with their connection; so does anything
+        // when no slot is live or no relay can be had.
+        if (upgrade || slot === undefined || !relays) return true;
+        return relays.sink(socket, slot, method) ?? true;
       },
       stopped: (handle, head, rest) => {
         if (!handle) return;

@@ -17,6 +17,7 @@ import {
   NODELAY_ENV,
   type PingMessage,
   type PongMessage,
+  RELAY_DIR_ENV,
   type ReadyMessage,
   type ShutdownMessage,
   SLOT_ENV,
@@ -25,6 +26,7 @@ import {
 } from '../protocol/messages.js';
 import { makeSessionId } from '../routing/session-id.js';
 import { KeptOpenConnections } from './keep-alive.js';
+import { RelayListener, Relays } from './relay.js';
 
 export type AnyServer = http.Server | https.Server;
 export type ServerFactory = () => AnyServer | Promise<AnyServer>;
@@ -73,6 +75,9 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   private readonly sockets = new Set<Socket>();
   /** Proxy mode, session-id affinity: every request of a connection is routed by its own key. */
   private readonly keptOpen: KeptOpenConnections | undefined;
+  /** Requests relayed to siblings, and the channels siblings relay on to this worker. */
+  private readonly relays: Relays | undefined;
+  private relayListener: RelayListener | undefined;
   /** While draining: closes connections as they become idle (Node does not say when). */
   private idleTimer: NodeJS.Timeout | undefined;
   /** The primary asked for this drain (it already stopped routing here). */
@@ -92,11 +97,14 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     this.generateId = this.genid;
     if (options.proxy || options.sessionAffinity !== false) {
       const worker = this;
+      const dir = process.env[RELAY_DIR_ENV];
+      this.relays = dir ? new Relays(dir, () => worker.server?.keepAliveTimeout ?? 0) : undefined;
       this.keptOpen = new KeptOpenConnections(options, {
         slot: this.slot,
         get serving() {
           return worker.state === 'ready';
         },
+        relays: this.relays,
       });
     }
     // Listen before anything is announced: IPC messages that arrive with no listener are lost.
@@ -206,6 +214,15 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     }
     const keptOpen = this.keptOpen;
     if (keptOpen) server.prependListener('request', (req, res) => keptOpen.onRequest(req, res));
+    const dir = process.env[RELAY_DIR_ENV];
+    if (this.relays && dir && !(server instanceof tls.Server)) {
+      // Listening before the primary hears "ready": siblings relay only to ready slots.
+      const listener = new RelayListener(dir, this.slot, (socket, rest) =>
+        this.adopt(socket, rest, undefined, false),
+      );
+      if (await listener.listen()) this.relayListener = listener;
+      else debug('worker %d: no relay listener; requests for it move their connection', this.slot);
+    }
     this.state = 'ready';
     const ready = message<ReadyMessage>(MessageType.Ready, { slot: this.slot });
     sendToPrimary(ready, `worker ${this.slot}: ready message`);
@@ -231,7 +248,12 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   }
 
   /** Gives a handed-off socket to the server exactly as if the server had accepted it. */
-  private adopt(socket: Socket, head: Buffer | undefined, peer: string | undefined): void {
+  private adopt(
+    socket: Socket,
+    head: Buffer | undefined,
+    peer: string | undefined,
+    follow = true,
+  ): void {
     const server = this.server;
     if (!server) {
       socket.destroy();
@@ -249,13 +271,13 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
       // The app's 'connection' listener may emit the event at once: listen before it runs.
       socket.once(sync.event, () => replay(socket, head));
       server.emit('connection', socket);
-      this.follow(socket, head, peer);
+      if (follow) this.follow(socket, head, peer);
       return;
     }
     // The bytes the primary read to route this connection (proxy mode, PROXY protocol) are
     // replayed after the server took the socket (http and tls servers both read them then).
     server.emit('connection', socket);
-    this.follow(socket, head, peer);
+    if (follow) this.follow(socket, head, peer);
     replay(socket, head);
   }
 
@@ -268,6 +290,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     if (this.state === 'draining' || this.state === 'closed') return;
     const wasServing = this.server !== undefined;
     this.state = 'draining';
+    this.relayListener?.close();
     this.emit('shutdown');
     if (!wasServing) {
       this.finish();

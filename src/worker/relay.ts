@@ -1,0 +1,271 @@
+import { unlinkSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { debug } from '../debug.js';
+import {
+  markRelaying,
+  type RelaySink,
+  type ResponseReader,
+  responseReader,
+} from '../parser-gate.js';
+
+/**
+ * Relays between the workers of one machine. A later request of a kept-open proxy connection
+ * that belongs to another worker is not moved there with its connection (two handle passes
+ * through the primary, and the other worker builds a socket and a parser for it): it is written,
+ * head and body, on a channel of that client connection's own to the other worker (a Unix
+ * socket, opened at the first such request and kept while the connection lives), whose http
+ * server serves it as any request, and the answer is written back on the client connection here.
+ * The other worker sees one connection per client connection, with the client connection's
+ * remote address and port, so connection-keyed state and `req.socket.remoteAddress` hold as if
+ * the connection itself had come.
+ *
+ * Each worker listens on `<dir>/<slot>.sock` (`dir`: a private directory the primary made, mode
+ * 0700). A channel starts with one line, `<address> <port> <family>\n`, then carries requests.
+ */
+
+/** How a channel is introduced: the client connection's address, port and family, one line. */
+const MAX_PREAMBLE = 128;
+
+function socketPath(dir: string, slot: number): string {
+  return path.join(dir, `${slot}.sock`);
+}
+
+/** The listening side in every worker: each channel from a sibling becomes a connection here. */
+export class RelayListener {
+  private readonly server: net.Server;
+  private readonly file: string;
+
+  constructor(
+    dir: string,
+    slot: number,
+    /** A channel, introduced: give it to the http server with `rest` (bytes after the line). */
+    private readonly onChannel: (socket: net.Socket, rest: Buffer) => void,
+  ) {
+    this.file = socketPath(dir, slot);
+    this.server = net.createServer((socket) => this.introduce(socket));
+    this.server.on('error', (err) => debug('relay listener: %s', err.message));
+  }
+
+  /** Listens (a previous worker of this slot may have left its file behind). */
+  listen(): Promise<boolean> {
+    try {
+      unlinkSync(this.file);
+    } catch {
+      // None there.
+    }
+    return new Promise((resolve) => {
+      this.server.once('error', () => resolve(false));
+      // exclusive: a cluster worker's listen would otherwise go through the primary.
+      this.server.listen({ path: this.file, exclusive: true }, () => resolve(true));
+    });
+  }
+
+  /** Takes no more channels (those open stay, as connections of the server). */
+  close(): void {
+    if (this.server.listening) this.server.close();
+  }
+
+  private introduce(socket: net.Socket): void {
+    let seen: Buffer = Buffer.alloc(0);
+    socket.on('error', (err) => debug('relay channel: %s', err.message));
+    const onData = (chunk: Buffer) => {
+      seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+      const end = seen.indexOf(10);
+      if (end === -1) {
+        if (seen.length > MAX_PREAMBLE) socket.destroy();
+        return;
+      }
+      socket.off('data', onData);
+      socket.pause();
+      const [address, port, family] = seen.toString('latin1', 0, end).split(' ');
+      // The socket stands for the client connection: it reports that connection's peer.
+      Object.defineProperties(socket, {
+        remoteAddress: { value: address || undefined, configurable: true },
+        remotePort: { value: Number(port) || undefined, configurable: true },
+        remoteFamily: { value: family || undefined, configurable: true },
+      });
+      this.onChannel(socket, seen.subarray(end + 1));
+    };
+    socket.on('data', onData);
+  }
+}
+
+/** One client connection's channel to one sibling worker. */
+class Channel {
+  /** Requests written whose final answer has not been read in full. */
+  pending = 0;
+  /** When the last answer ended (a channel idle for long may be closed by the other side). */
+  idleSince = 0;
+  readonly socket: net.Socket;
+  private readonly reader: ResponseReader;
+
+  constructor(
+    file: string,
+    private readonly client: net.Socket,
+    private readonly onIdle: () => void,
+    private readonly onFail: () => void,
+  ) {
+    const reader = responseReader((status) => this.answered(status));
+    if (!reader) throw new Error('no response reader');
+    this.reader = reader;
+    this.socket = net.connect(file);
+    this.socket.on('error', (err) => debug('relay channel: %s', err.message));
+    this.socket.on('close', () => {
+      this.reader.close();
+      if (this.pending > 0) this.onFail();
+    });
+    this.socket.on('data', (chunk: Buffer) => this.answer(chunk));
+    const family = client.remoteFamily ?? '';
+    this.socket.write(`${client.remoteAddress ?? ''} ${client.remotePort ?? ''} ${family}\n`);
+  }
+
+  /** The sink of one request; `head`: the request is a HEAD (its answer has no body). */
+  sink(head: boolean): RelaySink {
+    this.pending++;
+    this.reader.expect(head);
+    const channel = this.socket;
+    const client = this.client;
+    const write = (bytes: Buffer) => {
+      if (!channel.write(bytes) && !client.isPaused()) {
+        // The sibling reads slower than the client sends: hold the client back.
+        client.pause();
+        channel.once('drain', () => client.resume());
+      }
+    };
+    return { head: write, body: write, end: () => {} };
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  private answer(chunk: Buffer): void {
+    const client = this.client;
+    if (!client.destroyed && !client.write(chunk) && !this.socket.isPaused()) {
+      // The client reads slower than the sibling answers: hold the channel back.
+      this.socket.pause();
+      client.once('drain', () => this.socket.resume());
+    }
+    if (!this.reader.read(chunk)) this.fail();
+  }
+
+  private answered(status: number): void {
+    if (status < 0) {
+      // Relays carry no upgrades: a 101 means the stream is no longer HTTP.
+      this.fail();
+      return;
+    }
+    this.pending--;
+    if (this.pending === 0) {
+      this.idleSince = Date.now();
+      this.onIdle();
+    }
+  }
+
+  private fail(): void {
+    this.pending = 0;
+    this.socket.destroy();
+    this.onFail();
+  }
+}
+
+/** The relays of one client connection: a channel per sibling it has used, and which is busy. */
+interface ClientRelays {
+  channels: Map<number, Channel>;
+  /** The channel whose answer is being written on the client connection, if any. */
+  busy: Channel | undefined;
+}
+
+/** The sending side in every worker: the relays of its kept-open client connections. */
+export class Relays {
+  /** Requests relayed to siblings. */
+  relayed = 0;
+  private readonly clients = new WeakMap<net.Socket, ClientRelays>();
+
+  constructor(
+    private readonly dir: string,
+    /** The server's keep-alive timeout (re-armed on the client when a relay ends), in ms. */
+    private readonly keepAliveTimeout: () => number,
+  ) {}
+
+  /** Whether an answer relayed from a sibling is being written on this client connection. */
+  busy(client: net.Socket): boolean {
+    return this.clients.get(client)?.busy !== undefined;
+  }
+
+  /**
+   * The sink of one request of `client` for `slot`'s worker (a request pipelined behind a
+   * relayed one goes where that one went, whatever `slot` says: answers must keep their order).
+   * `undefined` where no relay can be had (the caller then moves the connection instead).
+   */
+  sink(client: net.Socket, slot: number, method: string): RelaySink | undefined {
+    let relays = this.clients.get(client);
+    if (!relays) {
+      relays = { channels: new Map(), busy: undefined };
+      this.clients.set(client, relays);
+      const mine = relays;
+      client.once('close', () => {
+        for (const channel of mine.channels.values()) channel.close();
+        mine.channels.clear();
+      });
+    }
+    let channel = relays.busy ?? relays.channels.get(slot);
+    if (channel && channel.pending === 0 && this.stale(channel)) {
+      // Idle for most of the keep-alive timeout: the sibling may be closing it right now.
+      channel.close();
+      relays.channels.delete(slot);
+      channel = undefined;
+    }
+    if (!channel) {
+      channel = this.open(client, relays, slot);
+      if (!channel) return undefined;
+    }
+    if (relays.busy === undefined) {
+      if (!markRelaying(client, true)) return undefined;
+      // The server's keep-alive timer must not close the connection while the answer comes.
+      client.setTimeout(0);
+      relays.busy = channel;
+    }
+    this.relayed++;
+    return channel.sink(method === 'HEAD');
+  }
+
+  private stale(channel: Channel): boolean {
+    const timeout = this.keepAliveTimeout();
+    return timeout > 0 && Date.now() - channel.idleSince > timeout / 2;
+  }
+
+  private open(client: net.Socket, relays: ClientRelays, slot: number): Channel | undefined {
+    try {
+      const channel: Channel = new Channel(
+        socketPath(this.dir, slot),
+        client,
+        () => {
+          if (relays.busy !== channel) return;
+          relays.busy = undefined;
+          markRelaying(client, false);
+          const timeout = this.keepAliveTimeout();
+          if (timeout > 0 && !client.destroyed) client.setTimeout(timeout);
+        },
+        () => {
+          relays.channels.delete(slot);
+          // An answer was lost half way (the sibling died): the connection cannot go on.
+          if (relays.busy === channel) {
+            relays.busy = undefined;
+            markRelaying(client, false);
+            client.destroy();
+          }
+        },
+      );
+      channel.socket.once('close', () => {
+        if (relays.channels.get(slot) === channel) relays.channels.delete(slot);
+      });
+      relays.channels.set(slot, channel);
+      return channel;
+    } catch (err) {
+      debug('no relay: %s', (err as Error).message);
+      return undefined;
+    }
+  }
+}
