@@ -58,7 +58,11 @@ export class KeptOpenConnections {
   /** The primary's latest word on which slots have a ready worker. */
   setLive(live: readonly number[]): void {
     this.live = live;
+    this.liveVersion++;
   }
+
+  /** Bumped with every change of `live` (a connection's cached slot is valid within one). */
+  private liveVersion = 0;
 
   /**
    * Follows the later requests of a connection the server has just taken (its first request,
@@ -81,6 +85,13 @@ export class KeptOpenConnections {
     let first = true;
     /** Why the last request was stopped: it names no key (400), or it belongs elsewhere. */
     let unroutable = false;
+    /**
+     * The last request's key header line and the slot it led to: a proxy connection often
+     * carries one client's requests in a row, whose line is the same text. Only where the line
+     * alone decides (proxy mode without session ids).
+     */
+    const cache = { line: '', slot: -1, version: -1 };
+    const cacheable = this.options.proxy && !this.options.sessionAffinity;
     return {
       decide: (method, url, fields, busy, upgrade) => {
         if (first) {
@@ -93,11 +104,24 @@ export class KeptOpenConnections {
         if (busy || (this.inScope !== undefined && !this.inScope(method, url, fields))) {
           return false;
         }
-        const route = routeFields(url, fields, peer, this.options);
-        unroutable = route.key === undefined && route.owner === undefined;
         // Not serving (draining): the primary decides where it goes.
-        if (unroutable || !this.owner.serving) return true;
-        const slot = slotFor(route, this.pick, this.live);
+        if (!this.owner.serving) return true;
+        const line = cacheable ? onlyLine(fields, this.options.header) : undefined;
+        let slot: number | undefined;
+        if (line !== undefined && line === cache.line && cache.version === this.liveVersion) {
+          slot = cache.slot;
+          unroutable = false;
+        } else {
+          const route = routeFields(url, fields, peer, this.options);
+          unroutable = route.key === undefined && route.owner === undefined;
+          if (unroutable) return true;
+          slot = slotFor(route, this.pick, this.live);
+          if (line !== undefined && slot !== undefined) {
+            cache.line = line;
+            cache.slot = slot;
+            cache.version = this.liveVersion;
+          }
+        }
         if (slot === this.owner.slot) return false;
         // Upgrades (long-lived, no longer HTTP) move with their connection; so does anything
         // when no slot is live or no relay can be had.
@@ -123,4 +147,17 @@ export class KeptOpenConnections {
     const what = `worker ${this.owner.slot}: hand-back`;
     if (!sendToPrimary(msg, what, () => handle.close(), handle)) handle.close();
   }
+}
+
+/** The value of header `name` (lower case) when the head has exactly one such line. */
+function onlyLine(fields: readonly string[], name: string): string | undefined {
+  let value: string | undefined;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const field = fields[i] as string;
+    if (field.length === name.length && field.toLowerCase() === name) {
+      if (value !== undefined) return undefined;
+      value = fields[i + 1] as string;
+    }
+  }
+  return value;
 }
