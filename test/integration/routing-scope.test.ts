@@ -7,7 +7,8 @@
  * Socket.io clients on one shared keep-alive agent (test/helpers/socketio-shared-agent.ts) show
  * that `scope: 'engine.io'` keeps every polling request on its session's worker, and the negative
  * control that a scope which moves none of them gets "Session ID unknown"; raw requests on ONE
- * TCP connection to ip-app.mjs show exactly which requests move and which stay.
+ * TCP connection to ip-app.mjs show exactly which requests move and which stay, under
+ * 'engine.io', 'session-id' and a header predicate.
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -204,6 +205,65 @@ describe("scope: 'engine.io' (proxy mode)", () => {
       await expectServedBy(c, keyOf(c, 1), { path: '/chat/?EIO=4&transport=polling' });
       for (const slot of ALL) await expectServedBy(c, keyOf(slot, 2));
       // One connection throughout, handed back exactly twice: by a's worker, then by b's.
+      expect(conn.closed, context()).toBe(false);
+      const expected = ALL.map((slot) => (slot === a || slot === b ? 1 : 0));
+      expect(await handedBack(port), context()).toEqual(expected);
+    } finally {
+      conn.socket.destroy();
+    }
+  });
+});
+
+describe("scope: 'session-id' (proxy mode, sessionAffinity)", () => {
+  it('requests carrying a slot-naming session id reach its worker; the others stay', async () => {
+    const app = await startFixture({
+      fixture: 'ip-app.mjs',
+      env: {
+        WORKERS: String(ALL.length),
+        KEEP_ALIVE_TIMEOUT: '10000',
+        STICKY_OPTIONS: JSON.stringify({ proxy: true, seed: SEED, sessionAffinity: true }),
+        STICKY_SCOPE: 'session-id',
+      },
+    });
+    const port = app.port();
+    const pid = pidsBySlot(app);
+    /** A session id made by `slot`'s worker (app.genid()), asked on a fresh connection. */
+    const idOf = async (slot: number): Promise<string> => {
+      const r = await request({
+        port,
+        path: '/genid',
+        headers: { 'x-forwarded-for': keyOf(slot) },
+      });
+      const reply = JSON.parse(r.text) as { slot: number; id: string };
+      expect(reply.slot).toBe(slot);
+      return reply.id;
+    };
+    const a = slotOf(KEYS[0] as string);
+    const [b, c] = ALL.filter((s) => s !== a) as [number, number];
+    const [idB, idC] = [await idOf(b), await idOf(c)];
+    const conn = await Connection.open(port);
+    const log: string[] = [];
+    const context = () => `${log.join('\n')}\n${app.transcript()}`;
+    const expectServedBy = async (slot: number, key: string, path = '/', cookie?: string) => {
+      const answer = await send(conn, key, { path, headers: cookie ? { cookie } : {} });
+      log.push(`${path} for ${key} (slot ${slotOf(key)}) cookie ${cookie} -> ${answer.slot}`);
+      expect(answer.slot, context()).toBe(slot);
+      expect(answer.pid, context()).toBe(pid.get(slot));
+    };
+    try {
+      await expectServedBy(a, KEYS[0] as string);
+      // No id, or one that names no slot: served where the connection is, whatever the key.
+      for (const slot of ALL) await expectServedBy(a, keyOf(slot, 1));
+      await expectServedBy(a, keyOf(b), '/', `connect.sid=${idB.slice(0, -1)}`);
+      await expectServedBy(a, keyOf(c), '/', 'connect.sid=not-a-session-id');
+      // The signed cookie of b's session, sent with a key of c: the session's worker.
+      const signed = encodeURIComponent(`s:${idB}.signature`);
+      await expectServedBy(b, keyOf(c), '/', `theme=dark; connect.sid=${signed}`);
+      for (const slot of ALL) await expectServedBy(b, keyOf(slot, 2));
+      // The engine.io sid parameter counts too.
+      await expectServedBy(c, keyOf(a), `/socket.io/?EIO=4&transport=polling&sid=${idC}`);
+      // b's id in another cookie is no session id: it stays.
+      await expectServedBy(c, keyOf(b), '/', `other.sid=${signed}`);
       expect(conn.closed, context()).toBe(false);
       const expected = ALL.map((slot) => (slot === a || slot === b ? 1 : 0));
       expect(await handedBack(port), context()).toEqual(expected);
