@@ -2,7 +2,7 @@ import os from 'node:os';
 import { InvalidOptionError } from './errors.js';
 import type { MulticastOptions } from './replication/transports/multicast/options.js';
 import type { RedisOption } from './replication/transports/redis/options.js';
-import { checkScope, type RoutingScope } from './routing/scope.js';
+import { checkScope, isEveryRequest, type RoutingScope } from './routing/scope.js';
 import { boolean, HTTP_TOKEN, integer, MAX_MS, rejectUnknown } from './validate.js';
 
 /** Options of {@link sticky}. Every time is in milliseconds. */
@@ -174,6 +174,9 @@ export interface StickyOptions {
    *   the requests that must move (called in the worker for each request; keep it cheap);
    * - a list of these: a request moves when any of them says so.
    * A connection's first request always goes to its key's worker (the primary routes it).
+   * Requests outside the scope are not routed, so their `header` is not read (a missing one is
+   * no `400`), and a draining worker answers them itself, closing the connection after.
+   * A predicate that throws routes that request by its key.
    * @default 'all'
    */
   scope?: RoutingScope | readonly RoutingScope[];
@@ -366,7 +369,7 @@ export function resolveOptions(input: StickyOptions | undefined): ResolvedSticky
     );
   }
   checkScope(resolved.scope, resolved.sessionAffinity);
-  if (resolved.scope !== 'all' && !resolved.proxy && !resolved.sessionAffinity) {
+  if (!isEveryRequest(resolved.scope) && !resolved.proxy && !resolved.sessionAffinity) {
     throw new InvalidOptionError(
       'scope',
       'used with proxy: true or sessionAffinity (only then are later requests routed)',

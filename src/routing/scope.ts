@@ -1,3 +1,4 @@
+import { debug } from '../debug.js';
 import { InvalidOptionError } from '../errors.js';
 import { cookieValue, idFromCookieValue, queryParam, sessionIdSlot } from './session-id.js';
 
@@ -21,6 +22,11 @@ type ResolvedSessionAffinity = { cookie: string | undefined; query: string | und
 export type ScopeTest = (method: string, url: string, fields: readonly string[]) => boolean;
 
 const SCOPES = new Set<unknown>(['all', 'engine.io', 'session-id']);
+
+/** Whether a validated `scope` means every request. */
+export function isEveryRequest(scope: unknown): boolean {
+  return Array.isArray(scope) ? scope.includes('all') : scope === 'all';
+}
 
 /** Validates `scope` (resolveOptions). */
 export function checkScope(scope: unknown, affinity: ResolvedSessionAffinity): void {
@@ -54,7 +60,16 @@ export function scopeTest(
         affinity !== false && carriesSessionId(url, fields, affinity, seed, num);
     }
     if (typeof item === 'function') {
-      return (method, url, fields) => item(scopedRequest(method, url, fields)) === true;
+      return (method, url, fields) => {
+        try {
+          return item(scopedRequest(method, url, fields)) === true;
+        } catch (err) {
+          // A predicate that fails on a request must not take the worker (and every session in
+          // its memory) down: the request goes to its key's worker, as with no scope.
+          debug('scope: the predicate threw, routing the request by its key: %s', String(err));
+          return true;
+        }
+      };
     }
     return () => true;
   });

@@ -144,8 +144,10 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   }
 
   /**
-   * `connections`: sockets this worker serves now; `handedBack`: proxy connections it gave back
-   * to the primary because their next request belonged to another slot.
+   * `connections`: sockets this worker serves now (relay channels from siblings included);
+   * `handedBack`: proxy connections it gave back to the primary because their next request
+   * belonged to another slot and was not relayed (an upgrade); `relayed`: later requests of its
+   * proxy connections it relayed to the sibling they belong to.
    */
   stats(): {
     role: 'worker';
@@ -153,6 +155,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     state: WorkerState;
     connections: number;
     handedBack: number;
+    relayed: number;
   } {
     return {
       role: 'worker',
@@ -160,6 +163,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
       state: this.state,
       connections: this.sockets.size,
       handedBack: this.keptOpen?.handedBack ?? 0,
+      relayed: this.relays?.relayed ?? 0,
     };
   }
 

@@ -114,6 +114,22 @@ async function handedBack(port: number): Promise<number[]> {
   );
 }
 
+/** Each worker's `relayed` (requests it relayed to another worker), asked on fresh connections. */
+async function relayed(port: number): Promise<number[]> {
+  return Promise.all(
+    ALL.map(async (slot) => {
+      const r = await request({
+        port,
+        path: '/stats',
+        headers: { 'x-forwarded-for': keyOf(slot, 99) },
+      });
+      const reply = JSON.parse(r.text) as { slot: number; stats: { relayed: number } };
+      if (reply.slot !== slot) throw new Error(`/stats for slot ${slot} answered by ${reply.slot}`);
+      return reply.stats.relayed;
+    }),
+  );
+}
+
 /** The checks of a run in which every socket.io client must have stayed on its key's worker. */
 function expectEveryClientOnItsWorker(outcome: Outcome, app: FixtureProcess): void {
   const context = `${outcome.summary}\n${app.transcript()}`;
@@ -192,22 +208,22 @@ describe("scope: 'engine.io' (proxy mode)", () => {
       expect(posted.bytes).toBe(body.length);
       expect(await handedBack(port), context()).toEqual([0, 0, 0, 0]);
 
-      // An engine.io request reaches its key's worker, and the connection stays there ...
+      // An engine.io request reaches its key's worker (relayed there: the connection stays) ...
       await expectServedBy(b, keyOf(b), {
         path: '/socket.io/?EIO=4&transport=polling&t=P1',
       });
-      for (const slot of ALL) await expectServedBy(b, keyOf(slot, 1));
-      // ... until the next engine.io request for another worker; one for the worker the
-      // connection is on does not move it.
+      for (const slot of ALL) await expectServedBy(a, keyOf(slot, 1));
+      // ... as does the next, for another worker; one for the connection's own is served here.
       await expectServedBy(c, keyOf(c), {
         path: '/socket.io/?EIO=4&transport=polling&sid=abc',
       });
       await expectServedBy(c, keyOf(c, 1), { path: '/chat/?EIO=4&transport=polling' });
-      for (const slot of ALL) await expectServedBy(c, keyOf(slot, 2));
-      // One connection throughout, handed back exactly twice: by a's worker, then by b's.
+      await expectServedBy(a, keyOf(a, 1), { path: '/socket.io/?EIO=4&transport=polling' });
+      for (const slot of ALL) await expectServedBy(a, keyOf(slot, 2));
+      // One connection throughout, never handed back; a's worker relayed the three requests.
       expect(conn.closed, context()).toBe(false);
-      const expected = ALL.map((slot) => (slot === a || slot === b ? 1 : 0));
-      expect(await handedBack(port), context()).toEqual(expected);
+      expect(await handedBack(port), context()).toEqual([0, 0, 0, 0]);
+      expect(await relayed(port), context()).toEqual(ALL.map((slot) => (slot === a ? 3 : 0)));
     } finally {
       conn.socket.destroy();
     }
@@ -259,14 +275,15 @@ describe("scope: 'session-id' (proxy mode, sessionAffinity)", () => {
       // The signed cookie of b's session, sent with a key of c: the session's worker.
       const signed = encodeURIComponent(`s:${idB}.signature`);
       await expectServedBy(b, keyOf(c), '/', `theme=dark; connect.sid=${signed}`);
-      for (const slot of ALL) await expectServedBy(b, keyOf(slot, 2));
+      // Relayed: the connection stays where it was.
+      for (const slot of ALL) await expectServedBy(a, keyOf(slot, 2));
       // The engine.io sid parameter counts too.
       await expectServedBy(c, keyOf(a), `/socket.io/?EIO=4&transport=polling&sid=${idC}`);
       // b's id in another cookie is no session id: it stays.
-      await expectServedBy(c, keyOf(b), '/', `other.sid=${signed}`);
+      await expectServedBy(a, keyOf(b), '/', `other.sid=${signed}`);
       expect(conn.closed, context()).toBe(false);
-      const expected = ALL.map((slot) => (slot === a || slot === b ? 1 : 0));
-      expect(await handedBack(port), context()).toEqual(expected);
+      expect(await handedBack(port), context()).toEqual([0, 0, 0, 0]);
+      expect(await relayed(port), context()).toEqual(ALL.map((slot) => (slot === a ? 2 : 0)));
     } finally {
       conn.socket.destroy();
     }
@@ -314,7 +331,8 @@ describe('scope: a predicate (proxy mode)', () => {
     const first = KEYS[0] as string;
     const log: string[] = [];
     const context = () => `${log.join('\n')}\n${app.transcript()}`;
-    let on = slotOf(first);
+    /** The worker the connection is on: it never moves (requests that must are relayed). */
+    const on = slotOf(first);
     /** What the predicate must have been asked, by target (each is unique). */
     const asked = new Map<string, { method: string; header: string | null; answer: boolean }>();
     /** Later requests for another worker than the one the connection was on, that stayed. */
@@ -326,21 +344,17 @@ describe('scope: a predicate (proxy mode)', () => {
       for (const [i, step] of steps.entries()) {
         const path = `/?n=${i}`;
         const moves = step.sticky !== undefined && Object.values(step.sticky)[0] === '1';
-        const before = on;
-        if (moves) {
-          if (slotOf(step.key) !== on) moved++;
-          on = slotOf(step.key);
-        } else if (slotOf(step.key) !== on) {
-          stayed++;
-        }
+        const serving = moves ? slotOf(step.key) : on;
+        if (moves && serving !== on) moved++;
+        else if (!moves && slotOf(step.key) !== on) stayed++;
         const answer = await send(conn, step.key, {
           path,
           headers: step.sticky ?? {},
           ...(step.post ? { body: Buffer.from(`body ${i}`) } : {}),
         });
         log.push(`${path} ${JSON.stringify(step)} (slot ${slotOf(step.key)}) -> ${answer.slot}`);
-        expect(answer.slot, context()).toBe(on);
-        expect(answer.pid, context()).toBe(pid.get(on));
+        expect(answer.slot, context()).toBe(serving);
+        expect(answer.pid, context()).toBe(pid.get(serving));
         asked.set(path, {
           method: step.post ? 'POST' : 'GET',
           header: step.sticky ? (Object.values(step.sticky)[0] ?? null) : null,
@@ -349,7 +363,7 @@ describe('scope: a predicate (proxy mode)', () => {
         // Asked by the worker the connection was on.
         await expect
           .poll(() => app.events('scopeCall', (l) => l.url === path).map((l) => l.pid))
-          .toEqual([pid.get(before)]);
+          .toEqual([pid.get(on)]);
       }
       // The sequence did both: requests for other workers that stayed, and ones that moved.
       expect(stayed, context()).toBeGreaterThan(4);
@@ -366,5 +380,32 @@ describe('scope: a predicate (proxy mode)', () => {
       context(),
     ).toEqual(asked);
     expect(calls, context()).toHaveLength(steps.length);
+  });
+});
+
+describe('scope: a predicate that throws', () => {
+  it('does not take its worker down: the request is routed by its key, as under "all"', async () => {
+    const app = await startFixture({ fixture: 'throwing-scope.mjs' });
+    const conn = await Connection.open(app.port());
+    const get = (key: string, extra = '') =>
+      `GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: ${key}\r\n${extra}\r\n`;
+    const pick = rendezvous(7, 2);
+    const keys = Array.from({ length: 40 }, (_, i) => `198.51.100.${i + 1}`);
+    const first = keys.find((k) => pick(k, [0, 1]) === 0) as string;
+    const other = keys.find((k) => pick(k, [0, 1]) === 1) as string;
+    conn.socket.write(get(first));
+    const a = await conn.response();
+    expect(a.status).toBe(200);
+    expect(JSON.parse(a.body.toString()).slot).toBe(0);
+    // The predicate throws for this one; it is routed by its key (slot 1), not served here.
+    conn.socket.write(get(other, 'X-Boom: 1\r\n'));
+    const b = await conn.response();
+    expect(b.status, app.transcript()).toBe(200);
+    expect(JSON.parse(b.body.toString()).slot).toBe(1);
+    // Without x-boom the predicate says "stay": served where the connection is (slot 0; the
+    // request above was relayed, the connection did not move).
+    conn.socket.write(get(other));
+    expect(JSON.parse((await conn.response()).body.toString()).slot).toBe(0);
+    expect(app.events('workerExit'), app.transcript()).toEqual([]);
   });
 });

@@ -109,8 +109,10 @@ describe('scope option: validation', () => {
       expect(err.option).toBe('scope');
       expect(err.message).toMatch(/proxy: true or sessionAffinity/);
     }
-    // 'all' is the default: saying so is always allowed.
+    // 'all' is the default: saying so is always allowed, in a list too.
     expect(resolveOptions({ scope: 'all' }).scope).toBe('all');
+    expect(resolveOptions({ scope: ['all'] }).scope).toEqual(['all']);
+    expect(resolveOptions({ scope: ['engine.io', 'all'] }).scope).toEqual(['engine.io', 'all']);
   });
 });
 
