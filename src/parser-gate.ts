@@ -161,7 +161,14 @@ const gatedHeadersComplete: HeadersComplete = function (
     const fields = headers ?? this._headers;
     const target = url ?? this._url;
     const name = methodNames?.[method] ?? '';
-    const verdict = state.gate.decide(name, target, fields, socket?._httpMessage != null, upgrade);
+    let verdict: boolean | RelaySink;
+    try {
+      verdict = state.gate.decide(name, target, fields, socket?._httpMessage != null, upgrade);
+    } catch (err) {
+      // Thrown out of here it would end the process: the primary decides instead.
+      debug('request gate: %s', String(err));
+      verdict = true;
+    }
     if (verdict !== false) {
       let head = `${name} ${target} HTTP/${major}.${minor}\r\n`;
       for (let i = 0; i + 1 < fields.length; i += 2) head += `${fields[i]}: ${fields[i + 1]}\r\n`;
