@@ -47,8 +47,11 @@ export interface RequestGate {
 
 /** Where a relayed request goes instead of the server (see {@link RequestGate.decide}). */
 export interface RelaySink {
-  /** The request's head, rebuilt from what the parser read. */
-  head(head: Buffer): void;
+  /**
+   * The request's head, rebuilt from what the parser read; `keepAlive`: the client keeps the
+   * connection open after the answer (HTTP/1.1 without `Connection: close`, ...).
+   */
+  head(head: Buffer, keepAlive: boolean): void;
   /** A piece of its body, as sent (chunked framing is kept: `chunked` says so). */
   body(chunk: Buffer): void;
   /** The request is complete. */
@@ -185,7 +188,7 @@ const gatedHeadersComplete: HeadersComplete = function (
       (this as { incoming?: unknown }).incoming = null;
       state.sink = verdict;
       state.chunked = isChunked(fields);
-      verdict.head(bytes);
+      verdict.head(bytes, keepAlive);
       return 0;
     }
   }
@@ -356,6 +359,8 @@ export interface ResponseReader {
   read(chunk: Buffer): boolean;
   /** The request the next answer is for was `HEAD` (its answer has no body, whatever it says). */
   expect(head: boolean): void;
+  /** The stream ended: an answer whose body runs to the end of the stream ends here. */
+  finish(): void;
   close(): void;
 }
 
@@ -365,13 +370,16 @@ export interface ResponseReader {
  * stream is no longer HTTP). `undefined` before any gate was set up or where the parser is not
  * the one this file knows.
  */
-export function responseReader(onAnswer: (status: number) => void): ResponseReader | undefined {
+export function responseReader(
+  onAnswer: (status: number, keepAlive: boolean) => void,
+): ResponseReader | undefined {
   const ctor = parserClass;
   if (!ctor) return undefined;
   const parser = new ctor();
   parser.initialize(ctor.RESPONSE, {});
   const heads: boolean[] = [];
   let status = 0;
+  let open = true;
   parser[ctor.kOnHeaders] = null;
   parser[ctor.kOnBody] = null;
   parser[ctor.kOnHeadersComplete] = (
@@ -381,8 +389,12 @@ export function responseReader(onAnswer: (status: number) => void): ResponseRead
     _method: unknown,
     _url: unknown,
     statusCode: number,
+    _statusMessage: unknown,
+    _upgrade: unknown,
+    keepAlive: boolean,
   ) => {
     status = statusCode;
+    open = keepAlive;
     if (statusCode === 101) return 2;
     // An interim answer has no body; the final answer to a HEAD request has none either.
     return statusCode >= 200 && heads[0] === true ? 1 : 0;
@@ -390,7 +402,7 @@ export function responseReader(onAnswer: (status: number) => void): ResponseRead
   parser[ctor.kOnMessageComplete] = () => {
     if (status >= 100 && status < 200 && status !== 101) return;
     heads.shift();
-    onAnswer(status === 101 ? -1 : status);
+    onAnswer(status === 101 ? -1 : status, open);
   };
   return {
     read(chunk) {
@@ -399,6 +411,9 @@ export function responseReader(onAnswer: (status: number) => void): ResponseRead
     },
     expect(head) {
       heads.push(head);
+    },
+    finish() {
+      (parser as unknown as { finish?: () => unknown }).finish?.();
     },
     close() {
       (parser as unknown as { close?: () => void }).close?.();

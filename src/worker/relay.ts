@@ -95,6 +95,8 @@ export class RelayListener {
 class Channel {
   /** Requests written whose final answer has not been read in full. */
   pending = 0;
+  /** Whether the client keeps its connection open after each of those answers. */
+  private readonly keepAlive: boolean[] = [];
   /** When the last answer ended (a channel idle for long may be closed by the other side). */
   idleSince = 0;
   readonly socket: net.Socket;
@@ -106,7 +108,7 @@ class Channel {
     private readonly onIdle: () => void,
     private readonly onFail: () => void,
   ) {
-    const reader = responseReader((status) => this.answered(status));
+    const reader = responseReader((status, keepAlive) => this.answered(status, keepAlive));
     if (!reader) throw new Error('no response reader');
     this.reader = reader;
     this.socket = net.connect(file);
@@ -116,6 +118,8 @@ class Channel {
       if (this.pending > 0) this.onFail();
     });
     this.socket.on('data', (chunk: Buffer) => this.answer(chunk));
+    // An answer whose body runs until the sibling closes (HTTP/1.0) ends with the stream.
+    this.socket.on('end', () => this.reader.finish());
     const family = client.remoteFamily ?? '';
     this.socket.write(`${client.remoteAddress ?? ''} ${client.remotePort ?? ''} ${family}\n`);
   }
@@ -133,7 +137,14 @@ class Channel {
         channel.once('drain', () => client.resume());
       }
     };
-    return { head: write, body: write, end: () => {} };
+    return {
+      head: (bytes, keepAlive) => {
+        this.keepAlive.push(keepAlive);
+        write(bytes);
+      },
+      body: write,
+      end: () => {},
+    };
   }
 
   close(): void {
@@ -150,13 +161,19 @@ class Channel {
     if (!this.reader.read(chunk)) this.fail();
   }
 
-  private answered(status: number): void {
+  private answered(status: number, keepAlive: boolean): void {
     if (status < 0) {
       // Relays carry no upgrades: a 101 means the stream is no longer HTTP.
       this.fail();
       return;
     }
     this.pending--;
+    if (this.keepAlive.shift() === false || !keepAlive) {
+      // The request or the answer closes the connection (HTTP/1.0, `Connection: close`, a
+      // sibling shutting down): as the server would after its own answer, once it is written.
+      const client = this.client;
+      client.end(() => client.destroy());
+    }
     if (this.pending === 0) {
       this.idleSince = Date.now();
       this.onIdle();
