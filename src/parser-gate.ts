@@ -335,7 +335,7 @@ export function gateRequests(socket: net.Socket, gate: RequestGate): boolean {
 /**
  * While a relayed request's answer is being written on a connection the server still holds, the
  * server must treat the connection as busy: not idle (`closeIdleConnections` must not close it),
- * no error answer of its own in the middle of ours. Node's server reads that from
+ * no error answer of its own in the middle of ours, no close when its keep-alive timer fires. Node's server reads that from
  * `socket._httpMessage`; this marks the socket so, or clears the mark. Returns false (nothing
  * set) where the slot is taken by the server's own response.
  */
@@ -350,8 +350,16 @@ export function markRelaying(socket: net.Socket, relaying: boolean): boolean {
   return true;
 }
 
-/** What Node's server reads of a response it did not make: unfinished, head sent, no listeners. */
-const RELAYING = Object.freeze({ finished: false, _headerSent: true, emit: () => false });
+/**
+ * What Node's server reads of a response it did not make: unfinished, head sent, and it handles
+ * the socket's timeout (so a keep-alive timer that fires while the answer comes does not close
+ * the connection; as for the server's own responses, any write re-arms it).
+ */
+const RELAYING = Object.freeze({
+  finished: false,
+  _headerSent: true,
+  emit: (event: string) => event === 'timeout',
+});
 
 /** Reads where the answers end in a stream of HTTP responses. */
 export interface ResponseReader {

@@ -92,7 +92,7 @@ export class RelayListener {
 }
 
 /** One client connection's channel to one sibling worker. */
-class Channel {
+class Channel implements RelaySink {
   /** Requests written whose final answer has not been read in full. */
   pending = 0;
   /** Whether the client keeps its connection open after each of those answers. */
@@ -124,28 +124,28 @@ class Channel {
     this.socket.write(`${client.remoteAddress ?? ''} ${client.remotePort ?? ''} ${family}\n`);
   }
 
-  /** The sink of one request; `head`: the request is a HEAD (its answer has no body). */
+  /** Takes one more request; `head`: it is a HEAD (its answer has no body). */
   sink(head: boolean): RelaySink {
     this.pending++;
     this.reader.expect(head);
-    const channel = this.socket;
-    const client = this.client;
-    const write = (bytes: Buffer) => {
-      if (!channel.write(bytes) && !client.isPaused()) {
-        // The sibling reads slower than the client sends: hold the client back.
-        client.pause();
-        channel.once('drain', () => client.resume());
-      }
-    };
-    return {
-      head: (bytes, keepAlive) => {
-        this.keepAlive.push(keepAlive);
-        write(bytes);
-      },
-      body: write,
-      end: () => {},
-    };
+    return this;
   }
+
+  head(bytes: Buffer, keepAlive: boolean): void {
+    this.keepAlive.push(keepAlive);
+    this.body(bytes);
+  }
+
+  body(bytes: Buffer): void {
+    if (!this.socket.write(bytes) && !this.client.isPaused()) {
+      // The sibling reads slower than the client sends: hold the client back.
+      const client = this.client;
+      client.pause();
+      this.socket.once('drain', () => client.resume());
+    }
+  }
+
+  end(): void {}
 
   close(): void {
     this.socket.destroy();
@@ -239,9 +239,8 @@ export class Relays {
       if (!channel) return undefined;
     }
     if (relays.busy === undefined) {
+      // Busy for the server: not idle, its keep-alive timer does not close it meanwhile.
       if (!markRelaying(client, true)) return undefined;
-      // The server's keep-alive timer must not close the connection while the answer comes.
-      client.setTimeout(0);
       relays.busy = channel;
     }
     this.relayed++;
@@ -261,9 +260,8 @@ export class Relays {
         () => {
           if (relays.busy !== channel) return;
           relays.busy = undefined;
+          // The keep-alive timer runs from the answer's last write on, as after the server's own.
           markRelaying(client, false);
-          const timeout = this.keepAliveTimeout();
-          if (timeout > 0 && !client.destroyed) client.setTimeout(timeout);
         },
         () => {
           relays.channels.delete(slot);
