@@ -2,12 +2,8 @@ import { unlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { debug } from '../debug.js';
-import {
-  markRelaying,
-  type RelaySink,
-  type ResponseReader,
-  responseReader,
-} from '../parser-gate.js';
+import type { RelaySink } from '../parser-gate.js';
+import { markRelaying, type ResponseReader, responseReader } from '../relay-internals.js';
 
 /**
  * Relays between the workers of one machine. A later request of a kept-open proxy connection
