@@ -7,6 +7,7 @@ import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RawHandle } from '../../src/node-internals.js';
 import { gateRequests } from '../../src/parser-gate.js';
+import { markRelaying, responseReader } from '../../src/relay-internals.js';
 
 const cleanup: (() => void)[] = [];
 afterEach(() => {
@@ -132,5 +133,83 @@ describe.each([
       ['/2', true],
     ]);
     expect(t.served).toEqual(['/1', '/2']);
+  });
+});
+
+describe('relay internals on this Node version', () => {
+  /** A reader set up after a gate taught it the parser class; collects (status, keepAlive). */
+  async function reader() {
+    // The parser class is learned from a live server parser: gate one connection first.
+    const t = await gatedServer(() => false);
+    t.client.write('GET /warm HTTP/1.1\r\nHost: x\r\n\r\n');
+    await until(() => t.answers().includes('ok /warm'));
+    const answers: [number, boolean][] = [];
+    const r = responseReader((status, keepAlive) => answers.push([status, keepAlive]));
+    if (!r) throw new Error('no response reader on this Node');
+    cleanup.push(() => r.close());
+    return { r, answers };
+  }
+
+  it('reads where each answer ends: lengths, chunks, HEAD, interim answers, close-delimited', async () => {
+    const { r, answers } = await reader();
+    r.expect(false);
+    r.expect(false);
+    r.expect(true);
+    r.expect(false);
+    const stream =
+      'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello' +
+      'HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n' +
+      'HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n' + // HEAD: no body, whatever it says
+      'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n';
+    // Byte by byte: ends are found however the stream is cut.
+    for (const byte of Buffer.from(stream, 'latin1')) expect(r.read(Buffer.of(byte))).toBe(true);
+    expect(answers).toEqual([
+      [200, true],
+      [201, true],
+      [200, true],
+      [204, false],
+    ]);
+    // An HTTP/1.0 answer without a length ends with the stream.
+    const closing = await reader();
+    closing.r.expect(false);
+    closing.r.read(Buffer.from('HTTP/1.0 200 OK\r\n\r\nuntil the end', 'latin1'));
+    expect(closing.answers).toEqual([]);
+    closing.r.finish();
+    expect(closing.answers).toEqual([[200, false]]);
+    // A 101 reports -1 (the stream is no longer HTTP); garbage is a parse error.
+    const up = await reader();
+    up.r.expect(false);
+    up.r.read(Buffer.from('HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n', 'latin1'));
+    expect(up.answers).toEqual([[-1, true]]);
+    const bad = await reader();
+    expect(bad.r.read(Buffer.from('garbage\r\n\r\n', 'latin1'))).toBe(false);
+  });
+
+  it("the busy mark keeps the server's closeIdleConnections off a connection", async () => {
+    let served!: net.Socket;
+    const server = http.createServer((req, res) => {
+      served = req.socket;
+      res.end('ok');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => {
+      server.closeAllConnections();
+      server.close();
+    });
+    const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    client.on('error', () => {});
+    cleanup.push(() => client.destroy());
+    client.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await until(
+      () => served !== undefined && (served as { _httpMessage?: unknown })._httpMessage == null,
+    );
+    expect(markRelaying(served, true)).toBe(true);
+    server.closeIdleConnections();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(served.destroyed).toBe(false);
+    expect(markRelaying(served, false)).toBe(true);
+    server.closeIdleConnections();
+    await until(() => served.destroyed);
+    expect(served.destroyed).toBe(true);
   });
 });
