@@ -3,9 +3,12 @@
  *
  * The program is spawned `detached`, so it leads its own process group and its workers join it:
  * teardown SIGKILLs the whole group, then every pid the program ever printed, and waits until
- * each one is gone. Nothing is left running, also when a test fails half way.
+ * each one is gone; then removes every relay directory (`relayDir`) a line named. Nothing is left
+ * running or behind, also when a test fails half way.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isAlive, waitUntilGone } from './proc.js';
 
@@ -208,6 +211,13 @@ export class FixtureProcess {
     await this.exited;
     const left = await waitUntilGone(pids, 5_000);
     if (left.length > 0) throw new Error(`pids still alive after SIGKILL: ${left.join(', ')}`);
+    // A primary killed so cannot remove its relay directory: the workers said where it is.
+    for (const { line } of this.received) {
+      const dir = line.relayDir;
+      if (typeof dir === 'string' && path.basename(dir).startsWith('sticky-mesh-')) {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
   }
 
   private onStdout(chunk: string): void {
