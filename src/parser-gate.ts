@@ -231,7 +231,20 @@ function gatedComplete(this: GatedParser): unknown {
   const sink = state?.sink;
   if (state === undefined || sink === undefined) return completeOf?.call(this);
   state.sink = undefined;
-  if (state.chunked) sink.body(LAST_CHUNK);
+  if (state.chunked) {
+    // The trailer fields, if any, are what the parser collected after the last chunk.
+    const trailers = this._headers;
+    if (trailers.length === 0) {
+      sink.body(LAST_CHUNK);
+    } else {
+      let text = '0\r\n';
+      for (let i = 0; i + 1 < trailers.length; i += 2)
+        text += `${trailers[i]}: ${trailers[i + 1]}\r\n`;
+      sink.body(Buffer.from(`${text}\r\n`, 'latin1'));
+    }
+  }
+  this._headers = [];
+  this._url = '';
   sink.end();
   return undefined;
 }

@@ -103,3 +103,27 @@ export function responseReader(
     },
   };
 }
+
+/**
+ * `server.closeIdleConnections()` (or `server.close()`, which calls it), sparing the sockets
+ * that still have bytes of a finished answer queued for a slow client: Node counts an answer as
+ * done once the application ended it, and would cut its tail.
+ */
+export function closeIdleSparingQueued(sockets: Iterable<net.Socket>, close: () => void): void {
+  // An ended answer still being written keeps its socket's `_httpMessage` (finished) until it
+  // is out: for the call, it reads as unfinished.
+  const spared: [GatedSocket, unknown][] = [];
+  for (const socket of sockets as Iterable<GatedSocket>) {
+    if (socket.writableLength > 0 && socket._httpMessage !== RELAYING) {
+      spared.push([socket, socket._httpMessage]);
+      socket._httpMessage = RELAYING;
+    }
+  }
+  try {
+    close();
+  } finally {
+    for (const [socket, message] of spared) {
+      if (socket._httpMessage === RELAYING) socket._httpMessage = message;
+    }
+  }
+}

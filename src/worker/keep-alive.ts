@@ -1,7 +1,7 @@
 import type http from 'node:http';
 import type { Socket } from 'node:net';
 import { rendezvous, type SlotPicker } from '../hash.js';
-import type { RawHandle } from '../node-internals.js';
+import { type RawHandle, takeFromServer } from '../node-internals.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import { gateRequests, type RequestGate } from '../parser-gate.js';
 import { sendToPrimary } from '../protocol/ipc.js';
@@ -53,6 +53,23 @@ export class KeptOpenConnections {
     this.live = Array.from({ length: options.num }, (_, i) => i);
     this.missingHeader = missingHeader(options.header);
     this.inScope = scopeTest(options.scope, options.sessionAffinity, options.seed, options.num);
+    if (owner.relays) owner.relays.retry = (socket, bytes) => this.sendBack(socket, bytes);
+  }
+
+  /** The peer address key of each followed connection (the fallback key of its requests). */
+  private readonly peers = new WeakMap<Socket, string | undefined>();
+
+  /**
+   * Takes a followed connection from its server and hands it, with `bytes` as its next request,
+   * back to the primary (a relay's channel died before any answer came).
+   */
+  private sendBack(socket: Socket, bytes: Buffer): boolean {
+    const handle = takeFromServer(socket);
+    if (!handle) return false;
+    handle.readStop();
+    socket.destroy();
+    this.handBack(handle, bytes, this.peers.get(socket));
+    return true;
   }
 
   /** The primary's latest word on which slots have a ready worker. */
@@ -69,6 +86,7 @@ export class KeptOpenConnections {
    * which the primary routed here, is served without a second look).
    */
   follow(socket: Socket, peer: string | undefined): void {
+    this.peers.set(socket, peer);
     if (!gateRequests(socket, this.gateFor(socket, peer))) this.ungated.add(socket);
   }
 

@@ -1,4 +1,4 @@
-import { unlinkSync } from 'node:fs';
+import { existsSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { debug } from '../debug.js';
@@ -19,6 +19,9 @@ import { markRelaying, type ResponseReader, responseReader } from '../relay-inte
  * Each worker listens on `<dir>/<slot>.sock` (`dir`: a private directory the primary made, mode
  * 0700). A channel starts with one line, `<address> <port> <family>\n`, then carries requests.
  */
+
+/** Most bytes of a relayed request kept for sending it elsewhere should its channel die. */
+const RETRY_BYTES = 64 * 1024;
 
 /** How a channel is introduced: the client connection's address, port and family, one line. */
 const MAX_PREAMBLE = 128;
@@ -72,8 +75,10 @@ export class RelayListener {
         if (seen.length > MAX_PREAMBLE) socket.destroy();
         return;
       }
+      // No pause here: the server's own listeners take over within this same 'data' event, and
+      // a pause now would make it lose track of its flow control (a body could then flow in
+      // without back-pressure).
       socket.off('data', onData);
-      socket.pause();
       const [address, port, family] = seen.toString('latin1', 0, end).split(' ');
       // The socket stands for the client connection: it reports that connection's peer.
       Object.defineProperties(socket, {
@@ -97,12 +102,22 @@ class Channel implements RelaySink {
   idleSince = 0;
   readonly socket: net.Socket;
   private readonly reader: ResponseReader;
+  /**
+   * The bytes of the one request under way while no byte of its answer has come (and they fit
+   * in `RETRY_BYTES`): if the channel dies now (the sibling was leaving, or died), the request
+   * can still go elsewhere, through the primary.
+   */
+  private unanswered: Buffer[] | undefined;
+  private unansweredBytes = 0;
+  private requestComplete = false;
 
   constructor(
     file: string,
     private readonly client: net.Socket,
     private readonly onIdle: () => void,
     private readonly onFail: () => void,
+    /** Sends the client connection, with these bytes first, through the primary; or false. */
+    private readonly retry: (bytes: Buffer) => boolean,
   ) {
     const reader = responseReader((status, keepAlive) => this.answered(status, keepAlive));
     if (!reader) throw new Error('no response reader');
@@ -111,7 +126,11 @@ class Channel implements RelaySink {
     this.socket.on('error', (err) => debug('relay channel: %s', err.message));
     this.socket.on('close', () => {
       this.reader.close();
-      if (this.pending > 0) this.onFail();
+      if (this.pending === 0) return;
+      const bytes = this.unanswered;
+      this.pending = 0;
+      if (bytes && this.requestComplete && this.retry(Buffer.concat(bytes))) return;
+      this.onFail();
     });
     this.socket.on('data', (chunk: Buffer) => this.answer(chunk));
     // An answer whose body runs until the sibling closes (HTTP/1.0) ends with the stream.
@@ -122,6 +141,10 @@ class Channel implements RelaySink {
 
   /** Takes one more request; `head`: it is a HEAD (its answer has no body). */
   sink(head: boolean): RelaySink {
+    // One behind another (pipelined) cannot be sent elsewhere alone: no retry then.
+    this.unanswered = this.pending === 0 ? [] : undefined;
+    this.unansweredBytes = 0;
+    this.requestComplete = false;
     this.pending++;
     this.reader.expect(head);
     return this;
@@ -133,6 +156,11 @@ class Channel implements RelaySink {
   }
 
   body(bytes: Buffer): void {
+    if (this.unanswered) {
+      this.unansweredBytes += bytes.length;
+      if (this.unansweredBytes <= RETRY_BYTES) this.unanswered.push(bytes);
+      else this.unanswered = undefined;
+    }
     if (!this.socket.write(bytes) && !this.client.isPaused()) {
       // The sibling reads slower than the client sends: hold the client back.
       const client = this.client;
@@ -141,13 +169,16 @@ class Channel implements RelaySink {
     }
   }
 
-  end(): void {}
+  end(): void {
+    this.requestComplete = true;
+  }
 
   close(): void {
     this.socket.destroy();
   }
 
   private answer(chunk: Buffer): void {
+    this.unanswered = undefined;
     const client = this.client;
     if (!client.destroyed && !client.write(chunk) && !this.socket.isPaused()) {
       // The client reads slower than the sibling answers: hold the channel back.
@@ -172,7 +203,11 @@ class Channel implements RelaySink {
     }
     if (this.pending === 0) {
       this.idleSince = Date.now();
-      this.onIdle();
+      // Idle for the server once the answer has left for the client, as after its own answers
+      // (a keep-alive timer or a drain must not cut what is still queued for a slow client).
+      const client = this.client;
+      if (client.writableLength === 0 || client.destroyed) this.onIdle();
+      else client.once('drain', () => this.pending === 0 && this.onIdle());
     }
   }
 
@@ -196,9 +231,15 @@ export class Relays {
   relayed = 0;
   private readonly clients = new WeakMap<net.Socket, ClientRelays>();
 
+  /**
+   * Takes a client connection from the server and sends it through the primary with `bytes`
+   * first (keep-alive.ts sets it); false where it cannot.
+   */
+  retry: (client: net.Socket, bytes: Buffer) => boolean = () => false;
+
   constructor(
     private readonly dir: string,
-    /** The server's keep-alive timeout (re-armed on the client when a relay ends), in ms. */
+    /** The server's keep-alive timeout (a channel idle for half of it is not reused), in ms. */
     private readonly keepAliveTimeout: () => number,
   ) {}
 
@@ -249,9 +290,14 @@ export class Relays {
   }
 
   private open(client: net.Socket, relays: ClientRelays, slot: number): Channel | undefined {
+    const file = socketPath(this.dir, slot);
+    // A sibling that is leaving has closed its listener (and its file) before the primary's
+    // word that it is gone can arrive here: the request then moves through the primary, which
+    // knows, rather than failing on a channel that cannot connect.
+    if (!existsSync(file)) return undefined;
     try {
       const channel: Channel = new Channel(
-        socketPath(this.dir, slot),
+        file,
         client,
         () => {
           if (relays.busy !== channel) return;
@@ -267,6 +313,12 @@ export class Relays {
             markRelaying(client, false);
             client.destroy();
           }
+        },
+        (bytes) => {
+          relays.channels.delete(slot);
+          if (relays.busy === channel) relays.busy = undefined;
+          markRelaying(client, false);
+          return this.retry(client, bytes);
         },
       );
       channel.socket.once('close', () => {

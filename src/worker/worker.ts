@@ -24,6 +24,7 @@ import {
   type SlotsMessage,
   type StartFailedMessage,
 } from '../protocol/messages.js';
+import { closeIdleSparingQueued } from '../relay-internals.js';
 import { makeSessionId } from '../routing/session-id.js';
 import { KeptOpenConnections } from './keep-alive.js';
 import { RelayListener, Relays } from './relay.js';
@@ -302,7 +303,8 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     }
     // Stops the server's timers and closes idle keep-alive connections (Node >= 19). It was
     // never listening, so no error reaches us; the server emits 'close' for the app.
-    this.server?.close();
+    const server = this.server;
+    closeIdleSparingQueued(this.sockets, () => server?.close());
     // Requests that arrive on open connections from now on close them once answered.
     this.server?.prependListener('request', closeAfterResponse);
     this.closeIdle();
@@ -311,7 +313,8 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   }
 
   private closeIdle(): void {
-    this.server?.closeIdleConnections();
+    const server = this.server;
+    closeIdleSparingQueued(this.sockets, () => server?.closeIdleConnections());
     this.maybeFinish();
   }
 
