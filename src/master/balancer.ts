@@ -95,8 +95,8 @@ export class Balancer {
   private readonly routed = new WeakMap<RawHandle, Routed>();
   private readonly missingHeader: Buffer;
   /**
-   * How the primary reads a connection (proxy mode, PROXY protocol) before routing it; undefined
-   * in IP mode, where it reads nothing.
+   * How the primary reads a connection (proxy mode, PROXY protocol, `sync` with session-id
+   * affinity) before routing it; undefined in IP mode, where it reads nothing.
    */
   private readonly headOptions: HeadReadOptions | undefined;
   private closed = false;
@@ -110,7 +110,14 @@ export class Balancer {
     private readonly pool: WorkerPool,
     private readonly pick: SlotPicker,
   ) {
-    const untilHead = options.proxy || options.sessionAffinity !== false;
+    // In IP mode the key is the connection's address, known at accept: with session-id
+    // affinity a worker checks each request's id itself (worker/keep-alive.ts), the first one
+    // too, and only a request whose id names another worker costs anything. `sync` (it holds
+    // back bytes the primary read) and the PROXY protocol (the primary reads anyway) keep the
+    // head read here.
+    const untilHead =
+      options.proxy ||
+      (options.sessionAffinity !== false && (options.sync !== false || options.proxyProtocol));
     this.headOptions =
       untilHead || options.proxyProtocol
         ? {
@@ -245,7 +252,8 @@ export class Balancer {
   }
 
   private keyAndRoute(handle: RawHandle): void {
-    const known = this.headOptions ? this.routed.get(handle)?.route : undefined;
+    // Also where the primary reads no heads: a worker may hand a connection back with its bytes.
+    const known = this.routed.get(handle)?.route;
     if (known) {
       this.route(handle, known);
       return;
@@ -284,7 +292,7 @@ export class Balancer {
       }
       return;
     }
-    const routed = this.headOptions ? this.routed.get(handle) : undefined;
+    const routed = this.routed.get(handle);
     handoff.send(handle, routed?.head, routed?.peer, () => {
       this.counters.connections++;
       this.pool.countConnection(slot);

@@ -82,12 +82,12 @@ export class KeptOpenConnections {
   private liveVersion = 0;
 
   /**
-   * Follows the later requests of a connection the server has just taken (its first request,
-   * which the primary routed here, is served without a second look).
+   * Follows the requests of a connection the server has just taken. `routedFirst`: the primary
+   * routed it by its first request, which is then served without a second look.
    */
-  follow(socket: Socket, peer: string | undefined): void {
+  follow(socket: Socket, peer: string | undefined, routedFirst: boolean): void {
     this.peers.set(socket, peer);
-    if (!gateRequests(socket, this.gateFor(socket, peer))) this.ungated.add(socket);
+    if (!gateRequests(socket, this.gateFor(socket, peer, routedFirst))) this.ungated.add(socket);
   }
 
   /**
@@ -99,8 +99,8 @@ export class KeptOpenConnections {
     if (this.ungated.has(req.socket) && !res.headersSent) res.setHeader('connection', 'close');
   }
 
-  private gateFor(socket: Socket, peer: string | undefined): RequestGate {
-    let first = true;
+  private gateFor(socket: Socket, peer: string | undefined, routedFirst: boolean): RequestGate {
+    let first = routedFirst;
     /** Why the last request was stopped: it names no key (400), or it belongs elsewhere. */
     let unroutable = false;
     /**
@@ -126,7 +126,20 @@ export class KeptOpenConnections {
         if (!this.owner.serving) return true;
         const line = cacheable ? onlyLine(fields, this.options.header) : undefined;
         let slot: number | undefined;
-        if (line !== undefined && line === cache.line && cache.version === this.liveVersion) {
+        if (!this.options.proxy) {
+          // IP mode: the connection is on its address's worker; only a live session's owner
+          // elsewhere moves a request.
+          const owner = routeFields(url, fields, peer, this.options).owner;
+          unroutable = false;
+          if (owner === undefined || owner === this.owner.slot || !this.live.includes(owner)) {
+            return false;
+          }
+          slot = owner;
+        } else if (
+          line !== undefined &&
+          line === cache.line &&
+          cache.version === this.liveVersion
+        ) {
           slot = cache.slot;
           unroutable = false;
         } else {

@@ -25,6 +25,7 @@ import {
   type StartFailedMessage,
 } from '../protocol/messages.js';
 import { closeIdleSparingQueued } from '../relay-internals.js';
+import { normaliseAddress } from '../routing/address.js';
 import { makeSessionId } from '../routing/session-id.js';
 import { KeptOpenConnections } from './keep-alive.js';
 import { RelayListener, Relays } from './relay.js';
@@ -286,9 +287,17 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     replay(socket, head);
   }
 
-  /** Routes the later requests of a proxy connection (its first one was routed here). */
+  /**
+   * Routes the requests of a connection one by one: the later ones of a connection the primary
+   * routed by its first request's head, and every one (the first too) of a connection it routed
+   * by its address alone (IP mode with session-id affinity).
+   */
   private follow(socket: Socket, head: Buffer | undefined, peer: string | undefined): void {
-    if (this.keptOpen && head && !socket.destroyed) this.keptOpen.follow(socket, peer);
+    if (!this.keptOpen || socket.destroyed) return;
+    if (head) this.keptOpen.follow(socket, peer, true);
+    else if (!this.options.proxy && !this.options.proxyProtocol) {
+      this.keptOpen.follow(socket, normaliseAddress(socket.remoteAddress), false);
+    }
   }
 
   private drain(): void {

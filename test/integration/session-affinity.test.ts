@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { rendezvous } from '../../src/hash.js';
 import { startFixture, stopFixtures } from '../helpers/cluster.js';
 import { loopbackSources, request } from '../helpers/http.js';
+import { RawConnection } from '../helpers/raw-http.js';
 
 afterAll(stopFixtures);
 
@@ -164,6 +165,60 @@ describe('session-id affinity without a proxy (IP mode)', () => {
       expect(withId.body?.slot, `${source} with an id of slot ${slot}`).toBe(slot);
       const without = await request({ port, source });
       expect(without.body?.slot, source).toBe(pick(source, ALL));
+    }
+  });
+});
+
+describe('session-id affinity in IP mode: the worker checks the first request too', () => {
+  it('a new connection whose first request names another worker is served there; an upgrade moves there', async () => {
+    const app = await startFixture({
+      fixture: 'ip-app.mjs',
+      env: {
+        WORKERS: String(WORKERS),
+        UPGRADE: 'echo',
+        STICKY_OPTIONS: JSON.stringify({ seed: SEED, sessionAffinity: true }),
+      },
+    });
+    const port = app.port();
+    // The primary reads no head in IP mode: the connection goes to its address's worker ...
+    const home = pick('127.0.0.1', ALL);
+    const other = ALL.find((s) => s !== home) as number;
+    const ids = await idsBySlot(
+      port,
+      () => ({}),
+      (i) => `127.0.1.${i + 1}`,
+    );
+    const slotOf = (answer: { headers: Record<string, string | string[] | undefined> }) =>
+      Number(answer.headers['x-worker-slot']);
+    const conn = await RawConnection.open(port);
+    try {
+      // ... whose gate sends a first request carrying another worker's session there.
+      await conn.write(
+        `GET /first HTTP/1.1\r\nHost: app\r\nCookie: ${cookie(ids.get(other) as string)}\r\n\r\n`,
+      );
+      expect(slotOf(await conn.answer())).toBe(other);
+      // The connection itself stayed home: a request without an id is served there.
+      await conn.write('GET /second HTTP/1.1\r\nHost: app\r\n\r\n');
+      expect(slotOf(await conn.answer())).toBe(home);
+    } finally {
+      conn.destroy();
+    }
+    // A WebSocket-style upgrade as a new connection's first request, with another worker's
+    // engine.io sid: it moves (through the primary) to that worker, which takes the upgrade.
+    const ws = await RawConnection.open(port);
+    try {
+      await ws.write(
+        `GET /socket.io/?EIO=4&transport=websocket&sid=${ids.get(other)} HTTP/1.1\r\n` +
+          'Host: app\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n',
+      );
+      const switched = await ws.answer();
+      expect(switched.status).toBe(101);
+      expect(slotOf(switched)).toBe(other);
+      await ws.write('through');
+      await ws.received('through'.length);
+      expect(ws.rest().toString()).toBe('through');
+    } finally {
+      ws.destroy();
     }
   });
 });
