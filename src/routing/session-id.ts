@@ -107,14 +107,18 @@ export function queryParam(target: string, name: string): string | undefined {
   const q = target.indexOf('?');
   if (q === -1) return undefined;
   const prefix = `${name}=`;
-  for (const part of target.slice(q + 1).split('&')) {
-    if (part.startsWith(prefix)) {
+  // Read in place (no split of the query): engine.io asks this of every request.
+  for (let at = q + 1; at < target.length; ) {
+    const amp = target.indexOf('&', at);
+    const end = amp === -1 ? target.length : amp;
+    if (target.startsWith(prefix, at)) {
       try {
-        return decodeURIComponent(part.slice(prefix.length)) || undefined;
+        return decodeURIComponent(target.slice(at + prefix.length, end)) || undefined;
       } catch {
         return undefined;
       }
     }
+    at = end + 1;
   }
   return undefined;
 }

@@ -5,6 +5,7 @@ import {
   idFromCookieValue,
   MAX_ENCODED_SLOT,
   makeSessionId,
+  queryParam,
   SESSION_ID_LENGTH,
   sessionIdSlot,
   sidFromTarget,
@@ -95,6 +96,52 @@ describe('finding the id in a request', () => {
         cookieValue([text], name);
         sidFromTarget(text);
       }),
+    );
+  });
+});
+
+describe('queryParam', () => {
+  /** The plain reading it must agree with: split the query on '&', the first `name=` wins. */
+  function reference(target: string, name: string): string | undefined {
+    const q = target.indexOf('?');
+    if (q === -1) return undefined;
+    for (const part of target.slice(q + 1).split('&')) {
+      if (part.startsWith(`${name}=`)) {
+        try {
+          return decodeURIComponent(part.slice(name.length + 1)) || undefined;
+        } catch {
+          return undefined;
+        }
+      }
+    }
+    return undefined;
+  }
+
+  it('reads a parameter as splitting the query would, for any target', () => {
+    const piece = fc.constantFrom(
+      'sid',
+      'sid=',
+      'sid=a',
+      'EIO=4',
+      '&',
+      '?',
+      '=',
+      '%',
+      '%2',
+      '%41',
+      'x',
+      '',
+    );
+    fc.assert(
+      fc.property(
+        fc.array(piece, { maxLength: 12 }),
+        fc.constantFrom('sid', 'EIO', 'x'),
+        (parts, name) => {
+          const target = `/p${parts.join('')}`;
+          expect(queryParam(target, name)).toBe(reference(target, name));
+        },
+      ),
+      { numRuns: 3000 },
     );
   });
 });
