@@ -4,7 +4,7 @@
 // version.
 import { fork } from 'node:child_process';
 import type { Worker } from 'node:cluster';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -112,6 +112,7 @@ describe('Node internals on this Node version', () => {
     // The cluster channel is a child_process IPC channel: a forked child stands in for a worker.
     const script = path.join(os.tmpdir(), `sticky-mesh-internals-${process.pid}.cjs`);
     writeFileSync(script, "process.on('message', (m, h) => { if (h) h.close(); });\n");
+    cleanup.push(() => rmSync(script, { force: true }));
     const child = fork(script, [], { stdio: 'ignore' });
     cleanup.push(() => child.kill('SIGKILL'));
     const worker = { process: child } as unknown as Worker;
