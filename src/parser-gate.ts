@@ -173,9 +173,8 @@ const gatedHeadersComplete: HeadersComplete = function (
       verdict = true;
     }
     if (verdict !== false) {
-      let head = `${name} ${target} HTTP/${major}.${minor}\r\n`;
-      for (let i = 0; i + 1 < fields.length; i += 2) head += `${fields[i]}: ${fields[i + 1]}\r\n`;
-      const bytes = Buffer.from(`${head}\r\n`, 'latin1');
+      const head = `${name} ${target} HTTP/${major}.${minor}\r\n${fieldLines(fields)}\r\n`;
+      const bytes = Buffer.from(head, 'latin1');
       this._headers = [];
       this._url = '';
       if (verdict === true) {
@@ -237,16 +236,20 @@ function gatedComplete(this: GatedParser): unknown {
     if (trailers.length === 0) {
       sink.body(LAST_CHUNK);
     } else {
-      let text = '0\r\n';
-      for (let i = 0; i + 1 < trailers.length; i += 2)
-        text += `${trailers[i]}: ${trailers[i + 1]}\r\n`;
-      sink.body(Buffer.from(`${text}\r\n`, 'latin1'));
+      sink.body(Buffer.from(`0\r\n${fieldLines(trailers)}\r\n`, 'latin1'));
     }
   }
   this._headers = [];
   this._url = '';
   sink.end();
   return undefined;
+}
+
+/** Header (or trailer) lines as the parser read them, each ending in CRLF. */
+function fieldLines(fields: readonly string[]): string {
+  let lines = '';
+  for (let i = 0; i + 1 < fields.length; i += 2) lines += `${fields[i]}: ${fields[i + 1]}\r\n`;
+  return lines;
 }
 
 function isChunked(fields: readonly string[]): boolean {

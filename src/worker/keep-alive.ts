@@ -83,17 +83,20 @@ export class KeptOpenConnections {
 
   /**
    * Follows the requests of a connection the server has just taken. `routedFirst`: the primary
-   * routed it by its first request, which is then served without a second look.
+   * routed it by its first request, which is then served without a second look. Returns false
+   * where this Node's parser cannot be gated: the caller then installs `onRequest`.
    */
-  follow(socket: Socket, peer: string | undefined, routedFirst: boolean): void {
+  follow(socket: Socket, peer: string | undefined, routedFirst: boolean): boolean {
     this.peers.set(socket, peer);
-    if (!gateRequests(socket, this.gateFor(socket, peer, routedFirst))) this.ungated.add(socket);
+    if (gateRequests(socket, this.gateFor(socket, peer, routedFirst))) return true;
+    this.ungated.add(socket);
+    return false;
   }
 
   /**
-   * The server's 'request' listener: where this Node's parser cannot be gated, each answer on a
-   * followed connection closes it, so every request arrives as a new connection the primary
-   * routes (slower, never wrong).
+   * The server's 'request' listener once a connection could not be gated: each answer on such
+   * a connection closes it, so every request arrives as a new connection the primary routes
+   * (slower, never wrong).
    */
   onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
     if (this.ungated.has(req.socket) && !res.headersSent) res.setHeader('connection', 'close');

@@ -218,8 +218,6 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     if (!trackConnections(server)) {
       debug('this Node version has no setupConnectionsTracking: idle connections are not tracked');
     }
-    const keptOpen = this.keptOpen;
-    if (keptOpen) server.prependListener('request', (req, res) => keptOpen.onRequest(req, res));
     const dir = process.env[RELAY_DIR_ENV];
     if (this.relays && dir && !(server instanceof tls.Server)) {
       // Listening before the primary hears "ready": siblings relay only to ready slots.
@@ -293,12 +291,22 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
    * by its address alone (IP mode with session-id affinity).
    */
   private follow(socket: Socket, head: Buffer | undefined, peer: string | undefined): void {
-    if (!this.keptOpen || socket.destroyed) return;
-    if (head) this.keptOpen.follow(socket, peer, true);
+    const keptOpen = this.keptOpen;
+    if (!keptOpen || socket.destroyed) return;
+    let gated = true;
+    if (head) gated = keptOpen.follow(socket, peer, true);
     else if (!this.options.proxy && !this.options.proxyProtocol) {
-      this.keptOpen.follow(socket, normaliseAddress(socket.remoteAddress), false);
+      gated = keptOpen.follow(socket, normaliseAddress(socket.remoteAddress), false);
+    }
+    if (!gated && !this.closesUngated) {
+      // Only where the parser cannot be gated: no listener on every request otherwise.
+      this.closesUngated = true;
+      this.server?.prependListener('request', (req, res) => keptOpen.onRequest(req, res));
     }
   }
+
+  /** The server's 'request' listener for connections that could not be gated is installed. */
+  private closesUngated = false;
 
   private drain(): void {
     if (this.state === 'draining' || this.state === 'closed') return;

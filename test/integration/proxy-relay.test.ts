@@ -108,20 +108,24 @@ async function closeIdle(port: number, slot: number, workers = 4): Promise<void>
   opened.delete(conn);
 }
 
+/** The ip-app fixture in proxy mode with `workers` workers and this file's seed. */
+function startProxyApp(workers: number, env: Record<string, string> = {}): Promise<FixtureProcess> {
+  return startFixture({
+    fixture: 'ip-app.mjs',
+    env: {
+      WORKERS: String(workers),
+      STICKY_OPTIONS: JSON.stringify({ proxy: true, seed: SEED }),
+      ...env,
+    },
+  });
+}
+
 describe('proxy mode: requests for other workers are relayed on the kept-open connection', () => {
   let app: FixtureProcess;
   let port: number;
 
   beforeAll(async () => {
-    app = await startFixture({
-      fixture: 'ip-app.mjs',
-      env: {
-        WORKERS: '4',
-        KEEP_ALIVE_TIMEOUT: '1000',
-        UPGRADE: 'echo',
-        STICKY_OPTIONS: JSON.stringify({ proxy: true, seed: SEED }),
-      },
-    });
+    app = await startProxyApp(4, { KEEP_ALIVE_TIMEOUT: '1000', UPGRADE: 'echo' });
     port = app.port();
   });
   afterAll(stopFixtures);
@@ -479,13 +483,7 @@ describe('proxy mode: a relaying sibling dies', () => {
   afterAll(stopFixtures);
 
   it('closes the client connection when the sibling dies mid-answer; the rest goes on', async () => {
-    const app = await startFixture({
-      fixture: 'ip-app.mjs',
-      env: {
-        WORKERS: '2',
-        STICKY_OPTIONS: JSON.stringify({ proxy: true, seed: SEED }),
-      },
-    });
+    const app = await startProxyApp(2);
     const port = app.port();
     const [pid0, pid1] = [0, 1].map((slot) =>
       Number(app.events('workerUp', (l) => l.slot === slot)[0]?.pid),
@@ -531,13 +529,7 @@ describe('proxy mode: a sibling leaves', () => {
   afterAll(stopFixtures);
 
   it('serves a request for a worker that has just left instead of dropping the connection', async () => {
-    const app = await startFixture({
-      fixture: 'ip-app.mjs',
-      env: {
-        WORKERS: '2',
-        STICKY_OPTIONS: JSON.stringify({ proxy: true, seed: SEED }),
-      },
-    });
+    const app = await startProxyApp(2);
     const port = app.port();
     // The window (until the holder hears the slot is gone) is short: a few tries.
     for (let i = 0; i < 3; i++) {
@@ -569,14 +561,7 @@ describe('proxy mode: shutdown with a relayed answer under way', () => {
   afterEach(stopFixtures);
 
   async function start(): Promise<FixtureProcess> {
-    return startFixture({
-      fixture: 'ip-app.mjs',
-      env: {
-        WORKERS: '2',
-        KEEP_ALIVE_TIMEOUT: '30000',
-        STICKY_OPTIONS: JSON.stringify({ proxy: true, seed: SEED }),
-      },
-    });
+    return startProxyApp(2, { KEEP_ALIVE_TIMEOUT: '30000' });
   }
 
   it('lets a slow relayed answer finish before the connection closes', async () => {

@@ -98,8 +98,11 @@ async function send(
   return JSON.parse(text) as Answer;
 }
 
-/** Each worker's `handedBack` (connections it gave back to the primary), asked on fresh connections. */
-async function handedBack(port: number): Promise<number[]> {
+/**
+ * One counter of each worker's stats (`handedBack`: connections it gave back to the primary;
+ * `relayed`: requests it relayed to another worker), asked on fresh connections.
+ */
+async function workerCounts(port: number, counter: 'handedBack' | 'relayed'): Promise<number[]> {
   return Promise.all(
     ALL.map(async (slot) => {
       const r = await request({
@@ -107,25 +110,9 @@ async function handedBack(port: number): Promise<number[]> {
         path: '/stats',
         headers: { 'x-forwarded-for': keyOf(slot, 99) },
       });
-      const reply = JSON.parse(r.text) as { slot: number; stats: { handedBack: number } };
+      const reply = JSON.parse(r.text) as { slot: number; stats: Record<typeof counter, number> };
       if (reply.slot !== slot) throw new Error(`/stats for slot ${slot} answered by ${reply.slot}`);
-      return reply.stats.handedBack;
-    }),
-  );
-}
-
-/** Each worker's `relayed` (requests it relayed to another worker), asked on fresh connections. */
-async function relayed(port: number): Promise<number[]> {
-  return Promise.all(
-    ALL.map(async (slot) => {
-      const r = await request({
-        port,
-        path: '/stats',
-        headers: { 'x-forwarded-for': keyOf(slot, 99) },
-      });
-      const reply = JSON.parse(r.text) as { slot: number; stats: { relayed: number } };
-      if (reply.slot !== slot) throw new Error(`/stats for slot ${slot} answered by ${reply.slot}`);
-      return reply.stats.relayed;
+      return reply.stats[counter];
     }),
   );
 }
@@ -206,7 +193,7 @@ describe("scope: 'engine.io' (proxy mode)", () => {
       const body = randomBytes(100_000);
       const posted = await expectServedBy(a, keyOf(b), { body });
       expect(posted.bytes).toBe(body.length);
-      expect(await handedBack(port), context()).toEqual([0, 0, 0, 0]);
+      expect(await workerCounts(port, 'handedBack'), context()).toEqual([0, 0, 0, 0]);
 
       // An engine.io request reaches its key's worker (relayed there: the connection stays) ...
       await expectServedBy(b, keyOf(b), {
@@ -222,8 +209,10 @@ describe("scope: 'engine.io' (proxy mode)", () => {
       for (const slot of ALL) await expectServedBy(a, keyOf(slot, 2));
       // One connection throughout, never handed back; a's worker relayed the three requests.
       expect(conn.closed, context()).toBe(false);
-      expect(await handedBack(port), context()).toEqual([0, 0, 0, 0]);
-      expect(await relayed(port), context()).toEqual(ALL.map((slot) => (slot === a ? 3 : 0)));
+      expect(await workerCounts(port, 'handedBack'), context()).toEqual([0, 0, 0, 0]);
+      expect(await workerCounts(port, 'relayed'), context()).toEqual(
+        ALL.map((slot) => (slot === a ? 3 : 0)),
+      );
     } finally {
       conn.socket.destroy();
     }
@@ -282,8 +271,10 @@ describe("scope: 'session-id' (proxy mode, sessionAffinity)", () => {
       // b's id in another cookie is no session id: it stays.
       await expectServedBy(a, keyOf(b), '/', `other.sid=${signed}`);
       expect(conn.closed, context()).toBe(false);
-      expect(await handedBack(port), context()).toEqual([0, 0, 0, 0]);
-      expect(await relayed(port), context()).toEqual(ALL.map((slot) => (slot === a ? 2 : 0)));
+      expect(await workerCounts(port, 'handedBack'), context()).toEqual([0, 0, 0, 0]);
+      expect(await workerCounts(port, 'relayed'), context()).toEqual(
+        ALL.map((slot) => (slot === a ? 2 : 0)),
+      );
     } finally {
       conn.socket.destroy();
     }
