@@ -33,7 +33,21 @@ export interface SlotStats {
   connections: number;
   /** Times this slot's worker was re-forked after exiting unplanned. */
   restarts: number;
+  /**
+   * Workers forked into this slot so far (1 for the first): each replacement, whatever its
+   * reason, is a new generation.
+   */
+  generation: number;
+  /** Replacements of this slot's worker so far, by why the one before it went. */
+  replaced: Record<ReplaceReason, number>;
 }
+
+/**
+ * Why a slot's worker was replaced: `crash` (it exited unasked), `unresponsive` (killed for not
+ * answering pings or not taking connections), `planned` (the app closed it: `close()` in the
+ * worker), `reload` (a rolling reload replaced it).
+ */
+export type ReplaceReason = 'crash' | 'unresponsive' | 'planned' | 'reload';
 
 export interface WorkerExitInfo {
   slot: number;
@@ -87,6 +101,9 @@ interface WorkerSlot {
   generation: number;
   connections: number;
   restarts: number;
+  replaced: Record<ReplaceReason, number>;
+  /** Set when the primary kills an unresponsive worker: its exit is not a crash. */
+  killedUnresponsive: boolean;
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -117,6 +134,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       generation: 0,
       connections: 0,
       restarts: 0,
+      replaced: { crash: 0, unresponsive: 0, planned: 0, reload: 0 },
+      killedUnresponsive: false,
       timer: undefined,
     }));
   }
@@ -154,6 +173,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     const worker = s?.worker;
     if (!s || !worker || s.state !== 'ready') return;
     s.state = 'stopping';
+    s.killedUnresponsive = true;
     this.updateLive();
     const pid = worker.process.pid ?? -1;
     debug('slot %d: pid %d unresponsive (%s), killing it', slot, pid, reason);
@@ -212,6 +232,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       state: s.state,
       connections: s.connections,
       restarts: s.restarts,
+      generation: s.generation,
+      replaced: { ...s.replaced },
     }));
   }
 
@@ -339,8 +361,11 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       this.checkIdle();
       return;
     }
+    const unresponsive = s.killedUnresponsive;
+    s.killedUnresponsive = false;
     if (s.leaving) {
       s.leaving = false;
+      s.replaced.planned++;
       this.emit('workerRespawn', { slot: s.slot, attempt: 0, delay: 0 });
       this.fork(s);
       return;
@@ -349,6 +374,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     s.crashes = stable ? 1 : s.crashes + 1;
     s.readyAt = 0;
     s.restarts++;
+    s.replaced[unresponsive ? 'unresponsive' : 'crash']++;
     const delay = respawnDelay(s.crashes, this.options.respawnDelay, this.options.maxRespawnDelay);
     this.emit('workerRespawn', { slot: s.slot, attempt: s.crashes, delay });
     s.timer = setTimeout(() => this.fork(s), delay);

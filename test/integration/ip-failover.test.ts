@@ -140,6 +140,15 @@ describe('IP mode when a worker dies', () => {
       `no workerUp for slot ${victimSlot} within 6 s of the kill\n${what}`,
     ).toBeDefined();
     const reborn = respawn as { pid: number; seenAt: number };
+    const rebornLine = app.received.find(
+      (r) => r.line.event === 'workerUp' && r.line.pid === reborn.pid,
+    );
+    // stats() counts the replacement as a crash's.
+    expect(rebornLine?.line.slotStats, what).toMatchObject({
+      generation: 2,
+      restarts: 1,
+      replaced: { crash: 1, unresponsive: 0, planned: 0, reload: 0 },
+    });
     const victimAttempts = attempts.filter(
       (a) => victims.includes(a.source) && a.startedAt >= killedAt,
     );

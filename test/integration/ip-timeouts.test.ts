@@ -112,7 +112,14 @@ describe('a worker that leaves on its own', () => {
     });
     // Replaced at once (respawnDelay is 5 s and does not apply), on the same slot.
     const up = await app.waitFor('workerUp', { from, timeoutMs: 5_000 });
-    expect(up.line).toMatchObject({ slot: first.slot });
+    expect(up.line).toMatchObject({
+      slot: first.slot,
+      slotStats: {
+        generation: 2,
+        restarts: 0,
+        replaced: { crash: 0, unresponsive: 0, planned: 1, reload: 0 },
+      },
+    });
     expect(app.events('workerRespawn')).toEqual([
       expect.objectContaining({ slot: first.slot, attempt: 0, delay: 0 }),
     ]);

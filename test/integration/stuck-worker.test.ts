@@ -89,6 +89,12 @@ describe('a worker whose event loop is blocked', () => {
     });
     const back = await getWorker({ port, source: victims[0] as string });
     expect(back, what).toMatchObject({ slot: victimSlot, pid: up.line.pid });
+    // stats() says why: the slot's second generation replaced an unresponsive worker.
+    expect(up.line.slotStats, what).toMatchObject({
+      generation: 2,
+      restarts: 1,
+      replaced: { crash: 0, unresponsive: 1, planned: 0, reload: 0 },
+    });
   });
 
   it('is taken out once maxQueuedHandles connections wait for it, long before any ping timeout', async () => {
