@@ -2,6 +2,7 @@ export { InvalidOptionError, StickyMeshError, type StickyMeshErrorCode } from '.
 export type { Logger, Logger as MulticastLogger } from './logger.js';
 export type { SlotState, SlotStats, WorkerExitInfo } from './master/pool.js';
 export type { PrimaryEvents, PrimaryState, PrimaryStats, StickyPrimary } from './master/primary.js';
+export { METRICS_DEFAULTS, type MetricsOptions } from './metrics/options.js';
 export {
   DEFAULTS,
   SESSION_AFFINITY_DEFAULTS,

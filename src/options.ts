@@ -1,5 +1,10 @@
 import os from 'node:os';
 import { InvalidOptionError } from './errors.js';
+import {
+  type MetricsOptions,
+  type ResolvedMetricsOptions,
+  resolveMetricsOptions,
+} from './metrics/options.js';
 import type { MulticastOptions } from './replication/transports/multicast/options.js';
 import type { RedisOption } from './replication/transports/redis/options.js';
 import { checkScope, isEveryRequest, type RoutingScope } from './routing/scope.js';
@@ -135,6 +140,15 @@ export interface StickyOptions {
    */
   maxIpcBacklog?: number;
   /**
+   * Serve Prometheus metrics of the whole machine (the primary, every worker, the store, the
+   * transports; prom-client's default metrics of every process; what your workers register in
+   * prom-client's default registry) from the primary: `true` or `{ port, host, path, timeout }`
+   * ({@link MetricsOptions}; defaults `9464`, `127.0.0.1`, `/metrics`, 1000 ms). Needs the
+   * prom-client package (an optional peer dependency). `app.metrics()` returns the same text.
+   * @default false
+   */
+  metrics?: boolean | MetricsOptions;
+  /**
    * Every connection starts with a PROXY protocol header (v1 or v2: HAProxy `send-proxy`,
    * AWS NLB): the client address is taken from it. It precedes any TLS, so https factories work.
    * A connection without a valid header is closed. With `proxy` too, `header` decides and the
@@ -224,8 +238,10 @@ export type ResolvedSessionAffinity =
 /** Options after defaults are applied and validation passed. */
 export type ResolvedStickyOptions = Omit<
   Required<StickyOptions>,
-  'sessionAffinity' | 'sync' | 'multicast' | 'redis'
+  'sessionAffinity' | 'sync' | 'multicast' | 'redis' | 'metrics'
 > & {
+  /** The metrics endpoint, or `false` for none. */
+  metrics: ResolvedMetricsOptions | false;
   /** Validated when the primary starts (resolveRedisOptions). */
   redis: RedisOption | undefined;
   /** Validated when the primary starts (resolveMulticastOptions). */
@@ -257,6 +273,7 @@ export const DEFAULTS: Readonly<Omit<ResolvedStickyOptions, 'num'>> = Object.fre
   unresponsiveTimeout: 5_000,
   maxQueuedHandles: 1024,
   maxIpcBacklog: 16 * 1024 * 1024,
+  metrics: false,
   proxyProtocol: false,
   sessionAffinity: false,
   sync: false,
@@ -354,6 +371,7 @@ export function resolveOptions(input: StickyOptions | undefined): ResolvedSticky
     unresponsiveTimeout: int('unresponsiveTimeout', 100, MAX_MS),
     maxQueuedHandles: int('maxQueuedHandles', 1, 1_000_000),
     maxIpcBacklog: int('maxIpcBacklog', 64 * 1024, 2 ** 40),
+    metrics: resolveMetricsOptions(options.metrics),
     proxyProtocol: bool('proxyProtocol'),
     sessionAffinity: sessionAffinity(given('sessionAffinity', false)),
     sync: sync(given('sync', false)),

@@ -37,6 +37,24 @@ export interface BalancerCounters {
   headReadsRefused: number;
 }
 
+/**
+ * Refusals the counters above do not tell apart (see `Balancer#refusals`): `pendingCap` (`503`:
+ * `maxPendingConnections` already waiting; the rest of `rejected` found no worker ready in
+ * time, or came while closing), `badRequest` (`400`: no usable `header`), `timeout` (`408`),
+ * `tooLarge` (`431`), `badProxy` (a bad PROXY protocol header: closed). Each is also in
+ * `rejected` or `dropped`; what else `dropped` holds are clients that left first.
+ */
+export interface Refusals {
+  pendingCap: number;
+  badRequest: number;
+  timeout: number;
+  tooLarge: number;
+  badProxy: number;
+}
+
+/** How a head read ended (its `HeadReadResult` status) and how long it took, in seconds. */
+export type HeadReadTimer = (outcome: HeadReadResult['status'], seconds: number) => void;
+
 interface Pending {
   handle: RawHandle;
   route: RouteKey;
@@ -83,6 +101,19 @@ export class Balancer {
     handedBack: 0,
     headReadsRefused: 0,
   };
+  /** Why connections were refused, where `counters` does not say (read by the metrics). */
+  readonly refusals: Refusals = {
+    pendingCap: 0,
+    badRequest: 0,
+    timeout: 0,
+    tooLarge: 0,
+    badProxy: 0,
+  };
+  /**
+   * Set by the metrics: gets each head read's duration. Unset (no clock read at all) without
+   * the `metrics` option.
+   */
+  onHeadRead: HeadReadTimer | undefined;
   private readonly pending = new Set<Pending>();
   /** Connections whose head is being read now: at most `maxHeadReads`. */
   private headReads = 0;
@@ -187,9 +218,12 @@ export class Balancer {
       respond(client, BUSY);
     } else {
       this.headReads++;
+      const timer = this.onHeadRead;
+      const started = timer ? performance.now() : 0;
       // Every outcome, also one reported before readHead returns, ends the read once.
       readHead(client, this.headOptions, (r) => {
         this.headReads--;
+        timer?.(r.status, (performance.now() - started) / 1000);
         this.onHead(r);
       });
     }
@@ -209,14 +243,17 @@ export class Balancer {
       }
       case 'too-large':
         this.counters.dropped++;
+        this.refusals.tooLarge++;
         respond(result.connection, TOO_LARGE);
         return;
       case 'timeout':
         this.counters.dropped++;
+        this.refusals.timeout++;
         respond(result.connection, TIMEOUT);
         return;
       case 'bad-proxy':
         this.counters.dropped++;
+        this.refusals.badProxy++;
         drop(result.connection);
         return;
       case 'closed':
@@ -244,6 +281,7 @@ export class Balancer {
     const route = routeKey(head, peer, this.options);
     if (route.key === undefined && route.owner === undefined) {
       this.counters.dropped++;
+      this.refusals.badRequest++;
       respond(handle, this.missingHeader);
       return;
     }
@@ -286,6 +324,7 @@ export class Balancer {
       if (route.key === undefined) {
         // Only a session owner could take it and none is ready: same answer as a missing header.
         this.counters.dropped++;
+        this.refusals.badRequest++;
         respond(handle, this.missingHeader);
       } else {
         this.hold(handle, route);
@@ -317,6 +356,7 @@ export class Balancer {
    */
   private hold(handle: RawHandle, route: RouteKey): void {
     if (this.closed || this.pending.size >= this.options.maxPendingConnections) {
+      if (!this.closed) this.refusals.pendingCap++;
       this.respond503(handle);
       return;
     }

@@ -57,6 +57,13 @@ export const MessageType = {
    * when the worker's first store is created.
    */
   StoreOptions: 16,
+  /** primary -> worker: send your metrics (the `metrics` option), answering with the same `id`. */
+  MetricsRequest: 17,
+  /**
+   * worker -> primary: the answer to the MetricsRequest numbered `id`: prom-client's
+   * `getMetricsAsJSON()` of the worker's registries (`metrics`), or why it has none (`error`).
+   */
+  MetricsReport: 18,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -119,6 +126,13 @@ export type HubMessage =
 export type StoreFoundMessage = Envelope<typeof MessageType.StoreFound> & { id: number };
 export type PingMessage = Envelope<typeof MessageType.Ping> & { n: number };
 export type PongMessage = Envelope<typeof MessageType.Pong> & { n: number };
+export type MetricsRequestMessage = Envelope<typeof MessageType.MetricsRequest> & { id: number };
+/** `metrics` is checked metric by metric (metrics/exposition.ts) by the primary. */
+export type MetricsReportMessage = Envelope<typeof MessageType.MetricsReport> & {
+  id: number;
+  metrics: unknown[];
+  error?: string;
+};
 
 export type Message =
   | ReadyMessage
@@ -136,7 +150,9 @@ export type Message =
   | StoreQueryMessage
   | StoreFoundMessage
   | PingMessage
-  | PongMessage;
+  | PongMessage
+  | MetricsRequestMessage
+  | MetricsReportMessage;
 
 /** Builds a message of the given type; `body` holds its type-specific fields. */
 export function message<M extends Message>(t: M['t'], body: Omit<M, 'src' | 'v' | 't'>): M {
@@ -171,6 +187,11 @@ const VALID = new Map<number, (m: Fields) => boolean>([
   [MessageType.Ping, (m) => isId(m.n)],
   [MessageType.Pong, (m) => isId(m.n)],
   [MessageType.StoreOptions, (m) => isId(m.tombstoneTtl) && (m.tombstoneTtl as number) > 0],
+  [MessageType.MetricsRequest, (m) => isId(m.id)],
+  [
+    MessageType.MetricsReport,
+    (m) => isId(m.id) && Array.isArray(m.metrics) && optionalString(m.error),
+  ],
 ]);
 
 /** Returns the message if `value` is a well-formed message of this protocol, else `undefined`. */

@@ -51,6 +51,13 @@ export class SessionTable {
    * they applied them in. Replication compares digests to find replicas that drifted apart.
    */
   digest = 0;
+  /**
+   * Records that hold session data: live sessions, and expired ones not swept yet (never served).
+   * Kept as changes are applied, so reading it costs nothing.
+   */
+  sessions = 0;
+  /** Characters of session JSON those records hold (bytes, for ASCII JSON). */
+  dataLength = 0;
   private readonly entries = new Map<string, Entry>();
   private readonly now: () => number;
   private readonly options: TableOptions;
@@ -64,12 +71,22 @@ export class SessionTable {
   apply(change: Change): boolean {
     const entry = this.entries.get(change.sid);
     const before = entry ? entryHash(change.sid, entry) : 0;
+    const dataBefore = entry?.data ?? null;
     const changed = this.applyTo(entry, change);
     if (changed) {
-      this.digest =
-        (this.digest ^ before ^ entryHash(change.sid, this.entries.get(change.sid) as Entry)) >>> 0;
+      const after = this.entries.get(change.sid) as Entry;
+      this.digest = (this.digest ^ before ^ entryHash(change.sid, after)) >>> 0;
+      this.count(dataBefore, -1);
+      this.count(after.data, 1);
     }
     return changed;
+  }
+
+  /** Adds (`sign` 1) or removes (-1) a record's data in `sessions` and `dataLength`. */
+  private count(data: string | null, sign: 1 | -1): void {
+    if (data === null) return;
+    this.sessions += sign;
+    this.dataLength += sign * data.length;
   }
 
   private applyTo(entry: Entry | undefined, change: Change): boolean {
@@ -142,6 +159,7 @@ export class SessionTable {
     for (const [sid, entry] of this.entries) {
       if (this.deadline(entry) <= now) {
         this.digest = (this.digest ^ entryHash(sid, entry)) >>> 0;
+        this.count(entry.data, -1);
         this.entries.delete(sid);
         n++;
       }
@@ -157,6 +175,7 @@ export class SessionTable {
     const entry = this.entries.get(sid);
     if (!entry) return false;
     this.digest = (this.digest ^ entryHash(sid, entry)) >>> 0;
+    this.count(entry.data, -1);
     this.entries.delete(sid);
     return true;
   }

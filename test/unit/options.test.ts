@@ -37,6 +37,7 @@ describe('options', () => {
       unresponsiveTimeout: 5_000,
       maxQueuedHandles: 1024,
       maxIpcBacklog: 16_777_216,
+      metrics: false,
       proxyProtocol: false,
       sessionAffinity: false,
       sync: false,
@@ -73,6 +74,7 @@ describe('options', () => {
     };
     expect(resolveOptions(given)).toEqual({
       ...given,
+      metrics: false,
       sessionAffinity: false,
       sync: false,
       scope: 'all',

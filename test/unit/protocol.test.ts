@@ -19,6 +19,9 @@ describe('IPC protocol', () => {
       message(MessageType.StoreFound, { id: 7 }),
       message(MessageType.Ping, { n: 3 }),
       message(MessageType.Pong, { n: 3 }),
+      message(MessageType.MetricsRequest, { id: 4 }),
+      message(MessageType.MetricsReport, { id: 4, metrics: [{ name: 'x' }] }),
+      message(MessageType.MetricsReport, { id: 5, metrics: [], error: 'no prom-client' }),
     ];
     for (const m of all) expect(parseMessage(JSON.parse(JSON.stringify(m)))).toEqual(m);
   });
@@ -39,6 +42,16 @@ describe('IPC protocol', () => {
     { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.StoreQuery, id: 1 },
     { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.StoreQuery, id: 'x', sid: 'abc' },
     { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.StoreFound, id: 1.5 },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.MetricsRequest },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.MetricsReport, id: 1, metrics: {} },
+    {
+      src: SOURCE,
+      v: PROTOCOL_VERSION,
+      t: MessageType.MetricsReport,
+      id: 1,
+      metrics: [],
+      error: 2,
+    },
   ])('drops foreign or malformed input: %j', (input) => {
     expect(parseMessage(input)).toBeUndefined();
   });
@@ -61,6 +74,8 @@ describe('IPC protocol', () => {
       Ping: 14,
       Pong: 15,
       StoreOptions: 16,
+      MetricsRequest: 17,
+      MetricsReport: 18,
     });
   });
 });

@@ -217,3 +217,45 @@ describe('three replicas converge', () => {
     );
   });
 });
+
+describe('session count and size', () => {
+  const step = fc.record({
+    sid: fc.constantFrom('s1', 's2', 's3', 's4'),
+    kind: fc.constantFrom('set', 'set', 'destroy', 'touch', 'sweep', 'forget', 'stale'),
+    data: fc.string({ maxLength: 20 }),
+    advance: fc.integer({ min: 0, max: 2 * TTL }),
+  });
+
+  it('are what the records hold after any mix of writes, sweeps and forgets', () => {
+    fc.assert(
+      fc.property(fc.array(step, { minLength: 1, maxLength: 60 }), (steps) => {
+        const time = { now: 1_000_000 };
+        const a = node('a', time);
+        let stale: Change | undefined;
+        for (const s of steps) {
+          time.now += s.advance;
+          if (s.kind === 'sweep') a.table.sweep();
+          else if (s.kind === 'forget') a.table.forget(s.sid);
+          else if (s.kind === 'stale') {
+            if (stale) a.table.apply(stale);
+          } else {
+            const version = a.clock.tick();
+            const change: Change =
+              s.kind === 'set'
+                ? { op: 'set', sid: s.sid, data: s.data, expiresAt: time.now + TTL, version }
+                : s.kind === 'touch'
+                  ? { op: 'touch', sid: s.sid, expiresAt: time.now + 2 * TTL, version }
+                  : { op: 'destroy', sid: s.sid, version };
+            a.table.apply(change);
+            stale ??= change;
+          }
+          const held = ['s1', 's2', 's3', 's4']
+            .map((sid) => a.table.record(sid)?.data)
+            .filter((d): d is string => typeof d === 'string');
+          expect(a.table.sessions).toBe(held.length);
+          expect(a.table.dataLength).toBe(held.reduce((n, d) => n + d.length, 0));
+        }
+      }),
+    );
+  });
+});

@@ -26,6 +26,8 @@ const CHANGE_OVERHEAD = 160;
 export interface HubCounters {
   /** Writes received from workers and applied. */
   writes: number;
+  /** Of `writes`, the touches (an expiry moved later, no data). */
+  touches: number;
   /** IPC store messages dropped as malformed (a worker's write among them is answered `refused`). */
   dropped: number;
   /** Times a worker's channel backed up past `maxIpcBacklog` and it was resynced once drained. */
@@ -66,6 +68,7 @@ export interface HubOptions<T extends Transport> {
 export class Hub<T extends Transport = Transport> implements ReplicaHost {
   readonly counters: HubCounters = {
     writes: 0,
+    touches: 0,
     dropped: 0,
     resyncs: 0,
     refused: 0,
@@ -202,6 +205,7 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
       return;
     }
     this.counters.writes++;
+    if (change.op === 'touch') this.counters.touches++;
     let refused: string | undefined;
     if (this.table.apply(change)) {
       this.forward(change, from);
