@@ -363,9 +363,11 @@ describe('mesh repair: lossy, duplicating, reordering network', () => {
     expect(c.live()).toEqual(a.live());
     expect(a.live().length).toBeGreaterThan(20);
     // The repair machinery did the work: NACKs, retransmissions, duplicates dropped.
-    const sum = (k: 'nacksSent' | 'retransmits' | 'duplicates') =>
+    const sum = (k: 'nacksSent' | 'nacksReceived' | 'retransmits' | 'duplicates') =>
       nodes.reduce((n, h) => n + h.node.counters[k], 0);
     expect(sum('nacksSent')).toBeGreaterThan(0);
+    // The NACKs that arrived were counted by the nodes they asked.
+    expect(sum('nacksReceived')).toBeGreaterThan(0);
     expect(sum('retransmits')).toBeGreaterThan(0);
     expect(sum('duplicates')).toBeGreaterThan(0);
     for (const h of nodes) expect(h.node.counters.malformed).toBe(0);

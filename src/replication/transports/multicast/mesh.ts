@@ -127,8 +127,10 @@ export class MeshNode {
     if (from.id === this.id || this.state === 'closed' || this.state === 'idle') return;
     let peer = this.peers.get(from.id);
     if (this.state === 'leaving') {
-      if (peer && msg.k === 'nack' && msg.to === this.id)
+      if (peer && msg.k === 'nack' && msg.to === this.id) {
+        this.counters.nacksReceived++;
         this.outbox.retransmit(peer.id, msg.ranges);
+      }
       return;
     }
     if (msg.k === 'leave') {
@@ -170,7 +172,10 @@ export class MeshNode {
         this.inbox.onData(peer, msg);
         break;
       case 'nack':
-        if (msg.to === this.id) this.outbox.retransmit(peer.id, msg.ranges);
+        if (msg.to === this.id) {
+          this.counters.nacksReceived++;
+          this.outbox.retransmit(peer.id, msg.ranges);
+        }
         break;
       case 'gone':
         if (msg.to === this.id) {

@@ -77,6 +77,8 @@ export interface MeshCounters {
   changesReceived: number;
   retransmits: number;
   nacksSent: number;
+  /** NACKs from peers asking this node to send datagrams again. */
+  nacksReceived: number;
   duplicates: number;
   /** Full state transfers fetched (joins, unrepairable gaps, digest mismatches). */
   transfers: number;
@@ -99,6 +101,7 @@ export function newCounters(): MeshCounters {
     changesReceived: 0,
     retransmits: 0,
     nacksSent: 0,
+    nacksReceived: 0,
     duplicates: 0,
     transfers: 0,
     transferFailures: 0,

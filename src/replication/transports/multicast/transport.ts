@@ -46,6 +46,8 @@ export interface MulticastStats extends MeshCounters {
   syncPort: number;
   peers: { id: string; address: string; port: number; lastSeen: number; synced: boolean }[];
   datagramsReceived: number;
+  /** Bytes of those datagrams (rejected ones included). */
+  bytesReceived: number;
   /** Datagrams, frames and connections refused, by reason; none of them was acted on. */
   rejected: Rejections;
 
@@ -83,6 +85,7 @@ export class MulticastTransport implements Transport<MulticastStats>, MeshIO, Tr
   private closing: Promise<void> | undefined;
   private readonly extra = {
     datagramsReceived: 0,
+    bytesReceived: 0,
     socketErrors: 0,
     rejected: newRejections(),
   };
@@ -229,6 +232,7 @@ export class MulticastTransport implements Transport<MulticastStats>, MeshIO, Tr
       peers: this.node.peerList(),
       ...this.node.counters,
       datagramsReceived: this.extra.datagramsReceived,
+      bytesReceived: this.extra.bytesReceived,
       rejected: { ...this.extra.rejected },
       served: this.server.served,
       syncWaiting: this.server.waiting,
@@ -332,6 +336,7 @@ export class MulticastTransport implements Transport<MulticastStats>, MeshIO, Tr
     // sender id is in clear in the header, so they are skipped before any decryption.
     if (buf.length >= 12 && buf.toString('hex', 4, 12) === this.id) return;
     this.extra.datagramsReceived++;
+    this.extra.bytesReceived += buf.length;
     try {
       if (buf.length > DATAGRAM_BUDGET) {
         this.extra.rejected.oversize++;
