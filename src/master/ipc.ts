@@ -5,6 +5,7 @@ import {
   type HubMessage,
   type LeavingMessage,
   MessageType,
+  type MetricsReportMessage,
   type PongMessage,
   parseMessage,
   type ReadyMessage,
@@ -29,6 +30,11 @@ export interface WorkerMessageOwners {
    * or not: the connection is the primary's to route whatever state its sender is in.
    */
   reroute(handle: RawHandle, head: Buffer, peer: string | undefined): void;
+  /**
+   * The metrics: a worker's answer to a scrape. Taken from any worker, current or not: a worker
+   * being replaced still serves (and reports) until it exits.
+   */
+  metrics(worker: Worker, msg: MetricsReportMessage): void;
 }
 
 /**
@@ -56,6 +62,10 @@ export class WorkerChannels {
     }
     if (msg?.t === MessageType.Reroute && isRawHandle(handle)) {
       this.owners.reroute(handle, Buffer.from(msg.head, 'base64'), msg.peer);
+      return;
+    }
+    if (msg?.t === MessageType.MetricsReport) {
+      this.owners.metrics(worker, msg);
       return;
     }
     if (isRawHandle(handle)) {

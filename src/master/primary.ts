@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { channels, debug } from '../debug.js';
 import { describe, StickyMeshError } from '../errors.js';
 import { rendezvous } from '../hash.js';
+import { PrimaryMetrics } from '../metrics/primary.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import { type MachineTransport, resolveTransport } from '../replication/transports/choose.js';
 import { Hub, type HubCounters } from '../replication/transports/ipc/hub.js';
@@ -53,6 +54,8 @@ export interface PrimaryEvents
   error: [StickyMeshError];
   /** Every worker has exited after `close()`. */
   close: [];
+  /** The `metrics` endpoint is bound. */
+  metricsListening: [AddressInfo];
 }
 
 const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
@@ -70,6 +73,8 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
   private readonly hub: Hub<MachineTransport>;
   private readonly balancer: Balancer;
   private readonly channels: WorkerChannels;
+  /** The `metrics` option's scrapes and endpoint. */
+  private readonly metricsEndpoint: PrimaryMetrics | undefined;
   private closing: Promise<void> | undefined;
   private readonly onSignal = (signal: NodeJS.Signals) => this.closeOnSignal(signal);
 
@@ -87,7 +92,19 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       lifecycle: (slot, worker, msg) => this.pool.lifecycle(slot, worker, msg),
       store: (worker, msg) => this.hub.receive(worker, msg),
       reroute: (handle, head, peer) => this.balancer.reroute(handle, head, peer),
+      metrics: (worker, msg) => this.metricsEndpoint?.receive(worker, msg),
     });
+    this.metricsEndpoint = options.metrics
+      ? new PrimaryMetrics(options.metrics, {
+          pool: this.pool,
+          balancer: this.balancer,
+          transport: options.multicast ? 'multicast' : options.redis ? 'redis' : undefined,
+          stats: () => this.stats(),
+          refusals: () => this.balancer.refusals,
+          queued: (slot) => this.pool.handoff(slot)?.queued ?? 0,
+          table: () => this.hub.table,
+        })
+      : undefined;
     this.pool.on('forked', (worker, slot) => this.channels.attach(slot, worker));
     this.pool.on('syncWorker', (worker) => this.hub.sync(worker));
     this.pool.on('workerUp', (info) => {
@@ -130,6 +147,10 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     const bindHost = typeof host === 'string' ? host : undefined;
     if (cb) this.once('ready', cb);
     if (this.options.handleSignals) for (const s of SIGNALS) process.on(s, this.onSignal);
+    this.metricsEndpoint?.listen(
+      (address) => this.emit('metricsListening', address),
+      (err) => this.emit('error', err),
+    );
     const transport = this.hub.transport;
     if (!transport) {
       this.bind(portNumber, bindHost);
@@ -188,6 +209,22 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
   }
 
   /**
+   * The machine's metrics in the Prometheus text format (what the `metrics` endpoint serves).
+   * Rejects with `ERR_STICKY_METRICS_FAILED` without the `metrics` option.
+   */
+  metrics(): Promise<string> {
+    if (!this.metricsEndpoint) {
+      return Promise.reject(
+        new StickyMeshError(
+          'ERR_STICKY_METRICS_FAILED',
+          'sticky-mesh: metrics() needs the metrics option (and the prom-client package)',
+        ),
+      );
+    }
+    return this.metricsEndpoint.text();
+  }
+
+  /**
    * Stops accepting, lets every worker finish its in-flight requests (up to `shutdownTimeout`,
    * then kills it) and resolves once all workers have exited. Idempotent.
    */
@@ -197,6 +234,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       for (const s of SIGNALS) process.off(s, this.onSignal);
       this.balancer.close();
       this.hub.close();
+      void this.metricsEndpoint?.close();
       this.pool.once('idle', () => {
         // After the workers: their last writes still go out before the leave message.
         void (this.hub.transport?.close() ?? Promise.resolve()).then(() => {

@@ -5,6 +5,7 @@ import { type AddressInfo, Socket } from 'node:net';
 import tls from 'node:tls';
 import { debug } from '../debug.js';
 import { StickyMeshError } from '../errors.js';
+import { answerScrapes } from '../metrics/worker.js';
 import { type RawHandle, socketFromHandle, trackConnections } from '../node-internals.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import { primaryChannel, sendToPrimary } from '../protocol/ipc.js';
@@ -111,6 +112,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     }
     // Listen before anything is announced: IPC messages that arrive with no listener are lost.
     primaryChannel.on(WORKER_MESSAGES, (msg, handle) => this.receive(msg, handle));
+    if (options.metrics) answerScrapes(() => this.stats());
     if (options.handleSignals) {
       // A terminal's Ctrl-C reaches every process of the group; the primary coordinates the drain.
       process.on('SIGINT', ignoreSignal);

@@ -32,6 +32,19 @@ const QUERY_TIMEOUT_MS = 10_000;
  */
 const WRITE_TIMEOUT_MS = 10_000;
 
+/**
+ * Gets each change the primary forwards live (another process's write, not the full state a
+ * worker is synced with) once it is applied here: the metrics time a write's way to this worker.
+ */
+export type ChangeObserver = (change: Change) => void;
+
+let observer: ChangeObserver | undefined;
+
+/** Sets (or, with `undefined`, clears) the process's {@link ChangeObserver}. */
+export function observeForwardedChanges(fn: ChangeObserver | undefined): void {
+  observer = fn;
+}
+
 /** A write sent to the primary, waiting for its answer. */
 interface PendingWrite {
   resolve(): void;
@@ -105,8 +118,12 @@ export class HubClient {
       publish: (change) => this.publish(change),
       ...(this.canQuery ? { fetch: (sid: string) => this.fetch(sid) } : {}),
       close: () => Promise.resolve(),
-      stats: () => ({ dropped: this.dropped, pending: this.pending.size }),
+      stats: () => this.stats(),
     };
+  }
+
+  stats(): IpcStats {
+    return { dropped: this.dropped, pending: this.pending.size };
   }
 
   /** Read on miss: the primary asks the other machines; resolves once it answered (bounded). */
@@ -207,7 +224,8 @@ export class HubClient {
     if (msg.t === MessageType.StoreFound) {
       this.queries.get(msg.id)?.();
     } else if (msg.t === MessageType.StoreChange) {
-      this.applyRemote(msg.change);
+      const change = this.applyRemote(msg.change);
+      if (change && observer) observer(change);
     } else if (msg.t === MessageType.StoreAck) {
       this.settleWrite(
         msg.id,
@@ -220,15 +238,17 @@ export class HubClient {
     }
   }
 
-  private applyRemote(value: unknown): void {
+  /** Applies a change from the primary; returns it, or `undefined` if it was malformed. */
+  private applyRemote(value: unknown): Change | undefined {
     const change = parseChange(value);
     if (!change) {
       this.dropped++;
       debug('dropped a malformed session change from the primary');
-      return;
+      return undefined;
     }
     this.table.apply(change);
     for (const clock of this.clocks) clock.observe(change.version);
+    return change;
   }
 
   private markSynced(): void {
@@ -240,6 +260,11 @@ export class HubClient {
 }
 
 let client: HubClient | undefined;
+
+/** The process's hub client if a store created it (for the metrics); never creates one. */
+export function existingHubClient(): HubClient | undefined {
+  return client;
+}
 
 /** The process's hub client when it runs as a sticky-mesh worker; `undefined` elsewhere. */
 export function hubClient(tombstoneTtl: number): HubClient | undefined {
