@@ -36,7 +36,11 @@ export function parseExposition(text: string): Exposition {
     }
     const m = SAMPLE.exec(line);
     if (!m) throw new Error(`line ${i + 1} is not a sample: ${line}`);
-    samples.push({ name: m[1] as string, labels: parseLabels(m[3] ?? '', line), value: num(m[4] as string, line) });
+    samples.push({
+      name: m[1] as string,
+      labels: parseLabels(m[3] ?? '', line),
+      value: num(m[4] as string, line),
+    });
   }
   const matches = (s: Sample, name: string, labels: Record<string, string>) =>
     s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v);

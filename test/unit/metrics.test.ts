@@ -3,7 +3,7 @@
 // one exposition by prom-client's cluster aggregation, and the per-scrape deadline.
 import type { Worker } from 'node:cluster';
 import { EventEmitter } from 'node:events';
-import promClient from 'prom-client';
+import type { Registry } from 'prom-client';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { PrimaryStats } from '../../src/master/primary.js';
 import {
@@ -17,7 +17,7 @@ import { type PrimarySource, primaryRegistry } from '../../src/metrics/primary-r
 import { loadPromClient } from '../../src/metrics/prom.js';
 import { WorkerScrapes } from '../../src/metrics/scrape.js';
 import { workerRegistry } from '../../src/metrics/worker-registry.js';
-import { MessageType, message, type MetricsReportMessage } from '../../src/protocol/messages.js';
+import { MessageType, type MetricsReportMessage, message } from '../../src/protocol/messages.js';
 import { parseExposition } from '../helpers/prom-text.js';
 
 const prom = loadPromClient();
@@ -62,7 +62,7 @@ function source(stats: PrimaryStats = primaryStats()): PrimarySource {
   };
 }
 
-async function exposition(registry: promClient.Registry) {
+async function exposition(registry: Registry) {
   return parseExposition(await registry.metrics());
 }
 
@@ -298,7 +298,11 @@ describe('merging the processes of a machine', () => {
     expect(checked[1]?.values).toEqual([{ value: 2, labels: {} }]);
     expect(checked[2]?.values).toEqual([]);
     expect(checked[3]?.aggregator).toBe('sum');
-    const clash = { ...good, type: 'gauge' as const, values: [{ value: 99, labels: { slot: '1' } }] };
+    const clash = {
+      ...good,
+      type: 'gauge' as const,
+      values: [{ value: 99, labels: { slot: '1' } }],
+    };
     const m = parseExposition(await render(prom, [withSlot([good], '0'), [clash]]));
     expect(m.types.get('app_requests_total')).toBe('counter');
     expect(m.find('app_requests_total').map((s) => s.labels.slot)).toEqual(['0']);
