@@ -1,10 +1,7 @@
 import os from 'node:os';
 import { InvalidOptionError } from './errors.js';
-import {
-  type MetricsOptions,
-  type ResolvedMetricsOptions,
-  resolveMetricsOptions,
-} from './metrics/options.js';
+import type { MetricsOptions, ResolvedMetricsOptions } from './metrics/options.js';
+import { resolveMetricsOptions } from './metrics/options.js';
 import type { MulticastOptions } from './replication/transports/multicast/options.js';
 import type { RedisOption } from './replication/transports/redis/options.js';
 import { checkScope, isEveryRequest, type RoutingScope } from './routing/scope.js';
@@ -140,12 +137,8 @@ export interface StickyOptions {
    */
   maxIpcBacklog?: number;
   /**
-   * Serve Prometheus metrics of the whole machine (the primary, every worker, the store, the
-   * transports; prom-client's default metrics of every process; what your workers register in
-   * prom-client's default registry) from the primary: `true` or `{ port, host, path, timeout }`
-   * ({@link MetricsOptions}; defaults `9464`, `127.0.0.1`, `/metrics`, 1000 ms). Needs the
-   * prom-client package (an optional peer dependency). `app.metrics()` returns the same text.
-   * @default false
+   * Serve the whole machine's Prometheus metrics from the primary: `true` or
+   * {@link MetricsOptions}. Needs prom-client (an optional peer dependency). @default false
    */
   metrics?: boolean | MetricsOptions;
   /**
@@ -240,7 +233,6 @@ export type ResolvedStickyOptions = Omit<
   Required<StickyOptions>,
   'sessionAffinity' | 'sync' | 'multicast' | 'redis' | 'metrics'
 > & {
-  /** The metrics endpoint, or `false` for none. */
   metrics: ResolvedMetricsOptions | false;
   /** Validated when the primary starts (resolveRedisOptions). */
   redis: RedisOption | undefined;

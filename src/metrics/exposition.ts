@@ -36,6 +36,10 @@ const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 /** The label every series of a process carries: its worker slot, or `primary`. */
 export const SLOT_LABEL = 'slot';
 
+/** Help of a counter both the primary and the workers report (the text must match). */
+export const STORE_MALFORMED_HELP =
+  'Store IPC messages dropped as malformed, by the process that dropped them (slot="primary": the hub).';
+
 /**
  * The well-formed metrics of a report from another process; anything else (a foreign shape, a
  * bad name or label, a value that is not a number) is left out. Never throws.

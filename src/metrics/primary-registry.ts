@@ -1,5 +1,9 @@
-import type { Refusals } from '../master/balancer.js';
-import type { PrimaryStats } from '../master/primary.js';
+import type { BalancerCounters, Refusals } from '../master/balancer.js';
+import type { SlotStats } from '../master/pool.js';
+import type { HubCounters } from '../replication/transports/ipc/hub.js';
+import type { MulticastStats } from '../replication/transports/multicast/transport.js';
+import type { RedisStats } from '../replication/transports/redis/stats.js';
+import { STORE_MALFORMED_HELP } from './exposition.js';
 import type { Prom, Registry } from './prom.js';
 
 /**
@@ -9,6 +13,17 @@ import type { Prom, Registry } from './prom.js';
  * as things happen. Every name is documented in the README's Metrics section (a unit test holds
  * the two together).
  */
+
+/** The part of the primary's `stats()` its metrics read. */
+export interface PrimaryStats extends BalancerCounters {
+  headReads: number;
+  waiting: number;
+  slots: SlotStats[];
+  sessions: HubCounters;
+  malformedMessages: number;
+  multicast?: MulticastStats;
+  redis?: RedisStats;
+}
 
 /** What the primary's metrics read at each scrape. */
 export interface PrimarySource {
@@ -35,10 +50,6 @@ type Sample = readonly [Labels, number];
 
 /** Slot states reported with 0 when a slot is not in them (a state series never vanishes). */
 const SLOT_STATES = ['starting', 'ready', 'stopping', 'down'] as const;
-
-/** Help of a counter both the primary and the workers report (the text must match). */
-export const STORE_MALFORMED_HELP =
-  'Store IPC messages dropped as malformed, by the process that dropped them (slot="primary": the hub).';
 
 /** Buckets of the head-read time, in seconds: 100 µs to 10 s. */
 const HEAD_READ_BUCKETS = [

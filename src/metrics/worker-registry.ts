@@ -1,4 +1,4 @@
-import { STORE_MALFORMED_HELP } from './primary-registry.js';
+import { STORE_MALFORMED_HELP } from './exposition.js';
 import type { Prom, Registry } from './prom.js';
 
 /**

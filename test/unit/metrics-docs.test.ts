@@ -3,8 +3,11 @@
 // only metrics the library exposes.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import type { PrimaryStats } from '../../src/master/primary.js';
-import { type PrimarySource, primaryRegistry } from '../../src/metrics/primary-registry.js';
+import {
+  type PrimarySource,
+  type PrimaryStats,
+  primaryRegistry,
+} from '../../src/metrics/primary-registry.js';
 import { loadPromClient, type Registry } from '../../src/metrics/prom.js';
 import { workerRegistry } from '../../src/metrics/worker-registry.js';
 

@@ -5,7 +5,6 @@ import type { Worker } from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import type { Registry } from 'prom-client';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { PrimaryStats } from '../../src/master/primary.js';
 import {
   checkMetrics,
   type MetricJson,
@@ -13,7 +12,11 @@ import {
   without,
   withSlot,
 } from '../../src/metrics/exposition.js';
-import { type PrimarySource, primaryRegistry } from '../../src/metrics/primary-registry.js';
+import {
+  type PrimarySource,
+  type PrimaryStats,
+  primaryRegistry,
+} from '../../src/metrics/primary-registry.js';
 import { loadPromClient } from '../../src/metrics/prom.js';
 import { WorkerScrapes } from '../../src/metrics/scrape.js';
 import { workerRegistry } from '../../src/metrics/worker-registry.js';
@@ -36,8 +39,6 @@ function slotStats(slot: number, connections: number) {
 
 function primaryStats(over: Partial<PrimaryStats> = {}): PrimaryStats {
   return {
-    role: 'primary',
-    state: 'ready',
     connections: 12,
     rejected: 5,
     rerouted: 2,
