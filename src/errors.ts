@@ -13,7 +13,8 @@ export type StickyMeshErrorCode =
   | 'ERR_STICKY_INVALID_SESSION_ID'
   | 'ERR_STICKY_STORE_CLOSED'
   | 'ERR_STICKY_TRANSPORT_FAILED'
-  | 'ERR_STICKY_WRITE_FAILED';
+  | 'ERR_STICKY_WRITE_FAILED'
+  | 'ERR_STICKY_RELOAD_FAILED';
 
 export class StickyMeshError extends Error {
   readonly code: StickyMeshErrorCode;

@@ -26,7 +26,21 @@ export interface StickyOptions {
    */
   handleSignals?: boolean;
   /**
+   * The signal that starts a rolling reload (`reload()`) in the primary, when `handleSignals` is
+   * on; `false`: no signal does.
+   * @default 'SIGHUP'
+   */
+  reloadSignal?: NodeJS.Signals | false;
+  /**
+   * A worker replaced by a rolling reload closes its upgraded connections (WebSockets) at random
+   * moments spread over this many ms, so their clients do not all reconnect at once (at most half
+   * of `shutdownTimeout` is used).
+   * @default 2000
+   */
+  closeJitter?: number;
+  /**
    * How long `close()` lets workers finish in-flight requests before they are killed, in ms.
+   * The same bounds the drain of a worker a rolling reload replaces.
    * @default 10000
    */
   shutdownTimeout?: number;
@@ -239,6 +253,8 @@ export type ResolvedStickyOptions = Omit<
 export const DEFAULTS: Readonly<Omit<ResolvedStickyOptions, 'num'>> = Object.freeze({
   seed: 0x5eed1e55,
   handleSignals: true,
+  reloadSignal: 'SIGHUP',
+  closeJitter: 2_000,
   shutdownTimeout: 10_000,
   respawnDelay: 100,
   maxRespawnDelay: 30_000,
@@ -298,6 +314,23 @@ function sessionAffinity(value: unknown): ResolvedSessionAffinity {
   return resolved.cookie === undefined && resolved.query === undefined ? false : resolved;
 }
 
+/** Signals a process may handle (not SIGKILL/SIGSTOP, nor the ones the primary drains on). */
+function reloadSignal(value: unknown): NodeJS.Signals | false {
+  if (value === false) return false;
+  if (
+    typeof value !== 'string' ||
+    !(value in os.constants.signals) ||
+    ['SIGKILL', 'SIGSTOP', 'SIGINT', 'SIGTERM'].includes(value)
+  ) {
+    throw new InvalidOptionError(
+      'reloadSignal',
+      'false or a signal name other than SIGKILL, SIGSTOP, SIGINT and SIGTERM (e.g. "SIGHUP")',
+      value,
+    );
+  }
+  return value as NodeJS.Signals;
+}
+
 function sync(value: unknown): { event: string } | false {
   if (value === false) return false;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
@@ -333,6 +366,8 @@ export function resolveOptions(input: StickyOptions | undefined): ResolvedSticky
     num: integer('num', given('num', os.availableParallelism()), 1, MAX_WORKERS),
     seed: int('seed', 0, 0xffffffff),
     handleSignals: bool('handleSignals'),
+    reloadSignal: reloadSignal(given('reloadSignal', DEFAULTS.reloadSignal)),
+    closeJitter: int('closeJitter', 0, MAX_MS),
     shutdownTimeout: int('shutdownTimeout', 0, MAX_MS),
     respawnDelay: int('respawnDelay', 0, MAX_MS),
     maxRespawnDelay: int('maxRespawnDelay', 0, MAX_MS),

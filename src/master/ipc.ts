@@ -29,6 +29,8 @@ export interface WorkerMessageOwners {
    * or not: the connection is the primary's to route whatever state its sender is in.
    */
   reroute(handle: RawHandle, head: Buffer, peer: string | undefined): void;
+  /** The pool: engine.io sessions a worker draining for a reload still serves. */
+  retained(worker: Worker, sids: readonly string[]): void;
 }
 
 /**
@@ -69,6 +71,9 @@ export class WorkerChannels {
       case MessageType.StoreOptions:
       case MessageType.StoreQuery:
         this.owners.store(worker, msg);
+        return;
+      case MessageType.Retained:
+        this.owners.retained(worker, msg.sids);
         return;
       case MessageType.Ready:
       case MessageType.StartFailed:

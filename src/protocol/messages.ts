@@ -57,6 +57,21 @@ export const MessageType = {
    * when the worker's first store is created.
    */
   StoreOptions: 16,
+  /**
+   * primary -> worker (rolling reload): this worker, forked as its slot's successor, now has the
+   * slot: connections follow; its relay socket may take the siblings' channels.
+   */
+  Serve: 20,
+  /**
+   * worker -> primary (a worker draining for a reload): engine.io sessions (`sids`) it still
+   * serves; their requests keep coming here until it has gone.
+   */
+  Retained: 21,
+  /**
+   * primary -> worker: engine.io session ids held by workers that are draining for a reload
+   * (`add`), or no longer (`remove`); a request naming one is handed back to the primary.
+   */
+  Retiring: 22,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -76,7 +91,30 @@ export type ConnectionMessage = Envelope<typeof MessageType.Connection> & {
   head?: string;
   peer?: string;
 };
-export type ShutdownMessage = Envelope<typeof MessageType.Shutdown>;
+/**
+ * `reload`: the drain of a rolling reload (the slot already has a successor): engine.io
+ * sessions still polling here keep being served, upgraded connections close spread over
+ * `jitter` ms, idle keep-alive connections close once quiet.
+ */
+export type ShutdownMessage = Envelope<typeof MessageType.Shutdown> & {
+  reload?: boolean;
+  jitter?: number;
+};
+/** `draining`: how many workers are draining for a reload now (see RetiringMessage). */
+export type ServeMessage = Envelope<typeof MessageType.Serve> & {
+  live: number[];
+  draining: number;
+};
+export type RetainedMessage = Envelope<typeof MessageType.Retained> & { sids: string[] };
+/**
+ * `draining`: workers draining for a reload now; while any does, a worker checks the engine.io
+ * session id of every request on its connections.
+ */
+export type RetiringMessage = Envelope<typeof MessageType.Retiring> & {
+  add?: string[];
+  remove?: string[];
+  draining: number;
+};
 export type StartFailedMessage = Envelope<typeof MessageType.StartFailed> & { reason: string };
 
 export type LeavingMessage = Envelope<typeof MessageType.Leaving>;
@@ -136,7 +174,10 @@ export type Message =
   | StoreQueryMessage
   | StoreFoundMessage
   | PingMessage
-  | PongMessage;
+  | PongMessage
+  | ServeMessage
+  | RetainedMessage
+  | RetiringMessage;
 
 /** Builds a message of the given type; `body` holds its type-specific fields. */
 export function message<M extends Message>(t: M['t'], body: Omit<M, 'src' | 'v' | 't'>): M {
@@ -151,7 +192,12 @@ const always = (): boolean => true;
 const VALID = new Map<number, (m: Fields) => boolean>([
   [MessageType.Ready, (m) => Number.isInteger(m.slot)],
   [MessageType.Connection, (m) => optionalString(m.head) && optionalString(m.peer)],
-  [MessageType.Shutdown, always],
+  [
+    MessageType.Shutdown,
+    (m) =>
+      (m.reload === undefined || typeof m.reload === 'boolean') &&
+      (m.jitter === undefined || isId(m.jitter)),
+  ],
   [MessageType.StartFailed, (m) => typeof m.reason === 'string'],
   [MessageType.Leaving, always],
   [MessageType.Reroute, (m) => typeof m.head === 'string' && optionalString(m.peer)],
@@ -171,7 +217,23 @@ const VALID = new Map<number, (m: Fields) => boolean>([
   [MessageType.Ping, (m) => isId(m.n)],
   [MessageType.Pong, (m) => isId(m.n)],
   [MessageType.StoreOptions, (m) => isId(m.tombstoneTtl) && (m.tombstoneTtl as number) > 0],
+  [
+    MessageType.Serve,
+    (m) => Array.isArray(m.live) && m.live.every((s) => Number.isInteger(s)) && isId(m.draining),
+  ],
+  [MessageType.Retained, (m) => stringList(m.sids)],
+  [
+    MessageType.Retiring,
+    (m) =>
+      (m.add === undefined || stringList(m.add)) &&
+      (m.remove === undefined || stringList(m.remove)) &&
+      isId(m.draining),
+  ],
 ]);
+
+function stringList(value: unknown): boolean {
+  return Array.isArray(value) && value.every((v) => typeof v === 'string');
+}
 
 /** Returns the message if `value` is a well-formed message of this protocol, else `undefined`. */
 export function parseMessage(value: unknown): Message | undefined {
@@ -209,3 +271,9 @@ export const NODELAY_ENV = 'STICKY_MESH_NODELAY';
  * cluster listens for its siblings' relay channels (`<slot>.sock`); unset: no relays.
  */
 export const RELAY_DIR_ENV = 'STICKY_MESH_RELAY_DIR';
+
+/**
+ * Set to `1` for a worker forked by a rolling reload while its slot's previous worker still
+ * serves: it takes its slot (relay socket, connections) only on the primary's Serve message.
+ */
+export const SUCCESSOR_ENV = 'STICKY_MESH_SUCCESSOR';

@@ -19,6 +19,8 @@ describe('options', () => {
       num: os.availableParallelism(),
       seed: 0x5eed1e55,
       handleSignals: true,
+      reloadSignal: 'SIGHUP',
+      closeJitter: 2_000,
       shutdownTimeout: 10_000,
       respawnDelay: 100,
       maxRespawnDelay: 30_000,
@@ -51,6 +53,8 @@ describe('options', () => {
       num: 3,
       seed: 7,
       handleSignals: false,
+      reloadSignal: 'SIGUSR2' as const,
+      closeJitter: 0,
       shutdownTimeout: 1,
       respawnDelay: 0,
       maxRespawnDelay: 0,
@@ -89,6 +93,11 @@ describe('options', () => {
     ['seed', -1],
     ['seed', 2 ** 32],
     ['handleSignals', 'yes'],
+    ['reloadSignal', 'SIGNOPE'],
+    ['reloadSignal', 'SIGKILL'],
+    ['reloadSignal', 'SIGTERM'],
+    ['reloadSignal', true],
+    ['closeJitter', -1],
     ['shutdownTimeout', -1],
     ['shutdownTimeout', Number.NaN],
     ['shutdownTimeout', 2 ** 31],
@@ -120,6 +129,10 @@ describe('options', () => {
     expect(thrown(() => resolveOptions({ respawnDelay: 500, maxRespawnDelay: 100 })).option).toBe(
       'maxRespawnDelay',
     );
+  });
+
+  it('takes reloadSignal false (no signal reloads)', () => {
+    expect(resolveOptions({ reloadSignal: false }).reloadSignal).toBe(false);
   });
 
   it('rejects unknown (misspelt) options', () => {

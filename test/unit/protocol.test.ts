@@ -19,6 +19,11 @@ describe('IPC protocol', () => {
       message(MessageType.StoreFound, { id: 7 }),
       message(MessageType.Ping, { n: 3 }),
       message(MessageType.Pong, { n: 3 }),
+      message(MessageType.Shutdown, { reload: true, jitter: 2000 }),
+      message(MessageType.Serve, { live: [0, 1], draining: 1 }),
+      message(MessageType.Retained, { sids: ['a', 'b'] }),
+      message(MessageType.Retiring, { add: ['a'], draining: 1 }),
+      message(MessageType.Retiring, { remove: ['a'], draining: 0 }),
     ];
     for (const m of all) expect(parseMessage(JSON.parse(JSON.stringify(m)))).toEqual(m);
   });
@@ -39,6 +44,12 @@ describe('IPC protocol', () => {
     { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.StoreQuery, id: 1 },
     { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.StoreQuery, id: 'x', sid: 'abc' },
     { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.StoreFound, id: 1.5 },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.Shutdown, reload: 'yes' },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.Shutdown, jitter: -1.5 },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.Serve, live: [0] },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.Retained, sids: [1] },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.Retiring, add: 'a', draining: 1 },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.Retiring, add: ['a'] },
   ])('drops foreign or malformed input: %j', (input) => {
     expect(parseMessage(input)).toBeUndefined();
   });
@@ -61,6 +72,9 @@ describe('IPC protocol', () => {
       Ping: 14,
       Pong: 15,
       StoreOptions: 16,
+      Serve: 20,
+      Retained: 21,
+      Retiring: 22,
     });
   });
 });
