@@ -1,12 +1,13 @@
 import os from 'node:os';
 import { InvalidOptionError } from './errors.js';
+import { type LoggerOption, QUIET_LOGGER, type ResolvedLogger, resolveLogger } from './logger.js';
 import type { MulticastOptions } from './replication/transports/multicast/options.js';
 import type { RedisOption } from './replication/transports/redis/options.js';
 import { checkScope, isEveryRequest, type RoutingScope } from './routing/scope.js';
 import { boolean, HTTP_TOKEN, integer, MAX_MS, rejectUnknown } from './validate.js';
 
 /** Options of {@link sticky}. Every time is in milliseconds. */
-export interface StickyOptions {
+export interface StickyOptions extends LoggerOption {
   /**
    * Number of worker processes, each in a fixed slot `0 .. num-1`.
    * @default os.availableParallelism()
@@ -238,8 +239,9 @@ export type ResolvedSessionAffinity =
 /** Options after defaults are applied and validation passed. */
 export type ResolvedStickyOptions = Omit<
   Required<StickyOptions>,
-  'sessionAffinity' | 'sync' | 'multicast' | 'redis'
+  'sessionAffinity' | 'sync' | 'multicast' | 'redis' | 'logger'
 > & {
+  logger: ResolvedLogger;
   /** Validated when the primary starts (resolveRedisOptions). */
   redis: RedisOption | undefined;
   /** Validated when the primary starts (resolveMulticastOptions). */
@@ -263,6 +265,7 @@ export const DEFAULTS: Readonly<Omit<ResolvedStickyOptions, 'num'>> = Object.fre
   maxPendingConnections: 1024,
   readyTimeout: 30_000,
   serialization: 'json',
+  logger: QUIET_LOGGER,
   proxy: false,
   header: 'x-forwarded-for',
   trustedProxies: 0,
@@ -379,6 +382,7 @@ export function resolveOptions(input: StickyOptions | undefined): ResolvedSticky
       'serialization',
       DEFAULTS.serialization,
     ) as ResolvedStickyOptions['serialization'],
+    logger: resolveLogger(options.logger, 'logger'),
     proxy: bool('proxy'),
     header: given('header', DEFAULTS.header) as string,
     trustedProxies: int('trustedProxies', 0, 64),

@@ -11,6 +11,7 @@ import type { MulticastStats } from '../replication/transports/multicast/transpo
 import type { RedisStats } from '../replication/transports/redis/transport.js';
 import { Balancer, type BalancerCounters } from './balancer.js';
 import { WorkerChannels } from './ipc.js';
+import { logPrimaryEvents } from './log-events.js';
 import { type PoolEvents, type SlotStats, WorkerPool } from './pool.js';
 
 export interface PrimaryStats extends BalancerCounters {
@@ -165,6 +166,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       this.emit('workerUnresponsive', info);
     });
     this.balancer.server.on('error', (err) => this.onServerError(err));
+    logPrimaryEvents(this, options.logger);
   }
 
   /** Binds the port, then forks the workers; `callback` runs once every worker is ready. */
@@ -382,7 +384,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     } else if (this.listenerCount('error') > 0) {
       this.emit('error', wrapped);
     } else {
-      debug('listening socket error: %s', err.message);
+      this.options.logger.error(wrapped.message);
     }
   }
 }

@@ -230,6 +230,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
         `sticky-mesh: the server factory failed: ${String(cause)}`,
         { cause },
       );
+      this.options.logger.error(`${err.message} (slot ${this.slot}, pid ${process.pid})`);
       const failed = message<StartFailedMessage>(MessageType.StartFailed, { reason: err.message });
       // Report, then fail the process the way an error thrown at startup would.
       process.send?.(failed, () =>

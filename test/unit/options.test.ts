@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { InvalidOptionError, StickyMeshError } from '../../src/errors.js';
+import { QUIET_LOGGER } from '../../src/logger.js';
 import { DEFAULTS, resolveOptions } from '../../src/options.js';
 
 function thrown(fn: () => unknown): InvalidOptionError {
@@ -29,6 +30,7 @@ describe('options', () => {
       maxPendingConnections: 1024,
       readyTimeout: 30_000,
       serialization: 'json',
+      logger: QUIET_LOGGER,
       proxy: false,
       header: 'x-forwarded-for',
       trustedProxies: 0,
@@ -45,6 +47,8 @@ describe('options', () => {
       scope: 'all',
     });
     expect(resolveOptions({})).toEqual(resolveOptions(undefined));
+    expect(resolveOptions(undefined).logger).toBe(QUIET_LOGGER);
+    expect(DEFAULTS.logger).toBe(QUIET_LOGGER);
     expect(Object.isFrozen(DEFAULTS)).toBe(true);
   });
 
@@ -77,6 +81,7 @@ describe('options', () => {
     };
     expect(resolveOptions(given)).toEqual({
       ...given,
+      logger: QUIET_LOGGER,
       sessionAffinity: false,
       sync: false,
       scope: 'all',
