@@ -14,7 +14,8 @@ export type StickyMeshErrorCode =
   | 'ERR_STICKY_STORE_CLOSED'
   | 'ERR_STICKY_TRANSPORT_FAILED'
   | 'ERR_STICKY_WRITE_FAILED'
-  | 'ERR_STICKY_METRICS_FAILED';
+  | 'ERR_STICKY_METRICS_FAILED'
+  | 'ERR_STICKY_RELOAD_FAILED';
 
 export class StickyMeshError extends Error {
   readonly code: StickyMeshErrorCode;

@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { InvalidOptionError } from './errors.js';
+import { type LoggerOption, QUIET_LOGGER, type ResolvedLogger, resolveLogger } from './logger.js';
 import type { MetricsOptions, ResolvedMetricsOptions } from './metrics/options.js';
 import { resolveMetricsOptions } from './metrics/options.js';
 import type { MulticastOptions } from './replication/transports/multicast/options.js';
@@ -8,7 +9,7 @@ import { checkScope, isEveryRequest, type RoutingScope } from './routing/scope.j
 import { boolean, HTTP_TOKEN, integer, MAX_MS, rejectUnknown } from './validate.js';
 
 /** Options of {@link sticky}. Every time is in milliseconds. */
-export interface StickyOptions {
+export interface StickyOptions extends LoggerOption {
   /**
    * Number of worker processes, each in a fixed slot `0 .. num-1`.
    * @default os.availableParallelism()
@@ -28,7 +29,21 @@ export interface StickyOptions {
    */
   handleSignals?: boolean;
   /**
+   * The signal that starts a rolling reload (`reload()`) in the primary, when `handleSignals` is
+   * on; `false`: no signal does.
+   * @default 'SIGHUP'
+   */
+  reloadSignal?: NodeJS.Signals | false;
+  /**
+   * A worker replaced by a rolling reload closes its upgraded connections (WebSockets) at random
+   * moments spread over this many ms, so their clients do not all reconnect at once (at most half
+   * of `shutdownTimeout` is used).
+   * @default 2000
+   */
+  closeJitter?: number;
+  /**
    * How long `close()` lets workers finish in-flight requests before they are killed, in ms.
+   * The same bounds the drain of a worker a rolling reload replaces.
    * @default 10000
    */
   shutdownTimeout?: number;
@@ -231,8 +246,9 @@ export type ResolvedSessionAffinity =
 /** Options after defaults are applied and validation passed. */
 export type ResolvedStickyOptions = Omit<
   Required<StickyOptions>,
-  'sessionAffinity' | 'sync' | 'multicast' | 'redis' | 'metrics'
+  'sessionAffinity' | 'sync' | 'multicast' | 'redis' | 'logger' | 'metrics'
 > & {
+  logger: ResolvedLogger;
   metrics: ResolvedMetricsOptions | false;
   /** Validated when the primary starts (resolveRedisOptions). */
   redis: RedisOption | undefined;
@@ -247,6 +263,8 @@ export type ResolvedStickyOptions = Omit<
 export const DEFAULTS: Readonly<Omit<ResolvedStickyOptions, 'num'>> = Object.freeze({
   seed: 0x5eed1e55,
   handleSignals: true,
+  reloadSignal: 'SIGHUP',
+  closeJitter: 2_000,
   shutdownTimeout: 10_000,
   respawnDelay: 100,
   maxRespawnDelay: 30_000,
@@ -255,6 +273,7 @@ export const DEFAULTS: Readonly<Omit<ResolvedStickyOptions, 'num'>> = Object.fre
   maxPendingConnections: 1024,
   readyTimeout: 30_000,
   serialization: 'json',
+  logger: QUIET_LOGGER,
   proxy: false,
   header: 'x-forwarded-for',
   trustedProxies: 0,
@@ -307,6 +326,23 @@ function sessionAffinity(value: unknown): ResolvedSessionAffinity {
   return resolved.cookie === undefined && resolved.query === undefined ? false : resolved;
 }
 
+/** Signals a process may handle (not SIGKILL/SIGSTOP, nor the ones the primary drains on). */
+function reloadSignal(value: unknown): NodeJS.Signals | false {
+  if (value === false) return false;
+  if (
+    typeof value !== 'string' ||
+    !(value in os.constants.signals) ||
+    ['SIGKILL', 'SIGSTOP', 'SIGINT', 'SIGTERM'].includes(value)
+  ) {
+    throw new InvalidOptionError(
+      'reloadSignal',
+      'false or a signal name other than SIGKILL, SIGSTOP, SIGINT and SIGTERM (e.g. "SIGHUP")',
+      value,
+    );
+  }
+  return value as NodeJS.Signals;
+}
+
 function sync(value: unknown): { event: string } | false {
   if (value === false) return false;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
@@ -342,6 +378,8 @@ export function resolveOptions(input: StickyOptions | undefined): ResolvedSticky
     num: integer('num', given('num', os.availableParallelism()), 1, MAX_WORKERS),
     seed: int('seed', 0, 0xffffffff),
     handleSignals: bool('handleSignals'),
+    reloadSignal: reloadSignal(given('reloadSignal', DEFAULTS.reloadSignal)),
+    closeJitter: int('closeJitter', 0, MAX_MS),
     shutdownTimeout: int('shutdownTimeout', 0, MAX_MS),
     respawnDelay: int('respawnDelay', 0, MAX_MS),
     maxRespawnDelay: int('maxRespawnDelay', 0, MAX_MS),
@@ -353,6 +391,7 @@ export function resolveOptions(input: StickyOptions | undefined): ResolvedSticky
       'serialization',
       DEFAULTS.serialization,
     ) as ResolvedStickyOptions['serialization'],
+    logger: resolveLogger(options.logger, 'logger'),
     proxy: bool('proxy'),
     header: given('header', DEFAULTS.header) as string,
     trustedProxies: int('trustedProxies', 0, 64),

@@ -17,6 +17,8 @@ import {
 import { findHeadEnd } from '../routing/head.js';
 import { type HeadReadOptions, type HeadReadResult, readHead } from '../routing/head-reader.js';
 import { type RouteKey, routeKey, slotFor } from '../routing/key.js';
+import { sidFromTarget } from '../routing/session-id.js';
+import type { Handoff } from './handoff.js';
 import type { WorkerPool } from './pool.js';
 
 export interface BalancerCounters {
@@ -286,7 +288,24 @@ export class Balancer {
       return;
     }
     this.routed.set(handle, { route, head: bytes, peer });
+    const retained = this.retainedFor(head ?? bytes);
+    if (retained) {
+      // An engine.io session still polling on a worker that a reload replaced: it stays there
+      // until it ends or that worker has drained.
+      retained.send(handle, bytes, peer, () => this.counters.connections++);
+      return;
+    }
     this.route(handle, route);
+  }
+
+  /** The draining worker that still serves the engine.io session this request names, if any. */
+  private retainedFor(head: Buffer): Handoff | undefined {
+    if (!this.pool.retaining) return undefined;
+    const lineEnd = head.indexOf('\r\n');
+    const line = head.toString('latin1', 0, lineEnd === -1 ? Math.min(head.length, 8192) : lineEnd);
+    const target = line.split(' ')[1];
+    const sid = target?.includes('EIO=') ? sidFromTarget(target) : undefined;
+    return sid === undefined ? undefined : this.pool.retainedHandoff(sid);
   }
 
   private keyAndRoute(handle: RawHandle): void {

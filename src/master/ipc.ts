@@ -35,6 +35,8 @@ export interface WorkerMessageOwners {
    * being replaced still serves (and reports) until it exits.
    */
   metrics(worker: Worker, msg: MetricsReportMessage): void;
+  /** The pool: engine.io sessions a worker draining for a reload still serves. */
+  retained(worker: Worker, sids: readonly string[]): void;
 }
 
 /**
@@ -79,6 +81,9 @@ export class WorkerChannels {
       case MessageType.StoreOptions:
       case MessageType.StoreQuery:
         this.owners.store(worker, msg);
+        return;
+      case MessageType.Retained:
+        this.owners.retained(worker, msg.sids);
         return;
       case MessageType.Ready:
       case MessageType.StartFailed:

@@ -12,9 +12,12 @@ import {
   NODELAY_ENV,
   type PingMessage,
   RELAY_DIR_ENV,
+  type RetiringMessage,
+  type ServeMessage,
   type ShutdownMessage,
   SLOT_ENV,
   type SlotsMessage,
+  SUCCESSOR_ENV,
   TRANSPORT_ENV,
 } from '../protocol/messages.js';
 import { respawnDelay } from './backoff.js';
@@ -84,6 +87,41 @@ export interface PoolEvents {
   forked: [Worker, number];
 }
 
+/** How a successor's start ended (see `WorkerPool#replace`). */
+export type ReplaceOutcome =
+  | {
+      ok: true;
+      pid: number;
+      generation: number;
+      /** The worker it replaced, now draining. */
+      oldPid: number;
+      /** Resolves once the replaced worker has exited. */
+      drained: Promise<void>;
+    }
+  | { ok: false; reason: string; pid: number };
+
+/** A worker replaced by a rolling reload, draining until it exits. */
+interface Retiring {
+  slot: number;
+  handoff: Handoff;
+  timer: NodeJS.Timeout;
+  /** engine.io sessions it still serves (their requests keep coming here). */
+  sids: Set<string>;
+  exited: () => void;
+}
+
+/** A slot's successor being started by a rolling reload. */
+interface Incoming {
+  worker: Worker;
+  handoff: Handoff;
+  timer: NodeJS.Timeout;
+  /** Why it failed, if it said (the factory's error). */
+  failure: string | undefined;
+  /** ms over which the replaced worker's upgraded connections close. */
+  jitter: number;
+  settle: (outcome: ReplaceOutcome) => void;
+}
+
 /** One worker slot's record (`SlotStats` is what it reports). */
 interface WorkerSlot {
   readonly slot: number;
@@ -102,6 +140,8 @@ interface WorkerSlot {
   connections: number;
   restarts: number;
   replaced: Record<ReplaceReason, number>;
+  /** A rolling reload's successor for this slot, while it starts. */
+  incoming: Incoming | undefined;
   /** Set when the primary kills an unresponsive worker: its exit is not a crash. */
   killedUnresponsive: boolean;
   timer: NodeJS.Timeout | undefined;
@@ -119,6 +159,10 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   live: readonly number[] = [];
   private readonly slots: WorkerSlot[];
   private closing = false;
+  /** Workers replaced by a rolling reload that have not exited yet. */
+  private readonly retiring = new Map<Worker, Retiring>();
+  /** engine.io sessions of the retiring workers, by id. */
+  private readonly retained = new Map<string, Worker>();
 
   constructor(private readonly options: ResolvedStickyOptions) {
     super();
@@ -135,6 +179,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       connections: 0,
       restarts: 0,
       replaced: { crash: 0, unresponsive: 0, planned: 0, reload: 0 },
+      incoming: undefined,
       killedUnresponsive: false,
       timer: undefined,
     }));
@@ -253,6 +298,11 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     for (const s of this.slots) {
       clearTimeout(s.timer);
       s.timer = undefined;
+      // A reload's successor serves nothing yet; the draining ones finish as they are.
+      if (s.incoming) {
+        s.incoming.failure = 'the cluster is closing';
+        kill(s.incoming.worker, 'SIGKILL');
+      }
       const worker = s.worker;
       if (!worker) {
         s.state = 'down';
@@ -273,16 +323,30 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     this.checkIdle();
   }
 
-  private fork(s: WorkerSlot): void {
-    s.timer = undefined;
-    if (this.closing) return;
+  /** Forks a worker for `s`'s slot (`successor`: a reload's, which waits for its Serve message). */
+  private spawn(s: WorkerSlot, successor: boolean): Worker {
     const worker = cluster.fork({
       [SLOT_ENV]: String(s.slot),
       [ADDRESS_ENV]: this.address,
       [NODELAY_ENV]: this.noDelay,
       [RELAY_DIR_ENV]: this.relayDir,
       [TRANSPORT_ENV]: this.options.multicast ? 'multicast' : this.options.redis ? 'redis' : '',
+      [SUCCESSOR_ENV]: successor ? '1' : '',
     });
+    this.emit('forked', worker, s.slot);
+    // A worker's 'error' (e.g. a failed send to a dead process) must never become an uncaught
+    // exception in the primary; send callbacks already report the failure where it matters.
+    worker.on('error', (err: Error) => debug('slot %d: worker error: %s', s.slot, err.message));
+    worker.on('exit', (code: number | null, signal: NodeJS.Signals | null) =>
+      this.onRetiredExit(worker, code, signal),
+    );
+    return worker;
+  }
+
+  private fork(s: WorkerSlot): void {
+    s.timer = undefined;
+    if (this.closing) return;
+    const worker = this.spawn(s, false);
     s.worker = worker;
     s.generation++;
     s.handoff = new Handoff(worker, (handle) => this.emit('returned', handle, s.slot));
@@ -297,24 +361,215 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       kill(worker, 'SIGKILL');
     }, this.options.readyTimeout);
     s.timer.unref();
-    this.emit('forked', worker, s.slot);
-    // A worker's 'error' (e.g. a failed send to a dead process) must never become an uncaught
-    // exception in the primary; send callbacks already report the failure where it matters.
-    worker.on('error', (err: Error) => debug('slot %d: worker error: %s', s.slot, err.message));
     worker.on('exit', (code: number | null, signal: NodeJS.Signals | null) =>
       this.onExit(s, worker, code, signal),
     );
   }
 
-  /** Whether `worker` is still the one in `slot` (not a replaced or exited one). */
+  /**
+   * Whether `worker` still belongs to `slot`: its worker, the successor a reload is starting, or
+   * a worker a reload replaced that is still draining (its sessions' writes count).
+   */
   isCurrent(slot: number, worker: Worker): boolean {
-    return this.slots[slot]?.worker === worker;
+    const s = this.slots[slot];
+    return (
+      s !== undefined &&
+      (s.worker === worker ||
+        s.incoming?.worker === worker ||
+        this.retiring.get(worker)?.slot === slot)
+    );
+  }
+
+  /**
+   * Resolves true once `slot` has a ready worker (at once if it has), false if it has none
+   * within `ms` plus the longest respawn delay, or the pool closes.
+   */
+  whenReady(slot: number, ms: number): Promise<boolean> {
+    if (this.slots[slot]?.state === 'ready') return Promise.resolve(true);
+    if (this.closing) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.off('workerUp', onUp);
+        this.off('idle', onIdle);
+        resolve(ok);
+      };
+      const onUp = (info: { slot: number }) => {
+        if (info.slot === slot) done(true);
+      };
+      const onIdle = () => done(false);
+      const timer = setTimeout(() => done(false), ms + this.options.maxRespawnDelay);
+      timer.unref();
+      this.on('workerUp', onUp);
+      this.on('idle', onIdle);
+    });
+  }
+
+  /**
+   * Starts a successor for `slot` (a rolling reload): once it is ready it gets the full session
+   * state, takes the slot (every later connection goes to it), and the worker it replaces is
+   * told to drain (`jitter`: ms over which its upgraded connections close). Resolves with how it
+   * ended: a successor that fails (its factory throws, it exits, it is not ready within
+   * `readyTimeout`) is removed and the slot keeps its worker.
+   */
+  replace(slot: number, jitter: number): Promise<ReplaceOutcome> {
+    const s = this.slots[slot];
+    if (!s || this.closing || s.state !== 'ready' || !s.worker || s.incoming) {
+      const why = this.closing ? 'the cluster is closing' : `slot ${slot} has no ready worker`;
+      return Promise.resolve({ ok: false, reason: why, pid: -1 });
+    }
+    return new Promise<ReplaceOutcome>((settle) => {
+      const worker = this.spawn(s, true);
+      const pid = worker.process.pid ?? -1;
+      const timer = setTimeout(() => {
+        const incoming = s.incoming;
+        if (incoming?.worker !== worker) return;
+        incoming.failure ??= `not ready within readyTimeout (${this.options.readyTimeout} ms)`;
+        kill(worker, 'SIGKILL');
+      }, this.options.readyTimeout);
+      timer.unref();
+      const handoff = new Handoff(worker, (handle) => this.emit('returned', handle, s.slot));
+      s.incoming = { worker, handoff, timer, failure: undefined, jitter, settle };
+      worker.on('exit', (code: number | null, signal: NodeJS.Signals | null) => {
+        const incoming = s.incoming;
+        if (incoming?.worker !== worker) return;
+        // Gone before it was ready: the slot keeps the worker it has.
+        clearTimeout(incoming.timer);
+        s.incoming = undefined;
+        this.emit('workerExit', { slot: s.slot, pid, code, signal, planned: false });
+        const reason =
+          incoming.failure ?? `exited before it was ready (${signal ?? `code ${code}`})`;
+        settle({ ok: false, reason, pid });
+        this.checkIdle();
+      });
+    });
+  }
+
+  /** The successor of `s` is ready: it takes the slot; the worker it replaces drains. */
+  private succeed(s: WorkerSlot, incoming: Incoming): void {
+    const old = s.worker;
+    const oldHandoff = s.handoff;
+    clearTimeout(incoming.timer);
+    s.incoming = undefined;
+    const worker = incoming.worker;
+    // The full session state first: IPC keeps the order, so it lands before any connection.
+    this.emit('syncWorker', worker);
+    s.worker = worker;
+    s.handoff = incoming.handoff;
+    s.generation++;
+    s.replaced.reload++;
+    s.readyAt = Date.now();
+    s.lastHeard = s.readyAt;
+    const pid = worker.process.pid ?? -1;
+    let drained = Promise.resolve();
+    if (old && oldHandoff) {
+      drained = this.retire(s, old, oldHandoff, incoming.jitter);
+    }
+    const serve = message<ServeMessage>(MessageType.Serve, {
+      live: [...this.live],
+      draining: this.retiring.size,
+    });
+    sendToWorker(worker, serve, `slot ${s.slot}: serve message`);
+    worker.on('exit', (code: number | null, signal: NodeJS.Signals | null) =>
+      this.onExit(s, worker, code, signal),
+    );
+    this.emit('workerUp', { slot: s.slot, pid });
+    incoming.settle({
+      ok: true,
+      pid,
+      generation: s.generation,
+      oldPid: old?.process.pid ?? -1,
+      drained,
+    });
+  }
+
+  /**
+   * `old` no longer gets connections (the slot has its successor): it drains. Its queued
+   * handles still reach it before the shutdown message (IPC keeps the order).
+   */
+  private retire(s: WorkerSlot, old: Worker, handoff: Handoff, jitter: number): Promise<void> {
+    return new Promise<void>((exited) => {
+      const timer = setTimeout(() => kill(old, 'SIGKILL'), this.options.shutdownTimeout);
+      timer.unref();
+      this.retiring.set(old, { slot: s.slot, handoff, timer, sids: new Set(), exited });
+      this.broadcastRetiring({});
+      const shutdown = message<ShutdownMessage>(MessageType.Shutdown, { reload: true, jitter });
+      sendToWorker(old, shutdown, `slot ${s.slot}: reload shutdown message`);
+    });
+  }
+
+  /** A worker draining for a reload has gone. */
+  private onRetiredExit(worker: Worker, code: number | null, signal: NodeJS.Signals | null): void {
+    const r = this.retiring.get(worker);
+    if (!r) return;
+    clearTimeout(r.timer);
+    this.retiring.delete(worker);
+    for (const sid of r.sids) this.retained.delete(sid);
+    this.broadcastRetiring(r.sids.size > 0 ? { remove: [...r.sids] } : {});
+    const orphans = r.handoff.takeUnacknowledged();
+    if (orphans.length > 0) this.emit('orphans', orphans);
+    this.emit('workerExit', {
+      slot: r.slot,
+      pid: worker.process.pid ?? -1,
+      code,
+      signal,
+      planned: true,
+    });
+    r.exited();
+    this.checkIdle();
+  }
+
+  /** A draining worker still serves these engine.io sessions: their requests go on to it. */
+  retain(worker: Worker, sids: readonly string[]): void {
+    const r = this.retiring.get(worker);
+    if (!r) return;
+    const added = sids.filter((sid) => !r.sids.has(sid));
+    for (const sid of added) {
+      r.sids.add(sid);
+      this.retained.set(sid, worker);
+    }
+    if (added.length > 0) this.broadcastRetiring({ add: added });
+  }
+
+  /** Where a request of engine.io session `sid` goes while its worker drains, if it does. */
+  retainedHandoff(sid: string): Handoff | undefined {
+    const worker = this.retained.get(sid);
+    return worker ? this.retiring.get(worker)?.handoff : undefined;
+  }
+
+  /** Whether any draining worker holds engine.io sessions (routing then looks at ids). */
+  get retaining(): boolean {
+    return this.retained.size > 0;
+  }
+
+  /** Tells every serving worker which sessions are retained, and how many workers drain. */
+  private broadcastRetiring(change: { add?: string[]; remove?: string[] }): void {
+    const msg = message<RetiringMessage>(MessageType.Retiring, {
+      ...change,
+      draining: this.retiring.size,
+    });
+    for (const r of this.slots) {
+      if (r.state === 'ready' && r.worker) {
+        sendToWorker(r.worker, msg, `slot ${r.slot}: retiring message`);
+      }
+    }
   }
 
   /** A lifecycle message from the current worker of `slot`. */
   lifecycle(slot: number, worker: Worker, msg: LifecycleMessage): void {
     const s = this.slots[slot];
     if (!s) return;
+    const incoming = s.incoming;
+    if (incoming?.worker === worker) {
+      if (msg.t === MessageType.Ready && s.state === 'ready') this.succeed(s, incoming);
+      else if (msg.t === MessageType.Ready) {
+        // The slot lost its worker meanwhile (it crashed): the successor is not wanted twice.
+        incoming.failure = `slot ${slot} lost its worker while the successor started`;
+        kill(worker, 'SIGKILL');
+      } else if (msg.t === MessageType.StartFailed) incoming.failure = msg.reason;
+      return;
+    }
+    if (s.worker !== worker) return;
     if (msg.t === MessageType.Ready && s.state === 'starting') {
       clearTimeout(s.timer);
       s.timer = undefined;
@@ -396,7 +651,11 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   }
 
   private checkIdle(): void {
-    if (this.closing && this.slots.every((s) => s.worker === undefined)) {
+    if (
+      this.closing &&
+      this.retiring.size === 0 &&
+      this.slots.every((s) => s.worker === undefined && s.incoming === undefined)
+    ) {
       removeRelayDir(this.relayDir);
       this.emit('idle');
     }

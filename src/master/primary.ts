@@ -12,6 +12,7 @@ import type { MulticastStats } from '../replication/transports/multicast/transpo
 import type { RedisStats } from '../replication/transports/redis/transport.js';
 import { Balancer, type BalancerCounters } from './balancer.js';
 import { WorkerChannels } from './ipc.js';
+import { logPrimaryEvents } from './log-events.js';
 import { type PoolEvents, type SlotStats, WorkerPool } from './pool.js';
 
 export interface PrimaryStats extends BalancerCounters {
@@ -56,6 +57,56 @@ export interface PrimaryEvents
   close: [];
   /** The `metrics` endpoint is bound. */
   metricsListening: [AddressInfo];
+  /** A step of a rolling reload (see `reload()`). */
+  reload: [ReloadStep];
+}
+
+/** One slot in a {@link ReloadReport}. */
+export interface ReloadSlot {
+  slot: number;
+  /** The slot's worker now. */
+  pid: number | null;
+  /** Workers forked into the slot so far (see `stats().slots`). */
+  generation: number;
+  /** Whether this reload gave the slot a worker that runs the code on disk now. */
+  reloaded: boolean;
+  /** The worker it replaced (drained), where it was replaced. */
+  previousPid?: number;
+}
+
+/** What `reload()` did: each slot's worker and generation; on failure, where it stopped. */
+export interface ReloadReport {
+  startedAt: number;
+  finishedAt: number;
+  slots: ReloadSlot[];
+  /** The slot whose new worker failed, and why (the reload stopped there). */
+  failed?: { slot: number; pid: number; reason: string };
+}
+
+/**
+ * A step of a rolling reload, in order: `start`; per slot `fork` (its successor is starting),
+ * `switch` (the successor is ready and has the slot; the old worker drains), `drained` (the old
+ * worker has exited) or `failed`; then `done` (or nothing more after `failed`).
+ */
+export type ReloadStep =
+  | { step: 'start'; slots: number }
+  | { step: 'fork'; slot: number }
+  | { step: 'switch'; slot: number; pid: number; previousPid: number; generation: number }
+  | { step: 'drained'; slot: number; previousPid: number }
+  | { step: 'failed'; slot: number; pid: number; reason: string }
+  | { step: 'done'; report: ReloadReport };
+
+/** `reload()`'s error: which slots run which generation, and why the new worker failed. */
+export class ReloadError extends StickyMeshError {
+  constructor(readonly report: ReloadReport) {
+    const f = report.failed;
+    super(
+      'ERR_STICKY_RELOAD_FAILED',
+      `sticky-mesh: reload stopped at slot ${f?.slot}: its new worker (pid ${f?.pid}) ${f?.reason}; ` +
+        'the slot keeps its previous worker',
+    );
+    this.name = 'ReloadError';
+  }
 }
 
 const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
@@ -76,6 +127,12 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
   /** The `metrics` option's scrapes and endpoint. */
   private readonly metricsEndpoint: PrimaryMetrics | undefined;
   private closing: Promise<void> | undefined;
+  private reloading: Promise<ReloadReport> | undefined;
+  private readonly onReloadSignal = (signal: NodeJS.Signals) => {
+    debug('primary: %s, reloading', signal);
+    // Its outcome is told by the `reload` events; nothing waits for the promise here.
+    this.reload().catch(() => undefined);
+  };
   private readonly onSignal = (signal: NodeJS.Signals) => this.closeOnSignal(signal);
 
   constructor(private readonly options: ResolvedStickyOptions) {
@@ -93,6 +150,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       store: (worker, msg) => this.hub.receive(worker, msg),
       reroute: (handle, head, peer) => this.balancer.reroute(handle, head, peer),
       metrics: (worker, msg) => this.metricsEndpoint?.receive(worker, msg),
+      retained: (worker, sids) => this.pool.retain(worker, sids),
     });
     this.metricsEndpoint = options.metrics
       ? new PrimaryMetrics(options.metrics, {
@@ -125,6 +183,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       this.emit('workerUnresponsive', info);
     });
     this.balancer.server.on('error', (err) => this.onServerError(err));
+    logPrimaryEvents(this, options.logger);
   }
 
   /** Binds the port, then forks the workers; `callback` runs once every worker is ready. */
@@ -151,6 +210,10 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       (address) => this.emit('metricsListening', address),
       (err) => this.emit('error', err),
     );
+    if (this.options.handleSignals) {
+      for (const s of SIGNALS) process.on(s, this.onSignal);
+      if (this.options.reloadSignal) process.on(this.options.reloadSignal, this.onReloadSignal);
+    }
     const transport = this.hub.transport;
     if (!transport) {
       this.bind(portNumber, bindHost);
@@ -165,7 +228,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       (err: StickyMeshError) => {
         if (this.state !== 'joining') return;
         this.state = 'closed';
-        for (const s of SIGNALS) process.off(s, this.onSignal);
+        this.stopSignals();
         this.emit('error', err);
       },
     );
@@ -231,7 +294,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
   close(): Promise<void> {
     this.closing ??= new Promise<void>((resolve) => {
       this.state = 'closing';
-      for (const s of SIGNALS) process.off(s, this.onSignal);
+      this.stopSignals();
       this.balancer.close();
       this.hub.close();
       void this.metricsEndpoint?.close();
@@ -246,6 +309,87 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       this.pool.shutdown();
     });
     return this.closing;
+  }
+
+  private stopSignals(): void {
+    for (const s of SIGNALS) process.off(s, this.onSignal);
+    if (this.options.reloadSignal) process.off(this.options.reloadSignal, this.onReloadSignal);
+  }
+
+  /**
+   * Rolling reload: replaces the workers one slot at a time with new ones, which run the entry
+   * script afresh (new code on disk is what they run). For each slot: fork its new worker, wait
+   * until it is ready and holds the full session state, give it the slot (every new connection
+   * goes to it), then let the old one drain (`shutdown` event, in-flight requests finish, idle
+   * keep-alive connections close, upgraded ones close spread over `closeJitter`, engine.io
+   * sessions still polling on it stay routed to it) and wait until it has exited. Clients keep
+   * their slot. A new worker that fails (its factory throws, it exits, it is not ready within
+   * `readyTimeout`) stops the reload there: it is removed, the old worker keeps its slot, and
+   * the promise rejects with `ERR_STICKY_RELOAD_FAILED` ({@link ReloadError}, with the report).
+   * Called while a reload runs, returns that reload's promise.
+   */
+  reload(): Promise<ReloadReport> {
+    this.reloading ??= this.runReload().finally(() => {
+      this.reloading = undefined;
+    });
+    return this.reloading;
+  }
+
+  private async runReload(): Promise<ReloadReport> {
+    const startedAt = Date.now();
+    const report: ReloadReport = {
+      startedAt,
+      finishedAt: startedAt,
+      slots: this.pool.stats().map((s) => ({
+        slot: s.slot,
+        pid: s.pid,
+        generation: s.generation,
+        reloaded: false,
+      })),
+    };
+    const fail = (slot: number, pid: number, reason: string): never => {
+      report.failed = { slot, pid, reason };
+      report.finishedAt = Date.now();
+      this.emit('reload', { step: 'failed', slot, pid, reason });
+      throw new ReloadError(report);
+    };
+    if (this.state !== 'ready') {
+      fail(0, -1, `could not start: the cluster is ${this.state}, not ready`);
+    }
+    this.emit('reload', { step: 'start', slots: this.options.num });
+    const jitter = Math.min(this.options.closeJitter, Math.floor(this.options.shutdownTimeout / 2));
+    for (const entry of report.slots) {
+      const { slot } = entry;
+      // A slot whose worker crashed meanwhile gets it back first (its respawn runs the new code
+      // too, but is replaced like any other, so every slot ends on a worker this reload made).
+      if (!(await this.pool.whenReady(slot, this.options.readyTimeout))) {
+        fail(slot, -1, 'was never started: the slot has no ready worker to replace');
+      }
+      this.emit('reload', { step: 'fork', slot });
+      const outcome = await this.pool.replace(slot, jitter);
+      if (!outcome.ok) fail(slot, outcome.pid, outcome.reason);
+      else {
+        Object.assign(entry, {
+          pid: outcome.pid,
+          generation: outcome.generation,
+          reloaded: true,
+          previousPid: outcome.oldPid,
+        });
+        this.emit('reload', {
+          step: 'switch',
+          slot,
+          pid: outcome.pid,
+          previousPid: outcome.oldPid,
+          generation: outcome.generation,
+        });
+        // One extra worker at a time: the next slot starts once this one's old worker is gone.
+        await outcome.drained;
+        this.emit('reload', { step: 'drained', slot, previousPid: outcome.oldPid });
+      }
+    }
+    report.finishedAt = Date.now();
+    this.emit('reload', { step: 'done', report });
+    return report;
   }
 
   private becomeReady(): void {
@@ -273,13 +417,13 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     if (this.state === 'binding') {
       // Like net.Server: a failed bind is an 'error' the application must handle.
       this.state = 'closed';
-      for (const s of SIGNALS) process.off(s, this.onSignal);
+      this.stopSignals();
       this.balancer.server.close();
       this.emit('error', wrapped);
     } else if (this.listenerCount('error') > 0) {
       this.emit('error', wrapped);
     } else {
-      debug('listening socket error: %s', err.message);
+      this.options.logger.error(wrapped.message);
     }
   }
 }

@@ -64,6 +64,21 @@ export const MessageType = {
    * `getMetricsAsJSON()` of the worker's registries (`metrics`), or why it has none (`error`).
    */
   MetricsReport: 18,
+  /**
+   * primary -> worker (rolling reload): this worker, forked as its slot's successor, now has the
+   * slot: connections follow; its relay socket may take the siblings' channels.
+   */
+  Serve: 20,
+  /**
+   * worker -> primary (a worker draining for a reload): engine.io sessions (`sids`) it still
+   * serves; their requests keep coming here until it has gone.
+   */
+  Retained: 21,
+  /**
+   * primary -> worker: engine.io session ids held by workers that are draining for a reload
+   * (`add`), or no longer (`remove`); a request naming one is handed back to the primary.
+   */
+  Retiring: 22,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -83,7 +98,30 @@ export type ConnectionMessage = Envelope<typeof MessageType.Connection> & {
   head?: string;
   peer?: string;
 };
-export type ShutdownMessage = Envelope<typeof MessageType.Shutdown>;
+/**
+ * `reload`: the drain of a rolling reload (the slot already has a successor): engine.io
+ * sessions still polling here keep being served, upgraded connections close spread over
+ * `jitter` ms, idle keep-alive connections close once quiet.
+ */
+export type ShutdownMessage = Envelope<typeof MessageType.Shutdown> & {
+  reload?: boolean;
+  jitter?: number;
+};
+/** `draining`: how many workers are draining for a reload now (see RetiringMessage). */
+export type ServeMessage = Envelope<typeof MessageType.Serve> & {
+  live: number[];
+  draining: number;
+};
+export type RetainedMessage = Envelope<typeof MessageType.Retained> & { sids: string[] };
+/**
+ * `draining`: workers draining for a reload now; while any does, a worker checks the engine.io
+ * session id of every request on its connections.
+ */
+export type RetiringMessage = Envelope<typeof MessageType.Retiring> & {
+  add?: string[];
+  remove?: string[];
+  draining: number;
+};
 export type StartFailedMessage = Envelope<typeof MessageType.StartFailed> & { reason: string };
 
 export type LeavingMessage = Envelope<typeof MessageType.Leaving>;
@@ -152,7 +190,10 @@ export type Message =
   | PingMessage
   | PongMessage
   | MetricsRequestMessage
-  | MetricsReportMessage;
+  | MetricsReportMessage
+  | ServeMessage
+  | RetainedMessage
+  | RetiringMessage;
 
 /** Builds a message of the given type; `body` holds its type-specific fields. */
 export function message<M extends Message>(t: M['t'], body: Omit<M, 'src' | 'v' | 't'>): M {
@@ -167,7 +208,12 @@ const always = (): boolean => true;
 const VALID = new Map<number, (m: Fields) => boolean>([
   [MessageType.Ready, (m) => Number.isInteger(m.slot)],
   [MessageType.Connection, (m) => optionalString(m.head) && optionalString(m.peer)],
-  [MessageType.Shutdown, always],
+  [
+    MessageType.Shutdown,
+    (m) =>
+      (m.reload === undefined || typeof m.reload === 'boolean') &&
+      (m.jitter === undefined || isId(m.jitter)),
+  ],
   [MessageType.StartFailed, (m) => typeof m.reason === 'string'],
   [MessageType.Leaving, always],
   [MessageType.Reroute, (m) => typeof m.head === 'string' && optionalString(m.peer)],
@@ -192,7 +238,23 @@ const VALID = new Map<number, (m: Fields) => boolean>([
     MessageType.MetricsReport,
     (m) => isId(m.id) && Array.isArray(m.metrics) && optionalString(m.error),
   ],
+  [
+    MessageType.Serve,
+    (m) => Array.isArray(m.live) && m.live.every((s) => Number.isInteger(s)) && isId(m.draining),
+  ],
+  [MessageType.Retained, (m) => stringList(m.sids)],
+  [
+    MessageType.Retiring,
+    (m) =>
+      (m.add === undefined || stringList(m.add)) &&
+      (m.remove === undefined || stringList(m.remove)) &&
+      isId(m.draining),
+  ],
 ]);
+
+function stringList(value: unknown): boolean {
+  return Array.isArray(value) && value.every((v) => typeof v === 'string');
+}
 
 /** Returns the message if `value` is a well-formed message of this protocol, else `undefined`. */
 export function parseMessage(value: unknown): Message | undefined {
@@ -230,3 +292,9 @@ export const NODELAY_ENV = 'STICKY_MESH_NODELAY';
  * cluster listens for its siblings' relay channels (`<slot>.sock`); unset: no relays.
  */
 export const RELAY_DIR_ENV = 'STICKY_MESH_RELAY_DIR';
+
+/**
+ * Set to `1` for a worker forked by a rolling reload while its slot's previous worker still
+ * serves: it takes its slot (relay socket, connections) only on the primary's Serve message.
+ */
+export const SUCCESSOR_ENV = 'STICKY_MESH_SUCCESSOR';

@@ -1,4 +1,5 @@
 import { InvalidOptionError } from '../errors.js';
+import { type LoggerOption, QUIET_LOGGER, type ResolvedLogger, resolveLogger } from '../logger.js';
 import { boolean, definedFields, integer, MAX_MS, rejectUnknown } from '../validate.js';
 import { LIMITS } from './limits.js';
 import { resolveTransport } from './transports/choose.js';
@@ -6,7 +7,7 @@ import type { MulticastOptions } from './transports/multicast/options.js';
 import type { RedisOption } from './transports/redis/options.js';
 
 /** Options of {@link ReplicatedStore}. Every time is in milliseconds. */
-export interface ReplicatedStoreOptions {
+export interface ReplicatedStoreOptions extends LoggerOption {
   /**
    * Lifetime of a session whose cookie has no `expires` (a browser-session cookie), in ms.
    * Otherwise the lifetime is the cookie's: `expires - now`; zero or less deletes the session.
@@ -61,9 +62,12 @@ export interface ReplicatedStoreOptions {
   redis?: RedisOption;
 }
 
-export type ResolvedStoreOptions = Required<Omit<ReplicatedStoreOptions, 'multicast' | 'redis'>> & {
+export type ResolvedStoreOptions = Required<
+  Omit<ReplicatedStoreOptions, 'multicast' | 'redis' | 'logger'>
+> & {
   multicast: MulticastOptions | undefined;
   redis: RedisOption | undefined;
+  logger: ResolvedLogger;
 };
 
 /** The defaults, in one place. */
@@ -76,6 +80,7 @@ export const STORE_DEFAULTS: Readonly<ResolvedStoreOptions> = Object.freeze({
   sweepInterval: 60_000,
   multicast: undefined,
   redis: undefined,
+  logger: QUIET_LOGGER,
 });
 
 const KNOWN = new Set(Object.keys(STORE_DEFAULTS));
@@ -87,6 +92,7 @@ export function resolveStoreOptions(options: ReplicatedStoreOptions): ResolvedSt
   }
   rejectUnknown(options, KNOWN);
   const out = { ...STORE_DEFAULTS, ...definedFields(options) } as ResolvedStoreOptions;
+  out.logger = resolveLogger(options.logger, 'logger');
   resolveTransport(out);
   integer('ttl', out.ttl, 1, 2 ** 47);
   integer('touchAfter', out.touchAfter, 0, MAX_MS);

@@ -103,7 +103,8 @@ export class ReplicatedStore extends Base {
         this.emit(now ? 'connect' : 'disconnect');
       };
       this.started = transport.start();
-      this.started.catch((err: Error) => console.error(err.message));
+      const { logger } = this.options;
+      this.started.catch((err: Error) => logger.error(err.message));
     }
     this.sweeper = setInterval(() => this.table.sweep(), this.options.sweepInterval);
     this.sweeper.unref();

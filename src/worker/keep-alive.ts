@@ -9,6 +9,7 @@ import { MessageType, message, type RerouteMessage } from '../protocol/messages.
 import { missingHeader, respond } from '../routing/answer.js';
 import { routeFields, slotFor } from '../routing/key.js';
 import { type ScopeTest, scopeTest } from '../routing/scope.js';
+import { sidFromTarget } from '../routing/session-id.js';
 import type { Relays } from './relay.js';
 
 /** What the routing of kept-open connections needs from the worker that runs it. */
@@ -18,6 +19,11 @@ export interface KeptOpenOwner {
   readonly serving: boolean;
   /** Relays to sibling workers, where this worker has them. */
   readonly relays: Relays | undefined;
+  /**
+   * While this worker drains for a reload: whether it still serves engine.io session `sid`
+   * (such a request is served here instead of being handed back).
+   */
+  retains(sid: string): boolean;
 }
 
 /**
@@ -44,6 +50,28 @@ export class KeptOpenConnections {
   private readonly inScope: ScopeTest | undefined;
   /** Sockets whose parser this Node does not let us gate: each answer closes them. */
   private readonly ungated = new WeakSet<Socket>();
+  /** engine.io sessions that workers draining for a reload still serve (the primary's word). */
+  private readonly retired = new Set<string>();
+  /** Workers draining for a reload now: while any does, every connection is followed. */
+  draining = 0;
+
+  /** The primary's word on the workers draining for a reload and the sessions they keep. */
+  setRetiring(add: readonly string[] = [], remove: readonly string[] = [], draining = 0): void {
+    for (const sid of add) this.retired.add(sid);
+    for (const sid of remove) this.retired.delete(sid);
+    this.draining = draining;
+    if (draining === 0) this.retired.clear();
+  }
+
+  /**
+   * Whether a request for `url` belongs to an engine.io session a worker draining for a reload
+   * still serves (it goes there through the primary).
+   */
+  private isRetired(url: string): boolean {
+    if (this.retired.size === 0 || !url.includes('EIO=')) return false;
+    const sid = sidFromTarget(url);
+    return sid !== undefined && this.retired.has(sid);
+  }
 
   constructor(
     private readonly options: ResolvedStickyOptions,
@@ -122,11 +150,21 @@ export class KeptOpenConnections {
         const relays = this.owner.relays;
         // Behind a relayed request, pipelined: to the same place, so answers keep their order.
         if (relays?.busy(socket)) return relays.sink(socket, -1, method) ?? true;
-        if (busy || (this.inScope !== undefined && !this.inScope(method, url, fields))) {
-          return false;
+        if (busy) return false;
+        // An engine.io session that a worker draining for a reload still serves goes there.
+        if (this.owner.serving && this.isRetired(url)) {
+          unroutable = false;
+          return true;
         }
-        // Not serving (draining): the primary decides where it goes.
-        if (!this.owner.serving) return true;
+        if (this.inScope !== undefined && !this.inScope(method, url, fields)) return false;
+        // Not serving (draining): the primary decides where it goes, unless it is one of the
+        // engine.io sessions this worker keeps until it has drained.
+        if (!this.owner.serving) {
+          const sid = url.includes('EIO=') ? sidFromTarget(url) : undefined;
+          if (sid !== undefined && this.owner.retains(sid)) return false;
+          unroutable = false;
+          return true;
+        }
         const line = cacheable ? onlyLine(fields, this.options.header) : undefined;
         let slot: number | undefined;
         if (!this.options.proxy) {

@@ -1,4 +1,4 @@
-import { existsSync, unlinkSync } from 'node:fs';
+import { existsSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { debug } from '../debug.js';
@@ -33,7 +33,12 @@ function socketPath(dir: string, slot: number): string {
 /** The listening side in every worker: each channel from a sibling becomes a connection here. */
 export class RelayListener {
   private readonly server: net.Server;
+  /** Where siblings connect: `<slot>.sock`. */
   private readonly file: string;
+  /** Where this worker binds first (its own name), renamed to `file` when it takes the slot. */
+  private readonly own: string;
+  /** The inode bound, to tell whether `file` is still this worker's. */
+  private inode = -1;
 
   constructor(
     dir: string,
@@ -42,27 +47,60 @@ export class RelayListener {
     private readonly onChannel: (socket: net.Socket, rest: Buffer) => void,
   ) {
     this.file = socketPath(dir, slot);
+    this.own = path.join(dir, `${slot}.${process.pid}.sock`);
     this.server = net.createServer((socket) => this.introduce(socket));
     this.server.on('error', (err) => debug('relay listener: %s', err.message));
   }
 
-  /** Listens (a previous worker of this slot may have left its file behind). */
+  /**
+   * Listens under this worker's own name; `takeSlot` then makes it the slot's. (A worker that
+   * replaces another in a rolling reload takes the name only once it has the slot, so siblings
+   * do not relay to it before it holds the session state.)
+   */
   listen(): Promise<boolean> {
     try {
-      unlinkSync(this.file);
+      unlinkSync(this.own);
     } catch {
-      // None there.
+      // None there (a crashed worker with this pid would have left it).
     }
     return new Promise((resolve) => {
       this.server.once('error', () => resolve(false));
       // exclusive: a cluster worker's listen would otherwise go through the primary.
-      this.server.listen({ path: this.file, exclusive: true }, () => resolve(true));
+      this.server.listen({ path: this.own, exclusive: true }, () => {
+        try {
+          this.inode = statSync(this.own).ino;
+          resolve(true);
+        } catch {
+          resolve(false);
+        }
+      });
     });
   }
 
-  /** Takes no more channels (those open stay, as connections of the server). */
-  close(): void {
+  /** Siblings' channels to this slot reach this worker from now on (atomic: replaces the file). */
+  takeSlot(): boolean {
+    try {
+      renameSync(this.own, this.file);
+      return true;
+    } catch (err) {
+      debug('relay listener: %s', (err as Error).message);
+      return false;
+    }
+  }
+
+  /**
+   * Takes no more channels (those open stay, as connections of the server). `leaving`: nobody
+   * takes the slot over now, so its file goes too (siblings stop relaying to it); a worker
+   * replaced by a reload leaves the file to its successor.
+   */
+  close(leaving: boolean): void {
     if (this.server.listening) this.server.close();
+    if (!leaving) return;
+    try {
+      if (statSync(this.file).ino === this.inode) unlinkSync(this.file);
+    } catch {
+      // Already gone.
+    }
   }
 
   private introduce(socket: net.Socket): void {

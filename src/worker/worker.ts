@@ -20,14 +20,18 @@ import {
   type PongMessage,
   RELAY_DIR_ENV,
   type ReadyMessage,
+  type RetainedMessage,
+  type RetiringMessage,
+  type ServeMessage,
   type ShutdownMessage,
   SLOT_ENV,
   type SlotsMessage,
   type StartFailedMessage,
+  SUCCESSOR_ENV,
 } from '../protocol/messages.js';
 import { closeIdleSparingQueued } from '../relay-internals.js';
 import { normaliseAddress } from '../routing/address.js';
-import { makeSessionId } from '../routing/session-id.js';
+import { makeSessionId, sidFromTarget } from '../routing/session-id.js';
 import { KeptOpenConnections } from './keep-alive.js';
 import { RelayListener, Relays } from './relay.js';
 
@@ -42,8 +46,16 @@ const WORKER_MESSAGES = [
   MessageType.Slots,
   MessageType.Shutdown,
   MessageType.Ping,
+  MessageType.Serve,
+  MessageType.Retiring,
 ] as const;
-type WorkerMessage = ConnectionMessage | SlotsMessage | ShutdownMessage | PingMessage;
+type WorkerMessage =
+  | ConnectionMessage
+  | SlotsMessage
+  | ShutdownMessage
+  | PingMessage
+  | ServeMessage
+  | RetiringMessage;
 
 export interface WorkerEvents {
   /** The factory's server exists and the primary has been told; connections may arrive. */
@@ -77,7 +89,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   /** Sockets handed over by the primary and not yet closed (raw TCP, under any TLS layer). */
   private readonly sockets = new Set<Socket>();
   /** Proxy mode, session-id affinity: every request of a connection is routed by its own key. */
-  private readonly keptOpen: KeptOpenConnections | undefined;
+  private readonly keptOpen: KeptOpenConnections;
   /** Requests relayed to siblings, and the channels siblings relay on to this worker. */
   private readonly relays: Relays | undefined;
   private relayListener: RelayListener | undefined;
@@ -88,6 +100,16 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   private closing: Promise<void> | undefined;
   /** The primary's listening socket passes TCP_NODELAY on to every connection (Linux). */
   private readonly noDelayInherited: boolean;
+  /**
+   * Forked by a rolling reload while its slot's previous worker serves: the slot (connections,
+   * the relay socket) is this worker's once the primary's Serve message says so.
+   */
+  private readonly successor = process.env[SUCCESSOR_ENV] === '1';
+  /** Set when this worker drains because a reload replaced it (see `drainForReload`). */
+  private reloadJitter: number | undefined;
+  /** While draining for a reload: the engine.io sessions it still serves (told to the primary). */
+  private readonly retained = new Set<string>();
+  private retainedPending: string[] = [];
 
   constructor(
     private readonly options: ResolvedStickyOptions,
@@ -98,18 +120,21 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     this.noDelayInherited = process.env[NODELAY_ENV] === '1';
     this.genid = () => makeSessionId(this.slot, options.seed);
     this.generateId = this.genid;
+    const worker = this;
     if (options.proxy || options.sessionAffinity !== false) {
-      const worker = this;
       const dir = process.env[RELAY_DIR_ENV];
       this.relays = dir ? new Relays(dir, () => worker.server?.keepAliveTimeout ?? 0) : undefined;
-      this.keptOpen = new KeptOpenConnections(options, {
-        slot: this.slot,
-        get serving() {
-          return worker.state === 'ready';
-        },
-        relays: this.relays,
-      });
     }
+    // In IP mode without session ids it follows connections only while a reload runs (an
+    // engine.io session of a worker being replaced is sent back there).
+    this.keptOpen = new KeptOpenConnections(options, {
+      slot: this.slot,
+      get serving() {
+        return worker.state === 'ready';
+      },
+      relays: this.relays,
+      retains: (sid) => this.retained.has(sid),
+    });
     // Listen before anything is announced: IPC messages that arrive with no listener are lost.
     primaryChannel.on(WORKER_MESSAGES, (msg, handle) => this.receive(msg, handle));
     if (options.metrics) answerScrapes(() => this.stats());
@@ -207,6 +232,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
         `sticky-mesh: the server factory failed: ${String(cause)}`,
         { cause },
       );
+      this.options.logger.error(`${err.message} (slot ${this.slot}, pid ${process.pid})`);
       const failed = message<StartFailedMessage>(MessageType.StartFailed, { reason: err.message });
       // Report, then fail the process the way an error thrown at startup would.
       process.send?.(failed, () =>
@@ -226,8 +252,13 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
       const listener = new RelayListener(dir, this.slot, (socket, rest) =>
         this.adopt(socket, rest, undefined, false),
       );
-      if (await listener.listen()) this.relayListener = listener;
-      else debug('worker %d: no relay listener; requests for it move their connection', this.slot);
+      if (await listener.listen()) {
+        this.relayListener = listener;
+        // A reload's successor takes the slot's name once it has the slot (Serve message).
+        if (!this.successor) listener.takeSlot();
+      } else {
+        debug('worker %d: no relay listener; requests for it move their connection', this.slot);
+      }
     }
     this.state = 'ready';
     const ready = message<ReadyMessage>(MessageType.Ready, { slot: this.slot });
@@ -243,12 +274,20 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
         this.adopt(socket, msg.head ? Buffer.from(msg.head, 'base64') : undefined, msg.peer);
       }
     } else if (msg.t === MessageType.Slots) {
-      this.keptOpen?.setLive(msg.live);
+      this.keptOpen.setLive(msg.live);
     } else if (msg.t === MessageType.Ping) {
       // Answered from the event loop: a worker whose loop is blocked does not answer.
       sendToPrimary(message<PongMessage>(MessageType.Pong, { n: msg.n }), 'pong');
+    } else if (msg.t === MessageType.Serve) {
+      // The full session state came before this (IPC keeps the order): siblings may relay here.
+      this.keptOpen.setLive(msg.live);
+      this.keptOpen.setRetiring([], [], msg.draining);
+      this.relayListener?.takeSlot();
+    } else if (msg.t === MessageType.Retiring) {
+      this.keptOpen.setRetiring(msg.add, msg.remove, msg.draining);
     } else {
       this.shutdownRequested = true;
+      if (msg.reload) this.reloadJitter = msg.jitter ?? 0;
       void this.close();
     }
   }
@@ -294,7 +333,9 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
    */
   private follow(socket: Socket, head: Buffer | undefined, peer: string | undefined): void {
     const keptOpen = this.keptOpen;
-    if (!keptOpen || socket.destroyed) return;
+    if (socket.destroyed) return;
+    const routesRequests = this.options.proxy || this.options.sessionAffinity !== false;
+    if (!routesRequests && keptOpen.draining === 0) return;
     let gated = true;
     if (head) gated = keptOpen.follow(socket, peer, true);
     else if (!this.options.proxy && !this.options.proxyProtocol) {
@@ -314,10 +355,17 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     if (this.state === 'draining' || this.state === 'closed') return;
     const wasServing = this.server !== undefined;
     this.state = 'draining';
-    this.relayListener?.close();
+    const reload = this.reloadJitter !== undefined;
+    // Replaced by a reload, the slot's relay socket is already its successor's.
+    this.relayListener?.close(!reload);
+    if (reload && this.server) this.retainPolling(this.server);
     this.emit('shutdown');
     if (!wasServing) {
       this.finish();
+      return;
+    }
+    if (reload) {
+      this.drainForReload(this.reloadJitter ?? 0);
       return;
     }
     // Stops the server's timers and closes idle keep-alive connections (Node >= 19). It was
@@ -329,6 +377,83 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     this.closeIdle();
     this.idleTimer = setInterval(() => this.closeIdle(), IDLE_CHECK_MS);
     this.idleTimer.unref();
+  }
+
+  /**
+   * The drain of a worker a rolling reload replaced (the primary already routes the slot to its
+   * successor). Unlike a shutdown it must not make clients fail or all come back at once:
+   * - requests in flight finish, and each answer from now on closes its connection
+   *   (`Connection: close`: the client's next request opens a connection the successor gets);
+   * - a keep-alive connection is closed only once it has been quiet for `QUIET_MS` (closing one
+   *   the moment an answer is out races the client's next request on it);
+   * - upgraded connections (WebSockets) are ended at random moments over `jitter` ms;
+   * - engine.io sessions still polling here stay routed here (retainPolling) until they end
+   *   or, `LAST_CALL_MS` before `shutdownTimeout`, the server is closed (engine.io then ends
+   *   them, and their clients open new sessions on the successor).
+   */
+  private drainForReload(jitter: number): void {
+    const server = this.server;
+    if (!server) return;
+    server.prependListener('request', closeAfterResponse);
+    for (const socket of this.sockets) {
+      if ((socket as Socket & { parser?: unknown }).parser !== null) continue;
+      // Node's server let go of this one after an upgrade.
+      const timer = setTimeout(() => endUpgraded(socket), Math.random() * jitter);
+      timer.unref();
+    }
+    const lastCall = Math.max(jitter, this.options.shutdownTimeout - LAST_CALL_MS);
+    const closer = setTimeout(() => {
+      closeIdleSparingQueued(this.sockets, () => server.close());
+    }, lastCall);
+    closer.unref();
+    const quiet = new WeakMap<Socket, { read: number; since: number }>();
+    const closeQuiet = () => {
+      const now = Date.now();
+      for (const socket of this.sockets) {
+        const s = socket as Socket & { parser?: unknown; _httpMessage?: unknown };
+        if (!s.parser || s._httpMessage) {
+          quiet.delete(socket);
+          continue;
+        }
+        const seen = quiet.get(socket);
+        if (!seen || seen.read !== socket.bytesRead) {
+          quiet.set(socket, { read: socket.bytesRead, since: now });
+        } else if (now - seen.since >= QUIET_MS) {
+          socket.destroy();
+        }
+      }
+      this.maybeFinish();
+    };
+    this.idleTimer = setInterval(closeQuiet, IDLE_CHECK_MS);
+    this.idleTimer.unref();
+    closeQuiet();
+  }
+
+  /**
+   * Tells the primary which engine.io sessions this worker still serves as it drains for a
+   * reload: those with a request in flight now (a polling client always has its next poll
+   * waiting here) and any whose request arrives later. The primary routes their requests here.
+   */
+  private retainPolling(server: AnyServer): void {
+    for (const socket of this.sockets) {
+      const res = (socket as Socket & { _httpMessage?: { req?: { url?: string } } })._httpMessage;
+      this.retainUrl(res?.req?.url);
+    }
+    server.prependListener('request', (req) => this.retainUrl(req.url));
+  }
+
+  private retainUrl(url: string | undefined): void {
+    if (!url?.includes('EIO=')) return;
+    const sid = sidFromTarget(url);
+    if (sid === undefined || this.retained.has(sid)) return;
+    this.retained.add(sid);
+    if (this.retainedPending.push(sid) > 1) return;
+    // One message per turn of the event loop, however many arrive in it.
+    setImmediate(() => {
+      const sids = this.retainedPending;
+      this.retainedPending = [];
+      sendToPrimary(message<RetainedMessage>(MessageType.Retained, { sids }), 'retained message');
+    });
   }
 
   private closeIdle(): void {
@@ -363,6 +488,21 @@ function replay(socket: Socket, head: Buffer | undefined): void {
 
 /** How often a draining worker closes the connections that have become idle, in ms. */
 const IDLE_CHECK_MS = 50;
+/** A worker draining for a reload closes a keep-alive connection once it is this quiet, in ms. */
+const QUIET_MS = 1000;
+/** How long before `shutdownTimeout` a worker draining for a reload closes its server, in ms. */
+const LAST_CALL_MS = 1000;
+
+/**
+ * Ends an upgraded connection (TCP FIN after what is queued): a WebSocket client sees it close
+ * and reconnects. Destroyed if it is still open a while later.
+ */
+function endUpgraded(socket: Socket): void {
+  if (socket.destroyed) return;
+  socket.end();
+  setTimeout(() => socket.destroy(), END_GRACE_MS).unref();
+}
+const END_GRACE_MS = 2000;
 
 /** A 'request' listener that makes the server close the connection once it has answered. */
 function closeAfterResponse(_req: http.IncomingMessage, res: http.ServerResponse): void {

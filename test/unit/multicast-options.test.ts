@@ -1,6 +1,7 @@
 import session from 'express-session';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { StickyMeshError } from '../../src/errors.js';
+import { QUIET_LOGGER, resolveLogger } from '../../src/logger.js';
 import { ReplicatedStore } from '../../src/replication/store.js';
 import {
   type MulticastOptions,
@@ -197,11 +198,21 @@ describe('resolveMulticastOptions', () => {
     const o = resolveMulticastOptions({ secret: SECRET, logger });
     o.logger.info('a');
     o.logger.warn('b');
-    const error = vi.spyOn(console, 'error').mockImplementation(() => {});
-    o.logger.error('c'); // not given: falls back to console.error
     expect(lines).toEqual(['L:info a', 'L:warn b']);
-    expect(error).toHaveBeenCalledWith('c');
-    error.mockRestore();
+    // Not given: the quiet default (the debug channel), never the console.
+    expect(o.logger.error).toBe(QUIET_LOGGER.error);
+  });
+
+  it('logs to the logger of whoever runs it unless it names its own', () => {
+    const runner = resolveLogger({ info: vi.fn() }, 'logger');
+    expect(resolveMulticastOptions({ secret: SECRET }, 'multicast', runner).logger).toBe(runner);
+    const own = resolveMulticastOptions(
+      { secret: SECRET, logger: { info() {} } },
+      'multicast',
+      runner,
+    );
+    expect(own.logger).not.toBe(runner);
+    expect(own.logger.warn).toBe(QUIET_LOGGER.warn);
   });
 });
 

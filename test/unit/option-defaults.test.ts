@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidOptionError } from '../../src/errors.js';
 import * as api from '../../src/index.js';
+import { QUIET_LOGGER } from '../../src/logger.js';
 import { ReplicatedStore } from '../../src/replication/store.js';
 import { resolveStoreOptions, STORE_DEFAULTS } from '../../src/replication/store-options.js';
 import { resolveTransport } from '../../src/replication/transports/choose.js';
@@ -38,7 +39,9 @@ describe('ReplicatedStore options', () => {
       sweepInterval: 60_000,
       multicast: undefined,
       redis: undefined,
+      logger: QUIET_LOGGER,
     });
+    expect(STORE_DEFAULTS.logger).toBe(QUIET_LOGGER);
     expect(Object.isFrozen(STORE_DEFAULTS)).toBe(true);
     expect(api.STORE_DEFAULTS).toBe(STORE_DEFAULTS);
   });
@@ -63,6 +66,7 @@ describe('ReplicatedStore options', () => {
       ...given,
       multicast: undefined,
       redis: undefined,
+      logger: QUIET_LOGGER,
     });
   });
 
@@ -74,6 +78,8 @@ describe('ReplicatedStore options', () => {
     ['sweepInterval', { sweepInterval: 0 }],
     ['disableTouch', { disableTouch: 'yes' }],
     ['tll', { tll: 5 }],
+    ['logger', { logger: 'console' }],
+    ['logger.warn', { logger: { warn: true } }],
   ])('names %s when it is refused', (option, given) => {
     expect(refusal(() => new ReplicatedStore(given as never)).option).toBe(option);
   });

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { InvalidOptionError, StickyMeshError } from '../../src/errors.js';
+import { QUIET_LOGGER } from '../../src/logger.js';
 import { DEFAULTS, resolveOptions } from '../../src/options.js';
 
 function thrown(fn: () => unknown): InvalidOptionError {
@@ -19,6 +20,8 @@ describe('options', () => {
       num: os.availableParallelism(),
       seed: 0x5eed1e55,
       handleSignals: true,
+      reloadSignal: 'SIGHUP',
+      closeJitter: 2_000,
       shutdownTimeout: 10_000,
       respawnDelay: 100,
       maxRespawnDelay: 30_000,
@@ -27,6 +30,7 @@ describe('options', () => {
       maxPendingConnections: 1024,
       readyTimeout: 30_000,
       serialization: 'json',
+      logger: QUIET_LOGGER,
       proxy: false,
       header: 'x-forwarded-for',
       trustedProxies: 0,
@@ -44,6 +48,8 @@ describe('options', () => {
       scope: 'all',
     });
     expect(resolveOptions({})).toEqual(resolveOptions(undefined));
+    expect(resolveOptions(undefined).logger).toBe(QUIET_LOGGER);
+    expect(DEFAULTS.logger).toBe(QUIET_LOGGER);
     expect(Object.isFrozen(DEFAULTS)).toBe(true);
   });
 
@@ -52,6 +58,8 @@ describe('options', () => {
       num: 3,
       seed: 7,
       handleSignals: false,
+      reloadSignal: 'SIGUSR2' as const,
+      closeJitter: 0,
       shutdownTimeout: 1,
       respawnDelay: 0,
       maxRespawnDelay: 0,
@@ -75,6 +83,7 @@ describe('options', () => {
     expect(resolveOptions(given)).toEqual({
       ...given,
       metrics: false,
+      logger: QUIET_LOGGER,
       sessionAffinity: false,
       sync: false,
       scope: 'all',
@@ -91,6 +100,11 @@ describe('options', () => {
     ['seed', -1],
     ['seed', 2 ** 32],
     ['handleSignals', 'yes'],
+    ['reloadSignal', 'SIGNOPE'],
+    ['reloadSignal', 'SIGKILL'],
+    ['reloadSignal', 'SIGTERM'],
+    ['reloadSignal', true],
+    ['closeJitter', -1],
     ['shutdownTimeout', -1],
     ['shutdownTimeout', Number.NaN],
     ['shutdownTimeout', 2 ** 31],
@@ -122,6 +136,10 @@ describe('options', () => {
     expect(thrown(() => resolveOptions({ respawnDelay: 500, maxRespawnDelay: 100 })).option).toBe(
       'maxRespawnDelay',
     );
+  });
+
+  it('takes reloadSignal false (no signal reloads)', () => {
+    expect(resolveOptions({ reloadSignal: false }).reloadSignal).toBe(false);
   });
 
   it('rejects unknown (misspelt) options', () => {

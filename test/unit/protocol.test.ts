@@ -22,6 +22,11 @@ describe('IPC protocol', () => {
       message(MessageType.MetricsRequest, { id: 4 }),
       message(MessageType.MetricsReport, { id: 4, metrics: [{ name: 'x' }] }),
       message(MessageType.MetricsReport, { id: 5, metrics: [], error: 'no prom-client' }),
+      message(MessageType.Shutdown, { reload: true, jitter: 2000 }),
+      message(MessageType.Serve, { live: [0, 1], draining: 1 }),
+      message(MessageType.Retained, { sids: ['a', 'b'] }),
+      message(MessageType.Retiring, { add: ['a'], draining: 1 }),
+      message(MessageType.Retiring, { remove: ['a'], draining: 0 }),
     ];
     for (const m of all) expect(parseMessage(JSON.parse(JSON.stringify(m)))).toEqual(m);
   });
@@ -52,6 +57,12 @@ describe('IPC protocol', () => {
       metrics: [],
       error: 2,
     },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.Shutdown, reload: 'yes' },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.Shutdown, jitter: -1.5 },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.Serve, live: [0] },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.Retained, sids: [1] },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.Retiring, add: 'a', draining: 1 },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.Retiring, add: ['a'] },
   ])('drops foreign or malformed input: %j', (input) => {
     expect(parseMessage(input)).toBeUndefined();
   });
@@ -76,6 +87,9 @@ describe('IPC protocol', () => {
       StoreOptions: 16,
       MetricsRequest: 17,
       MetricsReport: 18,
+      Serve: 20,
+      Retained: 21,
+      Retiring: 22,
     });
   });
 });

@@ -1,4 +1,5 @@
 import { InvalidOptionError } from '../../errors.js';
+import type { ResolvedLogger } from '../../logger.js';
 import { TRANSPORT_ENV } from '../../protocol/messages.js';
 import { type Clock, isFarAhead } from '../clock.js';
 import { SessionTable } from '../table.js';
@@ -22,6 +23,8 @@ export type MachineStats = MulticastStats | RedisStats;
 export interface TransportOptions {
   multicast?: MulticastOptions | undefined;
   redis?: RedisOption | undefined;
+  /** Where the transport logs unless its own options name a logger (sticky's, the store's). */
+  logger?: ResolvedLogger | undefined;
 }
 
 /**
@@ -31,7 +34,7 @@ export interface TransportOptions {
 export function resolveTransport(
   options: TransportOptions,
 ): ((host: ReplicaHost) => MachineTransport) | undefined {
-  const { multicast, redis } = options;
+  const { multicast, redis, logger } = options;
   if (multicast !== undefined && redis !== undefined) {
     throw InvalidOptionError.explained(
       'redis',
@@ -39,11 +42,11 @@ export function resolveTransport(
     );
   }
   if (multicast !== undefined) {
-    const resolved = resolveMulticastOptions(multicast);
+    const resolved = resolveMulticastOptions(multicast, 'multicast', logger);
     return (host) => new MulticastTransport(resolved, host);
   }
   if (redis !== undefined) {
-    const resolved = resolveRedisOptions(redis);
+    const resolved = resolveRedisOptions(redis, 'redis', logger);
     return (host) => new RedisTransport(resolved, host);
   }
   return undefined;

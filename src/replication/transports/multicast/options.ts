@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { InvalidOptionError } from '../../../errors.js';
-import { type Logger, type ResolvedLogger, toLogger } from '../../../logger.js';
+import { type Logger, QUIET_LOGGER, type ResolvedLogger, resolveLogger } from '../../../logger.js';
 import { boolean, integer, MAX_MS, rejectUnknown } from '../../../validate.js';
 import { MESH_TIMINGS } from './peer.js';
 
@@ -60,8 +60,9 @@ export interface MulticastOptions {
    */
   multicastTTL?: number;
   /**
-   * Where membership changes and problems are logged (console, bunyan, winston, pino).
-   * @default warnings and errors to console, the rest to the debug channel (NODE_DEBUG=sticky-mesh)
+   * Where membership changes and problems are logged (console, pino, winston, bunyan): peers
+   * joining and leaving at `info`, timeouts and failed transfers at `warn`.
+   * @default the `logger` of sticky() or of the store, else quiet (NODE_DEBUG=sticky-mesh only)
    */
   logger?: Logger;
   /**
@@ -120,7 +121,7 @@ export interface MulticastOptions {
 /**
  * The defaults, in one place. `secret` has none (it is required unless `insecure`); `ipv4` and
  * `ipv6` default to the host's first non-internal address, chosen when the transport starts;
- * `logger` defaults as {@link toLogger} says.
+ * `logger` defaults to the logger of whoever runs the transport (sticky(), the store).
  */
 export const MULTICAST_DEFAULTS = Object.freeze({
   insecure: false,
@@ -169,10 +170,14 @@ const KNOWN = new Set<string>([
   ...Object.keys(MULTICAST_DEFAULTS),
 ]);
 
-/** Validates multicast options; `prefix` names where they were given (in errors). */
+/**
+ * Validates multicast options; `prefix` names where they were given (in errors), `logger` is
+ * used when they name none of their own.
+ */
 export function resolveMulticastOptions(
   input: MulticastOptions,
   prefix = 'multicast',
+  logger: ResolvedLogger = QUIET_LOGGER,
 ): ResolvedMulticastOptions {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     throw new InvalidOptionError(prefix, 'an object of multicast options', input);
@@ -225,14 +230,6 @@ export function resolveMulticastOptions(
   ) {
     throw new InvalidOptionError(name(ipKey), `an IP${use} address of this machine`, address);
   }
-  const logger = o.logger;
-  if (logger !== undefined && (typeof logger !== 'object' || logger === null)) {
-    throw new InvalidOptionError(
-      name('logger'),
-      'an object with info / warn / error methods',
-      logger,
-    );
-  }
   const int = (key: keyof typeof D, min: number, max: number) =>
     integer(name(key), o[key] ?? D[key], min, max);
   return {
@@ -243,7 +240,7 @@ export function resolveMulticastOptions(
     use,
     address: address as string | undefined,
     ttl: int('multicastTTL', 0, 255),
-    logger: toLogger(logger as Logger | undefined),
+    logger: resolveLogger(o.logger, name('logger'), logger),
     syncPort: int('syncPort', 0, 65535),
     heartbeatInterval: int('heartbeatInterval', 10, MAX_MS),
     failureTimeout: int('failureTimeout', 20, MAX_MS),

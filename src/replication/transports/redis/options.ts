@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { InvalidOptionError, StickyMeshError } from '../../../errors.js';
-import { type Logger, type ResolvedLogger, toLogger } from '../../../logger.js';
+import { type Logger, QUIET_LOGGER, type ResolvedLogger, resolveLogger } from '../../../logger.js';
 import { hasMethods, integer, MAX_MS, rejectUnknown } from '../../../validate.js';
 
 /** The part of an ioredis client this transport uses. */
@@ -75,8 +75,9 @@ export interface RedisTransportOptions {
    */
   readOnMissWait?: number;
   /**
-   * Where connection changes and rebuilds are logged (console, bunyan, winston, pino).
-   * @default warnings and errors to console, the rest to the debug channel (NODE_DEBUG=sticky-mesh)
+   * Where connection changes and rebuilds are logged (console, pino, winston, bunyan): the first
+   * rebuild at `info`, a lost connection, failed rebuilds and dropped sessions at `warn`.
+   * @default the `logger` of sticky() or of the store, else quiet (NODE_DEBUG=sticky-mesh only)
    */
   logger?: Logger;
 }
@@ -125,8 +126,15 @@ function isClient(value: unknown): value is RedisClientLike {
   return hasMethods(value, 'duplicate', 'defineCommand');
 }
 
-/** Validates the `redis` option; `name` is where it was given (in errors). */
-export function resolveRedisOptions(value: unknown, name = 'redis'): ResolvedRedisOptions {
+/**
+ * Validates the `redis` option; `name` is where it was given (in errors), `logger` is used when
+ * it names none of its own.
+ */
+export function resolveRedisOptions(
+  value: unknown,
+  name = 'redis',
+  logger: ResolvedLogger = QUIET_LOGGER,
+): ResolvedRedisOptions {
   let o: RedisTransportOptions;
   if (typeof value === 'string') o = { url: value };
   else if (isClient(value)) o = { client: value };
@@ -185,7 +193,7 @@ export function resolveRedisOptions(value: unknown, name = 'redis'): ResolvedRed
       0,
       60_000,
     ),
-    logger: toLogger(o.logger),
+    logger: resolveLogger(o.logger, `${name}.logger`, logger),
   };
 }
 
