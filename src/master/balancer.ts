@@ -20,6 +20,7 @@ import { type RouteKey, routeKey, slotFor } from '../routing/key.js';
 import { sidFromTarget } from '../routing/session-id.js';
 import type { Handoff } from './handoff.js';
 import type { WorkerPool } from './pool.js';
+import { type HeadReadTimer, newRefusals } from './refusals.js';
 
 export interface BalancerCounters {
   /** Connections handed to a worker. */
@@ -38,24 +39,6 @@ export interface BalancerCounters {
    */
   headReadsRefused: number;
 }
-
-/**
- * Refusals the counters above do not tell apart (see `Balancer#refusals`): `pendingCap` (`503`:
- * `maxPendingConnections` already waiting; the rest of `rejected` found no worker ready in
- * time, or came while closing), `badRequest` (`400`: no usable `header`), `timeout` (`408`),
- * `tooLarge` (`431`), `badProxy` (a bad PROXY protocol header: closed). Each is also in
- * `rejected` or `dropped`; what else `dropped` holds are clients that left first.
- */
-export interface Refusals {
-  pendingCap: number;
-  badRequest: number;
-  timeout: number;
-  tooLarge: number;
-  badProxy: number;
-}
-
-/** How a head read ended (its `HeadReadResult` status) and how long it took, in seconds. */
-export type HeadReadTimer = (outcome: HeadReadResult['status'], seconds: number) => void;
 
 interface Pending {
   handle: RawHandle;
@@ -103,18 +86,9 @@ export class Balancer {
     handedBack: 0,
     headReadsRefused: 0,
   };
-  /** Why connections were refused, where `counters` does not say (read by the metrics). */
-  readonly refusals: Refusals = {
-    pendingCap: 0,
-    badRequest: 0,
-    timeout: 0,
-    tooLarge: 0,
-    badProxy: 0,
-  };
-  /**
-   * Set by the metrics: gets each head read's duration. Unset (no clock read at all) without
-   * the `metrics` option.
-   */
+  /** Why connections were refused, where `counters` does not say. */
+  readonly refusals = newRefusals();
+  /** Set by the metrics (unset: no clock is read). */
   onHeadRead: HeadReadTimer | undefined;
   private readonly pending = new Set<Pending>();
   /** Connections whose head is being read now: at most `maxHeadReads`. */

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { channels, debug } from '../debug.js';
 import { describe, StickyMeshError } from '../errors.js';
 import { rendezvous } from '../hash.js';
-import { PrimaryMetrics } from '../metrics/primary.js';
+import { metricsOff, PrimaryMetrics } from '../metrics/primary.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import { type MachineTransport, resolveTransport } from '../replication/transports/choose.js';
 import { Hub, type HubCounters } from '../replication/transports/ipc/hub.js';
@@ -153,15 +153,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       retained: (worker, sids) => this.pool.retain(worker, sids),
     });
     this.metricsEndpoint = options.metrics
-      ? new PrimaryMetrics(options.metrics, {
-          pool: this.pool,
-          balancer: this.balancer,
-          transport: options.multicast ? 'multicast' : options.redis ? 'redis' : undefined,
-          stats: () => this.stats(),
-          refusals: () => this.balancer.refusals,
-          queued: (slot) => this.pool.handoff(slot)?.queued ?? 0,
-          table: () => this.hub.table,
-        })
+      ? new PrimaryMetrics(options.metrics, this.pool, this.balancer, this.hub, () => this.stats())
       : undefined;
     this.pool.on('forked', (worker, slot) => this.channels.attach(slot, worker));
     this.pool.on('syncWorker', (worker) => this.hub.sync(worker));
@@ -205,7 +197,6 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     const cb = typeof host === 'function' ? host : callback;
     const bindHost = typeof host === 'string' ? host : undefined;
     if (cb) this.once('ready', cb);
-    if (this.options.handleSignals) for (const s of SIGNALS) process.on(s, this.onSignal);
     this.metricsEndpoint?.listen(
       (address) => this.emit('metricsListening', address),
       (err) => this.emit('error', err),
@@ -271,20 +262,9 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     };
   }
 
-  /**
-   * The machine's metrics in the Prometheus text format (what the `metrics` endpoint serves).
-   * Rejects with `ERR_STICKY_METRICS_FAILED` without the `metrics` option.
-   */
+  /** The machine's metrics as Prometheus text; rejects without the `metrics` option. */
   metrics(): Promise<string> {
-    if (!this.metricsEndpoint) {
-      return Promise.reject(
-        new StickyMeshError(
-          'ERR_STICKY_METRICS_FAILED',
-          'sticky-mesh: metrics() needs the metrics option (and the prom-client package)',
-        ),
-      );
-    }
-    return this.metricsEndpoint.text();
+    return this.metricsEndpoint?.text() ?? Promise.reject(metricsOff());
   }
 
   /**

@@ -1,5 +1,6 @@
-import type { BalancerCounters, Refusals } from '../master/balancer.js';
+import type { BalancerCounters } from '../master/balancer.js';
 import type { SlotStats } from '../master/pool.js';
+import type { Refusals } from '../master/refusals.js';
 import type { HubCounters } from '../replication/transports/ipc/hub.js';
 import type { MulticastStats } from '../replication/transports/multicast/transport.js';
 import type { RedisStats } from '../replication/transports/redis/stats.js';
@@ -59,7 +60,7 @@ const HEAD_READ_BUCKETS = [
 export function primaryRegistry(
   prom: Prom,
   source: PrimarySource,
-  transport: 'multicast' | 'redis' | undefined,
+  transport: 'ipc' | 'multicast' | 'redis' | undefined,
 ): PrimaryRegistry {
   const registry = new prom.Registry();
   // One stats() per scrape: collect callbacks run in the same turn, so they share it.

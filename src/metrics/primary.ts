@@ -6,17 +6,19 @@ import { StickyMeshError } from '../errors.js';
 import type { Balancer } from '../master/balancer.js';
 import type { WorkerPool } from '../master/pool.js';
 import type { MetricsReportMessage } from '../protocol/messages.js';
+import type { Hub } from '../replication/transports/ipc/hub.js';
 import { checkMetrics, type MetricJson, render, without, withSlot } from './exposition.js';
 import type { ResolvedMetricsOptions } from './options.js';
-import { type PrimaryRegistry, type PrimarySource, primaryRegistry } from './primary-registry.js';
+import { type PrimaryRegistry, type PrimaryStats, primaryRegistry } from './primary-registry.js';
 import { loadPromClient, type Prom, type Registry } from './prom.js';
 import { WorkerScrapes } from './scrape.js';
 
-/** What the primary gives its metrics: its parts, and what they read at each scrape. */
-export interface PrimaryParts extends PrimarySource {
-  readonly pool: WorkerPool;
-  readonly balancer: Balancer;
-  readonly transport: 'multicast' | 'redis' | undefined;
+/** `app.metrics()` without the `metrics` option. */
+export function metricsOff(): StickyMeshError {
+  return new StickyMeshError(
+    'ERR_STICKY_METRICS_FAILED',
+    'sticky-mesh: metrics() needs the metrics option (and the prom-client package)',
+  );
 }
 
 /**
@@ -37,18 +39,27 @@ export class PrimaryMetrics {
 
   constructor(
     private readonly options: ResolvedMetricsOptions,
-    parts: PrimaryParts,
+    pool: WorkerPool,
+    balancer: Balancer,
+    hub: Hub,
+    stats: () => PrimaryStats,
   ) {
     this.prom = loadPromClient();
-    this.mesh = primaryRegistry(this.prom, parts, parts.transport);
+    const source = {
+      stats,
+      refusals: () => balancer.refusals,
+      queued: (slot: number) => pool.handoff(slot)?.queued ?? 0,
+      table: () => hub.table,
+    };
+    this.mesh = primaryRegistry(this.prom, source, hub.transport?.kind);
     this.process = new this.prom.Registry();
     this.prom.collectDefaultMetrics({ register: this.process });
     this.names = new Set(
       [this.mesh.registry, this.process].flatMap((r) => r.getMetricsAsArray().map((m) => m.name)),
     );
-    parts.pool.on('forked', (worker, slot) => this.scrapes.track(worker, slot));
-    parts.pool.on('workerUp', ({ pid }) => this.scrapes.up(pid));
-    parts.balancer.onHeadRead = (outcome, seconds) =>
+    pool.on('forked', (worker, slot) => this.scrapes.track(worker, slot));
+    pool.on('workerUp', ({ pid }) => this.scrapes.up(pid));
+    balancer.onHeadRead = (outcome, seconds) =>
       this.mesh.headRead(outcome.replace('-', '_'), seconds);
   }
 

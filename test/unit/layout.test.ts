@@ -100,6 +100,25 @@ describe('src/ layout', () => {
     expect(offending).toEqual([]);
   });
 
+  it('keeps the roles apart in metrics/: its worker side imports nothing of master/, its primary side nothing of worker/', () => {
+    const role = (file: string) => {
+      const r = rel(file);
+      if (r.startsWith(`metrics${path.sep}worker`)) return 'worker';
+      if (/^metrics[/\\](primary|scrape)/.test(r)) return 'master';
+      return r.split(path.sep)[0];
+    };
+    const offending = [...graph].flatMap(([file, imports]) =>
+      imports
+        .filter((i) => {
+          const [from, to] = [role(file), role(i)];
+          return (from === 'worker' && to === 'master') || (from === 'master' && to === 'worker');
+        })
+        .map((i) => `${rel(file)} -> ${rel(i)}`),
+    );
+    expect(offending).toEqual([]);
+    expect(files.map(rel)).toContain(path.join('metrics', 'worker.ts'));
+  });
+
   it(`has no source file over ${MAX_LINES} lines`, () => {
     const long = files
       .map((f) => [rel(f), readFileSync(f, 'utf8').split('\n').length] as const)
