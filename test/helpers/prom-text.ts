@@ -1,7 +1,8 @@
 /**
  * A small reader of the Prometheus text exposition format (version 0.0.4), for tests: every
  * sample line as name, labels and value, and each family's TYPE. Throws on a line it cannot
- * read, so a malformed exposition fails the test that reads it.
+ * read, and on a series given twice (Prometheus refuses such a scrape), so a malformed
+ * exposition fails the test that reads it.
  */
 
 export interface Sample {
@@ -26,19 +27,25 @@ const LABEL = /\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(,|$)/y;
 export function parseExposition(text: string): Exposition {
   const samples: Sample[] = [];
   const types = new Map<string, string>();
+  const seen = new Set<string>();
   for (const [i, line] of text.split('\n').entries()) {
     if (line.trim() === '') continue;
     if (line.startsWith('#')) {
       const type = /^# TYPE (\S+) (counter|gauge|histogram|summary|untyped)$/.exec(line);
+      if (type && types.has(type[1] as string)) throw new Error(`line ${i + 1}: a second TYPE`);
       if (type) types.set(type[1] as string, type[2] as string);
       else if (!/^# HELP \S+ /.test(line)) throw new Error(`line ${i + 1}: ${line}`);
       continue;
     }
     const m = SAMPLE.exec(line);
     if (!m) throw new Error(`line ${i + 1} is not a sample: ${line}`);
+    const labels = parseLabels(m[3] ?? '', line);
+    const series = `${m[1]}${JSON.stringify(Object.entries(labels).sort())}`;
+    if (seen.has(series)) throw new Error(`line ${i + 1} repeats a series: ${line}`);
+    seen.add(series);
     samples.push({
       name: m[1] as string,
-      labels: parseLabels(m[3] ?? '', line),
+      labels,
       value: num(m[4] as string, line),
     });
   }

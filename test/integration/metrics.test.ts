@@ -153,6 +153,62 @@ describe('metrics of a cluster', () => {
   });
 });
 
+describe('metrics during a rolling reload', () => {
+  it("asks a slot's draining worker and its successor alike, and counts every replacement", async () => {
+    const app = await startFixture({
+      fixture: 'ip-app.mjs',
+      env: {
+        WORKERS: '2',
+        RELOAD_ON_SIGNAL: 'SIGUSR1',
+        STICKY_OPTIONS: JSON.stringify({ metrics: { port: 0, timeout: 2000 } }),
+      },
+    });
+    const port = app.port();
+    const mport = await metricsPort(app);
+    const { slot, clients } = await workerOfFirst(port, loopbackSources(20));
+    // A request in flight keeps that slot's old worker draining for a while after the switch.
+    const from = app.received.length;
+    const slow = request({ port, source: clients[0] as string, path: '/slow?ms=2500' });
+    await app.waitFor('slowStart', { from });
+    app.signal('SIGUSR1');
+    const scrapes: { answered: number; generation: number; took: number }[] = [];
+    let done = false;
+    const finished = app.waitFor('reloadDone', { from, timeoutMs: 20_000 }).finally(() => {
+      done = true;
+    });
+    while (!done) {
+      const s = await get(mport);
+      expect(s.status, s.text).toBe(200);
+      // Valid exposition every time: no series twice, though two workers report for one slot.
+      const m = parseExposition(s.text);
+      scrapes.push({
+        answered: m.sum('sticky_mesh_metrics_workers_answered'),
+        generation: m.sum('sticky_mesh_slot_generation', { slot: String(slot) }),
+        took: s.took,
+      });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await finished;
+    expect((await slow).status).toBe(200);
+    const what = JSON.stringify(scrapes);
+    expect(
+      scrapes.some((s) => s.answered === 3 && s.generation === 2),
+      what,
+    ).toBe(true);
+    expect(Math.max(...scrapes.map((s) => s.took)), what).toBeLessThan(2000);
+    const m = await scrape(app);
+    for (const s of ['0', '1']) {
+      expect(
+        m.sum('sticky_mesh_worker_restarts_total', { slot: s, reason: 'reload' }),
+        m.text,
+      ).toBe(1);
+      expect(m.sum('sticky_mesh_slot_generation', { slot: s }), m.text).toBe(2);
+    }
+    expect(m.sum('sticky_mesh_metrics_workers_answered'), m.text).toBe(2);
+    expect(m.sum('sticky_mesh_metrics_workers_missed_total'), m.text).toBe(0);
+  });
+});
+
 describe('a scrape while a worker cannot answer', () => {
   it('leaves a blocked worker out after metrics.timeout, counts it, and serves the rest', async () => {
     const app = await startFixture({
