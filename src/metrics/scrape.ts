@@ -17,7 +17,7 @@ export interface WorkerReport {
 
 export interface Gathered {
   readonly reports: WorkerReport[];
-  /** Slots of the workers asked that did not answer in time (or exited meanwhile). */
+  /** Slots of the workers asked that did not answer in time. */
   readonly missed: number[];
 }
 
@@ -32,10 +32,11 @@ interface Round {
 
 /**
  * Asks the workers for their metrics, in the primary. A round asks every worker that has been
- * ready and not exited (during a rolling reload that is two workers in one slot for a while:
- * both are asked) and ends when each has answered or at its deadline, whichever is first: a
- * worker whose event loop is blocked, or that died, costs a scrape at most the deadline and is
- * reported as missed. An answer after its round ended is dropped.
+ * ready and is still connected (during a rolling reload that is two workers in one slot for a
+ * while: both are asked) and ends when each has answered or at its deadline, whichever is
+ * first: a worker whose event loop is blocked costs a scrape at most the deadline and is
+ * reported as missed. A worker that leaves (disconnects, exits) meanwhile is no longer waited
+ * for and is not a miss: its metrics went with it. An answer after its round ended is dropped.
  */
 export class WorkerScrapes {
   /** Forked workers and their slots; `ready` holds those that have reported ready. */
@@ -47,6 +48,7 @@ export class WorkerScrapes {
   /** A worker was forked into `slot`: asked from its first `ready` on, until it exits. */
   track(worker: Worker, slot: number): void {
     this.forked.set(worker, slot);
+    worker.once('disconnect', () => this.forget(worker));
     worker.once('exit', () => this.forget(worker));
   }
 
@@ -75,8 +77,6 @@ export class WorkerScrapes {
         const slot = this.forked.get(worker) as number;
         if (sendToWorker(worker, request, `slot ${slot}: metrics request`)) {
           round.waiting.set(worker, slot);
-        } else {
-          round.missed.push(slot);
         }
       }
       this.settle(id, round);
@@ -103,11 +103,7 @@ export class WorkerScrapes {
     this.forked.delete(worker);
     this.ready.delete(worker);
     for (const [id, round] of this.rounds) {
-      const slot = round.waiting.get(worker);
-      if (slot === undefined) continue;
-      round.waiting.delete(worker);
-      round.missed.push(slot);
-      this.settle(id, round);
+      if (round.waiting.delete(worker)) this.settle(id, round);
     }
   }
 

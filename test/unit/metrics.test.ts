@@ -398,23 +398,31 @@ describe('a scrape of the workers', () => {
     expect(done?.reports).toHaveLength(2);
   });
 
-  it('does not wait for a worker that exits, nor ask one whose channel is closed', async () => {
-    const { scrapes, workers, answer } = cluster(0, 1, 2);
-    const [a, dying, closed] = workers as [FakeWorker, FakeWorker, FakeWorker];
+  it('neither waits for nor counts a worker that leaves, nor asks one whose channel is closed', async () => {
+    const { scrapes, workers, answer } = cluster(0, 1, 2, 3);
+    const [a, dying, closed, leaving] = workers as FakeWorker[] as [
+      FakeWorker,
+      FakeWorker,
+      FakeWorker,
+      FakeWorker,
+    ];
     closed.connected = false;
     const round = scrapes.gather(60_000);
     answer(a);
     dying.emit('exit', 1, null);
+    leaving.emit('disconnect');
     const gathered = await round;
-    expect(gathered.missed).toEqual([1, 2]);
+    expect(gathered.missed).toEqual([]);
     expect(gathered.reports.map((r) => r.slot)).toEqual([0]);
-    // Gone for good: the next round does not ask it.
+    expect(closed.sent).toEqual([]);
+    // Gone for good: the next round asks neither of those that left.
     closed.connected = true;
     const next = scrapes.gather(60_000);
     answer(a);
     answer(closed);
-    expect((await next).missed).toEqual([]);
+    expect((await next).reports.map((r) => r.slot)).toEqual([0, 2]);
     expect(dying.sent).toHaveLength(1);
+    expect(leaving.sent).toHaveLength(1);
   });
 
   it('ignores an answer to no round, or from a worker it did not ask', async () => {
