@@ -11,6 +11,9 @@
 //   PING_INTERVAL   Socket.io ping interval in ms (default 25000; the tests shorten it)
 //   PING_TIMEOUT    Socket.io ping timeout in ms (default 20000)
 //   ENGINE_ERRORS=1 print engine.io's connection errors as JSON lines (the tests count them)
+//   METRICS_PORT    serve Prometheus metrics of the whole machine on this port (sticky's
+//                   `metrics` option; 0 takes a free one); needs prom-client. Unset: none
+//   METRICS_HOST    address of that endpoint (default 127.0.0.1: not reachable from elsewhere)
 import os from 'node:os';
 import { createAdapter as clusterAdapter, setupPrimary } from '@socket.io/cluster-adapter';
 import { createAdapter as createRedisAdapter } from '@socket.io/redis-adapter';
@@ -33,6 +36,9 @@ const app = sticky(
     // The cluster adapter relays binary payloads between workers.
     serialization: 'advanced',
     ...(redisUrl ? { redis: redisUrl } : {}),
+    ...(env.METRICS_PORT
+      ? { metrics: { port: Number(env.METRICS_PORT), host: env.METRICS_HOST ?? '127.0.0.1' } }
+      : {}),
   },
   () =>
     createChatServer({
@@ -54,6 +60,11 @@ if (app.role === 'primary') {
   // The cluster adapter's relay between workers lives in the primary.
   if (!redisUrl) setupPrimary();
   app.on('workerUp', ({ slot, pid }) => console.log(`worker ${slot} up (pid ${pid})`));
+  app.on('metricsListening', ({ address, port }) =>
+    console.log(
+      `metrics on http://${address.includes(':') ? `[${address}]` : address}:${port}/metrics`,
+    ),
+  );
   app.on('workerExit', ({ slot, pid, code, signal, planned }) => {
     if (!planned) console.log(`worker ${slot} (pid ${pid}) exited: ${signal ?? code}; respawning`);
   });
