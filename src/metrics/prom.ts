@@ -15,9 +15,14 @@ let loaded: Prom | undefined;
  * registry are in what its workers report). Throws `ERR_STICKY_METRICS_FAILED` without it.
  */
 export function loadPromClient(): Prom {
-  if (loaded) return loaded;
+  loaded ??= requirePromClient(createRequire(import.meta.url));
+  return loaded;
+}
+
+/** prom-client through `load` (a `require`), or `ERR_STICKY_METRICS_FAILED` saying to install it. */
+export function requirePromClient(load: (id: string) => unknown): Prom {
   try {
-    loaded = createRequire(import.meta.url)('prom-client') as Prom;
+    return load('prom-client') as Prom;
   } catch (err) {
     throw new StickyMeshError(
       'ERR_STICKY_METRICS_FAILED',
@@ -25,5 +30,4 @@ export function loadPromClient(): Prom {
       { cause: err },
     );
   }
-  return loaded;
 }

@@ -139,6 +139,9 @@ describe('metrics of a cluster', () => {
       }
     }
     expect(writers.size, 'writes came from more than one worker').toBeGreaterThan(1);
+    // Proxy mode: a request without X-Forwarded-For is refused with 400.
+    const bare = await request({ port: app.port(), path: '/me' });
+    expect(bare.status).toBe(400);
     const m = await scrape(app);
     const writes = clients.length * 4;
     expect(m.sum('sticky_mesh_store_writes_total'), m.text).toBe(writes);
@@ -150,6 +153,45 @@ describe('metrics of a cluster', () => {
     expect(slotsOf(m, 'sticky_mesh_store_visible_seconds_count')).toEqual(['0', '1', '2']);
     const within = m.sum('sticky_mesh_store_visible_seconds_bucket', { le: '1' });
     expect(within, 'every write visible within a second on loopback').toBe(writes * 2);
+    // Every connection's head was read (and timed) by the primary; one of them was refused.
+    const routed = m.sum('sticky_mesh_connections_routed_total');
+    expect(routed, m.text).toBe(clients.length * 4);
+    expect(m.sum('sticky_mesh_head_read_seconds_count', { outcome: 'ok' }), m.text).toBe(
+      routed + 1,
+    );
+    expect(m.sum('sticky_mesh_connections_refused_total', { reason: '400' }), m.text).toBe(1);
+    expect(m.sum('sticky_mesh_connections_refused_total'), m.text).toBe(1);
+  });
+});
+
+describe('metrics, misconfigured', () => {
+  it('reports an endpoint port already taken as an error, and the cluster serves on', async () => {
+    const taken = http.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (taken.address() as { port: number }).port;
+      const app = await startFixture({
+        fixture: 'ip-app.mjs',
+        env: { WORKERS: '1', STICKY_OPTIONS: JSON.stringify({ metrics: { port } }) },
+      });
+      const error = await app.waitFor('error');
+      expect(error.line).toMatchObject({ code: 'ERR_STICKY_METRICS_FAILED' });
+      expect(String(error.line.message)).toContain(`127.0.0.1:${port}`);
+      expect((await request({ port: app.port() })).status).toBe(200);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+  });
+
+  it('rejects app.metrics() without the option, and serves no endpoint', async () => {
+    const app = await startFixture({
+      fixture: 'ip-app.mjs',
+      env: { WORKERS: '1', METRICS_ON_SIGNAL: 'SIGUSR2' },
+    });
+    app.signal('SIGUSR2');
+    const line = await app.waitFor('metrics');
+    expect(line.line).toMatchObject({ code: 'ERR_STICKY_METRICS_FAILED' });
+    expect(app.events('metricsListening')).toEqual([]);
   });
 });
 

@@ -5,6 +5,7 @@ import type { Worker } from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import type { Registry } from 'prom-client';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { StickyMeshError } from '../../src/errors.js';
 import {
   checkMetrics,
   type MetricJson,
@@ -17,7 +18,7 @@ import {
   type PrimaryStats,
   primaryRegistry,
 } from '../../src/metrics/primary-registry.js';
-import { loadPromClient } from '../../src/metrics/prom.js';
+import { loadPromClient, requirePromClient } from '../../src/metrics/prom.js';
 import { WorkerScrapes } from '../../src/metrics/scrape.js';
 import { workerRegistry } from '../../src/metrics/worker-registry.js';
 import { MessageType, type MetricsReportMessage, message } from '../../src/protocol/messages.js';
@@ -66,6 +67,27 @@ function source(stats: PrimaryStats = primaryStats()): PrimarySource {
 async function exposition(registry: Registry) {
   return parseExposition(await registry.metrics());
 }
+
+describe('prom-client, an optional peer dependency', () => {
+  it('is loaded once, and its absence is a coded error saying what to install', () => {
+    expect(loadPromClient()).toBe(prom);
+    const missing = new Error("Cannot find module 'prom-client'");
+    let thrown: unknown;
+    try {
+      requirePromClient(() => {
+        throw missing;
+      });
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(StickyMeshError);
+    expect(thrown).toMatchObject({
+      code: 'ERR_STICKY_METRICS_FAILED',
+      message: expect.stringContaining('npm install prom-client'),
+      cause: missing,
+    });
+  });
+});
 
 describe("the primary's registry", () => {
   it('reads routing, refusals, restarts and slot state from the counters at scrape time', async () => {
