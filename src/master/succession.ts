@@ -5,6 +5,7 @@ import { sendToWorker } from '../protocol/ipc.js';
 import {
   MessageType,
   message,
+  type RetainMessage,
   type RetiringMessage,
   type ServeMessage,
   type ShutdownMessage,
@@ -18,6 +19,12 @@ import {
   type Retiring,
   type WorkerSlot,
 } from './slots.js';
+
+/**
+ * How long a worker about to be replaced keeps its slot after it was asked for its engine.io
+ * sessions, in ms: long enough for a polling client between two polls to send the next one.
+ */
+const SETTLE_MS = 500;
 
 /** What a rolling reload needs of the worker pool that runs it. */
 export interface SuccessionHost extends EventEmitter<PoolEvents> {
@@ -44,6 +51,8 @@ export class Succession {
   private readonly retiring = new Map<Worker, Retiring>();
   /** engine.io sessions of the retiring workers, by id. */
   private readonly retained = new Map<string, Worker>();
+  /** Workers about to be replaced, and the engine.io sessions they reported so far. */
+  private readonly preparing = new Map<Worker, Set<string>>();
 
   constructor(private readonly host: SuccessionHost) {}
 
@@ -125,14 +134,39 @@ export class Succession {
   }
 
   /** The successor of `s` is ready: it takes the slot; the worker it replaces drains. */
+  /**
+   * The successor of `s` is ready and has the full session state (sent now, before anything
+   * else). Its predecessor is asked which engine.io sessions it serves and keeps serving for
+   * `SETTLE_MS` more (a polling client is between two polls for a moment only, and its next poll
+   * lands there meanwhile); then the successor takes the slot.
+   */
   succeed(s: WorkerSlot, incoming: Incoming): void {
-    const old = s.worker;
-    const oldHandoff = s.handoff;
     clearTimeout(incoming.timer);
-    s.incoming = undefined;
-    const worker = incoming.worker;
     // The full session state first: IPC keeps the order, so it lands before any connection.
-    this.host.emit('syncWorker', worker);
+    this.host.emit('syncWorker', incoming.worker);
+    const old = s.worker;
+    if (!old) return;
+    this.preparing.set(old, new Set());
+    sendToWorker(old, message<RetainMessage>(MessageType.Retain, {}), `slot ${s.slot}: retain`);
+    const timer = setTimeout(() => this.swap(s, incoming, old), SETTLE_MS);
+    timer.unref();
+    incoming.timer = timer;
+  }
+
+  /** The successor takes the slot; `old` drains (it keeps the sessions it reported). */
+  private swap(s: WorkerSlot, incoming: Incoming, old: Worker): void {
+    const sids = this.preparing.get(old) ?? new Set<string>();
+    this.preparing.delete(old);
+    if (s.incoming !== incoming) return;
+    const worker = incoming.worker;
+    if (s.worker !== old || !s.handoff || s.state !== 'ready') {
+      // The slot lost its worker meanwhile (a crash): its respawn takes the slot instead.
+      incoming.failure = `slot ${s.slot} lost its worker while the successor started`;
+      kill(worker, 'SIGKILL');
+      return;
+    }
+    s.incoming = undefined;
+    const oldHandoff = s.handoff;
     s.worker = worker;
     s.handoff = incoming.handoff;
     s.generation++;
@@ -140,13 +174,11 @@ export class Succession {
     s.readyAt = Date.now();
     s.lastHeard = s.readyAt;
     const pid = worker.process.pid ?? -1;
-    let drained = Promise.resolve();
-    if (old && oldHandoff) {
-      drained = this.retire(s, old, oldHandoff, incoming.jitter);
-    }
+    const drained = this.retire(s, old, oldHandoff, incoming.jitter, sids);
     const serve = message<ServeMessage>(MessageType.Serve, {
       live: [...this.host.live],
       draining: this.retiring.size,
+      ...(this.retained.size > 0 ? { retained: [...this.retained.keys()] } : {}),
     });
     sendToWorker(worker, serve, `slot ${s.slot}: serve message`);
     this.host.followExit(s, worker);
@@ -155,7 +187,7 @@ export class Succession {
       ok: true,
       pid,
       generation: s.generation,
-      oldPid: old?.process.pid ?? -1,
+      oldPid: old.process.pid ?? -1,
       drained,
     });
   }
@@ -164,12 +196,19 @@ export class Succession {
    * `old` no longer gets connections (the slot has its successor): it drains. Its queued
    * handles still reach it before the shutdown message (IPC keeps the order).
    */
-  private retire(s: WorkerSlot, old: Worker, handoff: Handoff, jitter: number): Promise<void> {
+  private retire(
+    s: WorkerSlot,
+    old: Worker,
+    handoff: Handoff,
+    jitter: number,
+    sids: Set<string>,
+  ): Promise<void> {
     return new Promise<void>((exited) => {
       const timer = setTimeout(() => kill(old, 'SIGKILL'), this.host.options.shutdownTimeout);
       timer.unref();
-      this.retiring.set(old, { slot: s.slot, handoff, timer, sids: new Set(), exited });
-      this.broadcastRetiring({});
+      this.retiring.set(old, { slot: s.slot, handoff, timer, sids, exited });
+      for (const sid of sids) this.retained.set(sid, old);
+      this.broadcastRetiring(sids.size > 0 ? { add: [...sids] } : {});
       const shutdown = message<ShutdownMessage>(MessageType.Shutdown, { reload: true, jitter });
       sendToWorker(old, shutdown, `slot ${s.slot}: reload shutdown message`);
     });
@@ -198,6 +237,11 @@ export class Succession {
 
   /** A draining worker still serves these engine.io sessions: their requests go on to it. */
   retain(worker: Worker, sids: readonly string[]): void {
+    const preparing = this.preparing.get(worker);
+    if (preparing) {
+      for (const sid of sids) preparing.add(sid);
+      return;
+    }
     const r = this.retiring.get(worker);
     if (!r) return;
     const added = sids.filter((sid) => !r.sids.has(sid));

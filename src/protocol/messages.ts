@@ -72,6 +72,11 @@ export const MessageType = {
    * (`add`), or no longer (`remove`); a request naming one is handed back to the primary.
    */
   Retiring: 22,
+  /**
+   * primary -> worker: a reload is about to replace you; say which engine.io sessions you serve
+   * (Retained), now and as their requests arrive.
+   */
+  Retain: 23,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -104,7 +109,10 @@ export type ShutdownMessage = Envelope<typeof MessageType.Shutdown> & {
 export type ServeMessage = Envelope<typeof MessageType.Serve> & {
   live: number[];
   draining: number;
+  /** engine.io sessions that workers draining for a reload still serve. */
+  retained?: string[];
 };
+export type RetainMessage = Envelope<typeof MessageType.Retain>;
 export type RetainedMessage = Envelope<typeof MessageType.Retained> & { sids: string[] };
 /**
  * `draining`: workers draining for a reload now; while any does, a worker checks the engine.io
@@ -177,7 +185,8 @@ export type Message =
   | PongMessage
   | ServeMessage
   | RetainedMessage
-  | RetiringMessage;
+  | RetiringMessage
+  | RetainMessage;
 
 /** Builds a message of the given type; `body` holds its type-specific fields. */
 export function message<M extends Message>(t: M['t'], body: Omit<M, 'src' | 'v' | 't'>): M {
@@ -222,6 +231,7 @@ const VALID = new Map<number, (m: Fields) => boolean>([
     (m) => Array.isArray(m.live) && m.live.every((s) => Number.isInteger(s)) && isId(m.draining),
   ],
   [MessageType.Retained, (m) => stringList(m.sids)],
+  [MessageType.Retain, always],
   [
     MessageType.Retiring,
     (m) =>

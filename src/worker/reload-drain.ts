@@ -95,8 +95,18 @@ export class ReloadDrain {
    * waiting here) and any whose request arrives later. The primary routes their requests here.
    */
   retainPolling(server: http.Server | https.Server): void {
+    if (this.tracking) return;
+    this.tracking = true;
     for (const socket of this.sockets) this.retainUrl((socket as Tracked)._httpMessage?.req?.url);
     server.prependListener('request', (req) => this.retainUrl(req.url));
+  }
+
+  private tracking = false;
+
+  private report(): void {
+    const sids = this.pending;
+    this.pending = [];
+    sendToPrimary(message<RetainedMessage>(MessageType.Retained, { sids }), 'retained message');
   }
 
   private retainUrl(url: string | undefined): void {
@@ -106,11 +116,7 @@ export class ReloadDrain {
     this.retained.add(sid);
     if (this.pending.push(sid) > 1) return;
     // One message per turn of the event loop, however many arrive in it.
-    setImmediate(() => {
-      const sids = this.pending;
-      this.pending = [];
-      sendToPrimary(message<RetainedMessage>(MessageType.Retained, { sids }), 'retained message');
-    });
+    setImmediate(() => this.report());
   }
 }
 

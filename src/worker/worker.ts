@@ -17,6 +17,7 @@ import {
   type PongMessage,
   RELAY_DIR_ENV,
   type ReadyMessage,
+  type RetainMessage,
   type RetiringMessage,
   type ServeMessage,
   type ShutdownMessage,
@@ -45,6 +46,7 @@ const WORKER_MESSAGES = [
   MessageType.Ping,
   MessageType.Serve,
   MessageType.Retiring,
+  MessageType.Retain,
 ] as const;
 type WorkerMessage =
   | ConnectionMessage
@@ -52,7 +54,8 @@ type WorkerMessage =
   | ShutdownMessage
   | PingMessage
   | ServeMessage
-  | RetiringMessage;
+  | RetiringMessage
+  | RetainMessage;
 
 export interface WorkerEvents {
   /** The factory's server exists and the primary has been told; connections may arrive. */
@@ -266,8 +269,11 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     } else if (msg.t === MessageType.Serve) {
       // The full session state came before this (IPC keeps the order): siblings may relay here.
       this.keptOpen.setLive(msg.live);
-      this.keptOpen.setRetiring([], [], msg.draining);
+      this.keptOpen.setRetiring(msg.retained, [], msg.draining);
       this.relayListener?.takeSlot();
+    } else if (msg.t === MessageType.Retain) {
+      // A reload is about to replace this worker: its engine.io sessions stay here.
+      if (this.server) this.reloadDrain.retainPolling(this.server);
     } else if (msg.t === MessageType.Retiring) {
       this.keptOpen.setRetiring(msg.add, msg.remove, msg.draining);
     } else {

@@ -21,6 +21,8 @@ describe('IPC protocol', () => {
       message(MessageType.Pong, { n: 3 }),
       message(MessageType.Shutdown, { reload: true, jitter: 2000 }),
       message(MessageType.Serve, { live: [0, 1], draining: 1 }),
+      message(MessageType.Serve, { live: [0, 1], draining: 1, retained: ['a'] }),
+      message(MessageType.Retain, {}),
       message(MessageType.Retained, { sids: ['a', 'b'] }),
       message(MessageType.Retiring, { add: ['a'], draining: 1 }),
       message(MessageType.Retiring, { remove: ['a'], draining: 0 }),
@@ -75,6 +77,7 @@ describe('IPC protocol', () => {
       Serve: 20,
       Retained: 21,
       Retiring: 22,
+      Retain: 23,
     });
   });
 });
