@@ -61,7 +61,9 @@ if (app.role === 'primary') {
   app.on('reload', (step) => {
     if (step.step === 'start') console.log('reload: replacing the workers one by one');
     if (step.step === 'switch') {
-      console.log(`reload: worker ${step.slot} is pid ${step.pid} now (pid ${step.previousPid} drains)`);
+      console.log(
+        `reload: worker ${step.slot} is pid ${step.pid} now (pid ${step.previousPid} drains)`,
+      );
     }
     if (step.step === 'failed') console.log(`reload failed at worker ${step.slot}: ${step.reason}`);
     if (step.step === 'done') console.log('reload: done');

@@ -2,6 +2,7 @@ import type http from 'node:http';
 import type https from 'node:https';
 import { Socket } from 'node:net';
 import tls from 'node:tls';
+import { debug } from '../debug.js';
 import { StickyMeshError } from '../errors.js';
 import { type RawHandle, socketFromHandle } from '../node-internals.js';
 
@@ -56,4 +57,9 @@ export function toSocket(handle: unknown, paused = false): Socket | undefined {
   if (handle instanceof Socket) return handle;
   if (typeof (handle as { readStart?: unknown }).readStart !== 'function') return undefined;
   return socketFromHandle(handle as RawHandle, paused);
+}
+
+/** Workers leave SIGINT and SIGTERM to the primary, which coordinates the drain. */
+export function ignoreSignal(signal: NodeJS.Signals): void {
+  debug('worker %d: %s ignored; the primary coordinates shutdown', process.pid, signal);
 }

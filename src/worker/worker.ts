@@ -8,21 +8,15 @@ import type { ResolvedStickyOptions } from '../options.js';
 import { primaryChannel, sendToPrimary } from '../protocol/ipc.js';
 import {
   ADDRESS_ENV,
-  type ConnectionMessage,
   type LeavingMessage,
+  type Message,
   MessageType,
   message,
   NODELAY_ENV,
-  type PingMessage,
   type PongMessage,
   RELAY_DIR_ENV,
   type ReadyMessage,
-  type RetainMessage,
-  type RetiringMessage,
-  type ServeMessage,
-  type ShutdownMessage,
   SLOT_ENV,
-  type SlotsMessage,
   type StartFailedMessage,
   SUCCESSOR_ENV,
 } from '../protocol/messages.js';
@@ -32,7 +26,14 @@ import { makeSessionId } from '../routing/session-id.js';
 import { KeptOpenConnections } from './keep-alive.js';
 import { RelayListener, Relays } from './relay.js';
 import { closeAfterResponse, IDLE_CHECK_MS, ReloadDrain } from './reload-drain.js';
-import { type AnyServer, makeServer, replay, type ServerFactory, toSocket } from './server.js';
+import {
+  type AnyServer,
+  ignoreSignal,
+  makeServer,
+  replay,
+  type ServerFactory,
+  toSocket,
+} from './server.js';
 
 export type { AnyServer, ServerFactory } from './server.js';
 
@@ -48,14 +49,7 @@ const WORKER_MESSAGES = [
   MessageType.Retiring,
   MessageType.Retain,
 ] as const;
-type WorkerMessage =
-  | ConnectionMessage
-  | SlotsMessage
-  | ShutdownMessage
-  | PingMessage
-  | ServeMessage
-  | RetiringMessage
-  | RetainMessage;
+type WorkerMessage = Extract<Message, { t: (typeof WORKER_MESSAGES)[number] }>;
 
 export interface WorkerEvents {
   /** The factory's server exists and the primary has been told; connections may arrive. */
@@ -393,8 +387,4 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     // Leaving the IPC channel ends a cluster worker (Node's cluster module exits it).
     if (process.connected) process.disconnect();
   }
-}
-
-function ignoreSignal(signal: NodeJS.Signals): void {
-  debug('worker %d: %s ignored; the primary coordinates shutdown', process.pid, signal);
 }
