@@ -121,9 +121,15 @@ export class Succession {
       worker.on('exit', (code: number | null, signal: NodeJS.Signals | null) => {
         const incoming = s.incoming;
         if (incoming?.worker !== worker) return;
-        // Gone before it was ready: the slot keeps the worker it has.
+        // Gone before it took the slot: the slot keeps the worker it has, which need not report
+        // its engine.io sessions any more.
         clearTimeout(incoming.timer);
         s.incoming = undefined;
+        const kept = s.worker;
+        if (kept && this.preparing.delete(kept)) {
+          const stop = message<RetainMessage>(MessageType.Retain, { stop: true });
+          sendToWorker(kept, stop, `slot ${s.slot}: retain stop`);
+        }
         this.host.emit('workerExit', { slot: s.slot, pid, code, signal, planned: false });
         const reason =
           incoming.failure ?? `exited before it was ready (${signal ?? `code ${code}`})`;

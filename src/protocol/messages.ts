@@ -112,7 +112,8 @@ export type ServeMessage = Envelope<typeof MessageType.Serve> & {
   /** engine.io sessions that workers draining for a reload still serve. */
   retained?: string[];
 };
-export type RetainMessage = Envelope<typeof MessageType.Retain>;
+/** `stop`: the reload will not replace you after all; stop reporting. */
+export type RetainMessage = Envelope<typeof MessageType.Retain> & { stop?: boolean };
 export type RetainedMessage = Envelope<typeof MessageType.Retained> & { sids: string[] };
 /**
  * `draining`: workers draining for a reload now; while any does, a worker checks the engine.io
@@ -231,7 +232,7 @@ const VALID = new Map<number, (m: Fields) => boolean>([
     (m) => Array.isArray(m.live) && m.live.every((s) => Number.isInteger(s)) && isId(m.draining),
   ],
   [MessageType.Retained, (m) => stringList(m.sids)],
-  [MessageType.Retain, always],
+  [MessageType.Retain, (m) => m.stop === undefined || typeof m.stop === 'boolean'],
   [
     MessageType.Retiring,
     (m) =>

@@ -98,10 +98,19 @@ export class ReloadDrain {
     if (this.tracking) return;
     this.tracking = true;
     for (const socket of this.sockets) this.retainUrl((socket as Tracked)._httpMessage?.req?.url);
-    server.prependListener('request', (req) => this.retainUrl(req.url));
+    server.prependListener('request', this.onRequest);
+  }
+
+  /** The reload that asked for `retainPolling` will not replace this worker after all. */
+  stopRetaining(server: http.Server | https.Server | undefined): void {
+    if (!this.tracking) return;
+    this.tracking = false;
+    server?.off('request', this.onRequest);
+    this.retained.clear();
   }
 
   private tracking = false;
+  private readonly onRequest = (req: http.IncomingMessage) => this.retainUrl(req.url);
 
   private report(): void {
     const sids = this.pending;

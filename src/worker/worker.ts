@@ -267,7 +267,8 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
       this.relayListener?.takeSlot();
     } else if (msg.t === MessageType.Retain) {
       // A reload is about to replace this worker: its engine.io sessions stay here.
-      if (this.server) this.reloadDrain.retainPolling(this.server);
+      if (msg.stop) this.reloadDrain.stopRetaining(this.server);
+      else if (this.server) this.reloadDrain.retainPolling(this.server);
     } else if (msg.t === MessageType.Retiring) {
       this.keptOpen.setRetiring(msg.add, msg.remove, msg.draining);
     } else {
