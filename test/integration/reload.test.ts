@@ -313,3 +313,37 @@ describe('what a replaced worker closes, and when', () => {
     agent.destroy();
   }, 60_000);
 });
+
+describe('rolling reload in proxy mode', () => {
+  it('keep-alive upstream connections carrying many clients (relayed between workers): no request fails, the new workers serve after', async () => {
+    const { app } = await cluster({ proxy: true });
+    const port = app.port();
+    const before = app.workerPids();
+    // Each connection cycles through 16 clients' addresses: most requests belong to another
+    // worker than the one before them on their connection, and are relayed.
+    const cycle = Array.from({ length: 16 }, (_, i) => ({
+      'x-forwarded-for': `198.51.100.${i + 1}`,
+    }));
+    const load = startLoad({
+      port,
+      sources: loopbackSources(8),
+      keepAlive: true,
+      maxSeconds: 90,
+      cycle,
+    });
+    await new Promise((r) => setTimeout(r, 800));
+    const from = app.received.length;
+    process.kill(app.pid, 'SIGHUP');
+    await app.waitFor('reload', { from, match: (l) => l.step === 'done', timeoutMs: 60_000 });
+    const doneAt = Date.now();
+    await new Promise((r) => setTimeout(r, 800));
+    const r = await load.stop();
+    const what = `${describeLoad('load', r)}\n${app.transcript()}`;
+    expect(r.errors + r.timeouts + r.non2xx, what).toBe(0);
+    expect(r.requests, what).toBeGreaterThan(100);
+    const late = r.answers.filter((a) => a.at > doneAt);
+    expect(late.length, what).toBeGreaterThan(0);
+    for (const a of late) expect(before, what).not.toContain(a.pid);
+    expect(new Set(late.map((a) => a.slot)), what).toEqual(new Set([0, 1, 2, 3]));
+  }, 90_000);
+});
