@@ -1,7 +1,13 @@
 export { InvalidOptionError, StickyMeshError, type StickyMeshErrorCode } from './errors.js';
 export type { Logger, Logger as MulticastLogger } from './logger.js';
-export type { SlotState, SlotStats, WorkerExitInfo } from './master/pool.js';
+export type { ReplaceReason, SlotState, SlotStats, WorkerExitInfo } from './master/pool.js';
 export type { PrimaryEvents, PrimaryState, PrimaryStats, StickyPrimary } from './master/primary.js';
+export {
+  ReloadError,
+  type ReloadReport,
+  type ReloadSlot,
+  type ReloadStep,
+} from './master/reload.js';
 export { METRICS_DEFAULTS, type MetricsOptions } from './metrics/options.js';
 export {
   DEFAULTS,

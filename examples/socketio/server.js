@@ -68,6 +68,17 @@ if (app.role === 'primary') {
   app.on('workerExit', ({ slot, pid, code, signal, planned }) => {
     if (!planned) console.log(`worker ${slot} (pid ${pid}) exited: ${signal ?? code}; respawning`);
   });
+  // `kill -HUP <primary pid>` (or app.reload()) replaces the workers with the code on disk now.
+  app.on('reload', (step) => {
+    if (step.step === 'start') console.log('reload: replacing the workers one by one');
+    if (step.step === 'switch') {
+      console.log(
+        `reload: worker ${step.slot} is pid ${step.pid} now (pid ${step.previousPid} drains)`,
+      );
+    }
+    if (step.step === 'failed') console.log(`reload failed at worker ${step.slot}: ${step.reason}`);
+    if (step.step === 'done') console.log('reload: done');
+  });
 }
 
 app.listen(port, () => {

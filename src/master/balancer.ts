@@ -274,12 +274,12 @@ export class Balancer {
 
   /** The draining worker that still serves the engine.io session this request names, if any. */
   private retainedFor(head: Buffer): Handoff | undefined {
-    if (!this.pool.retaining) return undefined;
+    if (!this.pool.succession.retaining) return undefined;
     const lineEnd = head.indexOf('\r\n');
     const line = head.toString('latin1', 0, lineEnd === -1 ? Math.min(head.length, 8192) : lineEnd);
     const target = line.split(' ')[1];
     const sid = target?.includes('EIO=') ? sidFromTarget(target) : undefined;
-    return sid === undefined ? undefined : this.pool.retainedHandoff(sid);
+    return sid === undefined ? undefined : this.pool.succession.retainedHandoff(sid);
   }
 
   private keyAndRoute(handle: RawHandle): void {

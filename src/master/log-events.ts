@@ -5,6 +5,7 @@ import type { HubCounters } from '../replication/transports/ipc/hub.js';
 import type { MulticastStats } from '../replication/transports/multicast/transport.js';
 import type { RedisStats } from '../replication/transports/redis/transport.js';
 import type { PoolEvents, WorkerExitInfo } from './pool.js';
+import type { ReloadStep } from './reload.js';
 
 /**
  * The primary's side of the `logger` option: one line per lifecycle step, from the events the
@@ -14,7 +15,8 @@ import type { PoolEvents, WorkerExitInfo } from './pool.js';
  *
  * Levels: `error` a worker crashed or never became ready, the primary failed (bind, transport);
  * `warn` a worker was killed as unresponsive, messages were dropped; `info` listening, a worker
- * up, every worker ready, a respawn, closed; `debug` a worker that exited as asked.
+ * up, every worker ready, a respawn, each step of a rolling reload, closed; `debug` a worker
+ * that exited as asked. A reload that fails is an `error`.
  */
 
 /** How often the counters of dropped messages are read, and at most one line per kind, in ms. */
@@ -26,6 +28,7 @@ export interface LoggedEvents
   listening: [AddressInfo];
   ready: [];
   close: [];
+  reload: [ReloadStep];
 }
 
 /** The parts of the primary's `stats()` read here. */
@@ -58,6 +61,7 @@ export function logPrimaryEvents(primary: LoggedPrimary, logger: ResolvedLogger)
   });
   on('ready', () => logger.info(`sticky-mesh: all ${workers()} workers are ready`));
   logWorkerEvents(on, logger);
+  on('reload', (step) => logReloadStep(step, logger));
   // errorMonitor sees every 'error' without handling it: an application that does not listen
   // for 'error' still gets the exception it would get without a logger.
   primary.on(errorMonitor, (err: Error) => logger.error(err.message));
@@ -111,6 +115,39 @@ function logWorkerEvents(on: On, logger: ResolvedLogger): void {
         : `sticky-mesh: slot ${slot}: respawning in ${delay} ms (unplanned exit ${attempt} in a row)`,
     );
   });
+}
+
+function logReloadStep(step: ReloadStep, logger: ResolvedLogger): void {
+  switch (step.step) {
+    case 'start':
+      logger.info(`sticky-mesh: reload: replacing ${step.slots} workers, one slot at a time`);
+      return;
+    case 'fork':
+      logger.info(`sticky-mesh: reload: slot ${step.slot}: starting its new worker`);
+      return;
+    case 'switch':
+      logger.info(
+        `sticky-mesh: reload: slot ${step.slot}: worker pid ${step.pid} (generation ` +
+          `${step.generation}) has the slot; pid ${step.previousPid} drains`,
+      );
+      return;
+    case 'drained':
+      logger.info(`sticky-mesh: reload: slot ${step.slot}: pid ${step.previousPid} has drained`);
+      return;
+    case 'failed':
+      logger.error(
+        step.pid > 0
+          ? `sticky-mesh: reload stopped at slot ${step.slot}: its new worker (pid ${step.pid}) ` +
+              `${step.reason}; the slot keeps its worker`
+          : `sticky-mesh: reload stopped at slot ${step.slot}: ${step.reason}`,
+      );
+      return;
+    case 'done':
+      logger.info(
+        `sticky-mesh: reload done in ${step.report.finishedAt - step.report.startedAt} ms`,
+      );
+      return;
+  }
 }
 
 function hostPort(address: { address: string; port: number; family: string }): string {

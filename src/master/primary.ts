@@ -14,6 +14,10 @@ import { Balancer, type BalancerCounters } from './balancer.js';
 import { WorkerChannels } from './ipc.js';
 import { logPrimaryEvents } from './log-events.js';
 import { type PoolEvents, type SlotStats, WorkerPool } from './pool.js';
+import { type ReloadReport, type ReloadStep, rollingReload } from './reload.js';
+
+export type { ReloadReport, ReloadSlot, ReloadStep } from './reload.js';
+export { ReloadError } from './reload.js';
 
 export interface PrimaryStats extends BalancerCounters {
   role: 'primary';
@@ -61,54 +65,6 @@ export interface PrimaryEvents
   reload: [ReloadStep];
 }
 
-/** One slot in a {@link ReloadReport}. */
-export interface ReloadSlot {
-  slot: number;
-  /** The slot's worker now. */
-  pid: number | null;
-  /** Workers forked into the slot so far (see `stats().slots`). */
-  generation: number;
-  /** Whether this reload gave the slot a worker that runs the code on disk now. */
-  reloaded: boolean;
-  /** The worker it replaced (drained), where it was replaced. */
-  previousPid?: number;
-}
-
-/** What `reload()` did: each slot's worker and generation; on failure, where it stopped. */
-export interface ReloadReport {
-  startedAt: number;
-  finishedAt: number;
-  slots: ReloadSlot[];
-  /** The slot whose new worker failed, and why (the reload stopped there). */
-  failed?: { slot: number; pid: number; reason: string };
-}
-
-/**
- * A step of a rolling reload, in order: `start`; per slot `fork` (its successor is starting),
- * `switch` (the successor is ready and has the slot; the old worker drains), `drained` (the old
- * worker has exited) or `failed`; then `done` (or nothing more after `failed`).
- */
-export type ReloadStep =
-  | { step: 'start'; slots: number }
-  | { step: 'fork'; slot: number }
-  | { step: 'switch'; slot: number; pid: number; previousPid: number; generation: number }
-  | { step: 'drained'; slot: number; previousPid: number }
-  | { step: 'failed'; slot: number; pid: number; reason: string }
-  | { step: 'done'; report: ReloadReport };
-
-/** `reload()`'s error: which slots run which generation, and why the new worker failed. */
-export class ReloadError extends StickyMeshError {
-  constructor(readonly report: ReloadReport) {
-    const f = report.failed;
-    super(
-      'ERR_STICKY_RELOAD_FAILED',
-      `sticky-mesh: reload stopped at slot ${f?.slot}: its new worker (pid ${f?.pid}) ${f?.reason}; ` +
-        'the slot keeps its previous worker',
-    );
-    this.name = 'ReloadError';
-  }
-}
-
 const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
 
 /**
@@ -150,7 +106,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       store: (worker, msg) => this.hub.receive(worker, msg),
       reroute: (handle, head, peer) => this.balancer.reroute(handle, head, peer),
       metrics: (worker, msg) => this.metricsEndpoint?.receive(worker, msg),
-      retained: (worker, sids) => this.pool.retain(worker, sids),
+      retained: (worker, sids) => this.pool.succession.retain(worker, sids),
     });
     this.metricsEndpoint = options.metrics
       ? new PrimaryMetrics(options.metrics, this.pool, this.balancer, this.hub, () => this.stats())
@@ -309,67 +265,15 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
    * Called while a reload runs, returns that reload's promise.
    */
   reload(): Promise<ReloadReport> {
-    this.reloading ??= this.runReload().finally(() => {
+    this.reloading ??= rollingReload({
+      pool: this.pool,
+      options: this.options,
+      ready: () => this.state === 'ready' || this.state,
+      emit: (step) => this.emit('reload', step),
+    }).finally(() => {
       this.reloading = undefined;
     });
     return this.reloading;
-  }
-
-  private async runReload(): Promise<ReloadReport> {
-    const startedAt = Date.now();
-    const report: ReloadReport = {
-      startedAt,
-      finishedAt: startedAt,
-      slots: this.pool.stats().map((s) => ({
-        slot: s.slot,
-        pid: s.pid,
-        generation: s.generation,
-        reloaded: false,
-      })),
-    };
-    const fail = (slot: number, pid: number, reason: string): never => {
-      report.failed = { slot, pid, reason };
-      report.finishedAt = Date.now();
-      this.emit('reload', { step: 'failed', slot, pid, reason });
-      throw new ReloadError(report);
-    };
-    if (this.state !== 'ready') {
-      fail(0, -1, `could not start: the cluster is ${this.state}, not ready`);
-    }
-    this.emit('reload', { step: 'start', slots: this.options.num });
-    const jitter = Math.min(this.options.closeJitter, Math.floor(this.options.shutdownTimeout / 2));
-    for (const entry of report.slots) {
-      const { slot } = entry;
-      // A slot whose worker crashed meanwhile gets it back first (its respawn runs the new code
-      // too, but is replaced like any other, so every slot ends on a worker this reload made).
-      if (!(await this.pool.whenReady(slot, this.options.readyTimeout))) {
-        fail(slot, -1, 'was never started: the slot has no ready worker to replace');
-      }
-      this.emit('reload', { step: 'fork', slot });
-      const outcome = await this.pool.replace(slot, jitter);
-      if (!outcome.ok) fail(slot, outcome.pid, outcome.reason);
-      else {
-        Object.assign(entry, {
-          pid: outcome.pid,
-          generation: outcome.generation,
-          reloaded: true,
-          previousPid: outcome.oldPid,
-        });
-        this.emit('reload', {
-          step: 'switch',
-          slot,
-          pid: outcome.pid,
-          previousPid: outcome.oldPid,
-          generation: outcome.generation,
-        });
-        // One extra worker at a time: the next slot starts once this one's old worker is gone.
-        await outcome.drained;
-        this.emit('reload', { step: 'drained', slot, previousPid: outcome.oldPid });
-      }
-    }
-    report.finishedAt = Date.now();
-    this.emit('reload', { step: 'done', report });
-    return report;
   }
 
   private becomeReady(): void {

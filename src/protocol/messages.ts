@@ -79,6 +79,11 @@ export const MessageType = {
    * (`add`), or no longer (`remove`); a request naming one is handed back to the primary.
    */
   Retiring: 22,
+  /**
+   * primary -> worker: a reload is about to replace you; say which engine.io sessions you serve
+   * (Retained), now and as their requests arrive.
+   */
+  Retain: 23,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -111,7 +116,11 @@ export type ShutdownMessage = Envelope<typeof MessageType.Shutdown> & {
 export type ServeMessage = Envelope<typeof MessageType.Serve> & {
   live: number[];
   draining: number;
+  /** engine.io sessions that workers draining for a reload still serve. */
+  retained?: string[];
 };
+/** `stop`: the reload will not replace you after all; stop reporting. */
+export type RetainMessage = Envelope<typeof MessageType.Retain> & { stop?: boolean };
 export type RetainedMessage = Envelope<typeof MessageType.Retained> & { sids: string[] };
 /**
  * `draining`: workers draining for a reload now; while any does, a worker checks the engine.io
@@ -193,7 +202,8 @@ export type Message =
   | MetricsReportMessage
   | ServeMessage
   | RetainedMessage
-  | RetiringMessage;
+  | RetiringMessage
+  | RetainMessage;
 
 /** Builds a message of the given type; `body` holds its type-specific fields. */
 export function message<M extends Message>(t: M['t'], body: Omit<M, 'src' | 'v' | 't'>): M {
@@ -243,6 +253,7 @@ const VALID = new Map<number, (m: Fields) => boolean>([
     (m) => Array.isArray(m.live) && m.live.every((s) => Number.isInteger(s)) && isId(m.draining),
   ],
   [MessageType.Retained, (m) => stringList(m.sids)],
+  [MessageType.Retain, (m) => m.stop === undefined || typeof m.stop === 'boolean'],
   [
     MessageType.Retiring,
     (m) =>

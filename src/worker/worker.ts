@@ -1,42 +1,42 @@
 import { EventEmitter } from 'node:events';
-import type http from 'node:http';
-import type https from 'node:https';
-import { type AddressInfo, Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import tls from 'node:tls';
 import { debug } from '../debug.js';
 import { StickyMeshError } from '../errors.js';
 import { answerScrapes } from '../metrics/worker.js';
-import { type RawHandle, socketFromHandle, trackConnections } from '../node-internals.js';
+import { trackConnections } from '../node-internals.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import { primaryChannel, sendToPrimary } from '../protocol/ipc.js';
 import {
   ADDRESS_ENV,
-  type ConnectionMessage,
   type LeavingMessage,
+  type Message,
   MessageType,
   message,
   NODELAY_ENV,
-  type PingMessage,
   type PongMessage,
   RELAY_DIR_ENV,
   type ReadyMessage,
-  type RetainedMessage,
-  type RetiringMessage,
-  type ServeMessage,
-  type ShutdownMessage,
   SLOT_ENV,
-  type SlotsMessage,
   type StartFailedMessage,
   SUCCESSOR_ENV,
 } from '../protocol/messages.js';
 import { closeIdleSparingQueued } from '../relay-internals.js';
 import { normaliseAddress } from '../routing/address.js';
-import { makeSessionId, sidFromTarget } from '../routing/session-id.js';
+import { makeSessionId } from '../routing/session-id.js';
 import { KeptOpenConnections } from './keep-alive.js';
 import { RelayListener, Relays } from './relay.js';
+import { closeAfterResponse, IDLE_CHECK_MS, ReloadDrain } from './reload-drain.js';
+import {
+  type AnyServer,
+  ignoreSignal,
+  makeServer,
+  replay,
+  type ServerFactory,
+  toSocket,
+} from './server.js';
 
-export type AnyServer = http.Server | https.Server;
-export type ServerFactory = () => AnyServer | Promise<AnyServer>;
+export type { AnyServer, ServerFactory } from './server.js';
 
 export type WorkerState = 'idle' | 'starting' | 'ready' | 'draining' | 'closed';
 
@@ -48,14 +48,9 @@ const WORKER_MESSAGES = [
   MessageType.Ping,
   MessageType.Serve,
   MessageType.Retiring,
+  MessageType.Retain,
 ] as const;
-type WorkerMessage =
-  | ConnectionMessage
-  | SlotsMessage
-  | ShutdownMessage
-  | PingMessage
-  | ServeMessage
-  | RetiringMessage;
+type WorkerMessage = Extract<Message, { t: (typeof WORKER_MESSAGES)[number] }>;
 
 export interface WorkerEvents {
   /** The factory's server exists and the primary has been told; connections may arrive. */
@@ -107,9 +102,8 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   private readonly successor = process.env[SUCCESSOR_ENV] === '1';
   /** Set when this worker drains because a reload replaced it (see `drainForReload`). */
   private reloadJitter: number | undefined;
-  /** While draining for a reload: the engine.io sessions it still serves (told to the primary). */
-  private readonly retained = new Set<string>();
-  private retainedPending: string[] = [];
+  /** The drain a reload asks for (reload-drain.ts): its engine.io sessions are kept here. */
+  private readonly reloadDrain = new ReloadDrain(this.sockets);
 
   constructor(
     private readonly options: ResolvedStickyOptions,
@@ -133,7 +127,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
         return worker.state === 'ready';
       },
       relays: this.relays,
-      retains: (sid) => this.retained.has(sid),
+      retains: (sid) => this.reloadDrain.retains(sid),
     });
     // Listen before anything is announced: IPC messages that arrive with no listener are lost.
     primaryChannel.on(WORKER_MESSAGES, (msg, handle) => this.receive(msg, handle));
@@ -214,26 +208,16 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   }
 
   private async start(): Promise<void> {
+    const routesRequests = this.options.proxy || this.options.sessionAffinity !== false;
     let server: AnyServer;
     try {
-      server = await this.factory();
-      if (!server || typeof server.emit !== 'function' || typeof server.listen !== 'function') {
-        throw new TypeError('the factory must return an http.Server or https.Server');
-      }
-      if (this.keptOpen && server instanceof tls.Server) {
-        throw new TypeError(
-          'proxy mode and sessionAffinity read plain HTTP request heads in the primary, so the ' +
-            'factory must return an http.Server: terminate TLS in front, or use proxyProtocol alone',
-        );
-      }
-    } catch (cause) {
-      const err = new StickyMeshError(
-        'ERR_STICKY_FACTORY_FAILED',
-        `sticky-mesh: the server factory failed: ${String(cause)}`,
-        { cause },
+      server = await makeServer(this.factory, routesRequests);
+    } catch (err) {
+      this.options.logger.error(
+        `${(err as Error).message} (slot ${this.slot}, pid ${process.pid})`,
       );
-      this.options.logger.error(`${err.message} (slot ${this.slot}, pid ${process.pid})`);
-      const failed = message<StartFailedMessage>(MessageType.StartFailed, { reason: err.message });
+      const reason = (err as Error).message;
+      const failed = message<StartFailedMessage>(MessageType.StartFailed, { reason });
       // Report, then fail the process the way an error thrown at startup would.
       process.send?.(failed, () =>
         process.nextTick(() => {
@@ -281,8 +265,12 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     } else if (msg.t === MessageType.Serve) {
       // The full session state came before this (IPC keeps the order): siblings may relay here.
       this.keptOpen.setLive(msg.live);
-      this.keptOpen.setRetiring([], [], msg.draining);
+      this.keptOpen.setRetiring(msg.retained, [], msg.draining);
       this.relayListener?.takeSlot();
+    } else if (msg.t === MessageType.Retain) {
+      // A reload is about to replace this worker: its engine.io sessions stay here.
+      if (msg.stop) this.reloadDrain.stopRetaining(this.server);
+      else if (this.server) this.reloadDrain.retainPolling(this.server);
     } else if (msg.t === MessageType.Retiring) {
       this.keptOpen.setRetiring(msg.add, msg.remove, msg.draining);
     } else {
@@ -358,14 +346,18 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     const reload = this.reloadJitter !== undefined;
     // Replaced by a reload, the slot's relay socket is already its successor's.
     this.relayListener?.close(!reload);
-    if (reload && this.server) this.retainPolling(this.server);
+    if (reload && this.server) this.reloadDrain.retainPolling(this.server);
     this.emit('shutdown');
     if (!wasServing) {
       this.finish();
       return;
     }
     if (reload) {
-      this.drainForReload(this.reloadJitter ?? 0);
+      this.idleTimer = this.reloadDrain.start(this.server as AnyServer, {
+        jitter: this.reloadJitter ?? 0,
+        shutdownTimeout: this.options.shutdownTimeout,
+        onTick: () => this.maybeFinish(),
+      });
       return;
     }
     // Stops the server's timers and closes idle keep-alive connections (Node >= 19). It was
@@ -377,83 +369,6 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     this.closeIdle();
     this.idleTimer = setInterval(() => this.closeIdle(), IDLE_CHECK_MS);
     this.idleTimer.unref();
-  }
-
-  /**
-   * The drain of a worker a rolling reload replaced (the primary already routes the slot to its
-   * successor). Unlike a shutdown it must not make clients fail or all come back at once:
-   * - requests in flight finish, and each answer from now on closes its connection
-   *   (`Connection: close`: the client's next request opens a connection the successor gets);
-   * - a keep-alive connection is closed only once it has been quiet for `QUIET_MS` (closing one
-   *   the moment an answer is out races the client's next request on it);
-   * - upgraded connections (WebSockets) are ended at random moments over `jitter` ms;
-   * - engine.io sessions still polling here stay routed here (retainPolling) until they end
-   *   or, `LAST_CALL_MS` before `shutdownTimeout`, the server is closed (engine.io then ends
-   *   them, and their clients open new sessions on the successor).
-   */
-  private drainForReload(jitter: number): void {
-    const server = this.server;
-    if (!server) return;
-    server.prependListener('request', closeAfterResponse);
-    for (const socket of this.sockets) {
-      if ((socket as Socket & { parser?: unknown }).parser !== null) continue;
-      // Node's server let go of this one after an upgrade.
-      const timer = setTimeout(() => endUpgraded(socket), Math.random() * jitter);
-      timer.unref();
-    }
-    const lastCall = Math.max(jitter, this.options.shutdownTimeout - LAST_CALL_MS);
-    const closer = setTimeout(() => {
-      closeIdleSparingQueued(this.sockets, () => server.close());
-    }, lastCall);
-    closer.unref();
-    const quiet = new WeakMap<Socket, { read: number; since: number }>();
-    const closeQuiet = () => {
-      const now = Date.now();
-      for (const socket of this.sockets) {
-        const s = socket as Socket & { parser?: unknown; _httpMessage?: unknown };
-        if (!s.parser || s._httpMessage) {
-          quiet.delete(socket);
-          continue;
-        }
-        const seen = quiet.get(socket);
-        if (!seen || seen.read !== socket.bytesRead) {
-          quiet.set(socket, { read: socket.bytesRead, since: now });
-        } else if (now - seen.since >= QUIET_MS) {
-          socket.destroy();
-        }
-      }
-      this.maybeFinish();
-    };
-    this.idleTimer = setInterval(closeQuiet, IDLE_CHECK_MS);
-    this.idleTimer.unref();
-    closeQuiet();
-  }
-
-  /**
-   * Tells the primary which engine.io sessions this worker still serves as it drains for a
-   * reload: those with a request in flight now (a polling client always has its next poll
-   * waiting here) and any whose request arrives later. The primary routes their requests here.
-   */
-  private retainPolling(server: AnyServer): void {
-    for (const socket of this.sockets) {
-      const res = (socket as Socket & { _httpMessage?: { req?: { url?: string } } })._httpMessage;
-      this.retainUrl(res?.req?.url);
-    }
-    server.prependListener('request', (req) => this.retainUrl(req.url));
-  }
-
-  private retainUrl(url: string | undefined): void {
-    if (!url?.includes('EIO=')) return;
-    const sid = sidFromTarget(url);
-    if (sid === undefined || this.retained.has(sid)) return;
-    this.retained.add(sid);
-    if (this.retainedPending.push(sid) > 1) return;
-    // One message per turn of the event loop, however many arrive in it.
-    setImmediate(() => {
-      const sids = this.retainedPending;
-      this.retainedPending = [];
-      sendToPrimary(message<RetainedMessage>(MessageType.Retained, { sids }), 'retained message');
-    });
   }
 
   private closeIdle(): void {
@@ -475,51 +390,4 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     // Leaving the IPC channel ends a cluster worker (Node's cluster module exits it).
     if (process.connected) process.disconnect();
   }
-}
-
-/**
- * Replays the bytes the primary (or this worker) read from a connection, then lets the socket
- * flow. Empty replays are skipped: an empty unshift can break a TLS handshake.
- */
-function replay(socket: Socket, head: Buffer | undefined): void {
-  if (head && head.length > 0) socket.unshift(head);
-  socket.resume();
-}
-
-/** How often a draining worker closes the connections that have become idle, in ms. */
-const IDLE_CHECK_MS = 50;
-/** A worker draining for a reload closes a keep-alive connection once it is this quiet, in ms. */
-const QUIET_MS = 1000;
-/** How long before `shutdownTimeout` a worker draining for a reload closes its server, in ms. */
-const LAST_CALL_MS = 1000;
-
-/**
- * Ends an upgraded connection (TCP FIN after what is queued): a WebSocket client sees it close
- * and reconnects. Destroyed if it is still open a while later.
- */
-function endUpgraded(socket: Socket): void {
-  if (socket.destroyed) return;
-  socket.end();
-  setTimeout(() => socket.destroy(), END_GRACE_MS).unref();
-}
-const END_GRACE_MS = 2000;
-
-/** A 'request' listener that makes the server close the connection once it has answered. */
-function closeAfterResponse(_req: http.IncomingMessage, res: http.ServerResponse): void {
-  if (!res.headersSent) res.setHeader('connection', 'close');
-}
-
-function ignoreSignal(signal: NodeJS.Signals): void {
-  debug('worker %d: %s ignored; the primary coordinates shutdown', process.pid, signal);
-}
-
-/**
- * The primary sends the raw TCP handle it accepted; wrap it as the server's accept would.
- * `paused`: do not start reading (the request bytes wait for the application's sync event).
- */
-function toSocket(handle: unknown, paused = false): Socket | undefined {
-  if (typeof handle !== 'object' || handle === null) return undefined;
-  if (handle instanceof Socket) return handle;
-  if (typeof (handle as { readStart?: unknown }).readStart !== 'function') return undefined;
-  return socketFromHandle(handle as RawHandle, paused);
 }

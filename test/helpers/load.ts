@@ -16,6 +16,11 @@ export interface LoadOptions {
   /** Upper bound of the run, in s (stop() ends it sooner). */
   readonly maxSeconds: number;
   readonly path?: string;
+  /**
+   * Headers of the requests each connection sends in turn (cycling), e.g. a different
+   * X-Forwarded-For on each: a reverse proxy's upstream connection carrying many clients.
+   */
+  readonly cycle?: readonly Record<string, string>[];
 }
 
 /** An answer as the load saw it. */
@@ -73,6 +78,7 @@ export function startLoad(options: LoadOptions): Load {
       connections: options.sources.length,
       duration: options.maxSeconds,
       headers: options.keepAlive ? {} : { connection: 'close' },
+      ...(options.cycle ? { requests: options.cycle.map((headers) => ({ headers })) } : {}),
       setupClient,
       timeout: 10,
     },

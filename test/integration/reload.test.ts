@@ -2,11 +2,13 @@
 // time, with new processes that run the code on disk now, while clients keep their slot and no
 // request fails; a new worker that fails stops the reload and the old ones keep serving.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
-import { loopbackSources } from '../helpers/http.js';
+import { loopbackSources, request } from '../helpers/http.js';
 import { type Answer, type LoadResult, startLoad } from '../helpers/load.js';
 
 let dir = '';
@@ -217,4 +219,131 @@ describe('rolling reload', () => {
       timeoutMs: 30_000,
     });
   }, 60_000);
+});
+
+describe('what a replaced worker closes, and when', () => {
+  /** Opens a connection from `source` and upgrades it (the fixture's `Upgrade: echo`). */
+  function upgraded(
+    port: number,
+    source: string,
+  ): Promise<{ socket: net.Socket; closed: Promise<number> }> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ port, host: '127.0.0.1', localAddress: source });
+      const closed = new Promise<number>((done) => socket.once('close', () => done(Date.now())));
+      socket.on('error', () => {});
+      socket.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n');
+      let seen = '';
+      const onData = (chunk: Buffer) => {
+        seen += chunk.toString('latin1');
+        if (!seen.includes('\r\n\r\n')) return;
+        socket.off('data', onData);
+        if (seen.startsWith('HTTP/1.1 101')) resolve({ socket, closed });
+        else reject(new Error(`no upgrade: ${seen.slice(0, 80)}`));
+      };
+      socket.on('data', onData);
+      socket.once('close', () => reject(new Error('closed before the upgrade')));
+    });
+  }
+
+  it('ends upgraded connections at moments spread over closeJitter, not all at once', async () => {
+    const JITTER = 2000;
+    const app = await startFixture({
+      fixture: 'ip-app.mjs',
+      env: {
+        WORKERS: '2',
+        UPGRADE: 'echo',
+        STICKY_OPTIONS: JSON.stringify({ seed: 7, shutdownTimeout: 8000, closeJitter: JITTER }),
+      },
+    });
+    const port = app.port();
+    const conns = await Promise.all(Array.from({ length: 12 }, () => upgraded(port, '127.0.0.9')));
+    const from = app.received.length;
+    process.kill(app.pid, 'SIGHUP');
+    const closedAt = await Promise.all(conns.map((c) => c.closed));
+    await app.waitFor('reload', { from, match: (l) => l.step === 'done', timeoutMs: 30_000 });
+    const switches = app.received.filter(
+      (r) => r.index >= from && r.line.event === 'reload' && r.line.step === 'switch',
+    );
+    const what = `closed at ${closedAt.map((t) => t - (switches[0]?.receivedAt ?? 0)).join(', ')} ms after the first switch\n${app.transcript()}`;
+    // They all lived on one slot; they closed after its switch, within the jitter (and slack).
+    const since = closedAt.map((t) => Math.min(...switches.map((s) => Math.abs(t - s.receivedAt))));
+    expect(Math.max(...since), what).toBeLessThan(JITTER + 500);
+    const spread = Math.max(...closedAt) - Math.min(...closedAt);
+    expect(spread, what).toBeGreaterThan(JITTER / 4);
+    for (const c of conns) c.socket.destroy();
+  }, 60_000);
+
+  it('closes an idle keep-alive connection once quiet, without waiting for shutdownTimeout', async () => {
+    const app = await startFixture({
+      fixture: 'ip-app.mjs',
+      env: { WORKERS: '2', STICKY_OPTIONS: JSON.stringify({ seed: 7, shutdownTimeout: 8000 }) },
+    });
+    const port = app.port();
+    const agent = new http.Agent({ keepAlive: true, localAddress: '127.0.0.9' });
+    const first = await request({ port, source: '127.0.0.9', agent });
+    let closedAt = 0;
+    first.socket.once('close', () => {
+      closedAt = Date.now();
+    });
+    const from = app.received.length;
+    process.kill(app.pid, 'SIGHUP');
+    await app.waitFor('reload', { from, match: (l) => l.step === 'done', timeoutMs: 30_000 });
+    const sw = app.received.find(
+      (r) =>
+        r.index >= from &&
+        r.line.event === 'reload' &&
+        r.line.step === 'switch' &&
+        r.line.slot === first.body?.slot,
+    );
+    const drained = app.received.find(
+      (r) =>
+        r.index >= from &&
+        r.line.event === 'reload' &&
+        r.line.step === 'drained' &&
+        r.line.slot === first.body?.slot,
+    );
+    const what = app.transcript();
+    expect(closedAt, what).toBeGreaterThan(0);
+    // Quiet for a second, then closed: the slot drained long before shutdownTimeout (8 s).
+    expect((drained?.receivedAt ?? 0) - (sw?.receivedAt ?? 0), what).toBeLessThan(3000);
+    expect(closedAt - (sw?.receivedAt ?? 0), what).toBeGreaterThan(500);
+    // The client's next request goes to the slot's new worker.
+    const next = await request({ port, source: '127.0.0.9', agent });
+    expect(next.body, what).toMatchObject({ slot: first.body?.slot, pid: sw?.line.pid });
+    agent.destroy();
+  }, 60_000);
+});
+
+describe('rolling reload in proxy mode', () => {
+  it('keep-alive upstream connections carrying many clients (relayed between workers): no request fails, the new workers serve after', async () => {
+    const { app } = await cluster({ proxy: true });
+    const port = app.port();
+    const before = app.workerPids();
+    // Each connection cycles through 16 clients' addresses: most requests belong to another
+    // worker than the one before them on their connection, and are relayed.
+    const cycle = Array.from({ length: 16 }, (_, i) => ({
+      'x-forwarded-for': `198.51.100.${i + 1}`,
+    }));
+    const load = startLoad({
+      port,
+      sources: loopbackSources(8),
+      keepAlive: true,
+      maxSeconds: 90,
+      cycle,
+    });
+    await new Promise((r) => setTimeout(r, 800));
+    const from = app.received.length;
+    process.kill(app.pid, 'SIGHUP');
+    await app.waitFor('reload', { from, match: (l) => l.step === 'done', timeoutMs: 60_000 });
+    const doneAt = Date.now();
+    await new Promise((r) => setTimeout(r, 800));
+    const r = await load.stop();
+    const what = `${describeLoad('load', r)}\n${app.transcript()}`;
+    expect(r.errors + r.timeouts + r.non2xx, what).toBe(0);
+    expect(r.requests, what).toBeGreaterThan(100);
+    const late = r.answers.filter((a) => a.at > doneAt);
+    expect(late.length, what).toBeGreaterThan(0);
+    for (const a of late) expect(before, what).not.toContain(a.pid);
+    expect(new Set(late.map((a) => a.slot)), what).toEqual(new Set([0, 1, 2, 3]));
+  }, 90_000);
 });

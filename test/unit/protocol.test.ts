@@ -24,6 +24,9 @@ describe('IPC protocol', () => {
       message(MessageType.MetricsReport, { id: 5, metrics: [], error: 'no prom-client' }),
       message(MessageType.Shutdown, { reload: true, jitter: 2000 }),
       message(MessageType.Serve, { live: [0, 1], draining: 1 }),
+      message(MessageType.Serve, { live: [0, 1], draining: 1, retained: ['a'] }),
+      message(MessageType.Retain, {}),
+      message(MessageType.Retain, { stop: true }),
       message(MessageType.Retained, { sids: ['a', 'b'] }),
       message(MessageType.Retiring, { add: ['a'], draining: 1 }),
       message(MessageType.Retiring, { remove: ['a'], draining: 0 }),
@@ -63,6 +66,7 @@ describe('IPC protocol', () => {
     { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.Retained, sids: [1] },
     { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.Retiring, add: 'a', draining: 1 },
     { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.Retiring, add: ['a'] },
+    { src: SOURCE, v: PROTOCOL_VERSION, t: MessageType.Retain, stop: 1 },
   ])('drops foreign or malformed input: %j', (input) => {
     expect(parseMessage(input)).toBeUndefined();
   });
@@ -90,6 +94,7 @@ describe('IPC protocol', () => {
       Serve: 20,
       Retained: 21,
       Retiring: 22,
+      Retain: 23,
     });
   });
 });
