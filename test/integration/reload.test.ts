@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
 import { loopbackSources, request } from '../helpers/http.js';
 import { type Answer, type LoadResult, startLoad } from '../helpers/load.js';
+import { waitUntilGone } from '../helpers/proc.js';
 
 let dir = '';
 beforeEach(() => {
@@ -346,4 +347,24 @@ describe('rolling reload in proxy mode', () => {
     for (const a of late) expect(before, what).not.toContain(a.pid);
     expect(new Set(late.map((a) => a.slot)), what).toEqual(new Set([0, 1, 2, 3]));
   }, 90_000);
+});
+
+describe('a shutdown during a rolling reload', () => {
+  it('ends the reload, drains every worker (old, new and the one starting) and the primary exits', async () => {
+    const { app } = await cluster({ shutdownTimeout: 3000 });
+    const from = app.received.length;
+    process.kill(app.pid, 'SIGUSR2');
+    // In the middle of it: the first slot has switched, its old worker drains.
+    await app.waitFor('reload', { from, match: (l) => l.step === 'switch', timeoutMs: 20_000 });
+    process.kill(app.pid, 'SIGTERM');
+    const exit = await app.waitForExit(15_000);
+    const what = app.transcript();
+    expect(exit.signal ?? exit.code, what).toBe('SIGTERM');
+    // The reload did not pretend to finish.
+    expect(app.events('reloadDone'), what).toEqual([]);
+    expect(app.events('reloadFailed')[0], what).toMatchObject({ code: 'ERR_STICKY_RELOAD_FAILED' });
+    // Nothing is left running.
+    const left = await waitUntilGone(app.pidsSeen(), 5_000);
+    expect(left, what).toEqual([]);
+  }, 60_000);
 });
