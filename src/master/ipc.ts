@@ -76,6 +76,7 @@ export class WorkerChannels {
     }
     if (!msg || !this.owners.isCurrent(slot, worker)) return;
     switch (msg.t) {
+      case MessageType.StoreBatch:
       case MessageType.StoreChange:
       case MessageType.StoreHello:
       case MessageType.StoreOptions:

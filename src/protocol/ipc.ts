@@ -10,11 +10,20 @@ import { type Message, type MessageType, parseMessage } from './messages.js';
  * master/ipc.ts.)
  */
 
-/** Sends to a worker if its channel is open; `what` names the message in the debug log. */
-export function sendToWorker(worker: Worker, msg: Message, what: string): boolean {
+/**
+ * Sends to a worker if its channel is open; `what` names the message in the debug log, `done`
+ * runs once it is written (with the error if it failed).
+ */
+export function sendToWorker(
+  worker: Worker,
+  msg: Message,
+  what: string,
+  done?: (err: Error | null) => void,
+): boolean {
   if (!worker.isConnected()) return false;
   worker.send(msg, (err: Error | null) => {
     if (err) debug('%s to pid %d failed: %s', what, worker.process.pid, err.message);
+    done?.(err);
   });
   return true;
 }

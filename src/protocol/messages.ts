@@ -84,6 +84,11 @@ export const MessageType = {
    * (Retained), now and as their requests arrive.
    */
   Retain: 23,
+  /**
+   * Session replication, both ways: the store messages one side queued in one turn of its event
+   * loop (StoreChange, StoreAck, StoreQuery, StoreFound), in order, as one IPC message.
+   */
+  StoreBatch: 24,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -164,8 +169,11 @@ export type StoreQueryMessage = Envelope<typeof MessageType.StoreQuery> & {
   id: number;
   sid: string;
 };
+/** `msgs`: store messages, each checked with parseMessage by whoever unpacks them. */
+export type StoreBatchMessage = Envelope<typeof MessageType.StoreBatch> & { msgs: unknown[] };
 /** What a worker's store sends the primary's replication hub. */
 export type HubMessage =
+  | StoreBatchMessage
   | StoreChangeMessage
   | StoreHelloMessage
   | StoreOptionsMessage
@@ -203,7 +211,8 @@ export type Message =
   | ServeMessage
   | RetainedMessage
   | RetiringMessage
-  | RetainMessage;
+  | RetainMessage
+  | StoreBatchMessage;
 
 /** Builds a message of the given type; `body` holds its type-specific fields. */
 export function message<M extends Message>(t: M['t'], body: Omit<M, 'src' | 'v' | 't'>): M {
@@ -254,6 +263,7 @@ const VALID = new Map<number, (m: Fields) => boolean>([
   ],
   [MessageType.Retained, (m) => stringList(m.sids)],
   [MessageType.Retain, (m) => m.stop === undefined || typeof m.stop === 'boolean'],
+  [MessageType.StoreBatch, (m) => Array.isArray(m.msgs)],
   [
     MessageType.Retiring,
     (m) =>

@@ -23,7 +23,8 @@ function fakeWorker(pid: number): Worker & { sent: Message[] } {
     process: { pid },
     isConnected: () => true,
     send(msg: Message, cb?: (err: Error | null) => void) {
-      w.sent.push(msg);
+      // One message at a time, as sent (a batch holds several, in order).
+      w.sent.push(...(msg.t === MessageType.StoreBatch ? (msg.msgs as Message[]) : [msg]));
       cb?.(null);
       return true;
     },
@@ -50,8 +51,10 @@ function hubWithTwo(): {
   return { hub, a, b };
 }
 
+/** A worker's write as the hub receives it; what the hub sends for it is sent by the return. */
 function write(hub: Hub, from: Worker, change: Change, id: number): void {
   hub.receive(from, message<StoreChangeMessage>(MessageType.StoreChange, { change, id }));
+  hub.flush();
 }
 
 describe('the hub and a worker write older than its record', () => {
@@ -66,6 +69,7 @@ describe('the hub and a worker write older than its record', () => {
       version: { t: AHEAD, c: 0, n: 'fast' },
     };
     hub.applyRemote([ahead]);
+    hub.flush();
     expect(hub.counters.versionsAhead).toBe(1);
     a.sent.length = 0;
     b.sent.length = 0;
@@ -126,8 +130,10 @@ describe("the hub's tombstones (issue 15, item 2)", () => {
       version: { t: 5, c: 0, n: 'x' },
     };
     hub.applyRemote([s]);
+    hub.flush();
     a.sent.length = 0;
     hub.forget(['s', 'unknown']);
+    hub.flush();
     expect(hub.table.record('s')).toBeUndefined();
     expect(a.sent).toEqual([
       expect.objectContaining({

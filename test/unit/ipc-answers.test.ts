@@ -32,7 +32,9 @@ vi.mock('../../src/protocol/ipc.js', () => ({
     return true;
   },
   sendToWorker: (_worker: unknown, msg: unknown) => {
-    wire.sentToWorkers.push(msg);
+    // What the hub sent, one message at a time (a batch holds several, in order).
+    const batch = msg as { t: number; msgs?: unknown[] };
+    wire.sentToWorkers.push(...(batch.t === 24 && batch.msgs ? batch.msgs : [msg]));
     // Through JSON, as a real channel carries it.
     const copy = JSON.parse(JSON.stringify(msg));
     queueMicrotask(() => wire.toWorker?.(copy));

@@ -95,6 +95,7 @@ describe('IPC protocol', () => {
       Retained: 21,
       Retiring: 22,
       Retain: 23,
+      StoreBatch: 24,
     });
   });
 });

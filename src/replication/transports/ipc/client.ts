@@ -4,8 +4,10 @@ import { primaryChannel, sendToPrimary } from '../../../protocol/ipc.js';
 import {
   MessageType,
   message,
+  parseMessage,
   SLOT_ENV,
   type StoreAckMessage,
+  type StoreBatchMessage,
   type StoreChangeMessage,
   type StoreFoundMessage,
   type StoreHelloMessage,
@@ -18,6 +20,10 @@ import type { Clock } from '../../clock.js';
 import { type Change, SessionTable } from '../../table.js';
 import type { Transport } from '../../transport.js';
 import { parseChange } from '../../wire.js';
+import { Outbox } from './outbox.js';
+
+/** The one peer of a worker's outbox. */
+const PRIMARY = 'primary';
 
 /** How long a store created after its worker started waits for the full state, in ms. */
 const SYNC_TIMEOUT_MS = 10_000;
@@ -90,6 +96,7 @@ export class HubClient {
     );
     primaryChannel.on(
       [
+        MessageType.StoreBatch,
         MessageType.StoreChange,
         MessageType.StoreAck,
         MessageType.StoreState,
@@ -138,8 +145,7 @@ export class HubClient {
       const timer = setTimeout(done, QUERY_TIMEOUT_MS);
       timer.unref();
       this.queries.set(id, done);
-      const msg = message<StoreQueryMessage>(MessageType.StoreQuery, { id, sid });
-      if (!sendToPrimary(msg, 'read on miss', (err) => err && done())) done();
+      this.outbox.queue(PRIMARY, message<StoreQueryMessage>(MessageType.StoreQuery, { id, sid }));
     });
   }
 
@@ -185,13 +191,33 @@ export class HubClient {
       );
       timer.unref();
       this.pending.set(id, { resolve, reject, timer });
-      const msg = message<StoreChangeMessage>(MessageType.StoreChange, { change, id });
-      const sent = sendToPrimary(msg, 'store write', (err) => {
-        if (err) this.settleWrite(id, err.message, 'ERR_STICKY_STORE_CLOSED', err);
-      });
-      if (!sent) this.settleWrite(id, 'the primary is gone', 'ERR_STICKY_STORE_CLOSED');
+      this.outbox.queue(
+        PRIMARY,
+        message<StoreChangeMessage>(MessageType.StoreChange, { change, id }),
+      );
     });
   }
+
+  /**
+   * The writes and reads on miss of one turn of the event loop go to the primary as one message
+   * (in order); one that cannot be sent settles every write and read it holds.
+   */
+  private readonly outbox = new Outbox<typeof PRIMARY>((_peer, msg, msgs) => {
+    const failed = (err: Error | undefined) => {
+      for (const m of msgs) {
+        if (m.t === MessageType.StoreChange && m.id !== undefined) {
+          const why = err?.message ?? 'the primary is gone';
+          this.settleWrite(m.id, why, 'ERR_STICKY_STORE_CLOSED', err);
+        } else if (m.t === MessageType.StoreQuery) {
+          this.queries.get(m.id)?.();
+        }
+      }
+    };
+    const sent = sendToPrimary(msg, 'store messages', (err) => {
+      if (err) failed(err);
+    });
+    if (!sent) failed(undefined);
+  });
 
   /** Settles the write numbered `id`: resolves it, or with a reason rejects it. */
   private settleWrite(
@@ -219,9 +245,28 @@ export class HubClient {
   }
 
   private receive(
-    msg: StoreChangeMessage | StoreAckMessage | StoreStateMessage | StoreFoundMessage,
+    msg:
+      | StoreBatchMessage
+      | StoreChangeMessage
+      | StoreAckMessage
+      | StoreStateMessage
+      | StoreFoundMessage,
   ): void {
-    if (msg.t === MessageType.StoreFound) {
+    if (msg.t === MessageType.StoreBatch) {
+      for (const raw of msg.msgs) {
+        const inner = parseMessage(raw);
+        if (
+          inner?.t === MessageType.StoreChange ||
+          inner?.t === MessageType.StoreAck ||
+          inner?.t === MessageType.StoreFound
+        ) {
+          this.receive(inner);
+        } else {
+          this.dropped++;
+          debug('dropped a malformed store message of a batch from the primary');
+        }
+      }
+    } else if (msg.t === MessageType.StoreFound) {
       this.queries.get(msg.id)?.();
     } else if (msg.t === MessageType.StoreChange) {
       const change = this.applyRemote(msg.change);

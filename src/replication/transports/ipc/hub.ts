@@ -3,8 +3,10 @@ import { debug } from '../../../debug.js';
 import { sendToWorker } from '../../../protocol/ipc.js';
 import {
   type HubMessage,
+  type Message,
   MessageType,
   message,
+  parseMessage,
   type StoreAckMessage,
   type StoreChangeMessage,
   type StoreFoundMessage,
@@ -15,6 +17,7 @@ import { compareVersions, isFarAhead } from '../../clock.js';
 import { type Change, SessionTable } from '../../table.js';
 import type { ReplicaHost, Transport } from '../../transport.js';
 import { checkChange, isSessionIdLike } from '../../wire.js';
+import { Outbox } from './outbox.js';
 
 /** Changes per state-transfer message: keeps each IPC message small whatever the total. */
 const STATE_CHUNK = 500;
@@ -95,6 +98,22 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
   private readonly maxBacklog: number;
   /** A worker's store said how long it keeps tombstones (until then: the store default). */
   private ttlAnnounced = false;
+  /**
+   * What goes to the workers in this turn of the event loop, sent once at its end, in two
+   * passes: first every worker's forwarded writes (`forwards`), then the answers to writers and
+   * to reads on miss (`answers`), so no answer is written before every channel holds the writes
+   * it answers for. Nothing else can overtake them: the full state is sent after flushing them,
+   * and no connection can depend on a write before its answer.
+   */
+  private readonly forwards = new Outbox<Worker>(
+    (worker, msg, _msgs, bytes) => this.sendQueued(worker, msg, bytes),
+    () => this.scheduleFlush(),
+  );
+  private readonly answers = new Outbox<Worker>(
+    (worker, msg, _msgs, bytes) => this.sendQueued(worker, msg, bytes),
+    () => this.scheduleFlush(),
+  );
+  private flushScheduled = false;
 
   constructor(options: HubOptions<T> = {}) {
     this.maxBacklog = options.maxBacklog ?? 16 * 1024 * 1024;
@@ -109,10 +128,44 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
    * settings.
    */
   receive(from: Worker, msg: HubMessage): void {
-    if (msg.t === MessageType.StoreHello) this.sync(from);
+    if (msg.t === MessageType.StoreBatch) this.receiveBatch(from, msg.msgs);
+    else if (msg.t === MessageType.StoreHello) this.sync(from);
     else if (msg.t === MessageType.StoreQuery) this.onQuery(from, msg);
     else if (msg.t === MessageType.StoreOptions) this.adopt(msg.tombstoneTtl);
     else this.onChange(from, msg);
+  }
+
+  /** A worker's store messages of one turn, in order; anything else in it is dropped. */
+  private receiveBatch(from: Worker, msgs: readonly unknown[]): void {
+    for (const raw of msgs) {
+      const msg = parseMessage(raw);
+      if (
+        msg?.t === MessageType.StoreChange ||
+        msg?.t === MessageType.StoreQuery ||
+        msg?.t === MessageType.StoreHello ||
+        msg?.t === MessageType.StoreOptions
+      ) {
+        this.receive(from, msg);
+      } else {
+        this.counters.dropped++;
+        debug('hub: dropped a malformed message of a batch from pid %d', from.process.pid);
+      }
+    }
+  }
+
+  /** Sends what is queued for the workers now (tests; the event loop does it on its own). */
+  flush(): void {
+    this.flushScheduled = false;
+    this.forwards.flush();
+    this.answers.flush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      if (this.flushScheduled) this.flush();
+    });
   }
 
   /**
@@ -148,13 +201,17 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
     const known = this.table.record(msg.sid) !== undefined || !isSessionIdLike(msg.sid);
     const wait = known || !this.transport?.fetch ? undefined : this.transport.fetch(msg.sid);
     const answer = () =>
-      send(from, message<StoreFoundMessage>(MessageType.StoreFound, { id: msg.id }));
+      this.answers.queue(from, message<StoreFoundMessage>(MessageType.StoreFound, { id: msg.id }));
     if (wait) void wait.then(answer);
     else answer();
   }
 
   /** Sends the full state to a worker about to become ready; from then on it gets every write. */
   sync(worker: Worker): void {
+    // What was queued for it goes first; the state holds it anyway, and comes before anything
+    // sent to this worker after this call (a connection).
+    this.forwards.flush(worker);
+    this.answers.flush(worker);
     const changes = [...this.table.changes()];
     for (let i = 0; i < changes.length || i === 0; i += STATE_CHUNK) {
       const part = changes.slice(i, i + STATE_CHUNK);
@@ -168,6 +225,8 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
         this.synced.delete(worker);
         this.behind.delete(worker);
         this.backlog.delete(worker);
+        this.forwards.drop(worker);
+        this.answers.drop(worker);
       });
     }
   }
@@ -182,6 +241,7 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
   }
 
   close(): void {
+    this.flush();
     clearInterval(this.sweeper);
     clearInterval(this.drainCheck);
     this.synced.clear();
@@ -200,7 +260,10 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
       debug('hub: dropped a change from pid %d: %s', from.process.pid, change);
       if (msg.id !== undefined) {
         const refused = `the primary refused the write: ${change}`;
-        send(from, message<StoreAckMessage>(MessageType.StoreAck, { id: msg.id, refused }));
+        this.answers.queue(
+          from,
+          message<StoreAckMessage>(MessageType.StoreAck, { id: msg.id, refused }),
+        );
       }
       return;
     }
@@ -212,12 +275,19 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
       this.transport?.publish(change);
     } else if (this.lost(change)) {
       // The writer applied it: it gets the record that won instead, before the answer.
-      for (const c of this.table.changesOf(change.sid)) sendChange(from, c);
+      for (const c of this.table.changesOf(change.sid)) {
+        this.answers.queue(
+          from,
+          message<StoreChangeMessage>(MessageType.StoreChange, { change: c }),
+        );
+      }
       refused = this.refusal(change);
     }
     if (msg.id !== undefined) {
       const ack = refused === undefined ? { id: msg.id } : { id: msg.id, refused, lost: true };
-      send(from, message<StoreAckMessage>(MessageType.StoreAck, ack));
+      // In the same flush as the forwards to the other workers: no one can have the answer
+      // before every worker's channel holds the write.
+      this.answers.queue(from, message<StoreAckMessage>(MessageType.StoreAck, ack));
     }
   }
 
@@ -253,20 +323,28 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
       if (worker === from || this.behind.has(worker) || !worker.isConnected()) continue;
       const queued = (this.backlog.get(worker) ?? 0) + bytes;
       this.backlog.set(worker, queued);
-      worker.send(msg, (err: Error | null) => {
-        if (err) debug('hub: change to pid %d failed: %s', worker.process.pid, err.message);
-        const left = (this.backlog.get(worker) ?? bytes) - bytes;
-        if (left > 0) this.backlog.set(worker, left);
-        else this.backlog.delete(worker);
-      });
+      this.forwards.queue(worker, msg, bytes);
       if (queued > this.maxBacklog) this.fallBehind(worker, queued);
     }
+  }
+
+  /** Sends a worker its messages of this turn; `bytes` of them count in its backlog. */
+  private sendQueued(worker: Worker, msg: Message, bytes: number): void {
+    const sent = sendToWorker(worker, msg, 'hub: store messages', () => {
+      if (bytes === 0) return;
+      const left = (this.backlog.get(worker) ?? bytes) - bytes;
+      if (left > 0) this.backlog.set(worker, left);
+      else this.backlog.delete(worker);
+    });
+    if (!sent) this.backlog.delete(worker);
   }
 
   /** A worker does not read its channel: stop queueing into it, resync it once it drained. */
   private fallBehind(worker: Worker, queued: number): void {
     debug('hub: %d bytes queued to pid %d; resync once drained', queued, worker.process.pid);
     this.behind.add(worker);
+    // Sent now, so that its backlog counts what its channel holds (and drains).
+    this.forwards.flush(worker);
     this.drainCheck ??= setInterval(() => this.resyncDrained(), DRAIN_CHECK_MS);
     this.drainCheck.unref();
   }
@@ -287,13 +365,6 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
   }
 }
 
-function sendChange(worker: Worker, change: Change): void {
-  send(worker, message<StoreChangeMessage>(MessageType.StoreChange, { change }));
-}
-
-function send(
-  worker: Worker,
-  msg: StoreStateMessage | StoreAckMessage | StoreChangeMessage | StoreFoundMessage,
-) {
+function send(worker: Worker, msg: StoreStateMessage) {
   sendToWorker(worker, msg, 'hub: store message');
 }
