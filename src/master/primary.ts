@@ -235,8 +235,14 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       this.hub.close();
       void this.metricsEndpoint?.close();
       this.pool.once('idle', () => {
-        // After the workers: their last writes still go out before the leave message.
-        void (this.hub.transport?.close() ?? Promise.resolve()).then(() => {
+        // After the workers: their last writes still go out before the leave message. A reload
+        // that was running has settled too (it fails once the pool closes) before `close`.
+        const reload = this.reloading?.then(
+          () => undefined,
+          () => undefined,
+        );
+        const transport = this.hub.transport?.close() ?? Promise.resolve();
+        void Promise.all([transport, reload]).then(() => {
           this.state = 'closed';
           this.emit('close');
           resolve();
