@@ -44,10 +44,11 @@ const app = sticky({ num: workers, proxy: true, seed: SEED }, () => {
     const at = /"at":"(\d+)"/.exec(data)?.[1];
     if (at) applied.push(Number(process.hrtime.bigint() - BigInt(at)) / 1e6);
   };
-  // Whatever shape the hub's messages have: a change, or a batch of them.
+  // Each forwarded change, one per message or several in a batch (type 24: StoreBatch).
   process.on('message', (msg) => {
     if (!recording || msg?.src !== 'sticky-mesh') return;
-    for (const c of msg.changes ?? (msg.change ? [msg.change] : [])) {
+    for (const m of msg.t === 24 && Array.isArray(msg.msgs) ? msg.msgs : [msg]) {
+      const c = m?.change;
       if (c?.op === 'set' && typeof c.data === 'string') record(c.data);
     }
   });
