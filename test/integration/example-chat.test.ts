@@ -30,6 +30,7 @@ import {
   type Hello,
   recordChat,
 } from '../helpers/socketio.js';
+import { sleep, waitUntil } from '../helpers/wait.js';
 
 const WORKERS = 4;
 const PING_INTERVAL = 300;
@@ -77,18 +78,6 @@ interface ClientOptions {
   readonly agent: http.Agent;
   readonly ownAgent: boolean;
   readonly transports?: ('polling' | 'websocket')[];
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `condition` every 50 ms until it holds (true) or `timeoutMs` passes (false). */
-async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() >= deadline) return false;
-    await sleep(50);
-  }
-  return true;
 }
 
 function connect(port: number, options: ClientOptions): Client {

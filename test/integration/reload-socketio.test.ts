@@ -10,19 +10,9 @@ import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/clus
 import { loopbackSources } from '../helpers/http.js';
 import { startLoad } from '../helpers/load.js';
 import { explain } from '../helpers/socketio.js';
+import { sleep, waitUntil } from '../helpers/wait.js';
 
 afterEach(stopFixtures);
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() >= deadline) return false;
-    await sleep(50);
-  }
-  return true;
-}
 
 interface Hello {
   pid: number;
@@ -36,7 +26,8 @@ interface Client {
   readonly agent: http.Agent;
   readonly hellos: (Hello & { at: number })[];
   readonly disconnects: { reason: string; at: number }[];
-  readonly errors: string[];
+  /** Connect and transport errors, with when they came. */
+  readonly errors: { text: string; at: number }[];
   readonly pings: number[];
 }
 
@@ -60,8 +51,12 @@ function connect(port: number, source: string, keepAlive: boolean, transports: s
   };
   socket.on('hello', (h: Hello) => client.hellos.push({ ...h, at: Date.now() }));
   socket.on('disconnect', (reason) => client.disconnects.push({ reason, at: Date.now() }));
-  socket.on('connect_error', (err) => client.errors.push(`connect_error ${explain(err)}`));
-  socket.io.on('error', (err) => client.errors.push(`transport ${explain(err)}`));
+  socket.on('connect_error', (err) =>
+    client.errors.push({ text: `connect_error ${explain(err)}`, at: Date.now() }),
+  );
+  socket.io.on('error', (err) =>
+    client.errors.push({ text: `transport ${explain(err)}`, at: Date.now() }),
+  );
   socket.io.on('ping', () => client.pings.push(Date.now()));
   return client;
 }
@@ -117,31 +112,46 @@ describe('rolling reload with engine.io sessions still polling', () => {
         const what = [
           ...clients.map(
             (c) =>
-              `${c.source}: hellos ${JSON.stringify(c.hellos)} disconnects ${JSON.stringify(c.disconnects)} errors ${c.errors.join('; ')}`,
+              `${c.source}: hellos ${JSON.stringify(c.hellos)} disconnects ${JSON.stringify(c.disconnects)} errors ${JSON.stringify(c.errors)}`,
           ),
           app.transcript(),
         ].join('\n');
         expect(reconnected, what).toBe(true);
-        // engine.io refused nothing ("Session ID unknown" is what a misrouted poll gets).
-        expect(app.events('connectionError'), what).toEqual([]);
+        const switchedAt = (slot: number) =>
+          app.received.find(
+            (r) => r.line.event === 'reload' && r.line.step === 'switch' && r.line.slot === slot,
+          )?.receivedAt ?? 0;
+        // When the replaced worker of `slot` ends the sessions it kept (its drain's last call,
+        // a second before shutdownTimeout), less the time its switch line took to arrive here.
+        const lastCall = (slot: number) => switchedAt(slot) + SHUTDOWN_TIMEOUT - 1000 - 300;
+        // engine.io refused nothing while the sessions were kept ("Session ID unknown" is what a
+        // misrouted poll gets). A request racing the server's own end of a polling session (in
+        // flight as the session closed) may be refused after the last call: that session had
+        // ended anyway, and its client opens a new one.
+        const refused = app.received.filter(
+          (r) => r.line.event === 'connectionError' && r.receivedAt < lastCall(Number(r.line.slot)),
+        );
+        expect(refused, what).toEqual([]);
         for (const c of clients) {
           const [first, second] = c.hellos as [Hello & { at: number }, Hello & { at: number }];
           const sw = switches.find((l) => l.slot === first.slot);
           expect(sw, what).toBeDefined();
-          const switchedAt = app.received.find((r) => r.line === sw)?.receivedAt ?? 0;
           // Kept on the replaced worker: still pinged well into its drain, and let go only when
           // the drain ran out (a second before shutdownTimeout).
-          const during = c.pings.filter((t) => t > switchedAt + 500 && t < switchedAt + 3000);
+          const during = c.pings.filter(
+            (t) => t > switchedAt(first.slot) + 500 && t < switchedAt(first.slot) + 3000,
+          );
           expect(during.length, `${c.source}\n${what}`).toBeGreaterThan(2);
           const lost = c.disconnects[0];
           expect(lost, what).toBeDefined();
-          expect((lost?.at ?? 0) - switchedAt, `${c.source}\n${what}`).toBeGreaterThan(
-            SHUTDOWN_TIMEOUT - 1000 - 500,
-          );
+          expect(lost?.at ?? 0, `${c.source}\n${what}`).toBeGreaterThan(lastCall(first.slot) - 200);
           // Back on its slot, on the new worker.
           expect(second.slot, what).toBe(first.slot);
           expect(second.pid, what).toBe(sw?.pid);
-          expect(c.errors, what).toEqual([]);
+          expect(
+            c.errors.filter((e) => e.at < lastCall(first.slot)),
+            what,
+          ).toEqual([]);
         }
       } finally {
         closeAll(clients);
@@ -237,7 +247,7 @@ describe('the chat example through a rolling reload', () => {
           .filter((c) => !c.hellos.some((h) => h.at > reloadAt))
           .map(
             (c) =>
-              `${c.source}: ${JSON.stringify(c.hellos)} ${JSON.stringify(c.disconnects)} ${c.errors.join('; ')}`,
+              `${c.source}: ${JSON.stringify(c.hellos)} ${JSON.stringify(c.disconnects)} ${JSON.stringify(c.errors)}`,
           ),
         app.transcript(),
       ].join('\n');
