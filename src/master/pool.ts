@@ -233,7 +233,12 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     const worker = this.spawn(s, false);
     s.worker = worker;
     s.generation++;
-    s.handoff = new Handoff(worker, (handle) => this.emit('returned', handle, s.slot));
+    s.handoff = new Handoff(worker, (handle) => {
+      // One a worker a reload replaced could not take is routed again as if new: marking its
+      // slot as tried would steer it away from the slot's new worker, to another slot.
+      if (s.worker === worker) this.emit('returned', handle, s.slot);
+      else this.emit('orphans', [handle]);
+    });
     s.state = 'starting';
     s.timer = setTimeout(() => {
       debug(
