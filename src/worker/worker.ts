@@ -22,6 +22,7 @@ import {
   SUCCESSOR_ENV,
 } from '../protocol/messages.js';
 import { closeIdleSparingQueued } from '../relay-internals.js';
+import { afterStoreFence } from '../replication/transports/ipc/client.js';
 import { normaliseAddress } from '../routing/address.js';
 import { makeSessionId } from '../routing/session-id.js';
 import { KeptOpenConnections } from './keep-alive.js';
@@ -255,7 +256,10 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
       const paused = this.options.sync !== false && msg.head !== undefined;
       const socket = toSocket(handle, paused);
       if (socket) {
-        this.adopt(socket, msg.head ? Buffer.from(msg.head, 'base64') : undefined, msg.peer);
+        const head = msg.head ? Buffer.from(msg.head, 'base64') : undefined;
+        // Served once this worker's store has every session write acknowledged before the
+        // handoff (they travel on the store's own channel).
+        afterStoreFence(msg.fence, () => this.adopt(socket, head, msg.peer));
       }
     } else if (msg.t === MessageType.Slots) {
       this.keptOpen.setLive(msg.live);

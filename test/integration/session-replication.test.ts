@@ -152,6 +152,8 @@ describe('the replication hub and bad input', () => {
     const port = app.port();
     const login = await call(port, 'POST', '/login?user=zoe', 1);
     expect((await call(port, 'GET', '/garbage', 2)).body).toMatchObject({ slot: 2 });
+    // And on the store's data channel.
+    expect((await call(port, 'GET', '/garbage-frames', 2)).body).toMatchObject({ slot: 2 });
     // The messages may still be on their way: ask again until the count shows them.
     await vi.waitFor(
       async () => {
@@ -159,7 +161,9 @@ describe('the replication hub and bad input', () => {
           sessions: { dropped: number };
           malformedMessages: number;
         }>(app, 1_000);
-        expect(stats.sessions.dropped).toBe(3);
+        // The three IPC store messages (writes travel on the data channel, not as IPC
+        // messages) and the three frames.
+        expect(stats.sessions.dropped).toBe(6);
         // Another version and an unknown type are counted; another library's message is not ours.
         expect(stats.malformedMessages).toBe(2);
       },
