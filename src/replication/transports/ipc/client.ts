@@ -131,6 +131,11 @@ export class HubClient {
     };
   }
 
+  /** Stops reading the data channel for `ms` (see WorkerLink#holdReads). */
+  holdReads(ms: number): void {
+    this.channel.holdReads(ms);
+  }
+
   /** Sends `bytes` on the data channel as they are (see WorkerLink#sendRaw). */
   sendRaw(bytes: Buffer): void {
     this.channel.sendRaw(bytes);

@@ -63,6 +63,14 @@ export class WorkerLink {
     this.schedule();
   }
 
+  /** Stops reading the channel for `ms` (tests: a worker whose changes are late). */
+  holdReads(ms: number): void {
+    const socket = this.socket;
+    if (!socket) return;
+    socket.pause();
+    setTimeout(() => socket.resume(), ms).unref();
+  }
+
   /**
    * Sends `bytes` as they are, after what is queued (tests and tools: frames the store would
    * never send, to see the hub drop them).
