@@ -135,6 +135,11 @@ export type ServeMessage = Envelope<typeof MessageType.Serve> & {
   draining: number;
   /** engine.io sessions that workers draining for a reload still serve. */
   retained?: string[];
+  /**
+   * How far the hub had written the worker's store data channel: its relay socket takes the
+   * slot's name (siblings relay to it) once it has applied that far (see ConnectionMessage).
+   */
+  fence?: number;
 };
 /** `stop`: the reload will not replace you after all; stop reporting. */
 export type RetainMessage = Envelope<typeof MessageType.Retain> & { stop?: boolean };
@@ -280,7 +285,11 @@ const VALID = new Map<number, (m: Fields) => boolean>([
   ],
   [
     MessageType.Serve,
-    (m) => Array.isArray(m.live) && m.live.every((s) => Number.isInteger(s)) && isId(m.draining),
+    (m) =>
+      Array.isArray(m.live) &&
+      m.live.every((s) => Number.isInteger(s)) &&
+      isId(m.draining) &&
+      (m.fence === undefined || isId(m.fence)),
   ],
   [MessageType.Retained, (m) => stringList(m.sids)],
   [MessageType.Retain, (m) => m.stop === undefined || typeof m.stop === 'boolean'],

@@ -234,8 +234,10 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     const dir = process.env[RELAY_DIR_ENV];
     if (this.relays && dir && !(server instanceof tls.Server)) {
       // Listening before the primary hears "ready": siblings relay only to ready slots.
+      // A relayed request is served once the store has its full state (a sibling may relay
+      // here as soon as this slot is live).
       const listener = new RelayListener(dir, this.slot, (socket, rest) =>
-        this.adopt(socket, rest, undefined, false),
+        afterStoreFence(undefined, () => this.adopt(socket, rest, undefined, false)),
       );
       if (await listener.listen()) {
         this.relayListener = listener;
@@ -270,7 +272,8 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
       // The full session state came before this (IPC keeps the order): siblings may relay here.
       this.keptOpen.setLive(msg.live);
       this.keptOpen.setRetiring(msg.retained, [], msg.draining);
-      this.relayListener?.takeSlot();
+      // Siblings relay requests straight to it once it has the name: only with the full state.
+      afterStoreFence(msg.fence, () => this.relayListener?.takeSlot());
     } else if (msg.t === MessageType.Retain) {
       // A reload is about to replace this worker: its engine.io sessions stay here.
       if (msg.stop) this.reloadDrain.stopRetaining(this.server);

@@ -187,3 +187,29 @@ describe("the hub's answer to a worker's write", () => {
     expect(parseMessage({ ...base, refused: 5 } as unknown as Message)).toBeUndefined();
   });
 });
+
+describe("a connection's fence in a worker", () => {
+  it('waits for the full state, then for the channel to reach the position the hub gave it', async () => {
+    const { hub, client } = cluster();
+    await delay(50);
+    const order: string[] = [];
+    // Before the state: nothing is served, whatever the fence.
+    client.afterFence(0, () => order.push('first'));
+    await delay(50);
+    expect(order).toEqual([]);
+    hub.sync(worker);
+    await vi.waitFor(() => expect(order).toEqual(['first']));
+    // The worker stops reading; a change reaches the hub and is written to its channel.
+    client.holdReads(300);
+    await delay(20);
+    hub.applyRemote([set('late', Date.now())]);
+    hub.flush();
+    const fence = hub.position(worker);
+    client.afterFence(fence, () => order.push(`second:${client.table.get('late') ?? 'missing'}`));
+    client.afterFence(0, () => order.push('third'));
+    await delay(150);
+    expect(order).toEqual(['first']);
+    await vi.waitFor(() => expect(order).toEqual(['first', 'second:{"user":"ann"}', 'third']));
+    hub.close();
+  });
+});

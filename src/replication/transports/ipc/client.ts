@@ -96,7 +96,8 @@ export class HubClient {
   /** The data channel closed (or the primary is gone): nothing more comes or goes. */
   private closed = false;
   /** Connections handed over, waiting for the channel to reach their fence (in order). */
-  private fenced: { fence: number; run: () => void }[] = [];
+  private fenced: { fence: number; run: () => void; at: number }[] = [];
+  private fenceTimer: NodeJS.Timeout | undefined;
 
   constructor(tombstoneTtl: number) {
     this.table = new SessionTable({ tombstoneTtl });
@@ -146,25 +147,50 @@ export class HubClient {
   }
 
   /**
-   * Runs `run` once this worker has applied its data channel up to `fence` (and holds the full
-   * state, if a transfer is under way): at once when it has. In order of the calls.
+   * Runs `run` once this worker holds the full state (its first one, and any transfer under way)
+   * and has applied its data channel up to `fence`: at once when it has. In order of the calls.
    */
   afterFence(fence: number, run: () => void): void {
-    if (this.fenced.length === 0 && this.caughtUp(fence)) run();
-    else this.fenced.push({ fence, run });
+    if (this.fenced.length === 0 && this.caughtUp(fence)) {
+      run();
+      return;
+    }
+    this.fenced.push({ fence, run, at: Date.now() });
+    // Bounded: a primary that never sends the state does not hold connections forever.
+    if (!this.fenceTimer) {
+      this.fenceTimer = setTimeout(() => this.releaseStale(), SYNC_TIMEOUT_MS);
+      this.fenceTimer.unref();
+    }
+  }
+
+  /** Runs the connections that waited `SYNC_TIMEOUT_MS` (with what arrived). */
+  private releaseStale(): void {
+    this.fenceTimer = undefined;
+    const due = Date.now() - SYNC_TIMEOUT_MS;
+    while (this.fenced.length > 0 && (this.fenced[0] as { at: number }).at <= due) {
+      debug('store: no session state from the primary in %d ms; serving', SYNC_TIMEOUT_MS);
+      (this.fenced.shift() as { run: () => void }).run();
+    }
+    const first = this.fenced[0];
+    if (first) {
+      this.fenceTimer = setTimeout(() => this.releaseStale(), first.at - due);
+      this.fenceTimer.unref();
+    }
   }
 
   private caughtUp(fence: number): boolean {
-    return this.closed || (this.channel.consumed >= fence && !this.receivingState);
+    return this.closed || (this.synced && !this.receivingState && this.channel.consumed >= fence);
   }
 
   private releaseFenced(): void {
     while (this.fenced.length > 0) {
-      const first = this.fenced[0] as { fence: number; run: () => void };
+      const first = this.fenced[0] as { fence: number; run: () => void; at: number };
       if (!this.caughtUp(first.fence)) return;
       this.fenced.shift();
       first.run();
     }
+    clearTimeout(this.fenceTimer);
+    this.fenceTimer = undefined;
   }
 
   /** The channel is gone: every write and read waiting is settled, fenced connections go on. */
@@ -338,6 +364,7 @@ export class HubClient {
     const waiters = this.syncWaiters;
     this.syncWaiters = [];
     for (const resolve of waiters) resolve();
+    this.releaseFenced();
   }
 }
 
