@@ -234,8 +234,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     const dir = process.env[RELAY_DIR_ENV];
     if (this.relays && dir && !(server instanceof tls.Server)) {
       // Listening before the primary hears "ready": siblings relay only to ready slots.
-      // A relayed request is served once the store has its full state (a sibling may relay
-      // here as soon as this slot is live).
+      // A relayed request is served once the store has its full state (siblings relay early).
       const listener = new RelayListener(dir, this.slot, (socket, rest) =>
         afterStoreFence(undefined, () => this.adopt(socket, rest, undefined, false)),
       );
@@ -259,8 +258,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
       const socket = toSocket(handle, paused);
       if (socket) {
         const head = msg.head ? Buffer.from(msg.head, 'base64') : undefined;
-        // Served once this worker's store has every session write acknowledged before the
-        // handoff (they travel on the store's own channel).
+        // Served once the store has every write acknowledged before the handoff (see fence.ts).
         afterStoreFence(msg.fence, () => this.adopt(socket, head, msg.peer));
       }
     } else if (msg.t === MessageType.Slots) {

@@ -14,6 +14,7 @@ import type { Clock } from '../../clock.js';
 import { type Change, SessionTable } from '../../table.js';
 import type { Transport } from '../../transport.js';
 import { encodeChange } from '../multicast/codec.js';
+import { FenceQueue } from './fence.js';
 import { Frame, readAck, readChanges, readIds } from './frames.js';
 import { WorkerLink } from './worker-link.js';
 
@@ -90,14 +91,17 @@ export class HubClient {
   private readonly canQuery: boolean;
   private readonly channel = new WorkerLink(
     (kind, body) => this.onFrame(kind, body),
-    () => this.releaseFenced(),
+    () => this.fenced.release(),
     (why) => this.fail(why),
   );
   /** The data channel closed (or the primary is gone): nothing more comes or goes. */
   private closed = false;
   /** Connections handed over, waiting for the channel to reach their fence (in order). */
-  private fenced: { fence: number; run: () => void; at: number }[] = [];
-  private fenceTimer: NodeJS.Timeout | undefined;
+  private readonly fenced = new FenceQueue(
+    (fence) =>
+      this.closed || (this.synced && !this.receivingState && this.channel.consumed >= fence),
+    SYNC_TIMEOUT_MS,
+  );
 
   constructor(tombstoneTtl: number) {
     this.table = new SessionTable({ tombstoneTtl });
@@ -111,6 +115,8 @@ export class HubClient {
       message<StoreOptionsMessage>(MessageType.StoreOptions, { tombstoneTtl }),
       'store options',
     );
+    // And sends the full state on it: connections wait for it (afterFence).
+    sendToPrimary(message<StoreHelloMessage>(MessageType.StoreHello, {}), 'store hello');
     // The primary is gone: no write sent to it will be answered.
     process.once('disconnect', () => this.fail('the primary is gone'));
   }
@@ -148,49 +154,11 @@ export class HubClient {
 
   /**
    * Runs `run` once this worker holds the full state (its first one, and any transfer under way)
-   * and has applied its data channel up to `fence`: at once when it has. In order of the calls.
+   * and has applied its data channel up to `fence`: at once when it has. In order of the calls;
+   * bounded by `SYNC_TIMEOUT_MS` (a primary that never sends the state holds nothing forever).
    */
   afterFence(fence: number, run: () => void): void {
-    if (this.fenced.length === 0 && this.caughtUp(fence)) {
-      run();
-      return;
-    }
-    this.fenced.push({ fence, run, at: Date.now() });
-    // Bounded: a primary that never sends the state does not hold connections forever.
-    if (!this.fenceTimer) {
-      this.fenceTimer = setTimeout(() => this.releaseStale(), SYNC_TIMEOUT_MS);
-      this.fenceTimer.unref();
-    }
-  }
-
-  /** Runs the connections that waited `SYNC_TIMEOUT_MS` (with what arrived). */
-  private releaseStale(): void {
-    this.fenceTimer = undefined;
-    const due = Date.now() - SYNC_TIMEOUT_MS;
-    while (this.fenced.length > 0 && (this.fenced[0] as { at: number }).at <= due) {
-      debug('store: no session state from the primary in %d ms; serving', SYNC_TIMEOUT_MS);
-      (this.fenced.shift() as { run: () => void }).run();
-    }
-    const first = this.fenced[0];
-    if (first) {
-      this.fenceTimer = setTimeout(() => this.releaseStale(), first.at - due);
-      this.fenceTimer.unref();
-    }
-  }
-
-  private caughtUp(fence: number): boolean {
-    return this.closed || (this.synced && !this.receivingState && this.channel.consumed >= fence);
-  }
-
-  private releaseFenced(): void {
-    while (this.fenced.length > 0) {
-      const first = this.fenced[0] as { fence: number; run: () => void; at: number };
-      if (!this.caughtUp(first.fence)) return;
-      this.fenced.shift();
-      first.run();
-    }
-    clearTimeout(this.fenceTimer);
-    this.fenceTimer = undefined;
+    this.fenced.add(fence, run);
   }
 
   /** The channel is gone: every write and read waiting is settled, fenced connections go on. */
@@ -202,7 +170,7 @@ export class HubClient {
     }
     for (const done of [...this.queries.values()]) done();
     this.markSynced();
-    this.releaseFenced();
+    this.fenced.release();
   }
 
   /** Read on miss: the primary asks the other machines; resolves once it answered (bounded). */
@@ -226,14 +194,13 @@ export class HubClient {
   }
 
   /**
-   * Resolves once this worker holds the full state. A worker normally gets it before it is
-   * marked ready; a store created later asks for it and waits (bounded).
+   * Resolves once this worker holds the full state, which the primary sends as soon as the
+   * process's first store exists (waits are bounded).
    */
   private ready(): Promise<void> {
     if (this.synced) return Promise.resolve();
     return new Promise<void>((resolve) => {
       if (this.syncWaiters.length === 0) {
-        sendToPrimary(message<StoreHelloMessage>(MessageType.StoreHello, {}), 'store hello');
         setTimeout(() => {
           if (!this.synced) {
             debug(
@@ -364,7 +331,7 @@ export class HubClient {
     const waiters = this.syncWaiters;
     this.syncWaiters = [];
     for (const resolve of waiters) resolve();
-    this.releaseFenced();
+    this.fenced.release();
   }
 }
 

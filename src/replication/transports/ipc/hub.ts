@@ -193,7 +193,15 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
     }
   }
 
-  /** Sends the full state to a worker about to become ready; from then on it gets every write. */
+  /**
+   * A worker is about to become ready: it gets the full state unless it has it (its store asked
+   * for it when it was created) or has no store (no channel).
+   */
+  syncOnce(worker: Worker): void {
+    if (this.links.get(worker)?.synced === false) this.sync(worker);
+  }
+
+  /** Sends the full state to a worker; from then on it gets every write. */
   sync(worker: Worker): void {
     // A worker without a store has no channel (its store's first message opens one).
     const link = this.links.get(worker);
