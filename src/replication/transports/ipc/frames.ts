@@ -1,3 +1,4 @@
+import { LIMITS, MAX_CHANGE_OVERHEAD } from '../../limits.js';
 import type { Change } from '../../table.js';
 import { decodeChange, encodeChange } from '../multicast/codec.js';
 
@@ -29,8 +30,40 @@ export const Frame = {
 } as const;
 export type FrameKind = (typeof Frame)[keyof typeof Frame];
 
-/** Largest frame either side accepts (a state part or a turn's writes stay far below it). */
-export const MAX_FRAME = 64 * 1024 * 1024;
+/**
+ * Bytes of changes a frame holds before the next frame starts (one change larger than this goes
+ * in a frame of its own).
+ */
+export const FRAME_TARGET = 1024 * 1024;
+
+/**
+ * Largest frame either side accepts: one change of the largest session and its header. Longer
+ * is a broken or hostile stream, which is closed.
+ */
+export const MAX_FRAME = LIMITS.maxSessionBytes + MAX_CHANGE_OVERHEAD + 1024;
+
+/** Encoded changes in runs of at most `FRAME_TARGET` bytes (a larger one alone), in order. */
+export function runs(encoded: readonly Buffer[]): Buffer[][] {
+  const out: Buffer[][] = [];
+  let run: Buffer[] = [];
+  let bytes = 0;
+  for (const b of encoded) {
+    if (run.length > 0 && bytes + b.length > FRAME_TARGET) {
+      out.push(run);
+      run = [];
+      bytes = 0;
+    }
+    run.push(b);
+    bytes += b.length;
+  }
+  if (run.length > 0) out.push(run);
+  return out;
+}
+
+/** Changes frames of `encoded`, as many as `FRAME_TARGET` asks for. */
+export function changesFrames(encoded: readonly Buffer[]): Buffer[] {
+  return runs(encoded).map(changesFrame);
+}
 
 /** A frame of `kind` holding `parts`, in order. */
 export function frame(kind: FrameKind, parts: readonly Buffer[], extra?: Buffer): Buffer {

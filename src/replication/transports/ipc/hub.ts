@@ -7,7 +7,7 @@ import type { ReplicaHost, Transport } from '../../transport.js';
 import { checkChange, isSessionIdLike } from '../../wire.js';
 import { encodeChange } from '../multicast/codec.js';
 import { setFence } from './fence.js';
-import { changesFrame, Frame, frame, readChanges, readQuery } from './frames.js';
+import { changesFrame, changesFrames, Frame, frame, readChanges, readQuery } from './frames.js';
 import { Link, type LinkEnd, type LinkMaker } from './link.js';
 import { LinkServer, socketLink } from './link-server.js';
 
@@ -125,9 +125,11 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
   flush(): void {
     this.flushScheduled = false;
     if (this.broadcast.length > 0) {
-      const shared = changesFrame(this.broadcast);
+      const frames = changesFrames(this.broadcast);
       this.broadcast = [];
-      for (const link of this.links.values()) if (link.fed) this.queueOut(link, shared);
+      for (const link of this.links.values()) {
+        if (link.fed) for (const shared of frames) this.queueOut(link, shared);
+      }
     }
     // First every channel's changes, then every answer: no answer goes out before every
     // channel holds what it answers for.

@@ -1,7 +1,15 @@
 import type { Worker } from 'node:cluster';
 import type { Change } from '../../table.js';
 import { encodeChange } from '../multicast/codec.js';
-import { ackFrame, changesFrame, Frame, idsFrame, type Refusal, stateFrame } from './frames.js';
+import {
+  ackFrame,
+  changesFrames,
+  FRAME_TARGET,
+  Frame,
+  idsFrame,
+  type Refusal,
+  stateFrame,
+} from './frames.js';
 
 /** Changes per state-transfer frame. */
 const STATE_CHUNK = 500;
@@ -85,7 +93,7 @@ export class Link {
 
   flushAnswers(): void {
     if (this.winners.length > 0) {
-      this.write(changesFrame(this.winners));
+      for (const f of changesFrames(this.winners)) this.write(f);
       this.winners.length = 0;
     }
     if (this.answered < this.received || this.refusals.length > 0) {
@@ -115,14 +123,17 @@ export class Link {
       if (this.transfer !== transfer || !live()) return;
       for (;;) {
         const part: Buffer[] = [];
+        let bytes = 0;
         let done = false;
-        for (let i = 0; i < STATE_CHUNK; i++) {
+        while (part.length < STATE_CHUNK && bytes < FRAME_TARGET) {
           const c = changes.next();
           if (c.done) {
             done = true;
             break;
           }
-          part.push(encodeChange(c.value));
+          const encoded = encodeChange(c.value);
+          part.push(encoded);
+          bytes += encoded.length;
         }
         this.write(stateFrame(part, done));
         if (done) return;

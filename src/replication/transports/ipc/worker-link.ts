@@ -1,7 +1,7 @@
 import net, { type Socket } from 'node:net';
 import { debug } from '../../../debug.js';
 import type { StoreLinkMessage } from '../../../protocol/messages.js';
-import { changesFrame, FrameReader, queryFrame } from './frames.js';
+import { changesFrames, FrameReader, queryFrame } from './frames.js';
 
 /**
  * A worker's end of its store data channel to the primary's hub: connects where the primary
@@ -84,7 +84,7 @@ export class WorkerLink {
   /** The writes of this turn so far become one frame (before a read, to keep their order). */
   private endTurnWrites(): void {
     if (this.turn.length === 0) return;
-    this.out.push(changesFrame(this.turn));
+    this.out.push(...changesFrames(this.turn));
     this.turn = [];
   }
 
