@@ -283,8 +283,10 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
       this.counters.writes++;
       if (change.op === 'touch') this.counters.touches++;
       if (this.table.apply(change)) {
-        applied.push(body.subarray(start, end));
-        this.transport?.publish(change);
+        const encoded = body.subarray(start, end);
+        applied.push(encoded);
+        // A copy: the transport may keep it (multicast's repair ring) past this read's buffer.
+        this.transport?.publish(change, Buffer.from(encoded));
       } else {
         all = false;
         if (this.lost(change)) {
