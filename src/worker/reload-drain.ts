@@ -45,6 +45,24 @@ export class ReloadDrain {
   }
 
   /**
+   * Whether engine.io sessions kept here are still in use: one made a request within
+   * `QUIET_MS`. Between two polls a polling client holds no connection here (each answer closes
+   * its connection while draining), so an empty connection list alone does not mean the drain
+   * is over: its next poll is on its way through the primary.
+   */
+  keepsSessions(now: number): boolean {
+    return (
+      !this.lastCallMade && this.retained.size > 0 && now - this.lastRetainedRequest < QUIET_MS
+    );
+  }
+
+  /** The drain's last call closed the server (the kept sessions end). */
+  private lastCallMade = false;
+
+  /** When a request of a kept session last arrived (or the sessions were first listed). */
+  private lastRetainedRequest = 0;
+
+  /**
    * Starts the drain; returns its timer (every `IDLE_CHECK_MS`, after which `onTick` runs so the
    * worker can see whether anything is left).
    */
@@ -62,6 +80,8 @@ export class ReloadDrain {
     }
     const lastCall = Math.max(o.jitter, o.shutdownTimeout - LAST_CALL_MS);
     const closer = setTimeout(() => {
+      // engine.io ends the sessions kept here: their clients open new ones on the successor.
+      this.lastCallMade = true;
       closeIdleSparingQueued(this.sockets, () => server.close());
     }, lastCall);
     closer.unref();
@@ -121,7 +141,9 @@ export class ReloadDrain {
   private retainUrl(url: string | undefined): void {
     if (!url?.includes('EIO=')) return;
     const sid = sidFromTarget(url);
-    if (sid === undefined || this.retained.has(sid)) return;
+    if (sid === undefined) return;
+    this.lastRetainedRequest = Date.now();
+    if (this.retained.has(sid)) return;
     this.retained.add(sid);
     if (this.pending.push(sid) > 1) return;
     // One message per turn of the event loop, however many arrive in it.

@@ -383,7 +383,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   }
 
   private maybeFinish(): void {
-    if (this.sockets.size === 0) this.finish();
+    if (this.sockets.size === 0 && !this.reloadDrain.keepsSessions(Date.now())) this.finish();
   }
 
   private finish(): void {
