@@ -190,9 +190,12 @@ let current = null; // { child, pgid } of the running server, for cleanup on abo
 // resolves once it prints a line starting with `READY `. name labels the error messages. When it
 // fails to get there (exit, timeout, spawn error) its process group is killed before the promise
 // rejects, so a caller that goes on after the error leaves nothing running.
+// BENCH_NODE_ARGS: Node flags for the server (its workers inherit them), e.g. a CPU profile:
+// BENCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof'.
 export function startServer({ file, name, workers, port, env = {} }) {
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(benchDir, 'servers', file)], {
+    const child = spawn(process.execPath, [...nodeArgs, path.join(benchDir, 'servers', file)], {
       cwd: rootDir,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -18,6 +18,25 @@ import http from 'node:http';
 import { ReplicatedStore, sticky } from 'sticky-mesh';
 import { env, ready } from './handler.mjs';
 
+// PROFILE_DIR: each worker writes a CPU profile of its /burst there (<dir>/worker-<slot>.cpuprofile).
+async function startProfile() {
+  const dir = process.env.PROFILE_DIR;
+  if (!dir) return undefined;
+  const { Session } = await import('node:inspector/promises');
+  const fs = await import('node:fs');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return {
+    async stop(name) {
+      const { profile } = await session.post('Profiler.stop');
+      fs.writeFileSync(`${dir}/${name}.cpuprofile`, JSON.stringify(profile));
+      session.disconnect();
+    },
+  };
+}
+
 const { port, host, workers } = env();
 const SEED = Number(process.env.SEED ?? 0x5e5510a5);
 const SESSION_BYTES = Number(process.env.SESSION_BYTES ?? 1024);
@@ -61,6 +80,7 @@ const app = sticky({ num: workers, proxy: true, seed: SEED }, () => {
     const url = new URL(req.url ?? '/', 'http://bench');
     const num = (name) => Number(url.searchParams.get(name));
     if (url.pathname === '/burst') {
+      const profile = await startProfile();
       const until = Date.now() + num('ms');
       const started = process.hrtime.bigint();
       let writes = 0;
@@ -76,6 +96,7 @@ const app = sticky({ num: workers, proxy: true, seed: SEED }, () => {
         }
       };
       await Promise.all(Array.from({ length: num('inflight') }, (_, i) => loop(i)));
+      await profile?.stop(`worker-${slot}`);
       json(res, {
         slot,
         pid: process.pid,

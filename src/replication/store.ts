@@ -138,7 +138,8 @@ export class ReplicatedStore extends Base {
         return;
       }
       const data = JSON.stringify(session);
-      const bytes = Buffer.byteLength(data);
+      // UTF-8 takes at most 3 bytes per UTF-16 code unit: most sessions need no counting.
+      const bytes = data.length * 3 <= this.options.maxSessionBytes ? 0 : Buffer.byteLength(data);
       if (bytes > this.options.maxSessionBytes) {
         throw new StickyMeshError(
           'ERR_STICKY_SESSION_TOO_LARGE',
@@ -259,7 +260,7 @@ export class ReplicatedStore extends Base {
    * write replaces what was read even if a clock running ahead stamped that.
    */
   private version(sid: string): Version {
-    return this.clock.tickAfter(this.table.record(sid)?.version);
+    return this.clock.tickAfter(this.table.versionOf(sid));
   }
 
   /**

@@ -1,4 +1,4 @@
-import { hashKey } from '../hash.js';
+import { fmix32 } from '../hash.js';
 import { compareVersions, type Version, ZERO } from './clock.js';
 
 /**
@@ -117,6 +117,12 @@ export class SessionTable {
     return entry.data;
   }
 
+  /** The version of the record of `sid`, if any (`record(sid)?.version`, without the copy). */
+  versionOf(sid: string): Version | undefined {
+    const entry = this.entries.get(sid);
+    return !entry || compareVersions(entry.version, ZERO) === 0 ? undefined : entry.version;
+  }
+
   /** The current record, tombstones and expired records included (for replication). */
   record(sid: string): SessionRecord | undefined {
     const entry = this.entries.get(sid);
@@ -221,11 +227,59 @@ function* entryChanges(sid: string, entry: Entry): IterableIterator<Change> {
   }
 }
 
+/**
+ * A record's share of the digest: `hashKey` of `${sid}|${t}|${c}|${n}|${expiry}` (the value every
+ * version of this package computes, so replicas of different versions compare equal), fed
+ * character by character without building the string (two per write, on the hot path).
+ */
 function entryHash(sid: string, entry: Entry): number {
   const v = entry.version;
   // A tombstone's expiry is local (when this replica may forget it): not part of the digest.
   const e = entry.data === null ? -1 : expiry(entry);
-  return hashKey(`${sid}|${v.t}|${v.c}|${v.n}|${e}`, 0x7ab1e);
+  h = 0x7ab1e;
+  len = 0;
+  mixString(sid);
+  mixCode(124);
+  mixInteger(v.t);
+  mixCode(124);
+  mixInteger(v.c);
+  mixCode(124);
+  mixString(v.n);
+  mixCode(124);
+  mixInteger(e);
+  return fmix32(h ^ len);
+}
+
+/** The running state of `entryHash` (murmur3 block mixing, as `hashKey`). */
+let h = 0;
+let len = 0;
+
+function mixCode(code: number): void {
+  let k = Math.imul(code, 0xcc9e2d51);
+  k = (k << 15) | (k >>> 17);
+  h ^= Math.imul(k, 0x1b873593);
+  h = (h << 13) | (h >>> 19);
+  h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  len++;
+}
+
+function mixString(s: string): void {
+  for (let i = 0; i < s.length; i++) mixCode(s.charCodeAt(i));
+}
+
+/** The decimal digits of a safe integer, as `String(n)` writes them. */
+function mixInteger(n: number): void {
+  if (n < 0) {
+    mixCode(45);
+    n = -n;
+  }
+  let p = 1;
+  while (p * 10 <= n) p *= 10;
+  for (; p >= 1; p /= 10) {
+    const d = Math.floor(n / p);
+    mixCode(48 + d);
+    n -= d * p;
+  }
 }
 
 function expiry(entry: Entry): number {

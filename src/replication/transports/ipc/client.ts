@@ -54,7 +54,8 @@ const replicated = diagnostics_channel.channel('sticky-mesh:replicated');
 interface PendingWrite {
   resolve(): void;
   reject(err: Error): void;
-  readonly timer: NodeJS.Timeout;
+  /** The write watch's tick when it was sent. */
+  readonly tick: number;
 }
 
 /** What a worker's `ipc` transport reports. */
@@ -232,20 +233,35 @@ export class HubClient {
     const n = ++this.sent;
     const encoded = encodeChange(change);
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () =>
-          this.settleWrite(
-            n,
-            `the primary did not answer in ${WRITE_TIMEOUT_MS} ms`,
-            'ERR_STICKY_WRITE_FAILED',
-          ),
-        WRITE_TIMEOUT_MS,
-      );
-      timer.unref();
-      this.pending.set(n, { resolve, reject, timer });
+      this.pending.set(n, { resolve, reject, tick: this.ticks });
+      this.watchWrites();
       this.channel.write(encoded);
     });
   }
+
+  /**
+   * Writes wait at most `WRITE_TIMEOUT_MS` (to a second) for their answer: one timer for all of
+   * them, ticking each second while any waits (a timer per write would cost more than the write).
+   */
+  private watchWrites(): void {
+    if (this.watch) return;
+    this.watch = setTimeout(() => {
+      this.watch = undefined;
+      this.ticks++;
+      const limit = WRITE_TIMEOUT_MS / 1000;
+      // Numbered in the order sent: the oldest come first.
+      for (const [n, p] of this.pending) {
+        if (this.ticks - p.tick <= limit) break;
+        this.settleWrite(n, `the primary did not answer in ${WRITE_TIMEOUT_MS} ms`);
+      }
+      if (this.pending.size > 0) this.watchWrites();
+    }, 1000);
+    this.watch.unref();
+  }
+
+  /** Seconds the write watch has ticked; a write remembers the tick it was sent at. */
+  private ticks = 0;
+  private watch: NodeJS.Timeout | undefined;
 
   /** Settles the write numbered `n`: resolves it, or with a reason rejects it. */
   private settleWrite(
@@ -259,7 +275,6 @@ export class HubClient {
     const p = this.pending.get(n);
     if (!p) return;
     this.pending.delete(n);
-    clearTimeout(p.timer);
     if (failure === undefined) {
       p.resolve();
       return;

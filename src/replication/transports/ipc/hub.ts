@@ -341,7 +341,7 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
    * record it holds, so this means a newer write made elsewhere had not reached it yet.
    */
   private lost(change: Change): boolean {
-    const current = this.table.record(change.sid)?.version;
+    const current = this.table.versionOf(change.sid);
     return (
       change.op !== 'touch' && current !== undefined && compareVersions(change.version, current) < 0
     );
