@@ -22,9 +22,10 @@
 // 1. Baseline: 2 s after READY, the RSS of the primary and of each worker from /proc/<pid>/status,
 //    then each process's own report (SIGUSR2 to the group: memoryUsage() before and after a full
 //    GC; see the server's header).
-// 2. Open: every client opens its share; the rate is connections opened / (first open started ..
-//    last 'connect'), with the servers' CPU over that time (/proc) per connection, split
-//    primary / workers. RSS read again once all are open.
+// 2. Open, in BENCH_STAGES equal stages 2 s apart: every client opens its share of the stage; the
+//    rate is connections opened / the stages' time (each: its first open started .. its last
+//    'connect'), with the servers' CPU over it (/proc) per connection, split primary / workers.
+//    RSS is read after each stage.
 // 3. Hold BENCH_HOLD s: nothing is sent but Socket.io's pings; the clients count each connection's
 //    pings and every disconnect (with its reason). RSS of every process sampled each second (the
 //    peak is reported).
@@ -33,7 +34,11 @@
 // 5. Close: the clients close their sockets and exit; the server group is killed.
 // Figures: KB per connection over all server processes = (sum of RSS at the end of the hold -
 // sum at baseline) / connections held; the primary's growth per connection = its own RSS
-// difference / connections held; the same after a full GC (the retained figure).
+// difference / connections held; the same after a full GC (the retained figure); and what each
+// connection after the first stage added (RSS after the last stage - after the first, over the
+// connections of the later stages), which leaves out one-off growth such as the V8 young
+// generation doubling. The primary's resident memory is split by mapping (/proc/<pid>/smaps:
+// the C allocator's main arena, anonymous mappings, files) and its V8 heap spaces are printed.
 //
 // Limits raised by the bench, not by the library: before forking anything, this process's soft
 // RLIMIT_NOFILE is raised to its hard limit (prlimit), which the server and clients inherit.
@@ -41,13 +46,15 @@
 // Knobs [defaults; --quick]: BENCH_CONNECTIONS [40000; 2000], BENCH_CLIENT_PROCESSES [8; 2],
 // BENCH_ADDRESSES [1000; 100], BENCH_RATE connections/s [2500], BENCH_IN_FLIGHT [64],
 // BENCH_HOLD s [60; 15], BENCH_PING_INTERVAL ms [10000; 3000], BENCH_PING_TIMEOUT ms [10000; 3000],
-// BENCH_WORKERS [4], BENCH_OPEN_TIMEOUT s [max(60, 4 x connections / rate)],
+// BENCH_WORKERS [4], BENCH_STAGES [4; 2], BENCH_OPEN_TIMEOUT s [max(60, 4 x connections / rate)],
+// BENCH_SMAPS_DUMP [none] (a directory: the primary's smaps at baseline and end of hold go there),
 // BENCH_WRITE [1; 0] (0: RESULTS.md untouched), BENCH_RESULTS_FILE [bench/RESULTS.md].
 // Output: progress and a summary on stdout; the section between the websockets-scale markers of
 // the results file.
 
 import { execFileSync, fork } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as lib from './lib.mjs';
 import { f1, f2, fmtInt, intEnv } from './lib.mjs';
@@ -62,9 +69,12 @@ const HOLD_S = intEnv('BENCH_HOLD', QUICK ? 15 : 60);
 const PING_INTERVAL = intEnv('BENCH_PING_INTERVAL', QUICK ? 3000 : 10_000);
 const PING_TIMEOUT = intEnv('BENCH_PING_TIMEOUT', QUICK ? 3000 : 10_000);
 const WORKERS = intEnv('BENCH_WORKERS', 4);
+const STAGES = intEnv('BENCH_STAGES', QUICK ? 2 : 4);
 const OPEN_TIMEOUT_S = intEnv('BENCH_OPEN_TIMEOUT', Math.max(60, Math.ceil((4 * COUNT) / RATE)));
 const WRITE = (process.env.BENCH_WRITE ?? (QUICK ? '0' : '1')) !== '0';
 const HOSTS = ['127.0.0.1'];
+/** A directory to write the primary's /proc/<pid>/smaps into, at baseline and end of hold. */
+const SMAPS_DUMP = process.env.BENCH_SMAPS_DUMP;
 /** Issue 18's targets for the hold. */
 const TARGET_TOTAL_KB = 25;
 const TARGET_PRIMARY_KB = 0.1;
@@ -121,8 +131,15 @@ async function clientMain() {
     });
   }
 
-  function open({ url, addresses, count, rate, inFlight }) {
-    pings = new Uint32Array(count);
+  // Opens `count` more connections (a stage), connection k of this process from
+  // addresses[k % addresses.length]; `capacity`: every connection this process will open.
+  function open({ url, addresses, count, capacity, rate, inFlight }) {
+    if (pings.length < capacity) {
+      const grown = new Uint32Array(capacity);
+      grown.set(pings);
+      pings = grown;
+    }
+    const first = sockets.length;
     const t0 = performance.now();
     st.firstStartAt = Date.now();
     let started = 0;
@@ -130,7 +147,7 @@ async function clientMain() {
     const timer = setInterval(() => {
       const due = Math.min(count, Math.floor(((performance.now() - t0) / 1000) * rate) + 1);
       while (started < due && pending < inFlight) {
-        const i = started++;
+        const i = first + started++;
         pending++;
         let once = false;
         openOne(url, addresses[i % addresses.length], i, () => {
@@ -281,6 +298,28 @@ function rssOf(pids) {
   return out;
 }
 
+/**
+ * Resident memory of pid by kind of mapping, bytes, from /proc/<pid>/smaps: brk (`[heap]`: the
+ * C allocator's main arena), anon (anonymous mappings: the V8 heap, other arenas, thread stacks)
+ * and file (code and other file mappings).
+ */
+function smapsOf(pid, label) {
+  const out = { brk: 0, anon: 0, file: 0 };
+  let kind = 'anon';
+  try {
+    const text = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+    if (SMAPS_DUMP) writeFileSync(path.join(SMAPS_DUMP, `primary-${label}.smaps`), text);
+    for (const line of text.split('\n')) {
+      const m = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+      if (m)
+        kind =
+          m[1] === '[heap]' ? 'brk' : m[1] === '' || m[1].startsWith('[anon') ? 'anon' : 'file';
+      else if (line.startsWith('Rss:')) out[kind] += Number(line.split(/\s+/)[1]) * 1024;
+    }
+  } catch {}
+  return out;
+}
+
 /** Each server process's MEM report (SIGUSR2 to the group), by pid. */
 async function memReports(srv, expected) {
   const from = srv.stdout().length;
@@ -319,6 +358,66 @@ const fmtCounts = (o) =>
 const MiB = (b) => (b / 2 ** 20).toFixed(1);
 const KB = (b) => b / 1024;
 
+/** Shares of `count` over the client processes. */
+const sharesOf = (count) =>
+  Array.from(
+    { length: CLIENT_PROCESSES },
+    (_, c) => Math.floor(count / CLIENT_PROCESSES) + (c < count % CLIENT_PROCESSES ? 1 : 0),
+  );
+
+/**
+ * Every client process opens its share of `count` more connections; resolves once all have
+ * settled with the clients' cumulative counts, this stage's time (its start to its last
+ * 'connect'), the servers' CPU per connection and cores over it, and the RSS after it.
+ */
+async function openStage(port, pgid, pids, count) {
+  const startAt = Date.now();
+  const cpuA = lib.cpuSnapshot(pgid);
+  const clientCpuA = clientTicks();
+  const shares = sharesOf(count);
+  const capacity = sharesOf(COUNT);
+  clients.forEach((c, k) => {
+    const addresses = [];
+    for (let i = k; i < ADDRESSES; i += CLIENT_PROCESSES) addresses.push(sourceAddress(i));
+    c.send({
+      cmd: 'open',
+      url: `http://127.0.0.1:${port}`,
+      addresses,
+      count: shares[k],
+      capacity: capacity[k],
+      rate: RATE / CLIENT_PROCESSES,
+      inFlight: IN_FLIGHT,
+    });
+  });
+  const progress = setInterval(() => {
+    const r = rssOf(pids);
+    console.log(
+      `  ${((Date.now() - startAt) / 1000).toFixed(0)} s: server RSS ${MiB(sum(Object.values(r)))} MiB (primary ${MiB(r[pgid])})`,
+    );
+  }, 5000);
+  let opened;
+  try {
+    opened = await Promise.all(clients.map((c) => nextMessage(c, 'opened', OPEN_TIMEOUT_S * 1000)));
+  } finally {
+    clearInterval(progress);
+  }
+  const cpuB = lib.cpuSnapshot(pgid);
+  const connected = sum(opened.map((o) => o.connected));
+  const before = stageTotals.connected;
+  stageTotals.connected = connected;
+  return {
+    connected,
+    failed: sum(opened.map((o) => o.failed)),
+    secs: (Math.max(...opened.map((o) => o.lastConnectAt)) - startAt) / 1000,
+    errors: mergeCounts(opened.map((o) => o.errors)),
+    cpuPer: lib.cpuPerUnit(cpuA, cpuB, connected - before),
+    cpu: lib.cpuBetween(cpuA, cpuB),
+    clientCores: (clientTicks() - clientCpuA) / lib.CLK_TCK / (Number(cpuB.t - cpuA.t) / 1e9),
+    rss: rssOf(pids),
+  };
+}
+const stageTotals = { connected: 0 };
+
 async function run(port) {
   const srv = await lib.startServer({
     file: 'socketio-ws-scale.mjs',
@@ -335,66 +434,47 @@ async function run(port) {
     const pids = serverPids(srv.pgid);
     if (pids.length !== WORKERS + 1)
       throw new Error(`expected ${WORKERS + 1} server processes, found ${pids.length}`);
-    const base = { rss: rssOf(pids), mem: await memReports(srv, pids.length) };
+    const base = {
+      rss: rssOf(pids),
+      smaps: smapsOf(srv.pgid, 'baseline'),
+      mem: await memReports(srv, pids.length),
+    };
     console.log(
       `baseline RSS: ${pids.map((p) => `${p === srv.pgid ? 'primary' : `slot ${base.mem[p]?.slot}`} ${MiB(base.rss[p])} MiB`).join(', ')}`,
     );
 
-    // Open.
-    const startAt = Date.now();
-    const cpuA = lib.cpuSnapshot(srv.pgid);
-    const clientCpuA = clientTicks();
-    const shares = Array.from(
-      { length: CLIENT_PROCESSES },
-      (_, c) => Math.floor(COUNT / CLIENT_PROCESSES) + (c < COUNT % CLIENT_PROCESSES ? 1 : 0),
-    );
-    clients.forEach((c, k) => {
-      const addresses = [];
-      for (let i = k; i < ADDRESSES; i += CLIENT_PROCESSES) addresses.push(sourceAddress(i));
-      c.send({
-        cmd: 'open',
-        url: `http://127.0.0.1:${port}`,
-        addresses,
-        count: shares[k],
-        rate: RATE / CLIENT_PROCESSES,
-        inFlight: IN_FLIGHT,
+    // Open, in STAGES equal steps; RSS is read after each.
+    const stages = [];
+    let prev = { connected: 0, failed: 0 };
+    for (let k = 0; k < STAGES; k++) {
+      const count = Math.floor(((k + 1) * COUNT) / STAGES) - Math.floor((k * COUNT) / STAGES);
+      const s = await openStage(port, srv.pgid, pids, count);
+      stages.push({
+        ...s,
+        connected: s.connected - prev.connected,
+        failed: s.failed - prev.failed,
       });
-    });
-    const progress = setInterval(async () => {
-      const r = rssOf(pids);
+      prev = s;
       console.log(
-        `  ${((Date.now() - startAt) / 1000).toFixed(0)} s: server RSS ${MiB(sum(Object.values(r)))} MiB (primary ${MiB(r[srv.pgid])})`,
+        `stage ${k + 1}: opened ${fmtInt(s.connected)} in all (${fmtInt(s.failed)} failed); this stage ${f1(s.secs)} s; server RSS ${MiB(sum(Object.values(s.rss)))} MiB, primary ${MiB(s.rss[srv.pgid])} MiB`,
       );
-    }, 5000);
-    let opened;
-    try {
-      opened = await Promise.all(
-        clients.map((c) => nextMessage(c, 'opened', OPEN_TIMEOUT_S * 1000)),
-      );
-    } finally {
-      clearInterval(progress);
+      if (k < STAGES - 1) await lib.sleep(2000);
     }
-    const cpuB = lib.cpuSnapshot(srv.pgid);
-    const clientCores =
-      (clientTicks() - clientCpuA) / lib.CLK_TCK / (Number(cpuB.t - cpuA.t) / 1e9);
-    const connected = sum(opened.map((o) => o.connected));
-    const failed = sum(opened.map((o) => o.failed));
-    const openSecs = (Math.max(...opened.map((o) => o.lastConnectAt)) - startAt) / 1000;
-    const openRss = rssOf(pids);
+    const last = stages[stages.length - 1];
     const openResult = {
-      connected,
-      failed,
-      secs: openSecs,
-      rate: connected / openSecs,
-      errors: mergeCounts(opened.map((o) => o.errors)),
-      cpuPer: lib.cpuPerUnit(cpuA, cpuB, connected),
-      cpu: lib.cpuBetween(cpuA, cpuB),
-      clientCores,
-      rss: openRss,
+      connected: prev.connected,
+      failed: prev.failed,
+      secs: sum(stages.map((x) => x.secs)),
+      rate: prev.connected / sum(stages.map((x) => x.secs)),
+      errors: prev.errors,
+      cpuPer: {
+        total: sum(stages.map((x) => x.cpuPer.total * x.connected)) / prev.connected,
+        primary: sum(stages.map((x) => x.cpuPer.primary * x.connected)) / prev.connected,
+        workers: sum(stages.map((x) => x.cpuPer.workers * x.connected)) / prev.connected,
+      },
+      stages,
+      rss: last.rss,
     };
-    console.log(
-      `opened ${fmtInt(connected)} (${fmtInt(failed)} failed) in ${f1(openSecs)} s: ${fmtInt(openResult.rate)}/s; server RSS ${MiB(sum(Object.values(openRss)))} MiB`,
-    );
 
     // Hold.
     await ask('hold', 'holding');
@@ -412,14 +492,23 @@ async function run(port) {
       }
     }
     const holdRss = rssOf(pids);
+    const holdSmaps = smapsOf(srv.pgid, 'hold');
     const stats = await ask('stats', 'stats');
     const holdMem = await memReports(srv, pids.length);
+    const fmtSpaces = (m) =>
+      Object.entries(m.spaces)
+        .map(([k, [size, used, phys]]) => `${k} ${MiB(size)}/${MiB(used)}/${MiB(phys)}`)
+        .join(', ');
+    console.log(
+      `primary's V8 spaces (size/used/physical MiB), baseline: ${fmtSpaces(base.mem[srv.pgid])}`,
+    );
+    console.log(`  end of hold: ${fmtSpaces(holdMem[srv.pgid])}`);
     const result = {
       pids,
       primary: srv.pgid,
       base,
       open: openResult,
-      hold: { rss: holdRss, mem: holdMem, peak },
+      hold: { rss: holdRss, smaps: holdSmaps, mem: holdMem, peak },
       live: sum(stats.map((s) => s.live)),
       clientOpen: sum(stats.map((s) => s.open)),
       disconnects: mergeCounts(stats.map((s) => s.disconnects)),
@@ -463,8 +552,34 @@ function figures(r) {
     openPerConn: KB(openTotal) / r.open.connected,
     openPrimaryPerConn: KB(d(r.open.rss, r.base.rss, r.primary)) / r.open.connected,
     serverDisconnects,
+    marginal: marginal(r),
   };
 }
+
+/**
+ * KB per connection opened after the first stage, over all server processes and in the primary:
+ * (RSS after the last stage - RSS after the first) / connections of the later stages. What each
+ * connection adds once the processes are warm, without the one-off growth of the first stage
+ * (heap pages first touched, code compiled). NaN with one stage.
+ */
+function marginal(r) {
+  const st = r.open.stages;
+  if (st.length < 2) return { total: Number.NaN, primary: Number.NaN };
+  const first = st[0].rss;
+  const last = st[st.length - 1].rss;
+  const n = sum(st.slice(1).map((x) => x.connected));
+  return {
+    n,
+    total: KB(sum(r.pids.map((p) => last[p] - first[p]))) / n,
+    primary: KB(last[r.primary] - first[r.primary]) / n,
+  };
+}
+
+/** A MEM report's V8 young generation: `size / resident` in MiB. */
+const youngOf = (m) => {
+  const [size, , physical] = m.spaces?.new_space ?? [Number.NaN, 0, Number.NaN];
+  return `${MiB(size)} / ${MiB(physical)}`;
+};
 
 function report(r, f, started, stamp) {
   const verdict = (ok) => (ok ? 'met' : 'missed');
@@ -483,10 +598,15 @@ function report(r, f, started, stamp) {
     '',
     `Setup: sticky-mesh, IP mode, ${WORKERS} workers, a Socket.io server per worker (transports ['websocket'], pingInterval ${PING_INTERVAL} ms, pingTimeout ${PING_TIMEOUT} ms; bench/servers/socketio-ws-scale.mjs). ${CLIENT_PROCESSES} client processes (socket.io-client, websocket only) from ${ADDRESSES} loopback source addresses (127.1.x.y), opening ${fmtInt(COUNT)} connections at most ${fmtInt(RATE)}/s and ${IN_FLIGHT} in flight per client process, then holding them ${HOLD_S} s. RSS from /proc/<pid>/status; heap from each process's memoryUsage() before and after a full GC (SIGUSR2, bench-only). The clients' memory is not counted. The machine is shared: other engineers' benchmarks may run beside this one (the lock only serialises benches that take it).`,
     '',
-    `- Opened: ${fmtInt(r.open.connected)} of ${fmtInt(COUNT)} (${fmtInt(r.open.failed)} failed${r.open.failed ? `: ${fmtCounts(r.open.errors)}` : ''}) in ${f1(r.open.secs)} s: **${fmtInt(r.open.rate)} connections/s** (cap ${fmtInt(RATE)}/s). Server CPU while opening: ${fmtInt(r.open.cpuPer.total)} us per connection (primary ${fmtInt(r.open.cpuPer.primary)}, workers ${fmtInt(r.open.cpuPer.workers)}); cores: client processes ${f2(r.open.clientCores)}, server ${f2(r.open.cpu.server)}, foreign ${f2(Math.max(0, r.open.cpu.foreign - r.open.clientCores))}.`,
+    `- Opened: ${fmtInt(r.open.connected)} of ${fmtInt(COUNT)} (${fmtInt(r.open.failed)} failed${r.open.failed ? `: ${fmtCounts(r.open.errors)}` : ''}) in ${f1(r.open.secs)} s of opening (${r.open.stages.length} stages, 2 s apart): **${fmtInt(r.open.rate)} connections/s** (cap ${fmtInt(RATE)}/s). Server CPU while opening: ${fmtInt(r.open.cpuPer.total)} us per connection (primary ${fmtInt(r.open.cpuPer.primary)}, workers ${fmtInt(r.open.cpuPer.workers)}).`,
+    ...r.open.stages.map(
+      (x, k) =>
+        `  - stage ${k + 1}: ${fmtInt(x.connected)} in ${f1(x.secs)} s (${fmtInt(x.connected / x.secs)}/s); cores: client processes ${f2(x.clientCores)}, server ${f2(x.cpu.server)} (primary ${f2(x.cpu.primary)}), other processes ${f2(Math.max(0, x.cpu.foreign - x.clientCores))}; server RSS after it ${MiB(sum(Object.values(x.rss)))} MiB (primary ${MiB(x.rss[r.primary])}).`,
+    ),
     `- Held ${HOLD_S} s: ${fmtInt(f.held)} connections on the workers at the end (clients: ${fmtInt(r.live)} connected); Socket.io pings per connection during the hold: min ${r.holdPings.min}, median ${r.holdPings.p50}. Disconnects seen by clients: ${fmtCounts(r.disconnects)}; by the server: ${fmtCounts(f.serverDisconnects)}.`,
-    `- Memory, all server processes: **${f2(f.perConn)} KB per connection** at the end of the hold (target <= ${TARGET_TOTAL_KB}: ${verdict(f.perConn <= TARGET_TOTAL_KB)}); ${f2(f.openPerConn)} KB once all were open; ${f2(f.gcPerConn)} KB after a full GC in every process.`,
-    `- The primary: **${f2(f.primaryPerConn)} KB per connection** of RSS growth at the end of the hold (target <= ${TARGET_PRIMARY_KB}: ${verdict(f.primaryPerConn <= TARGET_PRIMARY_KB)}); ${f2(f.openPrimaryPerConn)} KB once all were open; after a full GC ${f2(f.gcPrimaryPerConn)} KB of RSS and ${f2(f.primaryHeapPerConn * 1024)} bytes of heap per connection.`,
+    `- Memory, all server processes: **${f2(f.perConn)} KB per connection** at the end of the hold (target <= ${TARGET_TOTAL_KB}: ${verdict(f.perConn <= TARGET_TOTAL_KB)}); ${f2(f.openPerConn)} KB once all were open; ${f2(f.gcPerConn)} KB after a full GC in every process. Each connection after the first stage added ${f2(f.marginal.total)} KB.`,
+    `- The primary: **${f2(f.primaryPerConn)} KB per connection** of RSS growth at the end of the hold (target <= ${TARGET_PRIMARY_KB}: ${verdict(f.primaryPerConn <= TARGET_PRIMARY_KB)}); ${f2(f.openPrimaryPerConn)} KB once all were open; after a full GC ${f2(f.gcPrimaryPerConn)} KB of RSS and ${f2(f.primaryHeapPerConn * 1024)} bytes of heap per connection. Each connection after the first stage added ${f2(f.marginal.primary)} KB.`,
+    `- The primary's resident memory by mapping (/proc/<pid>/smaps), baseline -> end of hold: C allocator's main arena (\`[heap]\`) ${MiB(r.base.smaps.brk)} -> ${MiB(r.hold.smaps.brk)} MiB, anonymous mappings (the V8 heap among them) ${MiB(r.base.smaps.anon)} -> ${MiB(r.hold.smaps.anon)} MiB, files ${MiB(r.base.smaps.file)} -> ${MiB(r.hold.smaps.file)} MiB; V8 heap committed (heapTotal) ${MiB(r.base.mem[r.primary].before.heapTotal)} -> ${MiB(r.hold.mem[r.primary].before.heapTotal)} MiB, of which the young generation (new_space, size / resident) ${youngOf(r.base.mem[r.primary])} -> ${youngOf(r.hold.mem[r.primary])} MiB.`,
     '',
     '| process | connections | RSS baseline MiB | RSS all open | RSS end of hold | RSS peak in hold | heap baseline (after GC) | heap end of hold | heap end (after GC) | RSS end (after GC) | RSS growth, KB per connection (primary: of all; worker: of its own) |',
     '|---|---|---|---|---|---|---|---|---|---|---|',

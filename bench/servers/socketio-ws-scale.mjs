@@ -5,10 +5,11 @@
 // READY once the port is bound and every worker is up.
 //
 // Bench-only report: on SIGUSR2 every process of the cluster (the bench signals the whole
-// process group) writes one line `MEM <json>` to stdout: its pid, role, slot, process.memoryUsage()
-// once before and once after a full garbage collection (gc() exposed at run time through
-// v8.setFlagsFromString, so the command line stays plain), and in workers the Socket.io clients
-// it holds now and the disconnects it has seen (by reason).
+// process group) writes one line `MEM <json>` to stdout: its pid, role and slot;
+// process.memoryUsage() and its V8 heap spaces, then memoryUsage() again after a full garbage
+// collection (gc() exposed at run time through v8.setFlagsFromString, so the command line stays
+// plain); in workers also the Socket.io clients it holds now and the disconnects it has seen (by
+// reason).
 import http from 'node:http';
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -44,8 +45,18 @@ const memory = () => {
   return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external };
 };
 
+// Each V8 heap space with memory in it: [size, used, physical] in bytes.
+const spaces = () =>
+  Object.fromEntries(
+    v8
+      .getHeapSpaceStatistics()
+      .filter((x) => x.space_size > 0)
+      .map((x) => [x.space_name, [x.space_size, x.space_used_size, x.physical_space_size]]),
+  );
+
 process.on('SIGUSR2', () => {
   const before = memory();
+  const spacesBefore = spaces();
   gc();
   const after = memory();
   const line = {
@@ -54,6 +65,7 @@ process.on('SIGUSR2', () => {
     slot: app.role === 'worker' ? app.slot : null,
     before,
     after,
+    spaces: spacesBefore,
     ...(io ? { clients: io.engine.clientsCount, connections, disconnects } : {}),
   };
   process.stdout.write(`MEM ${JSON.stringify(line)}\n`);
