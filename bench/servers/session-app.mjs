@@ -60,6 +60,16 @@ export function sessionFields(user, bytes = sessionBytes()) {
   return fields;
 }
 
+// store[method](...args) as a promise, whether the store answers through a callback
+// (express-session's MemoryStore) or a promise (ReplicatedStore, connect-redis), whichever
+// comes first.
+function call(store, method, ...args) {
+  return new Promise((resolve, reject) => {
+    const r = store[method](...args, (err, v) => (err ? reject(err) : resolve(v)));
+    if (r && typeof r.then === 'function') r.then(resolve, reject);
+  });
+}
+
 function header(res) {
   res.setHeader('x-worker', pid);
   res.setHeader('x-slot', String(slot));
@@ -77,7 +87,7 @@ export function sessionApp(store, extra) {
   web.get('/', (_req, res) => res.type('text/plain').send('ok'));
   web.get('/value', async (req, res, next) => {
     try {
-      const s = await store.get(String(req.query.sid ?? ''));
+      const s = await call(store, 'get', String(req.query.sid ?? ''));
       res.json({ slot, w: s?.w ?? null, n: s?.n ?? null });
     } catch (err) {
       next(err);
@@ -85,7 +95,7 @@ export function sessionApp(store, extra) {
   });
   web.get('/digest', async (_req, res, next) => {
     try {
-      const all = (await store.all()) ?? {};
+      const all = (await call(store, 'all')) ?? {};
       // ReplicatedStore answers { sid: session }, connect-redis an array of sessions with `id`.
       const pairs = Array.isArray(all)
         ? all.map((s) => [s.id, s])
