@@ -16,10 +16,10 @@
 // stdout: server CPU per request from /proc (primary, workers), and the profiled self time by
 // place (a sticky-mesh module, a package, a Node core module, GC) and by function, for the
 // primary and for the workers together. Profiling slows the processes down (sampling every
-// 200 µs): the CPU figures of this script are not the bench's.
+// 1 ms): the CPU figures of this script are not the bench's.
 // Run it under the bench lock like the benches: flock /tmp/sticky-bench.lock node bench/profile.mjs
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -48,6 +48,7 @@ const WORKERS = Number(o.workers);
 const CONNECTIONS = Number(o.connections);
 const SEED = 0x5e5510a5;
 const dir = o.dir ?? mkdtempSync(path.join(os.tmpdir(), 'sticky-profile-'));
+mkdirSync(dir, { recursive: true });
 process.env.SESSIONS_SEED = String(SEED);
 
 const cleanups = [];
@@ -134,17 +135,27 @@ async function main() {
   console.log(`profiles (${files.length}): ${dir}`);
   const g = summarize(files);
   const N = Number(o.top);
+  // The profiler samples wall time: on an over-committed machine a thread waiting for a core is
+  // sampled as busy too. So the profiles give the shares, and /proc the CPU they are shares of.
+  const perReq = {
+    primary: (cpu.primary * 1000) / rps,
+    workers: ((cpu.server - cpu.primary) * 1000) / rps,
+  };
   for (const [name, acc] of Object.entries(g)) {
     if (!acc.total) continue;
+    const cpuMs = (share) => f3(share * perReq[name]);
     console.log(
-      `\n${name}: ${f3(acc.total / n)} ms sampled per request (${fmtInt(acc.total)} ms busy, ${fmtInt(acc.idle)} ms idle)`,
+      `\n${name}: ${f3(perReq[name])} CPU ms per request (/proc); shares of the profiled busy time (${fmtInt(acc.total)} ms sampled busy, ${fmtInt(acc.idle)} ms idle), and that share of the CPU per request:`,
     );
-    console.log('  by place (self time):');
-    for (const [k, v, share] of top(acc.byPlace, acc.total, N))
-      console.log(`    ${(share * 100).toFixed(1).padStart(5)}%  ${f3(v / n)} ms/req  ${k}`);
-    console.log('  by function (self time):');
-    for (const [k, v, share] of top(acc.byFunction, acc.total, N))
-      console.log(`    ${(share * 100).toFixed(1).padStart(5)}%  ${f3(v / n)} ms/req  ${k}`);
+    for (const [label, map] of [
+      ['by kind', acc.byKind],
+      ['by place', acc.byPlace],
+      ['by function', acc.byFunction],
+    ]) {
+      console.log(`  ${label} (self time):`);
+      for (const [k, , share] of top(map, acc.total, label === 'by kind' ? 20 : N))
+        console.log(`    ${(share * 100).toFixed(1).padStart(5)}%  ${cpuMs(share)} ms/req  ${k}`);
+    }
   }
 }
 

@@ -46,6 +46,8 @@ export function addProfile(acc, profile) {
     acc.total += t;
     const place = placeOf(f);
     acc.byPlace.set(place, (acc.byPlace.get(place) ?? 0) + t);
+    const kind = kindOf(place);
+    acc.byKind.set(kind, (acc.byKind.get(kind) ?? 0) + t);
     const fn = `${f.functionName || '(anonymous)'} ${place}${f.url ? `:${f.lineNumber + 1}` : ''}`;
     acc.byFunction.set(fn, (acc.byFunction.get(fn) ?? 0) + t);
   }
@@ -57,7 +59,25 @@ export const newProfileSum = () => ({
   idle: 0,
   byPlace: new Map(),
   byFunction: new Map(),
+  byKind: new Map(),
 });
+
+// A coarse kind of work for a place: what the session store's replication costs against what
+// serving HTTP costs. Native frames (writev, writeUtf8String) stay their own kind: they serve
+// both (socket writes, IPC writes).
+export function kindOf(place) {
+  if (/^sticky-mesh (replication|protocol)\//.test(place)) return 'sticky-mesh replication';
+  if (place.startsWith('sticky-mesh ')) return 'sticky-mesh balancer/worker';
+  if (/^node:(child_process|cluster)/.test(place)) return 'node IPC (child_process, cluster)';
+  if (/^node:(_http|http|net|stream|streams)/.test(place)) return 'node http/net/streams';
+  if (place.startsWith('node:crypto')) return 'node crypto';
+  if (place.startsWith('node:')) return 'node other';
+  if (place.startsWith('(')) return place;
+  if (place.startsWith('bench ')) return 'bench app';
+  if (['redis', '@redis/client', 'connect-redis', 'ioredis'].includes(place))
+    return 'redis clients';
+  return 'express, express-session and other packages';
+}
 
 // The n largest entries of a Map name -> ms, as [name, ms, share of total].
 export function top(map, total, n) {

@@ -25,7 +25,7 @@ if (dir) {
       if (!running) {
         running = true;
         await post('Profiler.enable');
-        await post('Profiler.setSamplingInterval', { interval: 200 });
+        await post('Profiler.setSamplingInterval', { interval: 1000 });
         await post('Profiler.start');
         return;
       }
