@@ -6,6 +6,8 @@
 //
 //   node bench/profile.mjs [--server sessions-sticky-mesh.mjs] [--cycle 1] [--seconds 5]
 //                          [--workers 4] [--connections 32] [--top 25] [--dir DIR]
+//   node bench/profile.mjs --summarize DIR      (profiles another run left there, e.g.
+//                                                BENCH_CPU_PROFILE=DIR node bench/redis.mjs)
 //
 // --server: a file of bench/servers/ (sessions-sticky-mesh.mjs, sessions-connect-redis.mjs,
 // sessions-memorystore.mjs, redis-sticky-mesh.mjs, redis-connect-redis.mjs; the redis-* ones get
@@ -40,6 +42,7 @@ const { values: o } = parseArgs({
     top: { type: 'string', default: '25' },
     'delay-us': { type: 'string', default: '250' },
     dir: { type: 'string' },
+    summarize: { type: 'string' },
   },
 });
 const CYCLE = Number(o.cycle);
@@ -86,7 +89,35 @@ function summarize(files) {
   return groups;
 }
 
+// --summarize DIR: the profiles some other run left in DIR (bench/redis.mjs with
+// BENCH_CPU_PROFILE=DIR), by process kind and server port; shares of the sampled busy time only
+// (no /proc figures for them here).
+function summarizeDir(from) {
+  const byGroup = new Map();
+  for (const f of readdirSync(from).filter((x) => x.endsWith('.cpuprofile'))) {
+    const m = /^(primary|worker)-?\d*-port(\d+)-/.exec(f);
+    const group = m
+      ? `${m[1] === 'primary' ? 'primary' : 'workers'} of the server on port ${m[2]}`
+      : f;
+    if (!byGroup.has(group)) byGroup.set(group, newProfileSum());
+    addProfile(byGroup.get(group), JSON.parse(readFileSync(path.join(from, f), 'utf8')));
+  }
+  for (const [group, acc] of [...byGroup].sort()) {
+    console.log(`\n${group}: ${fmtInt(acc.total)} ms sampled busy, ${fmtInt(acc.idle)} ms idle`);
+    for (const [label, map] of [
+      ['by kind', acc.byKind],
+      ['by place', acc.byPlace],
+      ['by function', acc.byFunction],
+    ]) {
+      console.log(`  ${label} (self time):`);
+      for (const [k, v, share] of top(map, acc.total, label === 'by kind' ? 20 : Number(o.top)))
+        console.log(`    ${(share * 100).toFixed(1).padStart(5)}%  ${fmtInt(v)} ms  ${k}`);
+    }
+  }
+}
+
 async function main() {
+  if (o.summarize) return summarizeDir(o.summarize);
   if (!existsSync(path.join(lib.benchDir, 'servers', o.server))) throw new Error(`no ${o.server}`);
   const env = { BENCH_CPU_PROFILE: dir };
   if (o.server.startsWith('redis-')) {

@@ -130,7 +130,9 @@
 // cross-cluster write-to-visible p99 <= 10 ms at 500 writes/s.
 //
 // Environment knobs [defaults; --quick]: BENCH_DELAY_US [250] (0: Redis on loopback, no relay),
-// BENCH_PINGS [2000; 500], BENCH_PACED_RATE req/s [400] (0: no paced runs), BENCH_PACED_DURATION
+// BENCH_CPU_PROFILE (a directory: every server process of the latency runs is CPU-profiled over
+// each measured period, bench/servers/profile-hook.mjs; read them with
+// `node bench/profile.mjs --summarize DIR`), BENCH_PINGS [2000; 500], BENCH_PACED_RATE req/s [400] (0: no paced runs), BENCH_PACED_DURATION
 // s [4; 2], BENCH_ROUNDS [4; 1], BENCH_WORKERS [4],
 // BENCH_MIXES one write per N requests, comma-separated [20,2,1; 20,1], BENCH_REFERENCE [1; 0]
 // (0: no ReplicatedStore-without-Redis runs), BENCH_DURATION s [4; 2], BENCH_WARMUP s [1],
@@ -694,9 +696,17 @@ async function latencyOnce(ctx, rate, round) {
   ctx.setRecording(true);
   const pgids = ctx.clusters.map((c) => c.srv.pgid);
   await ctx.at.relay?.stats(); // starts the relay's hold times afresh
+  // BENCH_CPU_PROFILE=DIR (bench/servers/profile-hook.mjs): every server process profiles the
+  // measured period (bench/profile.mjs --summarize DIR reads them).
+  const profile = () => {
+    if (process.env.BENCH_CPU_PROFILE)
+      for (const c of ctx.clusters) process.kill(-c.srv.pgid, 'SIGWINCH');
+  };
+  profile();
   const a = snap();
   const rec = await runOpenLoop(ctx, LAT_DURATION, rate);
   const b = snap();
+  profile();
   const relayHeld = (await ctx.at.relay?.stats()) ?? null;
   await sleep(500);
   ctx.setRecording(false);

@@ -155,16 +155,23 @@ export function sessionApp(store, extra) {
 // synchronously: EventEmitter calls listeners in the order they were added) takes
 // process.hrtime.bigint() (CLOCK_MONOTONIC, one clock for every process of the machine, so
 // comparable with the bench's own readings) for each replicated `set` whose session JSON carries
-// a write id `"w":ID`, and records [ID, ns]. It reads only the change the worker was sent; the
+// a write id `"w":ID`, and records [ID, ns]: a message's own `change`, or each of a batch's
+// (`msgs`). It reads the IPC messages as the hub sends them today: a change of that format
+// (another channel, another encoding) leaves the records missing, which the benches count and
+// report ("apply records missing"), and the probes (store.get polled over HTTP) still measure. It reads only the change the worker was sent; the
 // store itself is not touched.
 export function recordingServer(store) {
   let applied = [];
-  process.on('message', (msg) => {
-    const change = msg?.change;
+  const record = (change, t) => {
     if (change?.op !== 'set' || typeof change.data !== 'string') return;
-    const t = process.hrtime.bigint();
     const m = /"w":(\d+)/.exec(change.data);
     if (m && applied.length < MAX_RECORDS) applied.push(`${m[1]}:${t}`);
+  };
+  process.on('message', (msg) => {
+    const t = process.hrtime.bigint();
+    record(msg?.change, t);
+    // The hub's per-turn batches: { msgs: [store message, ...] }.
+    if (Array.isArray(msg?.msgs)) for (const one of msg.msgs) record(one?.change, t);
   });
   const web = sessionApp(store, (w) => {
     w.get('/applied', (_req, res) => {
