@@ -1272,7 +1272,7 @@ function logThroughput(r) {
 
 function logLatency(r) {
   console.log(
-    `round ${r.round} latency ${fmtInt(r.rate)}/s (sent ${fmtInt(r.actualRate)}/s)  remote p50/p99/max ${fmtMs(r.remote.p50)}/${fmtMs(r.remote.p99)}/${fmtMs(r.remote.max)} ms (${fmtInt(r.remote.n)})  all remote ${fmtMs(r.remoteAll.p50)}/${fmtMs(r.remoteAll.p99)}  from handler ${fmtMs(r.fromHandler.p50)}/${fmtMs(r.fromHandler.p99)}  published ${fmtMs(r.published.p50)}/${fmtMs(r.published.p99)}  in-cluster ${fmtMs(r.inCluster.p50)}/${fmtMs(r.inCluster.p99)}  response ${fmtMs(r.ack.p50)}/${fmtMs(r.ack.p99)}  cpu machine ${f2(r.cpu.machine)} redis ${f2(r.cpu.redis)}  foreign ${f2(r.cpu.foreign)}  converged ${r.converged}  problems: ${problems(r)}`,
+    `round ${r.round} latency ${fmtInt(r.rate)}/s (sent ${fmtInt(r.actualRate)}/s)  remote p50/p99/max ${fmtMs(r.remote.p50)}/${fmtMs(r.remote.p99)}/${fmtMs(r.remote.max)} ms (${fmtInt(r.remote.n)})  all remote ${fmtMs(r.remoteAll.p50)}/${fmtMs(r.remoteAll.p99)}  from handler ${fmtMs(r.fromHandler.p50)}/${fmtMs(r.fromHandler.p99)}  published ${fmtMs(r.published.p50)}/${fmtMs(r.published.p99)}  in-cluster ${fmtMs(r.inCluster.p50)}/${fmtMs(r.inCluster.p99)}  response ${fmtMs(r.ack.p50)}/${fmtMs(r.ack.p99)}  cpu machine ${f2(r.cpu.machine)} client ${f2(r.cpu.client)} primaries ${r.cpu.clusters.map((c) => f2(c.primary)).join('/')} workers ${r.cpu.clusters.map((c) => f2(sumW(c))).join('/')} redis ${f2(r.cpu.redis)} relay ${f2(r.cpu.relay)}  foreign ${f2(r.cpu.foreign)}  converged ${r.converged}${r.relayHeld ? `  relay held p50/p99 ${f3(r.relayHeld.p50 / 1000)}/${f3(r.relayHeld.p99 / 1000)} ms` : ''}  problems: ${problems(r)}`,
   );
 }
 
