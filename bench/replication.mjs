@@ -15,7 +15,8 @@
 // - latency: RATE writes/s in all (spread evenly over the workers, on a 1 ms timer, each
 //   session carrying its write time from process.hrtime.bigint(), CLOCK_MONOTONIC, one clock for
 //   every process) for LAT_DURATION s; every other worker records when each write arrived there
-//   (a 'message' listener after the store's own): write-to-visible per (write, other worker).
+//   (the store's `sticky-mesh:replicated` diagnostics channel): write-to-visible per (write,
+//   other worker).
 // Rounds: ROUNDS, each on a fresh server, for each worker count of WORKER_COUNTS.
 //
 // Knobs [defaults]: BENCH_ROUNDS [3], BENCH_WORKER_COUNTS [4,2], BENCH_INFLIGHT [32],

@@ -11,8 +11,9 @@
 //                               one clock for every process of the machine): { slot, writes }
 //   GET /applied                the delays (ms) from write to apply here of the other workers'
 //                               paced writes since the last call, then forgets them
-// A worker sees other workers' writes arrive through the store's own IPC messages: a second
-// 'message' listener (after the store's) reads each forwarded change's write time.
+// A worker sees other workers' writes arrive on the `sticky-mesh:replicated` diagnostics
+// channel, published once each is applied in it.
+import diagnostics_channel from 'node:diagnostics_channel';
 import http from 'node:http';
 import { ReplicatedStore, sticky } from 'sticky-mesh';
 import { env, ready } from './handler.mjs';
@@ -44,13 +45,9 @@ const app = sticky({ num: workers, proxy: true, seed: SEED }, () => {
     const at = /"at":"(\d+)"/.exec(data)?.[1];
     if (at) applied.push(Number(process.hrtime.bigint() - BigInt(at)) / 1e6);
   };
-  // Each forwarded change, one per message or several in a batch (type 24: StoreBatch).
-  process.on('message', (msg) => {
-    if (!recording || msg?.src !== 'sticky-mesh') return;
-    for (const m of msg.t === 24 && Array.isArray(msg.msgs) ? msg.msgs : [msg]) {
-      const c = m?.change;
-      if (c?.op === 'set' && typeof c.data === 'string') record(c.data);
-    }
+  // Each change another worker made, once applied here (the store's diagnostics channel).
+  diagnostics_channel.subscribe('sticky-mesh:replicated', ({ change: c }) => {
+    if (recording && c.op === 'set') record(c.data);
   });
   const json = (res, body) => {
     const text = JSON.stringify(body);

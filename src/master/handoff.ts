@@ -7,6 +7,7 @@ import {
   type RawHandle,
 } from '../node-internals.js';
 import { type ConnectionMessage, MessageType, message } from '../protocol/messages.js';
+import { fenceOf } from '../replication/transports/ipc/fence.js';
 
 const CONNECTION: ConnectionMessage = message<ConnectionMessage>(MessageType.Connection, {});
 
@@ -78,11 +79,15 @@ export class Handoff {
     const ahead = handlesAhead(this.worker) ?? this.sent.length;
     const entry: Sent = { handle, answer: this.answers + ahead + 1, at: Date.now() };
     this.sent.push(entry);
+    // How far the hub has written this worker's store channel: the worker serves the
+    // connection once it has applied that far (every write acknowledged before now).
+    const fence = fenceOf(this.worker);
     const msg =
-      head || peer
+      head || peer || fence > 0
         ? message<ConnectionMessage>(MessageType.Connection, {
             ...(head ? { head: head.toString('base64') } : {}),
             ...(peer ? { peer } : {}),
+            ...(fence > 0 ? { fence } : {}),
           })
         : CONNECTION;
     this.worker.send(msg, handle as never, (err: Error | null) => {

@@ -112,7 +112,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       ? new PrimaryMetrics(options.metrics, this.pool, this.balancer, this.hub, () => this.stats())
       : undefined;
     this.pool.on('forked', (worker, slot) => this.channels.attach(slot, worker));
-    this.pool.on('syncWorker', (worker) => this.hub.sync(worker));
+    this.pool.on('syncWorker', (worker) => this.hub.syncOnce(worker));
     this.pool.on('workerUp', (info) => {
       publishWorker('up', info);
       this.emit('workerUp', info);

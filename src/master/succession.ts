@@ -10,6 +10,7 @@ import {
   type ServeMessage,
   type ShutdownMessage,
 } from '../protocol/messages.js';
+import { fenceOf } from '../replication/transports/ipc/fence.js';
 import { Handoff } from './handoff.js';
 import {
   type Incoming,
@@ -185,6 +186,7 @@ export class Succession {
       live: [...this.host.live],
       draining: this.retiring.size,
       ...(this.retained.size > 0 ? { retained: [...this.retained.keys()] } : {}),
+      ...(fenceOf(worker) > 0 ? { fence: fenceOf(worker) } : {}),
     });
     sendToWorker(worker, serve, `slot ${s.slot}: serve message`);
     this.host.followExit(s, worker);

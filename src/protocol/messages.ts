@@ -89,6 +89,12 @@ export const MessageType = {
    * loop (StoreChange, StoreAck, StoreQuery, StoreFound), in order, as one IPC message.
    */
   StoreBatch: 24,
+  /**
+   * primary -> worker: connect your store's data channel to the hub at `path`, presenting
+   * `token` (hex) first; writes, the state and answers travel on it from then on (see
+   * replication/transports/ipc/frames.ts), not as IPC messages.
+   */
+  StoreLink: 25,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -107,6 +113,12 @@ export type ReadyMessage = Envelope<typeof MessageType.Ready> & { slot: number }
 export type ConnectionMessage = Envelope<typeof MessageType.Connection> & {
   head?: string;
   peer?: string;
+  /**
+   * Bytes the hub had written to this worker's store data channel when the connection was
+   * handed over: the worker serves it once it has applied that far (read-your-writes across
+   * the two channels).
+   */
+  fence?: number;
 };
 /**
  * `reload`: the drain of a rolling reload (the slot already has a successor): engine.io
@@ -123,6 +135,11 @@ export type ServeMessage = Envelope<typeof MessageType.Serve> & {
   draining: number;
   /** engine.io sessions that workers draining for a reload still serve. */
   retained?: string[];
+  /**
+   * How far the hub had written the worker's store data channel: its relay socket takes the
+   * slot's name (siblings relay to it) once it has applied that far (see ConnectionMessage).
+   */
+  fence?: number;
 };
 /** `stop`: the reload will not replace you after all; stop reporting. */
 export type RetainMessage = Envelope<typeof MessageType.Retain> & { stop?: boolean };
@@ -179,6 +196,10 @@ export type HubMessage =
   | StoreOptionsMessage
   | StoreQueryMessage;
 export type StoreFoundMessage = Envelope<typeof MessageType.StoreFound> & { id: number };
+export type StoreLinkMessage = Envelope<typeof MessageType.StoreLink> & {
+  path: string;
+  token: string;
+};
 export type PingMessage = Envelope<typeof MessageType.Ping> & { n: number };
 export type PongMessage = Envelope<typeof MessageType.Pong> & { n: number };
 export type MetricsRequestMessage = Envelope<typeof MessageType.MetricsRequest> & { id: number };
@@ -212,7 +233,8 @@ export type Message =
   | RetainedMessage
   | RetiringMessage
   | RetainMessage
-  | StoreBatchMessage;
+  | StoreBatchMessage
+  | StoreLinkMessage;
 
 /** Builds a message of the given type; `body` holds its type-specific fields. */
 export function message<M extends Message>(t: M['t'], body: Omit<M, 'src' | 'v' | 't'>): M {
@@ -226,7 +248,11 @@ const always = (): boolean => true;
 /** What each type's fields must be, beside the envelope. */
 const VALID = new Map<number, (m: Fields) => boolean>([
   [MessageType.Ready, (m) => Number.isInteger(m.slot)],
-  [MessageType.Connection, (m) => optionalString(m.head) && optionalString(m.peer)],
+  [
+    MessageType.Connection,
+    (m) =>
+      optionalString(m.head) && optionalString(m.peer) && (m.fence === undefined || isId(m.fence)),
+  ],
   [
     MessageType.Shutdown,
     (m) =>
@@ -259,11 +285,20 @@ const VALID = new Map<number, (m: Fields) => boolean>([
   ],
   [
     MessageType.Serve,
-    (m) => Array.isArray(m.live) && m.live.every((s) => Number.isInteger(s)) && isId(m.draining),
+    (m) =>
+      Array.isArray(m.live) &&
+      m.live.every((s) => Number.isInteger(s)) &&
+      isId(m.draining) &&
+      (m.fence === undefined || isId(m.fence)),
   ],
   [MessageType.Retained, (m) => stringList(m.sids)],
   [MessageType.Retain, (m) => m.stop === undefined || typeof m.stop === 'boolean'],
   [MessageType.StoreBatch, (m) => Array.isArray(m.msgs)],
+  [
+    MessageType.StoreLink,
+    (m) =>
+      typeof m.path === 'string' && typeof m.token === 'string' && /^[0-9a-f]{32}$/.test(m.token),
+  ],
   [
     MessageType.Retiring,
     (m) =>

@@ -29,7 +29,11 @@ export interface Transport<S = unknown> {
    * read-your-writes across workers rests on); the others return at once and deliver on their
    * own (queued and written back while unreachable).
    */
-  publish(change: Change): void | Promise<void>;
+  /**
+   * `encoded`: the change in the binary form of multicast/codec.ts `encodeChange`, when the
+   * caller has it already (the hub passes the bytes a worker sent on), so it is not encoded again.
+   */
+  publish(change: Change, encoded?: Buffer): void | Promise<void>;
   /**
    * Read on miss (transports between machines, and a worker's link to a primary that runs one):
    * asks the cluster for a session this replica holds no record of, and resolves once it has

@@ -22,6 +22,7 @@ import {
   SUCCESSOR_ENV,
 } from '../protocol/messages.js';
 import { closeIdleSparingQueued } from '../relay-internals.js';
+import { afterStoreFence } from '../replication/transports/ipc/client.js';
 import { normaliseAddress } from '../routing/address.js';
 import { makeSessionId } from '../routing/session-id.js';
 import { KeptOpenConnections } from './keep-alive.js';
@@ -233,8 +234,9 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     const dir = process.env[RELAY_DIR_ENV];
     if (this.relays && dir && !(server instanceof tls.Server)) {
       // Listening before the primary hears "ready": siblings relay only to ready slots.
+      // A relayed request is served once the store has its full state (siblings relay early).
       const listener = new RelayListener(dir, this.slot, (socket, rest) =>
-        this.adopt(socket, rest, undefined, false),
+        afterStoreFence(undefined, () => this.adopt(socket, rest, undefined, false)),
       );
       if (await listener.listen()) {
         this.relayListener = listener;
@@ -255,7 +257,9 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
       const paused = this.options.sync !== false && msg.head !== undefined;
       const socket = toSocket(handle, paused);
       if (socket) {
-        this.adopt(socket, msg.head ? Buffer.from(msg.head, 'base64') : undefined, msg.peer);
+        const head = msg.head ? Buffer.from(msg.head, 'base64') : undefined;
+        // Served once the store has every write acknowledged before the handoff (see fence.ts).
+        afterStoreFence(msg.fence, () => this.adopt(socket, head, msg.peer));
       }
     } else if (msg.t === MessageType.Slots) {
       this.keptOpen.setLive(msg.live);
@@ -266,7 +270,8 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
       // The full session state came before this (IPC keeps the order): siblings may relay here.
       this.keptOpen.setLive(msg.live);
       this.keptOpen.setRetiring(msg.retained, [], msg.draining);
-      this.relayListener?.takeSlot();
+      // Siblings relay requests straight to it once it has the name: only with the full state.
+      afterStoreFence(msg.fence, () => this.relayListener?.takeSlot());
     } else if (msg.t === MessageType.Retain) {
       // A reload is about to replace this worker: its engine.io sessions stay here.
       if (msg.stop) this.reloadDrain.stopRetaining(this.server);

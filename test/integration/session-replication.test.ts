@@ -54,6 +54,25 @@ async function start(extra: Record<string, string> = {}): Promise<FixtureProcess
 }
 
 describe('ReplicatedStore across the workers of a sticky cluster', () => {
+  it('a connection handed to a worker whose store is behind waits for the writes acknowledged before it', async () => {
+    const app = await start();
+    const port = app.port();
+    const login = await call(port, 'POST', '/login?user=ann', 0);
+    await vi.waitFor(async () => {
+      expect((await call(port, 'GET', '/me', 1, login.cookie)).body.user).toBe('ann');
+    });
+    // Worker 1 stops reading its store channel; worker 0 changes the session (acknowledged:
+    // the hub has written the change to worker 1's channel, where it waits).
+    const HOLD_MS = 800;
+    await call(port, 'GET', `/hold-store-reads?ms=${HOLD_MS}`, 1);
+    const held = Date.now();
+    await call(port, 'POST', '/login?user=bob', 0, login.cookie);
+    // A new connection to worker 1 is served once its store has the change: never 'ann'.
+    const read = await call(port, 'GET', '/me', 1, login.cookie);
+    expect(read.body.user).toBe('bob');
+    expect(Date.now() - held).toBeGreaterThanOrEqual(HOLD_MS - 50);
+  });
+
   it('every read sees the last write, whichever worker serves it; logout holds everywhere', async () => {
     const app = await start();
     const port = app.port();
@@ -152,6 +171,8 @@ describe('the replication hub and bad input', () => {
     const port = app.port();
     const login = await call(port, 'POST', '/login?user=zoe', 1);
     expect((await call(port, 'GET', '/garbage', 2)).body).toMatchObject({ slot: 2 });
+    // And on the store's data channel.
+    expect((await call(port, 'GET', '/garbage-frames', 2)).body).toMatchObject({ slot: 2 });
     // The messages may still be on their way: ask again until the count shows them.
     await vi.waitFor(
       async () => {
@@ -159,7 +180,9 @@ describe('the replication hub and bad input', () => {
           sessions: { dropped: number };
           malformedMessages: number;
         }>(app, 1_000);
-        expect(stats.sessions.dropped).toBe(3);
+        // The three IPC store messages (writes travel on the data channel, not as IPC
+        // messages) and the three frames.
+        expect(stats.sessions.dropped).toBe(6);
         // Another version and an unknown type are counted; another library's message is not ours.
         expect(stats.malformedMessages).toBe(2);
       },

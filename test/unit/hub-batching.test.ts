@@ -1,30 +1,31 @@
-// The hub sends what it has for a worker once per turn of the event loop (forwarded writes and
-// answers in one IPC message): property test that this batched path leaves every replica in the
+// The hub sends what it has for a worker once per turn of the event loop (forwarded writes, then
+// answers, on the worker's data channel; a writer's frame passed on as it is): property test that this batched path leaves every replica in the
 // same final state as one message per change, however writes of several workers interleave and
 // wherever the turns end, and that within a turn a writer's answer never goes out before the
 // forward of its write to every other worker.
-import type { Worker } from 'node:cluster';
-import { EventEmitter } from 'node:events';
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
-import {
-  type Message,
-  MessageType,
-  message,
-  parseMessage,
-  type StoreChangeMessage,
-} from '../../src/protocol/messages.js';
+import { MessageType } from '../../src/protocol/messages.js';
 import { type Change, SessionTable } from '../../src/replication/table.js';
 import { Hub } from '../../src/replication/transports/ipc/hub.js';
+import {
+  connect,
+  type FakeWorker,
+  fakeLinks,
+  fakeWorker,
+  type Sent,
+  sendWrite,
+  sendWrites,
+} from '../helpers/hub-links.js';
 
 const SIDS = ['a', 'b', 'c'];
 const LATER = 1_790_000_000_000 + 3_600_000;
 
 interface Sim {
-  readonly worker: Worker;
+  readonly worker: FakeWorker;
   readonly table: SessionTable;
-  /** Every message the hub sent this worker, unpacked, in order. */
-  readonly got: Message[];
+  /** Every change and answer the hub sent this worker, in order. */
+  readonly got: Sent[];
   /** For each of its writes: how many forwards of it the others held when its answer was sent. */
   readonly answeredAfter: Map<number, number>;
 }
@@ -32,42 +33,28 @@ interface Sim {
 /** A worker as the hub sees it: applies what it is sent, in order, to its own replica. */
 function simWorker(pid: number, all: Sim[]): Sim {
   const table = new SessionTable({ tombstoneTtl: 600_000 });
-  const sim: Sim = {
-    worker: undefined as unknown as Worker,
-    table,
-    got: [],
-    answeredAfter: new Map(),
-  };
-  const w = Object.assign(new EventEmitter(), {
-    process: { pid },
-    isConnected: () => true,
-    send(raw: Message, cb?: (err: Error | null) => void) {
-      // Through JSON, as the channel carries it.
-      const msg = parseMessage(JSON.parse(JSON.stringify(raw))) as Message;
-      const msgs = msg.t === MessageType.StoreBatch ? (msg.msgs as Message[]) : [msg];
-      for (const m of msgs) {
-        sim.got.push(m);
-        if (m.t === MessageType.StoreChange) table.apply(m.change as Change);
-        if (m.t === MessageType.StoreAck) {
-          // The write numbered id: how many of the other workers already hold it.
-          const sid = `${pid}:${m.id}`;
-          const holders = all.filter(
-            (o) =>
-              o !== sim &&
-              o.got.some(
-                (g) =>
-                  g.t === MessageType.StoreChange &&
-                  (g.change as Change & { tag?: string }).version.n === sid,
-              ),
-          ).length;
-          sim.answeredAfter.set(m.id, holders);
-        }
+  const worker = fakeWorker(pid);
+  const sim: Sim = { worker, table, got: worker.sent, answeredAfter: new Map() };
+  // Each entry as the fake channel decodes it, applied at once.
+  const push = worker.sent.push.bind(worker.sent);
+  worker.sent.push = (...items: Sent[]) => {
+    for (const m of items) {
+      push(m);
+      if (m.t === MessageType.StoreChange) table.apply(m.change);
+      if (m.t === MessageType.StoreState) for (const c of m.changes) table.apply(c);
+      if (m.t === MessageType.StoreAck) {
+        // The write numbered id: how many of the other workers already hold it.
+        const sid = `${pid}:${m.id}`;
+        const holders = all.filter(
+          (o) =>
+            o !== sim &&
+            o.got.some((g) => g.t === MessageType.StoreChange && g.change.version.n === sid),
+        ).length;
+        sim.answeredAfter.set(m.id, holders);
       }
-      cb?.(null);
-      return true;
-    },
-  });
-  (sim as { worker: Worker }).worker = w as unknown as Worker;
+    }
+    return worker.sent.length;
+  };
   return sim;
 }
 
@@ -99,10 +86,19 @@ function run(ops: readonly Op[], batched: boolean) {
 }
 
 function runAt(ops: readonly Op[], batched: boolean) {
-  const hub = new Hub();
+  const hub = new Hub({ link: fakeLinks });
   const sims: Sim[] = [];
   for (let i = 0; i < 3; i++) sims.push(simWorker(i + 1, sims));
-  for (const s of sims) hub.sync(s.worker);
+  for (const s of sims) connect(hub, s.worker);
+  let turn: { worker: FakeWorker; change: Change; id: number }[] = [];
+  const endTurn = () => {
+    for (const s of sims) {
+      const mine = turn.filter((w) => w.worker === s.worker);
+      if (mine.length > 0) sendWrites(s.worker, mine);
+    }
+    turn = [];
+    hub.flush();
+  };
   ops.forEach((o, i) => {
     const writer = sims[o.w] as Sim;
     // The version names the write (unique), as a worker's clock would stamp it.
@@ -116,12 +112,16 @@ function runAt(ops: readonly Op[], batched: boolean) {
           : { op: 'destroy', sid, version };
     // A worker applies its own write first, then sends it.
     writer.table.apply(change);
-    hub.receive(
-      writer.worker,
-      message<StoreChangeMessage>(MessageType.StoreChange, { change, id: i + 1 }),
-    );
-    if (!batched || o.turnEnds) hub.flush();
+    if (!batched) {
+      sendWrite(writer.worker, change, i + 1);
+      hub.flush();
+      return;
+    }
+    // Batched: a worker sends its writes of a turn as one frame at the turn's end.
+    turn.push({ worker: writer.worker, change, id: i + 1 });
+    if (o.turnEnds) endTurn();
   });
+  endTurn();
   hub.flush();
   hub.close();
   // Every session's record, and everything the replica holds (pending touches included: the
@@ -162,7 +162,7 @@ describe('the hub, batched per turn', () => {
                 o.got.some(
                   (g) =>
                     g.t === MessageType.StoreChange &&
-                    (g.change as Change).version.n === `${s.worker.process.pid}:${id}`,
+                    g.change.version.n === `${s.worker.process.pid}:${id}`,
                 ),
             );
             expect(holders).toBe(applied ? 2 : 0);

@@ -4,33 +4,17 @@
 // and acknowledged it all the same: the worker's set() or destroy() resolved, its replica kept a
 // write that no other replica had, and a logout could report success while the session lived on.
 
-import type { Worker } from 'node:cluster';
-import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import {
-  type Message,
-  MessageType,
-  message,
-  type StoreChangeMessage,
-} from '../../src/protocol/messages.js';
+import { MessageType, message } from '../../src/protocol/messages.js';
 import type { Change } from '../../src/replication/table.js';
 import { Hub } from '../../src/replication/transports/ipc/hub.js';
-
-/** A worker as the hub sees one: what it was sent, in order. */
-function fakeWorker(pid: number): Worker & { sent: Message[] } {
-  const w = Object.assign(new EventEmitter(), {
-    sent: [] as Message[],
-    process: { pid },
-    isConnected: () => true,
-    send(msg: Message, cb?: (err: Error | null) => void) {
-      // One message at a time, as sent (a batch holds several, in order).
-      w.sent.push(...(msg.t === MessageType.StoreBatch ? (msg.msgs as Message[]) : [msg]));
-      cb?.(null);
-      return true;
-    },
-  });
-  return w as unknown as Worker & { sent: Message[] };
-}
+import {
+  connect,
+  type FakeWorker,
+  fakeLinks,
+  fakeWorker,
+  sendWrite,
+} from '../helpers/hub-links.js';
 
 const LATER = Date.now() + 3_600_000;
 const AHEAD = Date.now() + 2 * 3_600_000;
@@ -38,22 +22,22 @@ const AHEAD = Date.now() + 2 * 3_600_000;
 /** A hub with two synced workers whose sent lists start empty. */
 function hubWithTwo(): {
   hub: Hub;
-  a: ReturnType<typeof fakeWorker>;
-  b: ReturnType<typeof fakeWorker>;
+  a: FakeWorker;
+  b: FakeWorker;
 } {
-  const hub = new Hub();
+  const hub = new Hub({ link: fakeLinks });
   const a = fakeWorker(1);
   const b = fakeWorker(2);
-  hub.sync(a);
-  hub.sync(b);
+  connect(hub, a);
+  connect(hub, b);
   a.sent.length = 0;
   b.sent.length = 0;
   return { hub, a, b };
 }
 
 /** A worker's write as the hub receives it; what the hub sends for it is sent by the return. */
-function write(hub: Hub, from: Worker, change: Change, id: number): void {
-  hub.receive(from, message<StoreChangeMessage>(MessageType.StoreChange, { change, id }));
+function write(hub: Hub, from: FakeWorker, change: Change, id: number): void {
+  sendWrite(from, change, id);
   hub.flush();
 }
 
@@ -106,7 +90,7 @@ describe('the hub and a worker write older than its record', () => {
 describe("the hub's tombstones (issue 15, item 2)", () => {
   // Before, the hub kept tombstones 600 s whatever the stores were configured with.
   it("last as long as the longest of the workers' stores says (StoreOptions), not a fixed 600 s", () => {
-    const hub = new Hub();
+    const hub = new Hub({ link: fakeLinks });
     expect(hub.table.tombstoneTtl).toBe(600_000);
     const a = fakeWorker(1);
     hub.receive(a, message(MessageType.StoreOptions, { tombstoneTtl: 5_000 }));
@@ -119,9 +103,9 @@ describe("the hub's tombstones (issue 15, item 2)", () => {
   });
 
   it('forget() drops a record from its replica and ends it in every worker', () => {
-    const hub = new Hub();
+    const hub = new Hub({ link: fakeLinks });
     const a = fakeWorker(1);
-    hub.sync(a);
+    connect(hub, a);
     const s: Change = {
       op: 'set',
       sid: 's',

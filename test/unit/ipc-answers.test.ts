@@ -1,41 +1,36 @@
 // A worker's write is always answered: the primary's hub acknowledges what it applies and
 // answers `refused` (with the reason) what it refuses, and the worker's replica settles every
 // write it sent (resolved, rejected on a refusal, on a primary that is gone or silent), so no
-// write waits forever and none stays pending. The IPC channel is replaced by a loopback between
-// one Hub and one HubClient (protocol/ipc.js mocked): what one sends, the other receives.
+// write waits forever and none stays pending. One Hub and one HubClient in this process, over a
+// real data channel (the hub's Unix socket); the IPC channel that tells the client where it is
+// is replaced by a loopback (protocol/ipc.js mocked): what one sends, the other receives.
 import type { Worker } from 'node:cluster';
+import { EventEmitter } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { Message, StoreAckMessage } from '../../src/protocol/messages.js';
+import type { Message } from '../../src/protocol/messages.js';
 import { Clock } from '../../src/replication/clock.js';
 import type { Change } from '../../src/replication/table.js';
+import { fakeLinks, fakeWorker, sendQuery } from '../helpers/hub-links.js';
 
 const wire = vi.hoisted(() => ({
-  /** What the worker sent to the primary (and whether the primary is there to get it). */
-  toPrimary: [] as unknown[],
-  primaryUp: true,
+  /** The hub's handler of worker -> primary store messages (none: nobody answers). */
   deliverToPrimary: undefined as ((msg: unknown) => void) | undefined,
-  /** The worker's handler of primary -> worker store messages. */
+  /** The worker's handler of primary -> worker messages (where its data channel is). */
   toWorker: undefined as ((msg: unknown) => void) | undefined,
-  /** What the hub sent to its workers. */
-  sentToWorkers: [] as unknown[],
 }));
 
 vi.mock('../../src/protocol/ipc.js', () => ({
   sendToPrimary: (msg: unknown, _what: string, done?: (err: Error | null) => void) => {
-    if (!wire.primaryUp) return false;
-    wire.toPrimary.push(msg);
+    // Through JSON, as a real channel carries it.
+    const copy = JSON.parse(JSON.stringify(msg));
     queueMicrotask(() => {
       done?.(null);
-      wire.deliverToPrimary?.(msg);
+      wire.deliverToPrimary?.(copy);
     });
     return true;
   },
   sendToWorker: (_worker: unknown, msg: unknown) => {
-    // What the hub sent, one message at a time (a batch holds several, in order).
-    const batch = msg as { t: number; msgs?: unknown[] };
-    wire.sentToWorkers.push(...(batch.t === 24 && batch.msgs ? batch.msgs : [msg]));
-    // Through JSON, as a real channel carries it.
     const copy = JSON.parse(JSON.stringify(msg));
     queueMicrotask(() => wire.toWorker?.(copy));
     return true;
@@ -51,18 +46,17 @@ vi.mock('../../src/protocol/ipc.js', () => ({
 const { Hub } = await import('../../src/replication/transports/ipc/hub.js');
 const { HubClient } = await import('../../src/replication/transports/ipc/client.js');
 
-const fakeWorker = {
+const worker = Object.assign(new EventEmitter(), {
   process: { pid: 4242 },
   isConnected: () => true,
   send: () => true,
-  once: () => fakeWorker,
-} as unknown as Worker;
+}) as unknown as Worker;
 
 function cluster() {
   const hub = new Hub();
+  wire.deliverToPrimary = (msg) => hub.receive(worker, msg as never);
   const client = new HubClient(600_000);
   const link = client.link(new Clock('a1b2c3d4e5f60708'));
-  wire.deliverToPrimary = (msg) => hub.receive(fakeWorker, msg as never);
   return { hub, client, link };
 }
 
@@ -88,9 +82,6 @@ async function outcome(write: void | Promise<void>, ms = 1000): Promise<unknown>
 
 afterEach(() => {
   vi.useRealTimers();
-  wire.toPrimary.length = 0;
-  wire.sentToWorkers.length = 0;
-  wire.primaryUp = true;
   wire.deliverToPrimary = undefined;
 });
 
@@ -114,8 +105,6 @@ describe("the hub's answer to a worker's write", () => {
     expect(link.stats()).toMatchObject({ pending: 0 });
     expect(hub.counters.dropped).toBe(1);
     expect(hub.table.record('L'.repeat(300))).toBeUndefined();
-    const ack = wire.sentToWorkers.at(-1) as StoreAckMessage;
-    expect(ack).toMatchObject({ t: 9, refused: expect.stringMatching(/300 characters/) });
     hub.close();
   });
 
@@ -133,8 +122,8 @@ describe("the hub's answer to a worker's write", () => {
 
   it('a primary that never answers: the write rejects after 10 s, nothing stays pending', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
-    const { link } = cluster();
-    wire.deliverToPrimary = () => {}; // the message is written, and never answered
+    // No hub: the store's first message is sent, and nothing ever answers.
+    const link = new HubClient(600_000).link(new Clock('a1b2c3d4e5f60708'));
     let settled: unknown = 'still pending';
     Promise.resolve(link.publish(set('silent'))).catch((err: unknown) => {
       settled = err;
@@ -149,8 +138,11 @@ describe("the hub's answer to a worker's write", () => {
   });
 
   it('a primary that is gone: the write rejects at once', async () => {
-    const { link } = cluster();
-    wire.primaryUp = false;
+    const { hub, link } = cluster();
+    expect(await outcome(link.publish(set('first')))).toBe('resolved');
+    // The primary's end of the data channel closes (as when the primary exits).
+    hub.close();
+    await delay(50);
     expect(await outcome(link.publish(set('orphan')))).toMatchObject({
       code: 'ERR_STICKY_STORE_CLOSED',
     });
@@ -160,6 +152,7 @@ describe("the hub's answer to a worker's write", () => {
   it('a read on miss of an id outside the limits is answered at once, never asked of the other machines', async () => {
     const asked: string[] = [];
     const hub = new Hub({
+      link: fakeLinks,
       transport: () => ({
         kind: 'redis' as const,
         start: () => Promise.resolve(),
@@ -173,13 +166,13 @@ describe("the hub's answer to a worker's write", () => {
         stats: () => ({}),
       }),
     });
-    const query = (id: number, sid: string) =>
-      hub.receive(fakeWorker, { src: 'sticky-mesh', v: 1, t: 12, id, sid });
-    query(1, 'x'.repeat(5000));
-    query(2, 'well-formed-session-id');
+    const w = fakeWorker(1);
+    hub.receive(w, { src: 'sticky-mesh', v: 1, t: 16, tombstoneTtl: 600_000 });
+    sendQuery(w, 1, 'x'.repeat(5000));
+    sendQuery(w, 2, 'well-formed-session-id');
     await delay(10);
     expect(asked).toEqual(['well-formed-session-id']);
-    expect(wire.sentToWorkers).toEqual([
+    expect(w.sent).toEqual([
       expect.objectContaining({ t: 13, id: 1 }),
       expect.objectContaining({ t: 13, id: 2 }),
     ]);
@@ -192,5 +185,28 @@ describe("the hub's answer to a worker's write", () => {
     expect(parseMessage({ ...base, refused: 'why' })).toMatchObject({ refused: 'why' });
     expect(parseMessage(base)).toBeDefined();
     expect(parseMessage({ ...base, refused: 5 } as unknown as Message)).toBeUndefined();
+  });
+});
+
+describe("a connection's fence in a worker", () => {
+  it('waits for the full state, then for the channel to reach the position the hub gave it', async () => {
+    const { hub, client } = cluster();
+    const order: string[] = [];
+    // Before the state (the store asks for it as it is created): nothing is served.
+    client.afterFence(0, () => order.push('first'));
+    expect(order).toEqual([]);
+    await vi.waitFor(() => expect(order).toEqual(['first']));
+    // The worker stops reading; a change reaches the hub and is written to its channel.
+    client.holdReads(300);
+    await delay(20);
+    hub.applyRemote([set('late', Date.now())]);
+    hub.flush();
+    const fence = hub.position(worker);
+    client.afterFence(fence, () => order.push(`second:${client.table.get('late') ?? 'missing'}`));
+    client.afterFence(0, () => order.push('third'));
+    await delay(150);
+    expect(order).toEqual(['first']);
+    await vi.waitFor(() => expect(order).toEqual(['first', 'second:{"user":"ann"}', 'third']));
+    hub.close();
   });
 });

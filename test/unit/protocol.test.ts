@@ -96,6 +96,7 @@ describe('IPC protocol', () => {
       Retiring: 22,
       Retain: 23,
       StoreBatch: 24,
+      StoreLink: 25,
     });
   });
 });

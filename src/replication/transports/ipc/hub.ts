@@ -1,37 +1,27 @@
 import type { Worker } from 'node:cluster';
 import { debug } from '../../../debug.js';
-import { sendToWorker } from '../../../protocol/ipc.js';
-import {
-  type HubMessage,
-  type Message,
-  MessageType,
-  message,
-  parseMessage,
-  type StoreAckMessage,
-  type StoreChangeMessage,
-  type StoreFoundMessage,
-  type StoreQueryMessage,
-  type StoreStateMessage,
-} from '../../../protocol/messages.js';
+import { type HubMessage, MessageType } from '../../../protocol/messages.js';
 import { compareVersions, isFarAhead } from '../../clock.js';
 import { type Change, SessionTable } from '../../table.js';
 import type { ReplicaHost, Transport } from '../../transport.js';
 import { checkChange, isSessionIdLike } from '../../wire.js';
-import { Outbox } from './outbox.js';
+import { encodeChange } from '../multicast/codec.js';
+import { setFence } from './fence.js';
+import { changesFrame, changesFrames, Frame, frame, readChanges, readQuery } from './frames.js';
+import { Link, type LinkEnd, type LinkMaker } from './link.js';
+import { LinkServer, socketLink } from './link-server.js';
 
-/** Changes per state-transfer message: keeps each IPC message small whatever the total. */
-const STATE_CHUNK = 500;
+export type { LinkEnd, LinkMaker } from './link.js';
+
 /** How often the channels of workers that fell behind are looked at, in ms. */
 const DRAIN_CHECK_MS = 50;
-/** Bytes a change's message takes beside its session data (envelope, id, version), roughly. */
-const CHANGE_OVERHEAD = 160;
 
 export interface HubCounters {
   /** Writes received from workers and applied. */
   writes: number;
   /** Of `writes`, the touches (an expiry moved later, no data). */
   touches: number;
-  /** IPC store messages dropped as malformed (a worker's write among them is answered `refused`). */
+  /** Store messages and frames dropped as malformed (a worker's write among them is answered `refused`). */
   dropped: number;
   /** Times a worker's channel backed up past `maxIpcBacklog` and it was resynced once drained. */
   resyncs: number;
@@ -54,6 +44,8 @@ export interface HubOptions<T extends Transport> {
   sweepInterval?: number;
   /** Bytes queued to a worker's channel past which it is resynced instead (`maxIpcBacklog`). */
   maxBacklog?: number;
+  /** Makes each worker's data channel (default: a Unix socket the worker connects to). */
+  link?: LinkMaker;
 }
 
 /**
@@ -62,11 +54,16 @@ export interface HubOptions<T extends Transport> {
  * worker and to the machine's transport to other machines (whose changes it passes to every
  * worker in turn).
  *
- * Ordering is what makes read-your-writes hold. A write is forwarded to every worker the moment
- * it arrives, before it is acknowledged to its writer and before any later connection is handed
- * to anyone; a worker's IPC channel delivers in order, so when a worker is handed a connection
- * it has already applied every write acknowledged before that handoff. A worker gets the full
- * state (in chunks) just before it is marked ready, so its first request sees every session.
+ * Writes travel on a data channel per worker (a Unix socket, binary frames), not on the IPC
+ * channel that carries connections: a worker sends the writes of one turn of its event loop as
+ * one frame, and the hub passes that frame's bytes on, as they are, to every other worker.
+ *
+ * Ordering is what makes read-your-writes hold. A write is forwarded to every worker before it
+ * is acknowledged to its writer: at the end of each turn the hub writes every channel's
+ * forwarded changes first, then the answers. A connection handed to a worker carries how far the
+ * hub had written that worker's channel (its fence); the worker serves it once it has applied
+ * that far, so it has every write acknowledged before the handoff. A worker gets the full state
+ * before it is marked ready, and serves connections only once it has all of it.
  */
 export class Hub<T extends Transport = Transport> implements ReplicaHost {
   readonly counters: HubCounters = {
@@ -80,92 +77,64 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
   readonly table: SessionTable;
   /** The transport to other machines, if any: gets every change a worker makes. */
   readonly transport: T | undefined;
-  /** Workers that have the full state, and so get every write from now on. */
-  private readonly synced = new Set<Worker>();
+  private readonly links = new Map<Worker, Link>();
   private readonly sweeper: NodeJS.Timeout;
-  /**
-   * Bytes of changes sent to each worker whose write has not completed yet (a worker that does
-   * not read its channel leaves them queued in this process). Counted with the send callbacks:
-   * no Node internal is needed.
-   */
-  private readonly backlog = new Map<Worker, number>();
-  /**
-   * Workers whose backlog passed `maxBacklog`: fed nothing until it has drained, then given the
-   * full state again (which holds every change they missed).
-   */
-  private readonly behind = new Set<Worker>();
   private drainCheck: NodeJS.Timeout | undefined;
   private readonly maxBacklog: number;
+  private readonly makeLink: LinkMaker;
+  private server: LinkServer | undefined;
   /** A worker's store said how long it keeps tombstones (until then: the store default). */
   private ttlAnnounced = false;
-  /**
-   * What goes to the workers in this turn of the event loop, sent once at its end, in two
-   * passes: first every worker's forwarded writes (`forwards`), then the answers to writers and
-   * to reads on miss (`answers`), so no answer is written before every channel holds the writes
-   * it answers for. Nothing else can overtake them: the full state is sent after flushing them,
-   * and no connection can depend on a write before its answer.
-   */
-  private readonly forwards = new Outbox<Worker>(
-    (worker, msg, _msgs, bytes) => this.sendQueued(worker, msg, bytes),
-    () => this.scheduleFlush(),
-  );
-  private readonly answers = new Outbox<Worker>(
-    (worker, msg, _msgs, bytes) => this.sendQueued(worker, msg, bytes),
-    () => this.scheduleFlush(),
-  );
+  /** Changes for every worker this turn that no worker wrote (other machines, forget). */
+  private broadcast: Buffer[] = [];
   private flushScheduled = false;
+  private closed = false;
 
   constructor(options: HubOptions<T> = {}) {
     this.maxBacklog = options.maxBacklog ?? 16 * 1024 * 1024;
     this.table = new SessionTable({ tombstoneTtl: options.tombstoneTtl ?? 600_000 });
     this.sweeper = setInterval(() => this.table.sweep(), options.sweepInterval ?? 60_000);
     this.sweeper.unref();
+    this.makeLink = options.link ?? ((w, onFrame, onClose) => this.socketLink(w, onFrame, onClose));
     this.transport = options.transport?.(this);
   }
 
   /**
-   * A worker's store message: a write, its request for the full state, a read on miss, or its
-   * settings.
+   * A worker's store message over IPC: its settings (its first message: the hub opens its data
+   * channel), or its request for the full state. Writes and reads come on the data channel;
+   * the IPC store messages of earlier versions are dropped and counted.
    */
   receive(from: Worker, msg: HubMessage): void {
-    if (msg.t === MessageType.StoreBatch) this.receiveBatch(from, msg.msgs);
-    else if (msg.t === MessageType.StoreHello) this.sync(from);
-    else if (msg.t === MessageType.StoreQuery) this.onQuery(from, msg);
-    else if (msg.t === MessageType.StoreOptions) this.adopt(msg.tombstoneTtl);
-    else this.onChange(from, msg);
+    if (msg.t === MessageType.StoreOptions) {
+      this.adopt(msg.tombstoneTtl);
+      this.link(from);
+    } else if (msg.t === MessageType.StoreHello) {
+      this.sync(from);
+    } else {
+      this.counters.dropped++;
+      debug('hub: dropped a store message of type %d from pid %d', msg.t, from.process.pid);
+    }
   }
 
-  /** A worker's store messages of one turn, in order; anything else in it is dropped. */
-  private receiveBatch(from: Worker, msgs: readonly unknown[]): void {
-    for (const raw of msgs) {
-      const msg = parseMessage(raw);
-      if (
-        msg?.t === MessageType.StoreChange ||
-        msg?.t === MessageType.StoreQuery ||
-        msg?.t === MessageType.StoreHello ||
-        msg?.t === MessageType.StoreOptions
-      ) {
-        this.receive(from, msg);
-      } else {
-        this.counters.dropped++;
-        debug('hub: dropped a malformed message of a batch from pid %d', from.process.pid);
-      }
-    }
+  /** How far the hub has written `worker`'s data channel (0 without one). */
+  position(worker: Worker): number {
+    return this.links.get(worker)?.written ?? 0;
   }
 
   /** Sends what is queued for the workers now (tests; the event loop does it on its own). */
   flush(): void {
     this.flushScheduled = false;
-    this.forwards.flush();
-    this.answers.flush();
-  }
-
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    setImmediate(() => {
-      if (this.flushScheduled) this.flush();
-    });
+    if (this.broadcast.length > 0) {
+      const frames = changesFrames(this.broadcast);
+      this.broadcast = [];
+      for (const link of this.links.values()) {
+        if (link.fed) for (const shared of frames) this.queueOut(link, shared);
+      }
+    }
+    // First every channel's changes, then every answer: no answer goes out before every
+    // channel holds what it answers for.
+    for (const link of this.links.values()) link.flushOut();
+    for (const link of this.links.values()) link.flushAnswers();
   }
 
   /**
@@ -179,6 +148,41 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
     this.ttlAnnounced = true;
   }
 
+  /** The data channel of `worker`, opened on its store's first message. */
+  private link(worker: Worker): Link {
+    let link = this.links.get(worker);
+    if (link) return link;
+    link = new Link(worker, (made) =>
+      this.makeLink(
+        worker,
+        (kind, body) => this.onFrame(made, kind, body),
+        () => this.drop(made),
+      ),
+    );
+    this.links.set(worker, link);
+    const made = link;
+    setFence(worker, () => made.written);
+    worker.once('exit', () => this.drop(made));
+    return link;
+  }
+
+  private drop(link: Link): void {
+    if (this.links.get(link.worker) !== link) return;
+    this.links.delete(link.worker);
+    setFence(link.worker, undefined);
+    link.end.close();
+  }
+
+  /** The default data channel: a Unix socket the worker connects to, told where over IPC. */
+  private socketLink(
+    worker: Worker,
+    onFrame: (kind: number, body: Buffer) => void,
+    onClose: () => void,
+  ): LinkEnd {
+    this.server ??= new LinkServer();
+    return socketLink(this.server, worker, onFrame, onClose, () => this.counters.dropped++);
+  }
+
   /**
    * Sessions the cluster no longer knows of (see ReplicaHost#forget): dropped from the hub's
    * replica, and ended in every worker's with a tombstone of their own.
@@ -187,48 +191,29 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
     for (const sid of sids) {
       const v = this.table.record(sid)?.version;
       if (!v || !this.table.forget(sid)) continue;
-      this.forward({ op: 'destroy', sid, version: { t: v.t, c: v.c + 1, n: v.n } }, undefined);
+      this.toEveryone({ op: 'destroy', sid, version: { t: v.t, c: v.c + 1, n: v.n } });
     }
   }
 
   /**
-   * A read missed a session in a worker: unless the hub holds it (then the worker has it too, or
-   * has it on its way: the channel is in order), the machine's transport asks the other
-   * machines. A record that arrives is forwarded to every worker before the answer goes out.
+   * A worker is about to become ready: it gets the full state unless it has it (its store asked
+   * for it when it was created) or has no store (no channel).
    */
-  private onQuery(from: Worker, msg: StoreQueryMessage): void {
-    // An id no store would ask for (over the limits, cookie junk) is not asked of the cluster.
-    const known = this.table.record(msg.sid) !== undefined || !isSessionIdLike(msg.sid);
-    const wait = known || !this.transport?.fetch ? undefined : this.transport.fetch(msg.sid);
-    const answer = () =>
-      this.answers.queue(from, message<StoreFoundMessage>(MessageType.StoreFound, { id: msg.id }));
-    if (wait) void wait.then(answer);
-    else answer();
+  syncOnce(worker: Worker): void {
+    if (this.links.get(worker)?.synced === false) this.sync(worker);
   }
 
-  /** Sends the full state to a worker about to become ready; from then on it gets every write. */
+  /** Sends the full state to a worker; from then on it gets every write. */
   sync(worker: Worker): void {
-    // What was queued for it goes first; the state holds it anyway, and comes before anything
-    // sent to this worker after this call (a connection).
-    this.forwards.flush(worker);
-    this.answers.flush(worker);
-    const changes = [...this.table.changes()];
-    for (let i = 0; i < changes.length || i === 0; i += STATE_CHUNK) {
-      const part = changes.slice(i, i + STATE_CHUNK);
-      const done = i + STATE_CHUNK >= changes.length;
-      send(worker, message<StoreStateMessage>(MessageType.StoreState, { changes: part, done }));
-    }
-    this.behind.delete(worker);
-    if (!this.synced.has(worker)) {
-      this.synced.add(worker);
-      worker.once('exit', () => {
-        this.synced.delete(worker);
-        this.behind.delete(worker);
-        this.backlog.delete(worker);
-        this.forwards.drop(worker);
-        this.answers.drop(worker);
-      });
-    }
+    // A worker without a store has no channel (its store's first message opens one).
+    const link = this.links.get(worker);
+    if (!link) return;
+    // What was queued for it goes first; the state holds it anyway.
+    link.flushOut();
+    link.flushAnswers();
+    link.behind = false;
+    link.synced = true;
+    link.sendState(this.table.changes(), () => this.links.get(worker) === link);
   }
 
   /** Changes from other machines: applied here and passed to every worker. */
@@ -236,59 +221,118 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
     const now = Date.now();
     for (const change of changes) {
       if (isFarAhead(change.version, now)) this.counters.versionsAhead++;
-      if (this.table.apply(change)) this.forward(change, undefined);
+      if (this.table.apply(change)) this.toEveryone(change);
     }
   }
 
   close(): void {
     this.flush();
+    this.closed = true;
     clearInterval(this.sweeper);
     clearInterval(this.drainCheck);
-    this.synced.clear();
-    this.behind.clear();
-    this.backlog.clear();
+    for (const link of [...this.links.values()]) this.drop(link);
+    this.server?.close();
+  }
+
+  private toEveryone(change: Change): void {
+    this.broadcast.push(encodeChange(change));
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.closed) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      if (this.flushScheduled) this.flush();
+    });
+  }
+
+  private onFrame(link: Link, kind: number, body: Buffer): void {
+    if (this.links.get(link.worker) !== link) return;
+    if (kind === Frame.Changes) this.onChanges(link, body);
+    else if (kind === Frame.Query) {
+      const q = readQuery(body);
+      if (q) this.onQuery(link, q.id, q.sid);
+      else this.malformed(link, 'a malformed read');
+    } else this.malformed(link, `a frame of unknown kind ${kind}`);
+  }
+
+  private malformed(link: Link, what: string): void {
+    this.counters.dropped++;
+    debug('hub: dropped %s from pid %d', what, link.worker.process.pid);
   }
 
   /**
-   * A worker's write: apply, pass on to every other worker, then acknowledge. A write the hub
-   * refuses is answered too (its writer's promise rejects and nothing waits for it).
+   * A worker's writes of one turn: each applied, then passed on to every other worker (the
+   * same bytes, when all of them applied), then answered. A write the hub refuses is answered
+   * too (its writer's promise rejects and nothing waits for it).
    */
-  private onChange(from: Worker, msg: StoreChangeMessage): void {
-    const change = checkChange(msg.change);
-    if (typeof change === 'string') {
-      this.counters.dropped++;
-      debug('hub: dropped a change from pid %d: %s', from.process.pid, change);
-      if (msg.id !== undefined) {
-        const refused = `the primary refused the write: ${change}`;
-        this.answers.queue(
-          from,
-          message<StoreAckMessage>(MessageType.StoreAck, { id: msg.id, refused }),
-        );
+  private onChanges(link: Link, body: Buffer): void {
+    const { changes, count, complete } = readChanges(body, 0, false);
+    const applied: Buffer[] = [];
+    let all = complete;
+    for (const { change: decoded, start, end } of changes) {
+      const n = ++link.received;
+      const change = checkChange(decoded);
+      if (typeof change === 'string') {
+        this.counters.dropped++;
+        link.refusals.push({ n, lost: false, reason: `the primary refused the write: ${change}` });
+        all = false;
+        continue;
       }
-      return;
-    }
-    this.counters.writes++;
-    if (change.op === 'touch') this.counters.touches++;
-    let refused: string | undefined;
-    if (this.table.apply(change)) {
-      this.forward(change, from);
-      this.transport?.publish(change);
-    } else if (this.lost(change)) {
-      // The writer applied it: it gets the record that won instead, before the answer.
-      for (const c of this.table.changesOf(change.sid)) {
-        this.answers.queue(
-          from,
-          message<StoreChangeMessage>(MessageType.StoreChange, { change: c }),
-        );
+      this.counters.writes++;
+      if (change.op === 'touch') this.counters.touches++;
+      if (this.table.apply(change)) {
+        const encoded = body.subarray(start, end);
+        applied.push(encoded);
+        // A copy: the transport may keep it (multicast's repair ring) past this read's buffer.
+        this.transport?.publish(change, Buffer.from(encoded));
+      } else {
+        all = false;
+        if (this.lost(change)) {
+          // The writer applied it: it gets the record that won instead, before the answer.
+          for (const c of this.table.changesOf(change.sid)) link.winners.push(encodeChange(c));
+          const reason = this.refusal(change);
+          if (reason !== undefined) link.refusals.push({ n, lost: true, reason });
+        }
       }
-      refused = this.refusal(change);
     }
-    if (msg.id !== undefined) {
-      const ack = refused === undefined ? { id: msg.id } : { id: msg.id, refused, lost: true };
-      // In the same flush as the forwards to the other workers: no one can have the answer
-      // before every worker's channel holds the write.
-      this.answers.queue(from, message<StoreAckMessage>(MessageType.StoreAck, ack));
+    if (!complete) {
+      this.malformed(link, 'a malformed change');
+      for (let i = changes.length; i < count; i++) {
+        const n = ++link.received;
+        link.refusals.push({ n, lost: false, reason: 'the primary refused the write: malformed' });
+      }
     }
+    if (applied.length > 0) {
+      const shared = all ? frame(Frame.Changes, [body]) : changesFrame(applied);
+      for (const other of this.links.values()) {
+        if (other !== link && other.fed) this.queueOut(other, shared);
+      }
+    }
+    this.scheduleFlush();
+  }
+
+  /**
+   * A read missed a session in a worker: unless the hub holds it (then the worker has it too, or
+   * has it on its way: the channel is in order), the machine's transport asks the other
+   * machines. A record that arrives is forwarded to every worker before the answer goes out.
+   */
+  private onQuery(link: Link, id: number, sid: string): void {
+    // An id no store would ask for (over the limits, cookie junk) is not asked of the cluster.
+    const known = this.table.record(sid) !== undefined || !isSessionIdLike(sid);
+    const wait = known || !this.transport?.fetch ? undefined : this.transport.fetch(sid);
+    const answer = () => {
+      link.found.push(id);
+      this.scheduleFlush();
+    };
+    if (wait) void wait.then(answer);
+    else answer();
+  }
+
+  private queueOut(link: Link, bytes: Buffer): void {
+    link.out.push(bytes);
+    if (link.end.writableLength + bytes.length > this.maxBacklog) this.fallBehind(link);
   }
 
   /**
@@ -315,56 +359,34 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
     return `a newer write of the session (version ${v.t}.${v.c}.${v.n}) reached the primary first`;
   }
 
-  private forward(change: Change, from: Worker | undefined): void {
-    if (this.synced.size === 0) return;
-    const msg = message<StoreChangeMessage>(MessageType.StoreChange, { change });
-    const bytes = change.op === 'set' ? change.data.length + CHANGE_OVERHEAD : CHANGE_OVERHEAD;
-    for (const worker of this.synced) {
-      if (worker === from || this.behind.has(worker) || !worker.isConnected()) continue;
-      const queued = (this.backlog.get(worker) ?? 0) + bytes;
-      this.backlog.set(worker, queued);
-      this.forwards.queue(worker, msg, bytes);
-      if (queued > this.maxBacklog) this.fallBehind(worker, queued);
-    }
-  }
-
-  /** Sends a worker its messages of this turn; `bytes` of them count in its backlog. */
-  private sendQueued(worker: Worker, msg: Message, bytes: number): void {
-    const sent = sendToWorker(worker, msg, 'hub: store messages', () => {
-      if (bytes === 0) return;
-      const left = (this.backlog.get(worker) ?? bytes) - bytes;
-      if (left > 0) this.backlog.set(worker, left);
-      else this.backlog.delete(worker);
-    });
-    if (!sent) this.backlog.delete(worker);
-  }
-
   /** A worker does not read its channel: stop queueing into it, resync it once it drained. */
-  private fallBehind(worker: Worker, queued: number): void {
-    debug('hub: %d bytes queued to pid %d; resync once drained', queued, worker.process.pid);
-    this.behind.add(worker);
-    // Sent now, so that its backlog counts what its channel holds (and drains).
-    this.forwards.flush(worker);
+  private fallBehind(link: Link): void {
+    if (link.behind) return;
+    debug(
+      'hub: %d bytes queued to pid %d; resync once drained',
+      link.end.writableLength,
+      link.worker.process.pid,
+    );
+    link.behind = true;
+    link.stopTransfer();
+    // What is queued goes now; the resync holds what it misses from here.
+    link.flushOut();
     this.drainCheck ??= setInterval(() => this.resyncDrained(), DRAIN_CHECK_MS);
     this.drainCheck.unref();
   }
 
   private resyncDrained(): void {
-    for (const worker of this.behind) {
-      if (!worker.isConnected()) {
-        this.behind.delete(worker);
-      } else if (!this.backlog.has(worker)) {
+    let behind = 0;
+    for (const link of this.links.values()) {
+      if (!link.behind) continue;
+      if (link.end.writableLength === 0) {
         this.counters.resyncs++;
-        this.sync(worker);
-      }
+        this.sync(link.worker);
+      } else behind++;
     }
-    if (this.behind.size === 0) {
+    if (behind === 0) {
       clearInterval(this.drainCheck);
       this.drainCheck = undefined;
     }
   }
-}
-
-function send(worker: Worker, msg: StoreStateMessage) {
-  sendToWorker(worker, msg, 'hub: store message');
 }

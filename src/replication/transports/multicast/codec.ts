@@ -270,17 +270,21 @@ export function encodeChange(c: Change): Buffer {
   return b;
 }
 
-/** Decodes one change at `start`; returns it and where the next begins, or `undefined`. */
-export function decodeChange(b: Buffer, start = 0): [Change, number] | undefined {
+/**
+ * Decodes one change at `start`; returns it and where the next begins, or `undefined`. With
+ * `limits` false, an id or data over the size limits still decodes (the caller checks them, to
+ * say why it refuses the change).
+ */
+export function decodeChange(b: Buffer, start = 0, limits = true): [Change, number] | undefined {
   try {
     let at = start;
     const op = b[at++];
     const sidLen = b.readUInt16BE(at);
     at += 2;
-    if (sidLen === 0 || at + sidLen > b.length) return undefined;
+    if ((limits && sidLen === 0) || at + sidLen > b.length) return undefined;
     const sid = b.toString('utf8', at, at + sidLen);
     at += sidLen;
-    if (sid.length > MAX_SID_LENGTH) return undefined;
+    if (limits && sid.length > MAX_SID_LENGTH) return undefined;
     const t = b.readUIntBE(at, 6);
     const c = b.readUInt32BE(at + 6);
     const nLen = b[at + 10] as number;
@@ -297,7 +301,7 @@ export function decodeChange(b: Buffer, start = 0): [Change, number] | undefined
     if (op === OP_TOUCH) return [{ op: 'touch', sid, expiresAt, version }, at];
     const dataLen = b.readUInt32BE(at);
     at += 4;
-    if (at + dataLen > b.length || dataLen > LIMITS.maxSessionBytes) return undefined;
+    if (at + dataLen > b.length || (limits && dataLen > LIMITS.maxSessionBytes)) return undefined;
     const data = b.toString('utf8', at, at + dataLen);
     return [{ op: 'set', sid, data, expiresAt, version }, at + dataLen];
   } catch {

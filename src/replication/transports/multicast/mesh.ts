@@ -117,9 +117,9 @@ export class MeshNode {
   }
 
   /** Sends a local change to every other node (batched with others of the same tick). */
-  publish(change: Change): void {
+  publish(change: Change, encoded?: Buffer): void {
     if (this.state === 'closed' || this.state === 'idle') return;
-    this.outbox.add(change);
+    this.outbox.add(change, encoded);
   }
 
   /** A message from the group, already authenticated. */

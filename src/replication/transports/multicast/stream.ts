@@ -44,9 +44,12 @@ export class Outbox {
     this.ring = new Array(retransmitBuffer);
   }
 
-  /** Queues a change; the changes of one event-loop turn leave together. */
-  add(change: Change): void {
-    this.outgoing.push(encodeChange(change));
+  /**
+   * Queues a change (`encoded`: its `encodeChange` bytes, if the caller has them); the changes
+   * of one event-loop turn leave together.
+   */
+  add(change: Change, encoded?: Buffer): void {
+    this.outgoing.push(encoded ?? encodeChange(change));
     this.counters.changesSent++;
     if (!this.flushScheduled) {
       this.flushScheduled = true;

@@ -182,8 +182,8 @@ export class MulticastTransport implements Transport<MulticastStats>, MeshIO, Tr
     await this.node.start();
   }
 
-  publish(change: Change): void {
-    this.node.publish(change);
+  publish(change: Change, encoded?: Buffer): void {
+    this.node.publish(change, encoded);
   }
 
   /**
