@@ -27,6 +27,7 @@
 //   GET  /applied          bench-only, ReplicatedStore servers (recordingServer): see below
 // Environment: SESSION_BYTES (default 1024): target JSON size of a session as the store gets it.
 import { createHash, randomBytes } from 'node:crypto';
+import diagnostics_channel from 'node:diagnostics_channel';
 import http from 'node:http';
 import express from 'express';
 import session from 'express-session';
@@ -147,31 +148,22 @@ export function sessionApp(store, extra) {
   return web;
 }
 
-// A worker's http server of sessionApp(store) for a ReplicatedStore `store` created just before
-// (call it as recordingServer(new ReplicatedStore())), with bench-only instrumentation,
-// GET /applied (drains the list): this worker's times of applying the writes its hub sent it
-// (other workers' writes, and with Redis other clusters' too). A 'message' listener added after
-// the store was created (so after the store's own IPC listener, which applies the change
-// synchronously: EventEmitter calls listeners in the order they were added) takes
-// process.hrtime.bigint() (CLOCK_MONOTONIC, one clock for every process of the machine, so
-// comparable with the bench's own readings) for each replicated `set` whose session JSON carries
-// a write id `"w":ID`, and records [ID, ns]: a message's own `change`, or each of a batch's
-// (`msgs`). It reads the IPC messages as the hub sends them today: a change of that format
-// (another channel, another encoding) leaves the records missing, which the benches count and
-// report ("apply records missing"), and the probes (store.get polled over HTTP) still measure. It reads only the change the worker was sent; the
-// store itself is not touched.
+// A worker's http server of sessionApp(store) for a ReplicatedStore `store`, with bench-only
+// instrumentation, GET /applied (drains the list): this worker's times of applying the changes
+// other processes made (other workers' writes, and with Redis other clusters' too). It
+// subscribes to sticky-mesh's diagnostics channel `sticky-mesh:replicated`, which a worker
+// publishes `{ change }` on once its replica has applied a change made elsewhere, and takes
+// process.hrtime.bigint() there (CLOCK_MONOTONIC, one clock for every process of the machine,
+// so comparable with the bench's own readings) for each replicated `set` whose session JSON
+// carries a write id `"w":ID`, recording [ID, ns]. It reads what the channel hands it; the store
+// itself is not touched.
 export function recordingServer(store) {
   let applied = [];
-  const record = (change, t) => {
+  diagnostics_channel.subscribe('sticky-mesh:replicated', ({ change }) => {
     if (change?.op !== 'set' || typeof change.data !== 'string') return;
+    const t = process.hrtime.bigint();
     const m = /"w":(\d+)/.exec(change.data);
     if (m && applied.length < MAX_RECORDS) applied.push(`${m[1]}:${t}`);
-  };
-  process.on('message', (msg) => {
-    const t = process.hrtime.bigint();
-    record(msg?.change, t);
-    // The hub's per-turn batches: { msgs: [store message, ...] }.
-    if (Array.isArray(msg?.msgs)) for (const one of msg.msgs) record(one?.change, t);
   });
   const web = sessionApp(store, (w) => {
     w.get('/applied', (_req, res) => {
