@@ -1,7 +1,15 @@
 #!/usr/bin/env node
-// Redis transport benchmark (issue 6): sticky-mesh's ReplicatedStore replicating through Redis
-// (`sticky({ redis })`) against connect-redis on the same redis-server, and the write-to-visible
-// latency between sticky clusters that share one Redis.
+// Redis transport benchmark (issues 6 and 18): sticky-mesh's ReplicatedStore replicating through
+// Redis (`sticky({ redis })`) against connect-redis on the same redis-server, and the
+// write-to-visible latency between sticky clusters that share one Redis; by default with Redis
+// at a realistic distance: every server reaches redis-server through a relay that holds each
+// chunk 250 µs in each direction (bench/servers/delay-relay.mjs: this kernel has no netem),
+// whose real added round trip the bench measures first (Redis PINGs, directly and through it)
+// and whose hold times it reports per run.
+//
+// On the shared reference box run it under the bench lock:
+//   flock /tmp/sticky-bench.lock node bench/redis.mjs [--quick]
+// Where the CPU goes: bench/profile.mjs --server redis-sticky-mesh.mjs (same servers and relay).
 //
 //   node bench/redis.mjs            full run (needs dist/: `npm run build` once, redis-server on
 //                                   PATH, ioredis, connect-redis and redis installed); writes its
@@ -12,7 +20,10 @@
 // redis-server: for every run the bench starts a fresh one of its own on a free loopback port,
 //   redis-server --port P --bind 127.0.0.1 --save '' --appendonly no
 // in its own process group (killed after the run; its CPU is measured and reported on its own),
-// and gives its port to the servers in REDIS_PORT.
+// and, with BENCH_DELAY_US > 0, a delay relay in front of it (its own process group too; its CPU
+// reported on its own, as the network's, not the server's), and gives the servers the relay's
+// port (else redis-server's) in REDIS_PORT. The bench's own clients (INFO commandstats, the
+// records check, the channel subscriber) talk to redis-server directly.
 //
 // Servers (bench/servers/, each started afresh for every run as a child process in its own
 // process group, env PORT, WORKERS, SESSIONS_SEED, SESSION_BYTES and REDIS_PORT; its READY
@@ -38,6 +49,9 @@
 //
 // Measurements:
 //
+// 0. the relay's delay: BENCH_PINGS Redis PINGs one at a time over one connection, directly and
+//    through a relay, in alternating blocks, on a fresh redis-server: round trip p50 / p99 each
+//    way, and the relay's own hold times (read to written, per chunk).
 // 1. throughput (req/s, p50 / p99), in interleaved rounds (each round runs every workload once
 //    per store; the stores' order rotates from round to round, so each one runs first in some
 //    round). autocannon, CONNECTIONS keep-alive connections, pipelining 1, WARMUP + DURATION s;
@@ -58,6 +72,10 @@
 //    Redis (HGETALL of every session hash, the counters in its JSON summed) until they agree
 //    with the workers (up to 5 s), plus the transport's own counters (stats().redis: written,
 //    stale, errors, queued, dropped; the primary prints them on SIGUSR2).
+//    Paced (after each read-mostly run, same server and sessions): the same mix at a fixed
+//    PACED_RATE req/s (open loop on a 1 ms timer, each request to its session's worker over a
+//    keep-alive agent), below saturation: p50 / p99 response times without a queue (the
+//    closed-loop p50 of a saturated machine is mostly queueing), and server CPU per request.
 //    Reference (SMALL): the read-mostly workload once more per store and round on 1 worker with
 //    SMALL_CONNECTIONS connections: the machine is then not over-committed (one worker, the
 //    primary, redis-server and the load generator on 2 cores), so it shows what a request costs
@@ -71,8 +89,9 @@
 //    sockets). t0 = process.hrtime.bigint() just before the request is made. Every worker of
 //    every cluster records when it applied each write it was sent by its hub (bench-only
 //    instrumentation in redis-sticky-mesh.mjs: process.hrtime.bigint() = CLOCK_MONOTONIC, one
-//    clock for all processes of the machine, taken in a 'message' listener right after the
-//    store's own, which applies the change synchronously); the bench collects them after the
+//    clock for all processes of the machine, taken on sticky-mesh's diagnostics channel
+//    sticky-mesh:replicated, which a worker publishes once its replica applied a change);
+//    the bench collects them after the
 //    run (GET /applied). Also this process subscribes to the cluster's channel itself and
 //    takes hrtime when each write's message arrives (the Lua script's PUBLISH: the write is in
 //    Redis). Reported: write-to-visible on a worker of another cluster (apply - t0, every
@@ -107,7 +126,15 @@
 // is read again right before it is written). The section keeps a one-line summary of up to 4
 // earlier full runs (a JSON comment in it), so consecutive runs stay comparable.
 //
-// Environment knobs [defaults; --quick]: BENCH_ROUNDS [4; 1], BENCH_WORKERS [4],
+// Targets of issue 18 (Redis at a distance), in the Targets table: read-mostly p50 with the
+// transport <= 0.5x connect-redis's (paced, and closed loop), read-mostly req/s >= 1.2x,
+// cross-cluster write-to-visible p99 <= 10 ms at 500 writes/s.
+//
+// Environment knobs [defaults; --quick]: BENCH_DELAY_US [250] (0: Redis on loopback, no relay),
+// BENCH_CPU_PROFILE (a directory: every server process of the latency runs is CPU-profiled over
+// each measured period, bench/servers/profile-hook.mjs; read them with
+// `node bench/profile.mjs --summarize DIR`), BENCH_PINGS [2000; 500], BENCH_PACED_RATE req/s [400] (0: no paced runs), BENCH_PACED_DURATION
+// s [4; 2], BENCH_ROUNDS [4; 1], BENCH_WORKERS [4],
 // BENCH_MIXES one write per N requests, comma-separated [20,2,1; 20,1], BENCH_REFERENCE [1; 0]
 // (0: no ReplicatedStore-without-Redis runs), BENCH_DURATION s [4; 2], BENCH_WARMUP s [1],
 // BENCH_CONNECTIONS [32], BENCH_SESSIONS_PER_CONN [8], BENCH_SMALL [1; 0] (0: no 1-worker
@@ -122,10 +149,12 @@
 // Defaults take about 9 minutes on a quiet 2-core machine (4 rounds of 12 throughput runs and 3
 // latency runs; more while other processes keep it busy and runs are repeated).
 
+import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { pingRoundTrips } from './lib/ping.mjs';
 import * as lib from './lib.mjs';
 import {
   dist,
@@ -153,6 +182,7 @@ import {
   newLoadCounters,
   runLoad,
   runOpenLoop,
+  runPaced,
   setupLoad,
   slotKeys,
   sumCheck,
@@ -184,12 +214,27 @@ const SEED = intEnv('BENCH_SEED', 0x5e5510a5, 0);
 const MAX_ATTEMPTS = intEnv('BENCH_MAX_ATTEMPTS', 2);
 const QUIET_WAIT_S = intEnv('BENCH_QUIET_WAIT', q(30, 5), 0);
 const FOREIGN_MAX = Number(process.env.BENCH_FOREIGN_MAX || 0.2);
+// Redis at a distance: a relay (bench/servers/delay-relay.mjs) holding every chunk DELAY_US µs
+// each way in front of every redis-server the servers use; 0: none (loopback).
+const DELAY_US = intEnv('BENCH_DELAY_US', 250, 0);
+const PINGS = intEnv('BENCH_PINGS', q(2000, 500));
+// After each read-mostly throughput run, the same mix paced at PACED_RATE req/s (open loop,
+// below saturation) for PACED_DURATION s: response times without a queue; 0: none.
+const PACED_RATE = intEnv('BENCH_PACED_RATE', 400, 0);
+const PACED_DURATION = intEnv('BENCH_PACED_DURATION', q(4, 2));
 const WRITE = (process.env.BENCH_WRITE ?? q('1', '0')) !== '0';
 const ONLY = process.env.BENCH_ONLY || null;
 if (ONLY && !['throughput', 'latency'].includes(ONLY))
   throw new Error('BENCH_ONLY: throughput or latency');
 if (SEED > 0xffffffff) throw new Error('BENCH_SEED: an unsigned 32-bit integer');
-const TARGET_RATIO = 1.5; // read-mostly req/s, Redis transport / connect-redis
+// Issue 18's targets, with Redis at a distance: read-mostly req/s (Redis transport /
+// connect-redis) at least TARGET_RATIO, read-mostly p50 at most TARGET_P50_RATIO of
+// connect-redis's, cross-cluster write-to-visible p99 at most TARGET_P99_MS at TARGET_RATE
+// writes/s.
+const TARGET_RATIO = 1.2;
+const TARGET_P50_RATIO = 0.5;
+const TARGET_P99_MS = 10;
+const TARGET_RATE = 500;
 const HISTORY = 4;
 // Settings of lib.measureQuietlyByCpu.
 const QUIET = { maxAttempts: MAX_ATTEMPTS, quietWaitS: QUIET_WAIT_S, foreignMax: FOREIGN_MAX };
@@ -251,6 +296,91 @@ function startRedisServer() {
   return startRedis({ detached: true, onSpawn: (child) => groups.add(child.pid) });
 }
 
+// A delay relay (bench/servers/delay-relay.mjs) in front of the redis-server on targetPort, in
+// its own process group: { port, pid, child, stats() }, stats() its STATS line (SIGUSR2: what it
+// relayed and how long it held the chunks since the last one). null when DELAY_US is 0.
+function startRelay(targetPort) {
+  if (!DELAY_US) return Promise.resolve(null);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(lib.benchDir, 'servers', 'delay-relay.mjs')], {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, TARGET_PORT: String(targetPort), DELAY_US: String(DELAY_US) },
+    });
+    groups.add(child.pid);
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d) => {
+      err += d;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`delay relay exited (${code ?? signal}) before READY: ${err}`));
+    });
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /^READY pid=\d+ port=(\d+)/m.exec(out);
+      if (!m) return;
+      clearTimeout(timer);
+      const stats = async () => {
+        const before = (out.match(/^STATS /gm) ?? []).length;
+        process.kill(child.pid, 'SIGUSR2');
+        for (let i = 0; i < 100; i++) {
+          const lines = out.match(/^STATS .*$/gm) ?? [];
+          if (lines.length > before) return JSON.parse(lines[lines.length - 1].slice(6));
+          await sleep(20);
+        }
+        return null;
+      };
+      resolve({ port: Number(m[1]), pid: child.pid, child, stats });
+    });
+  });
+}
+
+// A redis-server and, with DELAY_US, a relay in front of it: { redis, relay, port } (port: the
+// one the servers use, the relay's when there is one).
+async function startRedisAtDistance() {
+  const redis = await startRedisServer();
+  try {
+    const relay = await startRelay(redis.port);
+    return { redis, relay, port: relay ? relay.port : redis.port };
+  } catch (err) {
+    await killGroup(redis.pid, redis.child);
+    throw err;
+  }
+}
+
+async function stopRedisAtDistance(r) {
+  if (r.relay) await killGroup(r.relay.pid, r.relay.child);
+  await killGroup(r.redis.pid, r.redis.child);
+}
+
+// The delay the relay really adds: Redis PING round trips (one at a time, one connection),
+// directly and through the relay, alternating in 4 blocks of each, on a fresh redis-server.
+async function measureRelay() {
+  const at = await startRedisAtDistance();
+  try {
+    const direct = [];
+    const relayed = [];
+    const per = Math.ceil(PINGS / 4);
+    await lib.waitQuiet(QUIET_WAIT_S, FOREIGN_MAX);
+    const a = snap();
+    for (let i = 0; i < 4; i++) {
+      direct.push(...(await pingRoundTrips(at.redis.port, per)));
+      relayed.push(...(await pingRoundTrips(at.port, per)));
+    }
+    const b = snap();
+    const held = await at.relay.stats();
+    const cpu = cpuSplit(a, b, [], at.redis.pid);
+    return { direct: dist(direct), relayed: dist(relayed), held, foreign: cpu.foreign };
+  } finally {
+    await stopRedisAtDistance(at);
+  }
+}
+
 async function startServer(file, workers, port, redisPort) {
   if (redisPort) process.env.REDIS_PORT = String(redisPort);
   else delete process.env.REDIS_PORT;
@@ -287,7 +417,7 @@ function snap() {
 
 // Cores between two snapshots: client, redis, per cluster { primary, workers: [..] }, machine
 // (all busy), foreign.
-function cpuSplit(a, b, clusterPgids, redisPid) {
+function cpuSplit(a, b, clusterPgids, redisPid, relayPid = 0) {
   const secs = Number(b.t - a.t) / 1e9;
   const cores = (ticks) => ticks / lib.CLK_TCK / secs;
   const d = (pid) => {
@@ -306,10 +436,12 @@ function cpuSplit(a, b, clusterPgids, redisPid) {
   }
   const client = cores(d(process.pid));
   const redis = redisPid ? cores(d(redisPid)) : 0;
-  ours += client + redis;
+  // The relay stands for the network: its CPU is reported on its own, not as the server's.
+  const relay = relayPid ? cores(d(relayPid)) : 0;
+  ours += client + redis + relay;
   const machine = cores(b.busy - a.busy);
   for (const c of clusters) c.workers.sort((x, y) => y - x);
-  return { client, redis, clusters, machine, foreign: Math.max(0, machine - ours) };
+  return { client, redis, relay, clusters, machine, foreign: Math.max(0, machine - ours) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -376,11 +508,13 @@ async function redisRecords(client) {
 async function throughputOnce(store, cycle, round, cfg) {
   const { keys } = cfg;
   const port = await freePort();
-  const redis = store.redis ? await startRedisServer() : null;
+  const at = store.redis ? await startRedisAtDistance() : null;
+  const redis = at?.redis;
   let srv = null;
+  // The bench's own client (INFO, the records check) talks to redis-server directly.
   const client = redis ? redisClient(redis.port) : null;
   try {
-    srv = await startServer(store.file, cfg.workers, port, redis?.port);
+    srv = await startServer(store.file, cfg.workers, port, at?.port);
     await lib.probe(port, { headers: { 'x-forwarded-for': keys[0][0] } });
     const tLogin = Date.now();
     const ctx = await setupLoad(port, { ...cfg, sessionsPerConn: SESSIONS_PER_CONN });
@@ -389,14 +523,16 @@ async function throughputOnce(store, cycle, round, cfg) {
     if (WARMUP > 0) await runLoad(ctx, cycle, WARMUP, counters);
     counters.active = true;
     const cs0 = client ? await commandStats(client) : null;
+    await at?.relay?.stats(); // starts the relay's hold times afresh
     const a = snap();
     const tMeasure = Date.now();
     const r = await runLoad(ctx, cycle, DURATION, counters);
     const b = snap();
     const tEnd = Date.now();
     const cs1 = client ? await commandStats(client) : null;
+    const relayHeld = (await at?.relay?.stats()) ?? null;
     counters.active = false;
-    const cpu = cpuSplit(a, b, [srv.pgid], redis?.pid);
+    const cpu = cpuSplit(a, b, [srv.pgid], redis?.pid, at?.relay?.pid);
     // Requests in flight when autocannon stopped its clients may still land: let them.
     await sleep(300);
     let conv = await converge([{ port, keys }]);
@@ -443,9 +579,28 @@ async function throughputOnce(store, cycle, round, cfg) {
       out.redisCallsPerReq = Object.values(delta).reduce((x, v) => x + v.calls, 0) / n;
       out.redisUsecPerReq = Object.values(delta).reduce((x, v) => x + v.usec, 0) / n;
     }
+    out.relayHeld = relayHeld;
     if (store.id === 'redis') {
       out.redisRecords = redisRec;
       out.transport = await transportStats(srv);
+    }
+    if (PACED_RATE && cycle === READ_CYCLE && !cfg.small) {
+      const pa = snap();
+      const pr = await runPaced(ctx, cycle, PACED_RATE, PACED_DURATION);
+      const pb = snap();
+      const pcpu = cpuSplit(pa, pb, [srv.pgid], redis?.pid, at?.relay?.pid);
+      const n = pr.reads.length + pr.writes.length;
+      const serverCores = pcpu.clusters[0].primary + sumW(pcpu.clusters[0]) + pcpu.redis;
+      out.paced = {
+        rate: pr.sent / pr.elapsed,
+        all: dist([...pr.reads, ...pr.writes]),
+        reads: dist(pr.reads),
+        writes: dist(pr.writes),
+        problems: pr.non2xx + pr.errors + pr.mismatches,
+        cpuMsPerReq: (serverCores * 1000 * (Number(pb.t - pa.t) / 1e9)) / n,
+        relayHeld: (await at?.relay?.stats()) ?? null,
+        foreign: pcpu.foreign,
+      };
     }
     const err = srv.stderr().trim();
     out.serverStderr = err ? err.split('\n').slice(0, 3).join(' | ') : '';
@@ -453,7 +608,7 @@ async function throughputOnce(store, cycle, round, cfg) {
   } finally {
     client?.disconnect();
     if (srv) await stopServer(srv);
-    if (redis) await killGroup(redis.pid, redis.child);
+    if (at) await stopRedisAtDistance(at);
   }
 }
 
@@ -465,21 +620,23 @@ function measureThroughput(store, cycle, round, cfg) {
 // 2. cross-cluster latency
 
 async function startLatencyClusters(keys) {
-  const redis = await startRedisServer();
+  const at = await startRedisAtDistance();
+  const { redis } = at;
   const clusters = [];
   try {
     for (let k = 0; k < CLUSTERS; k++) {
       const port = await freePort();
-      const srv = await startServer('redis-sticky-mesh.mjs', LAT_WORKERS, port, redis.port);
+      const srv = await startServer('redis-sticky-mesh.mjs', LAT_WORKERS, port, at.port);
       clusters.push({ port, srv });
       await lib.probe(port, { headers: { 'x-forwarded-for': keys[0][0] } });
     }
   } catch (err) {
     for (const c of clusters) await stopServer(c.srv);
-    await killGroup(redis.pid, redis.child);
+    await stopRedisAtDistance(at);
     throw err;
   }
-  // This process's own subscriber to the cluster's channel: when each write was published.
+  // This process's own subscriber to the cluster's channel, directly on redis-server (not
+  // through the relay): when each write was published.
   const sub = redisClient(redis.port);
   const published = new Map();
   let recording = false;
@@ -493,6 +650,7 @@ async function startLatencyClusters(keys) {
   const agents = keys.map(() => newAgent());
   const sessions = await latencySessions(clusters[0].port, keys, LAT_SESSIONS);
   return {
+    at,
     redis,
     clusters,
     port: clusters[0].port, // the writer (sendWrite's target)
@@ -513,7 +671,7 @@ async function stopLatencyClusters(ctx) {
   ctx.sub.disconnect();
   for (const a of ctx.agents) a.destroy();
   for (const c of ctx.clusters) await stopServer(c.srv);
-  await killGroup(ctx.redis.pid, ctx.redis.child);
+  await stopRedisAtDistance(ctx.at);
 }
 
 // Keep-alive, at most 16 sockets; a socket idle for 3 s is closed by the client (before the
@@ -538,9 +696,19 @@ async function latencyOnce(ctx, rate, round) {
   ctx.published.clear();
   ctx.setRecording(true);
   const pgids = ctx.clusters.map((c) => c.srv.pgid);
+  await ctx.at.relay?.stats(); // starts the relay's hold times afresh
+  // BENCH_CPU_PROFILE=DIR (bench/servers/profile-hook.mjs): every server process profiles the
+  // measured period (bench/profile.mjs --summarize DIR reads them).
+  const profile = () => {
+    if (process.env.BENCH_CPU_PROFILE)
+      for (const c of ctx.clusters) process.kill(-c.srv.pgid, 'SIGWINCH');
+  };
+  profile();
   const a = snap();
   const rec = await runOpenLoop(ctx, LAT_DURATION, rate);
   const b = snap();
+  profile();
+  const relayHeld = (await ctx.at.relay?.stats()) ?? null;
   await sleep(500);
   ctx.setRecording(false);
   const applied = await collectApplied(ctx);
@@ -565,9 +733,10 @@ async function latencyOnce(ctx, rate, round) {
   const remote = applyFigures(ok, (w) =>
     applied.slice(1).flatMap((cluster) => cluster.map((slot) => slot.get(w.id))),
   );
-  const cpu = cpuSplit(a, b, pgids, ctx.redis.pid);
+  const cpu = cpuSplit(a, b, pgids, ctx.redis.pid, ctx.at.relay?.pid);
   return {
     kind: 'latency',
+    relayHeld,
     round,
     rate,
     actualRate: writes.length / rec.elapsed,
@@ -673,7 +842,14 @@ function summarize(results) {
 
 function historyEntry(results, startedAt, commit) {
   const S = summarize(results);
-  const h = { date: startedAt.toISOString(), commit, rounds: ROUNDS, mixes: {}, latency: {} };
+  const h = {
+    date: startedAt.toISOString(),
+    commit,
+    delayUs: DELAY_US,
+    rounds: ROUNDS,
+    mixes: {},
+    latency: {},
+  };
   for (const c of MIXES)
     h.mixes[c] = {
       ratio: S.perRound(c, 'redis', 'connect-redis', (r) => r.rps),
@@ -706,7 +882,7 @@ function readHistory() {
   }
 }
 
-function renderSection(results, info, startedAt, elapsedS, history) {
+function renderSection(results, info, startedAt, elapsedS, history, relayCal) {
   const S = summarize(results);
   const { of, med, perRound } = S;
   const L = [];
@@ -717,7 +893,7 @@ function renderSection(results, info, startedAt, elapsedS, history) {
   const readRounds = perRound(readC, 'redis', 'connect-redis', (r) => r.rps);
 
   p('<!-- BEGIN redis (written by bench/redis.mjs; do not edit by hand) -->');
-  p('## Redis transport (issue 6)', '');
+  p('## Redis transport (issues 6 and 18)', '');
   p(
     `Run: ${startedAt.toISOString()} (${elapsedS.toFixed(0)} s), \`node bench/redis.mjs\`, sticky-mesh commit ${info.commit}; sticky-mesh measured as built in dist/ (newest file ${info.distBuilt})${info.distChanged ? `; **dist/ was rebuilt during the run (newest file ${info.distChanged} at the end), so the sticky-mesh figures may mix two builds**` : ''}.`,
     '',
@@ -728,19 +904,69 @@ function renderSection(results, info, startedAt, elapsedS, history) {
   );
   p('Method (details in the header of `bench/redis.mjs`):', '');
   p(
-    `- One fresh redis-server per run (\`--save '' --appendonly no\`, loopback, its own process group, its CPU measured on its own). Every store behind the same express + express-session app (\`bench/servers/session-app.mjs\`, as in the session-store section: resave false, saveUninitialized false, cookie maxAge 1 h, sessions of about ${SESSION_BYTES} bytes of JSON) and the same balancer, proxy mode \`sticky({ num: ${WORKERS}, proxy: true, seed: ${SEED} })\`, ${WORKERS} workers: **ReplicatedStore + Redis transport** (\`bench/servers/redis-sticky-mesh.mjs\`: \`sticky({ ..., redis: 'redis://127.0.0.1:PORT' })\`, default options; the primary holds the Redis connections and writes every change through the transport's Lua script, the workers' stores are fed over IPC and read locally); **connect-redis** 9 with default options over one node-redis connection per worker to the same kind of redis-server (\`bench/servers/redis-connect-redis.mjs\`)${REFERENCE ? '; and, for reference, **ReplicatedStore without Redis** (`bench/servers/sessions-sticky-mesh.mjs`, hub and workers only)' : ''}. The bench picks each request's worker with X-Forwarded-For (the balancer's own hash); a response from another worker is counted ("wrong slot").`,
+    `- ${DELAY_US ? `**Redis at a distance**: every server reaches its redis-server through a relay (\`bench/servers/delay-relay.mjs\`, its own process) that holds every chunk ${DELAY_US} µs in each direction, in order (this kernel has no netem); what it really adds is measured below. The relay stands for the network: its CPU is reported on its own, not counted as the server's. The bench's own Redis clients (INFO, the records check, the channel subscriber) go to redis-server directly. ` : 'Redis on loopback (no delay relay: BENCH_DELAY_US=0). '}One fresh redis-server per run (\`--save '' --appendonly no\`, loopback, its own process group, its CPU measured on its own). Every store behind the same express + express-session app (\`bench/servers/session-app.mjs\`, as in the session-store section: resave false, saveUninitialized false, cookie maxAge 1 h, sessions of about ${SESSION_BYTES} bytes of JSON) and the same balancer, proxy mode \`sticky({ num: ${WORKERS}, proxy: true, seed: ${SEED} })\`, ${WORKERS} workers: **ReplicatedStore + Redis transport** (\`bench/servers/redis-sticky-mesh.mjs\`: \`sticky({ ..., redis: 'redis://127.0.0.1:PORT' })\`, default options; the primary holds the Redis connections and writes every change through the transport's Lua script, the workers' stores are fed over IPC and read locally); **connect-redis** 9 with default options over one node-redis connection per worker to the same kind of redis-server (\`bench/servers/redis-connect-redis.mjs\`)${REFERENCE ? '; and, for reference, **ReplicatedStore without Redis** (`bench/servers/sessions-sticky-mesh.mjs`, hub and workers only)' : ''}. The bench picks each request's worker with X-Forwarded-For (the balancer's own hash); a response from another worker is counted ("wrong slot").`,
   );
   p(
     `- **Throughput**: autocannon, ${CONNECTIONS} keep-alive connections, pipelining 1, ${WARMUP} s warm-up + ${DURATION} s measured, each on a freshly started server and redis-server; connection i is a client of worker i mod ${WORKERS} with its own ${SESSIONS_PER_CONN} sessions (${fmtInt(CONNECTIONS * SESSIONS_PER_CONN)} in all). Workloads: ${MIXES.map(mixName).join(', ')}; a write is \`POST /write\` (a change: always a save), a read \`GET /me\` (the session loaded by the middleware and touched: connect-redis GET + EXPIRE; ReplicatedStore a local read, its touch skipped unless it moves the expiry by more than touchAfter = 10 s, which never happens within these runs, see caveats). ${ROUNDS} interleaved rounds, the stores' order rotating from round to round; figures are medians over rounds, per-round figures beside them. ${SMALL ? `Also, as a reference, the read-mostly workload on 1 worker with ${SMALL_CONNECTIONS} connections (the machine not over-committed). ` : ''}Server CPU = the primary, the workers and redis-server; Redis commands per request from INFO commandstats over the measured period (it counts the commands a Lua script runs as well: for the transport one EVALSHA per write plus the HGET, DEL, HSET, PEXPIREAT and PUBLISH inside it). After each run: all workers agree (digests), the write counters match the writes acknowledged, and for the transport the records in Redis agree with the workers (count and counters) and its counters (stats().redis) show no errors, queue or drops.`,
   );
   p(
-    `- **Cross-cluster latency**: ${CLUSTERS} sticky clusters on this host (${LAT_WORKERS} workers each, each its own port, \`redis-sticky-mesh.mjs\`) sharing one redis-server with the same cluster name: ${CLUSTERS} "machines" of one deployment. Cluster 1 takes writes at ${RATES.map(fmtInt).join(' and ')} writes/s (open loop on a 1 ms timer, ${LAT_WARMUP} s warm-up not counted + ${LAT_DURATION} s measured, \`POST /write?w=ID\` to the worker that created the session, ${LAT_SESSIONS} sessions per worker, keep-alive). t0 = hrtime in the bench just before the request. Every worker of every cluster records when it applied each write (process.hrtime.bigint() right after the store applied the change its hub sent it; CLOCK_MONOTONIC, one clock for all processes), so *remote* = apply time on a worker of another cluster - t0, for every measured write and each of the ${(CLUSTERS - 1) * LAT_WORKERS} remote workers; *all remote* = the last of them; *from the handler* = remote apply - the time the /write route ran on the writer (the replication path without the HTTP request's queueing). The bench also subscribes to the channel itself (*published*: the Lua script has written the record and published it). ${ROUNDS} round(s) on fresh clusters and redis-server, the rates in alternating order.`,
+    `- **Cross-cluster latency**: ${CLUSTERS} sticky clusters on this host (${LAT_WORKERS} workers each, each its own port, \`redis-sticky-mesh.mjs\`) sharing one redis-server with the same cluster name: ${CLUSTERS} "machines" of one deployment. Cluster 1 takes writes at ${RATES.map(fmtInt).join(' and ')} writes/s (open loop on a 1 ms timer, ${LAT_WARMUP} s warm-up not counted + ${LAT_DURATION} s measured, \`POST /write?w=ID\` to the worker that created the session, ${LAT_SESSIONS} sessions per worker, keep-alive). t0 = hrtime in the bench just before the request. Every worker of every cluster records when it applied each write (process.hrtime.bigint() on the diagnostics channel \`sticky-mesh:replicated\`, once the worker's replica applied the change; CLOCK_MONOTONIC, one clock for all processes), so *remote* = apply time on a worker of another cluster - t0, for every measured write and each of the ${(CLUSTERS - 1) * LAT_WORKERS} remote workers; *all remote* = the last of them; *from the handler* = remote apply - the time the /write route ran on the writer (the replication path without the HTTP request's queueing). The bench also subscribes to the channel itself (*published*: the Lua script has written the record and published it). ${ROUNDS} round(s) on fresh clusters and redis-server, the rates in alternating order.`,
     '',
   );
 
+  if (relayCal) {
+    const hr = S.tp.filter((r) => r.relayHeld?.held);
+    p(
+      `- **The relay's delay, measured**: Redis PING round trips, one at a time over one connection, ${fmtInt(relayCal.direct.n)} directly and ${fmtInt(relayCal.relayed.n)} through the relay (alternating blocks, fresh redis-server, before the runs): direct p50 ${f3(relayCal.direct.p50)} ms / p99 ${f3(relayCal.direct.p99)} ms, through the relay p50 ${f3(relayCal.relayed.p50)} ms / p99 ${f3(relayCal.relayed.p99)} ms: **the relay adds ${f3(relayCal.relayed.p50 - relayCal.direct.p50)} ms per round trip at p50** (${f3((relayCal.relayed.p50 - relayCal.direct.p50) / 2)} ms each way: the ${DELAY_US} µs hold plus the relay's own two loopback hops and scheduling), ${f3(relayCal.relayed.p99 - relayCal.direct.p99)} ms at p99. Hold time per chunk in the relay (read to written) then: p50 ${f3(relayCal.held.p50 / 1000)} ms, p99 ${f3(relayCal.held.p99 / 1000)} ms; during the throughput runs (median over runs of each run's figure): p50 ${f3(median(hr.map((r) => r.relayHeld.p50 / 1000)))} ms, p99 ${f3(median(hr.map((r) => r.relayHeld.p99 / 1000)))} ms; relay CPU ${f2(median(hr.map((r) => r.cpu.relay)))} cores (median). Foreign load during the calibration ${f2(relayCal.foreign)} cores.`,
+    );
+  }
+  if (PACED_RATE)
+    p(
+      `- **Paced read-mostly**: after each ${mixName(readC)} throughput run, on the same server and sessions, the same mix at a fixed ${fmtInt(PACED_RATE)} req/s for ${PACED_DURATION} s (open loop on a 1 ms timer, each request to its session's worker over a keep-alive agent of at most 16 sockets): below saturation, so the response times are what a request costs rather than a queue. p50 / p99 from t0 (just before the request) to the response's last byte.`,
+    );
+  p('');
+
   // Targets.
-  p('### Targets', '');
+  const pacedMed = (s, fn) =>
+    median(
+      S.of(readC, s)
+        .filter((r) => r.paced)
+        .map(fn),
+    );
+  const pacedP50 = pacedMed('redis', (r) => r.paced.all.p50);
+  const pacedP50Cr = pacedMed('connect-redis', (r) => r.paced.all.p50);
+  const closedP50 = ratioMed(readC, (r) => r.all.p50);
+  const lat500 = S.latOf(TARGET_RATE);
+  const p99At = median(lat500.map((r) => r.remote.p99));
+  const yes = (ok) => (ok ? 'yes' : '**no**');
+  p(
+    `### Targets (issue 18${DELAY_US ? `, Redis ${DELAY_US} µs away each way` : ', Redis on loopback'})`,
+    '',
+  );
   p('| target | result | met? |', '|---|---|---|');
+  if (PACED_RATE)
+    p(
+      `| ${mixName(readC)} p50 latency, Redis transport <= ${TARGET_P50_RATIO}x connect-redis: paced at ${fmtInt(PACED_RATE)} req/s | ${fmtMs(pacedP50)} vs ${fmtMs(pacedP50Cr)} ms (medians over rounds): **${fmtRatio(pacedP50 / pacedP50Cr)}**; per round ${perRound(
+        readC,
+        'redis',
+        'connect-redis',
+        (r) => r.paced?.all.p50,
+      )
+        .map(fmtRatio)
+        .join(
+          ', ',
+        )}; p99 ${fmtMs(pacedMed('redis', (r) => r.paced.all.p99))} vs ${fmtMs(pacedMed('connect-redis', (r) => r.paced.all.p99))} ms | ${yes(pacedP50 / pacedP50Cr <= TARGET_P50_RATIO)} |`,
+    );
+  p(
+    `| ${mixName(readC)} p50 latency, Redis transport <= ${TARGET_P50_RATIO}x connect-redis: closed loop, ${CONNECTIONS} connections (the machine saturated: mostly queueing) | ${fmtMs(med(readC, 'redis', (r) => r.all.p50))} vs ${fmtMs(med(readC, 'connect-redis', (r) => r.all.p50))} ms: **${fmtRatio(closedP50)}**; per round ${perRound(
+      readC,
+      'redis',
+      'connect-redis',
+      (r) => r.all.p50,
+    )
+      .map(fmtRatio)
+      .join(', ')} | ${yes(closedP50 <= TARGET_P50_RATIO)} |`,
+  );
   p(
     `| ${mixName(readC)}: req/s with the Redis transport >= ${TARGET_RATIO}x connect-redis (same app, redis-server, ${WORKERS} workers) | ${fmtInt(med(readC, 'redis', (r) => r.rps))} vs ${fmtInt(med(readC, 'connect-redis', (r) => r.rps))} req/s (medians): **${fmtRatio(readRatio)}**; per round ${readRounds.map(fmtRatio).join(', ')}, their median ${fmtRatio(median(readRounds))}; server CPU per request ${fmtRatio(ratioMed(readC, (r) => r.cpuMsPerReq))} | ${readRatio >= TARGET_RATIO ? 'yes' : '**no**'} |`,
   );
@@ -751,7 +977,11 @@ function renderSection(results, info, startedAt, elapsedS, history) {
       `| ${mixName(c)} (no target; reported) | ${fmtInt(med(c, 'redis', (x) => x.rps))} vs ${fmtInt(med(c, 'connect-redis', (x) => x.rps))} req/s (medians): ${fmtRatio(r)}; per round ${rounds.map(fmtRatio).join(', ')}, their median ${fmtRatio(median(rounds))}; server CPU per request ${fmtRatio(ratioMed(c, (x) => x.cpuMsPerReq))} | - |`,
     );
   }
-  for (const rate of RATES) {
+  if (lat500.length)
+    p(
+      `| cross-cluster write-to-visible p99 <= ${TARGET_P99_MS} ms at ${fmtInt(TARGET_RATE)} writes/s (a worker of another cluster, from t0) | p99 ${fmtMs(p99At)} ms (median over rounds; per round ${lat500.map((r) => fmtMs(r.remote.p99)).join(', ')}), p50 ${fmtMs(median(lat500.map((r) => r.remote.p50)))} ms; on every remote worker p99 ${fmtMs(median(lat500.map((r) => r.remoteAll.p99)))} ms | ${yes(p99At <= TARGET_P99_MS)} |`,
+    );
+  for (const rate of RATES.filter((x) => x !== TARGET_RATE)) {
     const rs = S.latOf(rate);
     p(
       `| cross-cluster write-to-visible at ${fmtInt(rate)} writes/s (no target; reported) | p50 ${fmtMs(median(rs.map((r) => r.remote.p50)))} ms, p99 ${fmtMs(median(rs.map((r) => r.remote.p99)))} ms, max ${fmtMs(Math.max(...rs.map((r) => r.remote.max)))} ms | - |`,
@@ -935,12 +1165,12 @@ function renderSection(results, info, startedAt, elapsedS, history) {
   const runs = [historyEntry(results, startedAt, info.commit), ...history].slice(0, HISTORY + 1);
   p('### Full runs (this one first)', '');
   p(
-    `| run | commit | ${MIXES.map((c) => `${mixShort(c)}: ratio per round`).join(' | ')} | 1 worker, ${mixShort(READ_CYCLE)}: ratio per round | ${RATES.map((r) => `${fmtInt(r)}/s remote p50 / p99 per round (ms)`).join(' | ')} |`,
+    `| run | commit | Redis delay each way | ${MIXES.map((c) => `${mixShort(c)}: ratio per round`).join(' | ')} | 1 worker, ${mixShort(READ_CYCLE)}: ratio per round | ${RATES.map((r) => `${fmtInt(r)}/s remote p50 / p99 per round (ms)`).join(' | ')} |`,
   );
-  p(`|---|---|${MIXES.map(() => '---|').join('')}---|${RATES.map(() => '---|').join('')}`);
+  p(`|---|---|---|${MIXES.map(() => '---|').join('')}---|${RATES.map(() => '---|').join('')}`);
   for (const h of runs)
     p(
-      `| ${h.date} | ${h.commit} | ${MIXES.map((c) => (h.mixes[c] ? h.mixes[c].ratio.map(f2).join(', ') : 'n/a')).join(' | ')} | ${h.small ? h.small.map(f2).join(', ') : 'n/a'} | ${RATES.map((rate) => (h.latency[rate] ? h.latency[rate].p50.map((x, i) => `${fmtMs(x)} / ${fmtMs(h.latency[rate].p99[i])}`).join(', ') : 'n/a')).join(' | ')} |`,
+      `| ${h.date} | ${h.commit} | ${h.delayUs ? `${h.delayUs} µs relay` : 'none (loopback)'} | ${MIXES.map((c) => (h.mixes[c] ? h.mixes[c].ratio.map(f2).join(', ') : 'n/a')).join(' | ')} | ${h.small ? h.small.map(f2).join(', ') : 'n/a'} | ${RATES.map((rate) => (h.latency[rate] ? h.latency[rate].p50.map((x, i) => `${fmtMs(x)} / ${fmtMs(h.latency[rate].p99[i])}`).join(', ') : 'n/a')).join(' | ')} |`,
     );
   p('');
   p(`<!-- redis-runs ${JSON.stringify(runs)} -->`, '');
@@ -959,7 +1189,7 @@ function renderSection(results, info, startedAt, elapsedS, history) {
   const disturbed = foreign.filter((x) => x > FOREIGN_MAX).length;
   p('### Caveats', '');
   p(
-    `- One machine, ${info.cpus} cores, shared by everything: the load generator (this process: autocannon, the open-loop writer, the channel subscriber), the primary and ${WORKERS} workers (in the latency runs ${CLUSTERS} primaries and ${CLUSTERS * LAT_WORKERS} workers) and redis-server. The throughput runs keep the machine busy (see "machine busy"), so req/s is bounded by total CPU per request, not by any one process, and latencies include run-queue waits of an over-committed machine. Absolute figures do not transfer to other machines; the ratios compare runs made seconds apart under the same conditions. Redis on loopback: a real network adds its round trip to every connect-redis request (two per read) and to none of the transport's reads.`,
+    `- One machine, ${info.cpus} cores, shared by everything: the load generator (this process: autocannon, the open-loop writer, the channel subscriber), the primary and ${WORKERS} workers (in the latency runs ${CLUSTERS} primaries and ${CLUSTERS * LAT_WORKERS} workers) and redis-server. The throughput runs keep the machine busy (see "machine busy"), so req/s is bounded by total CPU per request, not by any one process, and latencies include run-queue waits of an over-committed machine. Absolute figures do not transfer to other machines; the ratios compare runs made seconds apart under the same conditions. ${DELAY_US ? `Redis behind the delay relay (see Method): every connect-redis read pays two round trips through it (GET, EXPIRE), a transport read none; the transport's writes pay it in the primary, after the write is acknowledged.` : "Redis on loopback: a real network adds its round trip to every connect-redis request (two per read) and to none of the transport's reads."}`,
   );
   p(
     `- The ReplicatedStore runs never touch: express-session touches every read, but ReplicatedStore skips a touch that moves the expiry by less than touchAfter (10 s) and every session here was written less than 10 s before (created just before the run). In steady state each session read more than 10 s after its last write costs one touch (a Lua call and a PUBLISH, forwarded to every machine); connect-redis sends an EXPIRE on every read.`,
@@ -1037,13 +1267,13 @@ function observations(results, S, readC, info) {
 
 function logThroughput(r) {
   console.log(
-    `round ${r.round} ${`${mixShort(r.cycle)}${r.small ? '/1w' : ''}`.padEnd(10)} ${r.store.padEnd(13)} ${fmtInt(r.rps).padStart(6)} req/s  p50/p99 ${fmtMs(r.all.p50)}/${fmtMs(r.all.p99)} ms  cpu ${f2(r.cpuMsPerReq)} ms/req  redis cmds/req ${r.commands ? f3(r.redisCallsPerReq) : '-'}  cpu client/primary/workers(max)/redis/machine ${fmtCpu(r.cpu)}  foreign ${f2(r.cpu.foreign)}  ${sumCheck(r)}${r.redisRecords ? ` redis ${r.redisRecords.agrees ? 'agrees' : 'DISAGREES'}` : ''}  problems: ${problems(r)}${r.commands ? `\n    redis commands per request: ${fmtCmds(r)}` : ''}${r.transport ? `; transport written ${r.transport.redis.written}` : ''}; timing ${r.timing.join(' / ')} s`,
+    `round ${r.round} ${`${mixShort(r.cycle)}${r.small ? '/1w' : ''}`.padEnd(10)} ${r.store.padEnd(13)} ${fmtInt(r.rps).padStart(6)} req/s  p50/p99 ${fmtMs(r.all.p50)}/${fmtMs(r.all.p99)} ms  cpu ${f2(r.cpuMsPerReq)} ms/req  redis cmds/req ${r.commands ? f3(r.redisCallsPerReq) : '-'}  cpu client/primary/workers(max)/redis/machine ${fmtCpu(r.cpu)}  foreign ${f2(r.cpu.foreign)}  ${sumCheck(r)}${r.redisRecords ? ` redis ${r.redisRecords.agrees ? 'agrees' : 'DISAGREES'}` : ''}  problems: ${problems(r)}${r.commands ? `\n    redis commands per request: ${fmtCmds(r)}` : ''}${r.transport ? `; transport written ${r.transport.redis.written}` : ''}; timing ${r.timing.join(' / ')} s${r.relayHeld ? `; relay held p50/p99 ${f3(r.relayHeld.p50 / 1000)}/${f3(r.relayHeld.p99 / 1000)} ms, relay cpu ${f2(r.cpu.relay)}` : ''}${r.paced ? `\n    paced ${fmtInt(r.paced.rate)} req/s: p50/p99 ${fmtMs(r.paced.all.p50)}/${fmtMs(r.paced.all.p99)} ms (reads ${fmtMs(r.paced.reads.p50)}/${fmtMs(r.paced.reads.p99)}, writes ${fmtMs(r.paced.writes.p50)}/${fmtMs(r.paced.writes.p99)}), cpu ${f2(r.paced.cpuMsPerReq)} ms/req, problems ${r.paced.problems}, foreign ${f2(r.paced.foreign)}` : ''}`,
   );
 }
 
 function logLatency(r) {
   console.log(
-    `round ${r.round} latency ${fmtInt(r.rate)}/s (sent ${fmtInt(r.actualRate)}/s)  remote p50/p99/max ${fmtMs(r.remote.p50)}/${fmtMs(r.remote.p99)}/${fmtMs(r.remote.max)} ms (${fmtInt(r.remote.n)})  all remote ${fmtMs(r.remoteAll.p50)}/${fmtMs(r.remoteAll.p99)}  from handler ${fmtMs(r.fromHandler.p50)}/${fmtMs(r.fromHandler.p99)}  published ${fmtMs(r.published.p50)}/${fmtMs(r.published.p99)}  in-cluster ${fmtMs(r.inCluster.p50)}/${fmtMs(r.inCluster.p99)}  response ${fmtMs(r.ack.p50)}/${fmtMs(r.ack.p99)}  cpu machine ${f2(r.cpu.machine)} redis ${f2(r.cpu.redis)}  foreign ${f2(r.cpu.foreign)}  converged ${r.converged}  problems: ${problems(r)}`,
+    `round ${r.round} latency ${fmtInt(r.rate)}/s (sent ${fmtInt(r.actualRate)}/s)  remote p50/p99/max ${fmtMs(r.remote.p50)}/${fmtMs(r.remote.p99)}/${fmtMs(r.remote.max)} ms (${fmtInt(r.remote.n)})  all remote ${fmtMs(r.remoteAll.p50)}/${fmtMs(r.remoteAll.p99)}  from handler ${fmtMs(r.fromHandler.p50)}/${fmtMs(r.fromHandler.p99)}  published ${fmtMs(r.published.p50)}/${fmtMs(r.published.p99)}  in-cluster ${fmtMs(r.inCluster.p50)}/${fmtMs(r.inCluster.p99)}  response ${fmtMs(r.ack.p50)}/${fmtMs(r.ack.p99)}  cpu machine ${f2(r.cpu.machine)} client ${f2(r.cpu.client)} primaries ${r.cpu.clusters.map((c) => f2(c.primary)).join('/')} workers ${r.cpu.clusters.map((c) => f2(sumW(c))).join('/')} redis ${f2(r.cpu.redis)} relay ${f2(r.cpu.relay)}  foreign ${f2(r.cpu.foreign)}  converged ${r.converged}${r.relayHeld ? `  relay held p50/p99 ${f3(r.relayHeld.p50 / 1000)}/${f3(r.relayHeld.p99 / 1000)} ms` : ''}  problems: ${problems(r)}`,
   );
 }
 
@@ -1080,6 +1310,11 @@ async function main() {
   console.log(
     `machine: ${info.cpus} x ${info.model}, Node ${info.node}, redis-server ${info.redisServer}, commit ${info.commit}`,
   );
+  const relayCal = DELAY_US ? await measureRelay() : null;
+  if (relayCal)
+    console.log(
+      `delay relay (${DELAY_US} µs each way): PING round trip direct p50/p99 ${f3(relayCal.direct.p50)}/${f3(relayCal.direct.p99)} ms, through the relay ${f3(relayCal.relayed.p50)}/${f3(relayCal.relayed.p99)} ms: adds ${f3(relayCal.relayed.p50 - relayCal.direct.p50)} ms per round trip (p50); chunks held p50/p99 ${f3(relayCal.held.p50 / 1000)}/${f3(relayCal.held.p99 / 1000)} ms`,
+    );
   const results = [];
   for (let round = 1; round <= ROUNDS; round++) {
     if (ONLY !== 'latency') {
@@ -1132,6 +1367,7 @@ async function main() {
         'CPU ms/req',
         'redis cmds/req',
         'vs connect-redis',
+        'paced p50/p99 ms',
       ],
     ];
     for (const c of MIXES)
@@ -1145,6 +1381,9 @@ async function main() {
           f2(S.med(c, s.id, (r) => r.cpuMsPerReq)),
           s.redis ? f3(S.med(c, s.id, (r) => r.redisCallsPerReq)) : '-',
           fmtRatio(S.med(c, s.id, (r) => r.rps) / S.med(c, 'connect-redis', (r) => r.rps)),
+          S.of(c, s.id).some((r) => r.paced)
+            ? `${fmtMs(S.med(c, s.id, (r) => r.paced?.all.p50))}/${fmtMs(S.med(c, s.id, (r) => r.paced?.all.p99))}`
+            : '-',
         ]);
     for (const s of S.small.length ? STORES : []) {
       const rs = S.smallOf(s.id);
@@ -1159,6 +1398,7 @@ async function main() {
         fmtRatio(
           median(rs.map((r) => r.rps)) / median(S.smallOf('connect-redis').map((r) => r.rps)),
         ),
+        '-',
       ]);
     }
     for (const line of lib.formatTable(table)) console.log(line);
@@ -1169,7 +1409,7 @@ async function main() {
   }
   if (WRITE) {
     // Read the file again just before writing: other scripts may have written their sections.
-    const text = renderSection(results, info, startedAt, elapsedS, readHistory());
+    const text = renderSection(results, info, startedAt, elapsedS, readHistory(), relayCal);
     lib.writeResults('redis', text);
   } else console.log('\nbench/RESULTS.md not written (--quick or BENCH_WRITE=0)');
 }

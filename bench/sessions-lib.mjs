@@ -12,6 +12,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import * as lib from './lib.mjs';
 import { dist, fmtInt, ms, nowNs, pool, request, requestJson, sleep } from './lib.mjs';
@@ -201,6 +202,65 @@ export function sumCheck(r) {
   const extra = sums[0] - r.ackedWrites;
   const ok = sums.length === 1 && extra >= 0 && extra <= 2 * r.connections;
   return `${ok ? 'ok' : '**MISMATCH**'} (sum n ${sums.map(fmtInt).join('/')}, acked ${fmtInt(r.ackedWrites)})`;
+}
+
+// Paced load, open loop: `seconds` at `rate` requests/s over ctx's sessions (setupLoad's), of
+// every `cycle` requests one `POST /write`, the others `GET /me`, as the closed-loop load sends
+// them but at a fixed rate below saturation, so response times are what a request costs, not a
+// queue. A 1 ms timer sends every request due since the start (a slow server gets a queue, not
+// fewer requests), each to its session's worker over that worker's keep-alive agent (at most 16
+// sockets). Resolves once the requests in flight have settled (at most 10 s more) with
+// { sent, elapsed (s), reads, writes (response times, ms: t0 just before the request, to its
+// last byte), non2xx, errors, mismatches }.
+export async function runPaced(ctx, cycle, rate, seconds) {
+  const sessions = ctx.clients.flatMap((c) => c.sessions);
+  const agents = new Map();
+  const agentOf = (slot) => {
+    if (!agents.has(slot)) agents.set(slot, new http.Agent({ keepAlive: true, maxSockets: 16 }));
+    return agents.get(slot);
+  };
+  const rec = { sent: 0, reads: [], writes: [], non2xx: 0, errors: 0, mismatches: 0 };
+  const inflight = new Set();
+  const send = (j) => {
+    const s = sessions[Math.floor(j / cycle) % sessions.length];
+    const write = j % cycle === cycle - 1;
+    const t0 = nowNs();
+    const p = request(ctx.port, {
+      method: write ? 'POST' : 'GET',
+      path: write ? '/write' : '/me',
+      headers: { cookie: s.cookie, 'x-forwarded-for': s.key },
+      agent: agentOf(s.slot),
+    }).then(
+      (r) => {
+        if (r.status < 200 || r.status > 299) rec.non2xx++;
+        else if (Number(r.headers['x-slot']) !== s.slot) rec.mismatches++;
+        else (write ? rec.writes : rec.reads).push(ms(r.end - t0));
+      },
+      () => {
+        rec.errors++;
+      },
+    );
+    inflight.add(p);
+    p.finally(() => inflight.delete(p));
+  };
+  const start = nowNs();
+  const endNs = start + BigInt(Math.round(seconds * 1e9));
+  await new Promise((resolve) => {
+    const timer = setInterval(() => {
+      const now = nowNs();
+      const due = Math.floor((Number((now < endNs ? now : endNs) - start) / 1e9) * rate);
+      while (rec.sent < due) send(rec.sent++);
+      if (now >= endNs) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, 1);
+  });
+  rec.elapsed = Number(nowNs() - start) / 1e9;
+  const t = Date.now();
+  while (inflight.size && Date.now() - t < 10_000) await Promise.allSettled([...inflight]);
+  for (const a of agents.values()) a.destroy();
+  return rec;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,13 +1,22 @@
 #!/usr/bin/env node
-// Session-store benchmark (issue 4): sticky-mesh's ReplicatedStore against connect-redis.
+// Session-store benchmark (issues 4 and 18): sticky-mesh's ReplicatedStore against connect-redis
+// and against express-session's MemoryStore in the same cluster (the unreplicated limit).
 //
 //   node bench/sessions.mjs     (needs dist/ and redis-server; `npm run build` once if
 //                                dist/index.js is missing, `apt-get install redis-server` if
-//                                redis-server is not on PATH)
+//                                redis-server is not on PATH); writes its section of
+//                                bench/RESULTS.md
+//   node bench/sessions.mjs --quick
+//                               smoke run after a change: 1 round of the three autocannon mixes
+//                               (2 s each), all three stores; prints the issue 18 targets
+//                               table, bench/RESULTS.md left alone (about 2 minutes)
+// On the shared reference box run either under the bench lock:
+//   flock /tmp/sticky-bench.lock node bench/sessions.mjs [--quick]
+// Where the CPU goes: bench/profile.mjs (the same servers and load, every process profiled).
 //
 // Servers (bench/servers/, each started afresh as a child process for every run, own process
 // group, env PORT, WORKERS, SESSIONS_SEED and SESSION_BYTES; its READY line awaited; the whole
-// group killed afterwards). Both run the same express + express-session app
+// group killed afterwards). All run the same express + express-session app
 // (bench/servers/session-app.mjs: resave false, saveUninitialized false, cookie maxAge 1 h,
 // sessions of about SESSION_BYTES of JSON) under the same balancer, sticky-mesh proxy mode
 // `sticky({ num: WORKERS, proxy: true, seed: SEED })`, so the two differ only in the store:
@@ -24,11 +33,15 @@
 // the bench computes which client address maps to which slot with the balancer's own hash
 // (dist/hash.js `rendezvous(SEED, WORKERS)` over addresses 198.18.x.y). Every response names
 // its slot (`x-slot`); a response from another slot is counted as a mismatch.
-// Both stores run with their defaults, touch included: a request that reads a session without
+//   memory         sessions-memorystore.mjs    express-session's MemoryStore, one per worker,
+//                                              nothing shared: only in the writes/reads runs
+//                                              (its workers' counters summed, not compared)
+// The stores run with their defaults, touch included: a request that reads a session without
 // changing it ends with store.touch (ReplicatedStore: a replicated expiry change, acknowledged
 // by the hub; connect-redis: EXPIRE), and express-session sends the response once it completes.
 //
-// Measurements, in interleaved rounds (the two stores alternate which runs first):
+// Measurements, in interleaved rounds (the stores' order rotates from round to round, so each
+// runs first in some round):
 //
 // 1. latency: write-to-visible latency on another worker at steady rates, RATES writes/s (all
 //    workers together): 1,000 as issue 4 asks, and 250 as a reference below saturation (on
@@ -41,8 +54,9 @@
 //    connections each). t0 = process.hrtime.bigint() just before the request is made.
 //    Two ways to see when a write became visible elsewhere:
 //    a) apply time (sticky-mesh only): every worker records when it applied each replicated
-//       write (bench-only instrumentation in sessions-sticky-mesh.mjs: a 'message' listener
-//       added after the store's, process.hrtime.bigint() = CLOCK_MONOTONIC, one clock for all
+//       write (bench-only instrumentation in sessions-sticky-mesh.mjs: on the diagnostics
+//       channel sticky-mesh:replicated, published once the worker's replica applied a change,
+//       process.hrtime.bigint() = CLOCK_MONOTONIC, one clock for all
 //       processes of the machine) and the bench collects the records (GET /applied) after the
 //       run: latency = apply time on worker B - t0, for every measured write and every worker
 //       B other than its writer A; "all other workers" = the last of them. Also apply time on
@@ -69,7 +83,8 @@
 //    all agree (converged) and the sum of the sessions' n is compared with the writes
 //    acknowledged (warm-up included): equal up to the requests in flight when autocannon
 //    stopped, which the server may still have applied.
-// 3. reads: a read-mostly mix on the same connections and sessions: of every READ_CYCLE
+// 3. heavy and reads: a write-heavy mix (GET /me and POST /write alternating) and a read-mostly
+//    one on the same connections and sessions: of every READ_CYCLE
 //    requests one is `POST /write`, the others `GET /me` (the session is loaded by the
 //    middleware and, unchanged, touched). req/s and p50 / p99 of reads and writes separately;
 //    the same convergence check.
@@ -96,18 +111,23 @@
 // (between its BEGIN/END sessions markers; appended if absent; other sections untouched), all
 // figures from this run's measurements.
 //
-// Environment knobs [defaults]: BENCH_ROUNDS [3], BENCH_WORKERS [4], BENCH_RATES writes/s, a
+// Output of issue 18: a targets table (write-only and write-heavy req/s >= 1.0x connect-redis and
+// >= 0.9x MemoryStore, read-mostly >= 0.95x MemoryStore) with server CPU per request beside it.
+//
+// Environment knobs [defaults; --quick]: BENCH_ROUNDS [3; 1], BENCH_WORKERS [4], BENCH_RATES writes/s, a
 // comma-separated list [1000,250], BENCH_LAT_DURATION s [5], BENCH_LAT_WARMUP s [1],
-// BENCH_LAT_SESSIONS per worker [16], BENCH_PROBE_INTERVAL ms [50], BENCH_DURATION s [3] and
+// BENCH_LAT_SESSIONS per worker [16], BENCH_PROBE_INTERVAL ms [50], BENCH_DURATION s [3; 2] and
 // BENCH_WARMUP s [1] (autocannon runs), BENCH_CONNECTIONS [32], BENCH_SESSIONS_PER_CONN [8],
 // BENCH_READ_CYCLE [20] (one write per that many requests in the read-mostly mix),
 // BENCH_MEM_SESSIONS [100000], BENCH_SESSION_BYTES [1024], BENCH_SEED [0x5e5510a5] (the
-// balancer's seed), BENCH_PORT [a free one], BENCH_WRITE [1] (0: print only, bench/RESULTS.md is
+// balancer's seed), BENCH_PORT [a free one], BENCH_WRITE [1; 0] (0: print only, bench/RESULTS.md is
 // left alone, e.g. for trial runs), BENCH_RESULTS_FILE [bench/RESULTS.md], BENCH_FOREIGN_MAX
 // cores [0.2], BENCH_MAX_ATTEMPTS [2], BENCH_QUIET_WAIT s [30]; BENCH_ONLY (trial runs: a
-// comma-separated subset of latency, writes, reads, memory; prints the runs only).
-// Defaults take about 4 to 5 minutes on a quiet 2-core machine (3 rounds, each of 8 runs on fresh
-// servers and 2 memory runs; 255 s in the run now in bench/RESULTS.md).
+// comma-separated subset of latency, writes, heavy, reads, memory; prints the table only;
+// --quick is BENCH_ONLY=writes,heavy,reads).
+// Defaults take about 6 to 7 minutes on a quiet 2-core machine (3 rounds, each of 13 runs on
+// fresh servers and 2 memory runs); longer while other processes keep it busy and runs are
+// repeated.
 
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -119,6 +139,7 @@ import {
   dist,
   f1,
   f2,
+  f3,
   fmtInt,
   fmtMs,
   fmtRatio,
@@ -147,7 +168,11 @@ import {
   sumCheck,
 } from './sessions-lib.mjs';
 
-const ROUNDS = intEnv('BENCH_ROUNDS', 3);
+// --quick: a smoke run after a change (1 round, the three autocannon mixes only, 2 s each,
+// bench/RESULTS.md left alone); prints the issue 18 targets table.
+const QUICK = process.argv.includes('--quick');
+const q = (full, quick) => (QUICK ? quick : full);
+const ROUNDS = intEnv('BENCH_ROUNDS', q(3, 1));
 const WORKERS = intEnv('BENCH_WORKERS', 4, 2);
 // Rates of the latency measurement, writes/s; the first is the one the issue asks about.
 const RATES = lib.intListEnv('BENCH_RATES', '1000,250');
@@ -155,7 +180,7 @@ const LAT_DURATION = intEnv('BENCH_LAT_DURATION', 5);
 const LAT_WARMUP = intEnv('BENCH_LAT_WARMUP', 1, 0);
 const LAT_SESSIONS = intEnv('BENCH_LAT_SESSIONS', 16);
 const PROBE_INTERVAL = intEnv('BENCH_PROBE_INTERVAL', 50);
-const DURATION = intEnv('BENCH_DURATION', 3);
+const DURATION = intEnv('BENCH_DURATION', q(3, 2));
 const WARMUP = intEnv('BENCH_WARMUP', 1, 0);
 const CONNECTIONS = intEnv('BENCH_CONNECTIONS', 32);
 const SESSIONS_PER_CONN = intEnv('BENCH_SESSIONS_PER_CONN', 8);
@@ -166,7 +191,7 @@ const SEED = intEnv('BENCH_SEED', 0x5e5510a5, 0);
 const MAX_ATTEMPTS = intEnv('BENCH_MAX_ATTEMPTS', 2);
 const QUIET_WAIT_S = intEnv('BENCH_QUIET_WAIT', 30, 0);
 const FOREIGN_MAX = Number(process.env.BENCH_FOREIGN_MAX || 0.2);
-const WRITE = (process.env.BENCH_WRITE ?? '1') !== '0';
+const WRITE = (process.env.BENCH_WRITE ?? q('1', '0')) !== '0';
 if (SEED > 0xffffffff) throw new Error('BENCH_SEED: an unsigned 32-bit integer');
 
 // The servers read these (lib.startServer passes this process's environment on).
@@ -176,14 +201,43 @@ process.env.SESSION_BYTES = String(SESSION_BYTES);
 const STORES = [
   { id: 'sticky-mesh', label: 'ReplicatedStore (sticky-mesh)', file: 'sessions-sticky-mesh.mjs' },
   { id: 'connect-redis', label: 'connect-redis + redis', file: 'sessions-connect-redis.mjs' },
+  // The unreplicated limit (throughput mixes only: it replicates nothing, so has no
+  // write-to-visible latency, and its memory is not measured).
+  {
+    id: 'memory',
+    label: 'MemoryStore (express-session, unreplicated)',
+    file: 'sessions-memorystore.mjs',
+    throughputOnly: true,
+  },
+];
+const STORE_IDS = STORES.map((x) => x.id);
+// Issue 18's targets: [mix, the store compared with, least ratio of req/s].
+const TARGETS = [
+  ['writes', 'connect-redis', 1.0],
+  ['heavy', 'connect-redis', 1.0],
+  ['writes', 'memory', 0.9],
+  ['heavy', 'memory', 0.9],
+  ['reads', 'memory', 0.95],
 ];
 // BENCH_ONLY (trial runs): a comma-separated subset of latency, writes, reads, memory.
-const ONLY = process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(',').map((x) => x.trim()) : null;
+// The autocannon mixes: one write in `cycle` requests (kind 'heavy' is write-heavy, 1 in 2).
+const ONLY = process.env.BENCH_ONLY
+  ? process.env.BENCH_ONLY.split(',').map((x) => x.trim())
+  : QUICK
+    ? ['writes', 'heavy', 'reads']
+    : null;
 const MEASUREMENTS = [
   ...RATES.map((rate) => ({ id: `latency-${rate}`, kind: 'latency', rate })),
-  { id: 'writes', kind: 'writes' },
-  { id: 'reads', kind: 'reads' },
+  { id: 'writes', kind: 'writes', cycle: 1 },
+  { id: 'heavy', kind: 'heavy', cycle: 2 },
+  { id: 'reads', kind: 'reads', cycle: READ_CYCLE },
 ].filter((m) => !ONLY || ONLY.includes(m.kind));
+const LOAD_IDS = MEASUREMENTS.filter((m) => m.kind !== 'latency').map((m) => m.id);
+const LOAD_NAMES = {
+  writes: 'write-only (all POST /write)',
+  heavy: 'write-heavy (1 GET /me : 1 POST /write)',
+  reads: `read-mostly (${READ_CYCLE - 1} GET /me : 1 POST /write)`,
+};
 const RUN_MEMORY = !ONLY || ONLY.includes('memory');
 const PORT_HOSTS = ['127.0.0.1'];
 const NS = 1_000_000n; // ns per ms
@@ -358,6 +412,27 @@ function summarizeLatency(rec, applied) {
 // ---------------------------------------------------------------------------------------------
 // 2./3. writes and reads (autocannon)
 
+// An unreplicated store's figures in converge's shape: every worker's GET /digest (its own
+// sessions only), their sessions and counters summed into one entry; converged null (not
+// applicable).
+async function unreplicated(port) {
+  const digests = await Promise.all(
+    keysBySlot.map((k) =>
+      requestJson(port, { path: '/digest', headers: { 'x-forwarded-for': k[0] } }).then(
+        (r) => r.json,
+      ),
+    ),
+  );
+  const sessions = digests.reduce((a, d) => a + d.sessions, 0);
+  const bytes = digests.reduce((a, d) => a + d.meanBytes * d.sessions, 0);
+  const sum = digests.reduce((a, d) => a + d.sum, 0);
+  return {
+    converged: null,
+    ms: 0,
+    digests: [{ sessions, sum, meanBytes: sessions ? bytes / sessions : 0 }],
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // One run on a fresh server (lifecycle and CPU accounting: bench/lib.mjs).
 
@@ -408,8 +483,8 @@ async function measureOnce(meas, store, port, round) {
         connections: CONNECTIONS,
         sessionsPerConn: SESSIONS_PER_CONN,
       });
-      // writes: every request a write; reads: one write in READ_CYCLE.
-      const cycle = meas.kind === 'writes' ? 1 : READ_CYCLE;
+      // writes: every request a write; heavy: one in 2; reads: one write in READ_CYCLE.
+      const { cycle } = meas;
       const counters = newLoadCounters();
       if (WARMUP > 0) await runLoad(ctx, cycle, WARMUP, counters);
       counters.active = true;
@@ -419,7 +494,11 @@ async function measureOnce(meas, store, port, round) {
       after = lib.cpuSnapshot(srv.pgid);
       redis1 = redisPid && procCpu(redisPid);
       counters.active = false;
-      const conv = await converge([{ port, keys: keysBySlot }]);
+      // MemoryStore replicates nothing: its workers' counters are summed, not compared.
+      const conv =
+        store.id === 'memory'
+          ? await unreplicated(port)
+          : await converge([{ port, keys: keysBySlot }]);
       Object.assign(out, loadFigures(r, counters, conv), {
         connections: CONNECTIONS,
         sessionBytes: conv.digests[0].meanBytes,
@@ -501,12 +580,12 @@ function problems(r) {
 function summarize(results, memory) {
   const of = (m, s) => results.filter((r) => r.measurement === m && r.store === s);
   const med = (m, s, fn) => median(of(m, s).map(fn).filter(Number.isFinite));
-  const ratio = (m, fn) => med(m, 'sticky-mesh', fn) / med(m, 'connect-redis', fn);
-  const perRound = (m, fn) => {
+  const ratio = (m, fn, vs = 'connect-redis') => med(m, 'sticky-mesh', fn) / med(m, vs, fn);
+  const perRound = (m, fn, vs = 'connect-redis') => {
     const out = [];
     for (let round = 1; round <= ROUNDS; round++) {
       const a = of(m, 'sticky-mesh').find((r) => r.round === round);
-      const b = of(m, 'connect-redis').find((r) => r.round === round);
+      const b = of(m, vs).find((r) => r.round === round);
       if (a && b) out.push(fn(a) / fn(b));
     }
     return out;
@@ -529,7 +608,7 @@ function renderSection(results, memory, info, startedAt, elapsedS) {
       .map((r) => fmt(fn(r)))
       .join(', ');
   p('<!-- BEGIN sessions (written by bench/sessions.mjs; do not edit by hand) -->');
-  p('## Session store (issue 4)', '');
+  p('## Session store (issues 4 and 18)', '');
   p(
     `Run: ${startedAt.toISOString()} (${elapsedS.toFixed(0)} s), \`node bench/sessions.mjs\`, sticky-mesh commit ${info.commit}; sticky-mesh measured as built in dist/ (newest file ${info.distBuilt})${info.distChanged ? `; **dist/ was rebuilt during the run (newest file ${info.distChanged} at the end), so the sticky-mesh figures may mix two builds**` : ''}.`,
     '',
@@ -540,21 +619,41 @@ function renderSection(results, memory, info, startedAt, elapsedS) {
   );
   p('Settings and method (details in the header of `bench/sessions.mjs`):', '');
   p(
-    `- Both stores behind the same express + express-session app (\`bench/servers/session-app.mjs\`; resave false, saveUninitialized false, cookie maxAge 1 h, sessions of about ${SESSION_BYTES} bytes of JSON) and the same balancer, sticky-mesh proxy mode \`sticky({ num: ${WORKERS}, proxy: true, seed: ${SEED} })\`: ${WORKERS} workers. ReplicatedStore with default options (\`sessions-sticky-mesh.mjs\`); connect-redis with default options over one node-redis connection per worker to a redis-server (\`--save '' --appendonly no\`, loopback) that the server's primary starts in its own process group (\`sessions-connect-redis.mjs\`). Touch is on for both (a read of an unchanged session ends with store.touch, a replicated expiry change resp. a redis EXPIRE, before the response is sent).`,
+    `- Three stores behind the same express + express-session app (\`bench/servers/session-app.mjs\`; resave false, saveUninitialized false, cookie maxAge 1 h, sessions of about ${SESSION_BYTES} bytes of JSON) and the same balancer, sticky-mesh proxy mode \`sticky({ num: ${WORKERS}, proxy: true, seed: ${SEED} })\`: ${WORKERS} workers. ReplicatedStore with default options (\`sessions-sticky-mesh.mjs\`); connect-redis with default options over one node-redis connection per worker to a redis-server (\`--save '' --appendonly no\`, loopback) that the server's primary starts in its own process group (\`sessions-connect-redis.mjs\`); express-session's MemoryStore, one per worker, nothing shared (\`sessions-memorystore.mjs\`: the unreplicated limit, in the throughput mixes only; its workers' counters are summed instead of compared). Touch is on for both (a read of an unchanged session ends with store.touch, a replicated expiry change resp. a redis EXPIRE, before the response is sent).`,
   );
   p(
-    `- The bench chooses each request's worker with X-Forwarded-For (client addresses mapped to slots with the balancer's own hash, \`dist/hash.js\` \`rendezvous(seed, ${WORKERS})\`); every response names its slot and a wrong one is counted ("wrong slot"). Every run on a freshly started server, killed with its process group afterwards; ${ROUNDS} interleaved rounds, the stores alternating which runs first; figures are medians over rounds unless said otherwise.`,
+    `- The bench chooses each request's worker with X-Forwarded-For (client addresses mapped to slots with the balancer's own hash, \`dist/hash.js\` \`rendezvous(seed, ${WORKERS})\`); every response names its slot and a wrong one is counted ("wrong slot"). Every run on a freshly started server, killed with its process group afterwards; ${ROUNDS} interleaved rounds, the stores' order rotating from round to round; figures are medians over rounds unless said otherwise.`,
   );
   p(
-    `- **Latency**, at ${RATES.map(fmtInt).join(' and ')} writes/s in total (${RATES.length > 1 ? `${fmtInt(RATES[0])} as asked; the lower rate${RATES.length > 2 ? 's' : ''} added as a reference below saturation; ` : ''}${LAT_WARMUP} s warm-up + ${LAT_DURATION} s measured): open loop, writes sent on a 1 ms timer as they fall due, each \`POST /write?w=ID\` to the worker that created the session (${LAT_SESSIONS} sessions per worker, keep-alive). t0 = hrtime in the bench just before the request. (a) *apply* (ReplicatedStore only): each worker records when it applied each replicated write (process.hrtime.bigint(), CLOCK_MONOTONIC, one clock for all processes; a 'message' listener after the store's own), for every write of the measured period and each of the ${WORKERS - 1} other workers; "from t0" = apply time - t0, "all other workers" = the last of the ${WORKERS - 1}, "from the writer's handler" = apply time - the time the \`/write\` route ran on the writer (before express-session saved; returned in the response), i.e. the replication path alone without the HTTP request's queueing. (b) *probe* (both stores): every ${PROBE_INTERVAL} ms a write to a probe session on worker A while the bench polls \`GET /value\` (store.get, no middleware, no touch) on worker B in a tight loop over one keep-alive connection; latency = arrival of the first answer with the new value - t0 (resolution: one poll round trip, given below; the polling is extra load, its rate is given); A, B cycle through all ${WORKERS * (WORKERS - 1)} ordered pairs; probe writes count towards the rate. (c) the writer's response time (write acknowledged).`,
+    `- **Latency**, at ${RATES.map(fmtInt).join(' and ')} writes/s in total (${RATES.length > 1 ? `${fmtInt(RATES[0])} as asked; the lower rate${RATES.length > 2 ? 's' : ''} added as a reference below saturation; ` : ''}${LAT_WARMUP} s warm-up + ${LAT_DURATION} s measured): open loop, writes sent on a 1 ms timer as they fall due, each \`POST /write?w=ID\` to the worker that created the session (${LAT_SESSIONS} sessions per worker, keep-alive). t0 = hrtime in the bench just before the request. (a) *apply* (ReplicatedStore only): each worker records when it applied each replicated write (process.hrtime.bigint(), CLOCK_MONOTONIC, one clock for all processes; on the diagnostics channel \`sticky-mesh:replicated\`, once its replica applied the change), for every write of the measured period and each of the ${WORKERS - 1} other workers; "from t0" = apply time - t0, "all other workers" = the last of the ${WORKERS - 1}, "from the writer's handler" = apply time - the time the \`/write\` route ran on the writer (before express-session saved; returned in the response), i.e. the replication path alone without the HTTP request's queueing. (b) *probe* (both stores): every ${PROBE_INTERVAL} ms a write to a probe session on worker A while the bench polls \`GET /value\` (store.get, no middleware, no touch) on worker B in a tight loop over one keep-alive connection; latency = arrival of the first answer with the new value - t0 (resolution: one poll round trip, given below; the polling is extra load, its rate is given); A, B cycle through all ${WORKERS * (WORKERS - 1)} ordered pairs; probe writes count towards the rate. (c) the writer's response time (write acknowledged).`,
   );
   p(
-    `- **Writes / reads**: autocannon, ${CONNECTIONS} keep-alive connections, pipelining 1, ${WARMUP} s warm-up + ${DURATION} s measured; connection i is a client of worker i mod ${WORKERS} with its own ${SESSIONS_PER_CONN} sessions (created on that worker; ${fmtInt(CONNECTIONS * SESSIONS_PER_CONN)} in all; no two connections share one). *writes*: every request \`POST /write\` (a change: always a save). *reads*: read-mostly, of every ${READ_CYCLE} requests one \`POST /write\`, the others \`GET /me\` (session loaded and touched). Rates = 2xx responses / measured duration; p50 / p99 from autocannon's per-response times (float ms); server CPU per request = CPU time of the primary, workers and redis-server / requests. After each run: \`GET /digest\` (count and SHA-256 of all sessions) on every worker until all agree ("converged"), and the sum of the sessions' write counters on every worker compared with the writes acknowledged to the client (equal up to the requests in flight when autocannon stops its clients, at most ${CONNECTIONS} per stop, two stops).`,
+    `- **Writes / reads**: autocannon, ${CONNECTIONS} keep-alive connections, pipelining 1, ${WARMUP} s warm-up + ${DURATION} s measured; connection i is a client of worker i mod ${WORKERS} with its own ${SESSIONS_PER_CONN} sessions (created on that worker; ${fmtInt(CONNECTIONS * SESSIONS_PER_CONN)} in all; no two connections share one). *write-only*: every request \`POST /write\` (a change: always a save). *write-heavy*: \`GET /me\` and \`POST /write\` alternating. *read-mostly*: of every ${READ_CYCLE} requests one \`POST /write\`, the others \`GET /me\` (session loaded and touched). Rates = 2xx responses / measured duration; p50 / p99 from autocannon's per-response times (float ms); server CPU per request = CPU time of the primary, workers and redis-server / requests. After each run: \`GET /digest\` (count and SHA-256 of all sessions) on every worker until all agree ("converged"), and the sum of the sessions' write counters on every worker compared with the writes acknowledged to the client (equal up to the requests in flight when autocannon stops its clients, at most ${CONNECTIONS} per stop, two stops).`,
   );
   p(
     `- **Memory**: ${fmtInt(MEM_SESSIONS)} sessions of ${SESSION_BYTES} bytes of JSON with 32-character ids, one \`node --expose-gc\` process per store and round (\`bench/servers/sessions-memory.mjs\`): a standalone ReplicatedStore (no cluster), heapUsed and rss after two forced GCs, before and after; connect-redis into a private redis-server, its INFO used_memory and VmRSS, before and after.`,
     '',
   );
+
+  // Targets.
+  p('### Targets (issue 18)', '');
+  p(
+    `ReplicatedStore (sticky-mesh) against connect-redis (redis on loopback) and express-session's MemoryStore in the same ${WORKERS}-worker cluster (the unreplicated limit), side by side in this run. Ratio of the medians over rounds; per-round ratios (same round, runs seconds apart) beside it.`,
+    '',
+  );
+  p(
+    '| target | ReplicatedStore | vs | ratio | per round | CPU ms/request (ReplicatedStore / other) | met? |',
+  );
+  p('|---|---:|---:|---:|---|---|---|');
+  for (const [m, vs, goal] of TARGETS) {
+    if (!of(m, 'sticky-mesh').length || !of(m, vs).length) continue;
+    const rate = (r) => r.rps;
+    const x = ratio(m, rate, vs);
+    p(
+      `| ${LOAD_NAMES[m]}: req/s >= ${goal.toFixed(2)}x ${label(vs)} | ${fmtInt(med(m, 'sticky-mesh', rate))} req/s | ${fmtInt(med(m, vs, rate))} req/s | **${fmtRatio(x)}** | ${perRound(m, rate, vs).map(fmtRatio).join(', ')} | ${f3(med(m, 'sticky-mesh', (r) => r.cpuMsPerReq))} / ${f3(med(m, vs, (r) => r.cpuMsPerReq))} (${fmtRatio(ratio(m, (r) => r.cpuMsPerReq, vs))}) | ${x >= goal ? 'yes' : '**no**'} |`,
+    );
+  }
+  p('');
 
   // Latency.
   p('### Write-to-visible latency on another worker', '');
@@ -630,46 +729,51 @@ function renderSection(results, memory, info, startedAt, elapsedS) {
   }
 
   // Throughput.
-  p('### Writes/s and read-mostly requests/s', '');
+  p('### Requests/s by mix', '');
   p(
-    '| measurement | store | median rate | per round | p50 ms | p99 ms | per round p99 | server CPU ms per request | converged | write counters vs acknowledged |',
+    '| mix | store | median req/s | per round | p50 ms | p99 ms | per round p99 | server CPU ms per request (per round) | CPU cores: primary / workers (/ redis-server) | replicas converged | write counters vs acknowledged |',
   );
-  p('|---|---|---:|---|---:|---:|---|---:|---|---|');
-  for (const m of ['writes', 'reads']) {
-    for (const s of ['sticky-mesh', 'connect-redis']) {
+  p('|---|---|---:|---|---:|---:|---|---|---|---|---|');
+  for (const m of LOAD_IDS) {
+    for (const s of STORE_IDS) {
       const rs = of(m, s);
-      const rate = m === 'writes' ? (r) => r.writesPerS : (r) => r.rps;
-      const unit = m === 'writes' ? 'writes/s' : 'req/s';
+      if (!rs.length) continue;
+      const rate = (r) => r.rps;
       p(
-        `| ${m === 'writes' ? 'writes (all POST /write)' : `read-mostly (${READ_CYCLE - 1} GET /me : 1 POST /write)`} | ${label(s)} | ${fmtInt(med(m, s, rate))} ${unit} | ${rounds(m, s, rate, fmtInt)} | ${fmtMs(med(m, s, (r) => r.all.p50))} | ${fmtMs(med(m, s, (r) => r.all.p99))} | ${rounds(m, s, (r) => r.all.p99, fmtMs)} | ${f2(med(m, s, (r) => r.cpuMsPerReq))} | ${rs.map((r) => (r.converged ? `yes (${r.convergeMs} ms)` : '**no**')).join(', ')} | ${rs.map(sumCheck).join('; ')} |`,
+        `| ${LOAD_NAMES[m]} | ${label(s)} | ${fmtInt(med(m, s, rate))} | ${rounds(m, s, rate, fmtInt)} | ${fmtMs(med(m, s, (r) => r.all.p50))} | ${fmtMs(med(m, s, (r) => r.all.p99))} | ${rounds(m, s, (r) => r.all.p99, fmtMs)} | ${f3(med(m, s, (r) => r.cpuMsPerReq))} (${rounds(m, s, (r) => r.cpuMsPerReq, f3)}) | ${f2(med(m, s, (r) => r.cpu.primary))} / ${f2(med(m, s, (r) => r.cpu.workers))}${s === 'connect-redis' ? ` / ${f2(med(m, s, (r) => r.cpu.redis))}` : ''} | ${rs.map((r) => (r.converged === null ? 'n/a (unreplicated)' : r.converged ? `yes (${r.convergeMs} ms)` : '**no**')).join(', ')} | ${rs.map(sumCheck).join('; ')} |`,
       );
     }
   }
   p('');
-  p('Read-mostly mix by request kind (medians over rounds; ms):', '');
-  p('| store | reads/s | read p50 | read p99 | writes/s | write p50 | write p99 |');
-  p('|---|---:|---:|---:|---:|---:|---:|');
-  for (const s of ['sticky-mesh', 'connect-redis'])
-    p(
-      `| ${label(s)} | ${fmtInt(med('reads', s, (r) => r.readsPerS))} | ${fmtMs(med('reads', s, (r) => r.reads.p50))} | ${fmtMs(med('reads', s, (r) => r.reads.p99))} | ${fmtInt(med('reads', s, (r) => r.writesPerS))} | ${fmtMs(med('reads', s, (r) => r.writes.p50))} | ${fmtMs(med('reads', s, (r) => r.writes.p99))} |`,
-    );
+  p('By request kind (medians over rounds; ms):', '');
+  p('| mix | store | reads/s | read p50 | read p99 | writes/s | write p50 | write p99 |');
+  p('|---|---|---:|---:|---:|---:|---:|---:|');
+  for (const m of LOAD_IDS.filter((x) => x !== 'writes'))
+    for (const s of STORE_IDS)
+      if (of(m, s).length)
+        p(
+          `| ${m === 'heavy' ? 'write-heavy' : 'read-mostly'} | ${label(s)} | ${fmtInt(med(m, s, (r) => r.readsPerS))} | ${fmtMs(med(m, s, (r) => r.reads.p50))} | ${fmtMs(med(m, s, (r) => r.reads.p99))} | ${fmtInt(med(m, s, (r) => r.writesPerS))} | ${fmtMs(med(m, s, (r) => r.writes.p50))} | ${fmtMs(med(m, s, (r) => r.writes.p99))} |`,
+        );
   p('');
 
   // Ratios.
-  p('### ReplicatedStore / connect-redis', '');
+  p('### ReplicatedStore / connect-redis and / MemoryStore', '');
   p(
     'Ratio of medians; per-round ratios (same round, seconds apart) beside it. Above 1 means ReplicatedStore is higher (better for rates, worse for latencies and CPU).',
     '',
   );
-  p('| figure | ratio | per round |', '|---|---:|---|');
-  const ratios = [
-    ['writes/s (writes)', 'writes', (r) => r.writesPerS],
-    ['p99 (writes)', 'writes', (r) => r.all.p99],
-    ['server CPU per write (writes)', 'writes', (r) => r.cpuMsPerReq],
-    ['req/s (read-mostly)', 'reads', (r) => r.rps],
-    ['p99 (read-mostly)', 'reads', (r) => r.all.p99],
-    ['server CPU per request (read-mostly)', 'reads', (r) => r.cpuMsPerReq],
-  ];
+  p(
+    '| figure | / connect-redis | per round | / MemoryStore | per round |',
+    '|---|---:|---|---:|---|',
+  );
+  const ratios = [];
+  for (const m of LOAD_IDS) {
+    const short = { writes: 'write-only', heavy: 'write-heavy', reads: 'read-mostly' }[m];
+    ratios.push([`req/s (${short})`, m, (r) => r.rps]);
+    ratios.push([`p50 (${short})`, m, (r) => r.all.p50]);
+    ratios.push([`p99 (${short})`, m, (r) => r.all.p99]);
+    ratios.push([`server CPU per request (${short})`, m, (r) => r.cpuMsPerReq]);
+  }
   for (const rate of RATES) {
     ratios.push([
       `probe write-to-visible p50 at ${fmtInt(rate)} writes/s`,
@@ -682,8 +786,15 @@ function renderSection(results, memory, info, startedAt, elapsedS) {
       (r) => r.probe.p99,
     ]);
   }
-  for (const [text, m, fn] of ratios)
-    p(`| ${text} | ${fmtRatio(ratio(m, fn))} | ${perRound(m, fn).map(fmtRatio).join(', ')} |`);
+  for (const [text, m, fn] of ratios) {
+    if (!of(m, 'sticky-mesh').length) continue;
+    const vsMem = of(m, 'memory').length
+      ? `${fmtRatio(ratio(m, fn, 'memory'))} | ${perRound(m, fn, 'memory').map(fmtRatio).join(', ')}`
+      : 'n/a | -';
+    p(
+      `| ${text} | ${fmtRatio(ratio(m, fn))} | ${perRound(m, fn).map(fmtRatio).join(', ')} | ${vsMem} |`,
+    );
+  }
   p('');
 
   // Memory.
@@ -730,7 +841,7 @@ function renderSection(results, memory, info, startedAt, elapsedS) {
       const rate =
         r.kind === 'writes' ? `${fmtInt(r.writesPerS)} writes/s` : `${fmtInt(r.rps)} req/s`;
       p(
-        `| ${r.round} | ${r.measurement} | ${r.store} | ${rate} | ${fmtMs(r.all.p50)} / ${fmtMs(r.all.p99)} | ${fmtInt(r.all.n)} | ${problems(r)} | ${r.converged ? 'yes' : '**no**'}, ${fmtInt(r.sessions)} sessions; ${sumCheck(r)} | ${fmtCpuRun(r.cpu)} | ${f2(r.cpu.foreign)} | ${r.attempts} |`,
+        `| ${r.round} | ${r.measurement} | ${r.store} | ${rate} | ${fmtMs(r.all.p50)} / ${fmtMs(r.all.p99)} | ${fmtInt(r.all.n)} | ${problems(r)} | ${r.converged === null ? 'n/a' : r.converged ? 'yes' : '**no**'}, ${fmtInt(r.sessions)} sessions; ${sumCheck(r)} | ${fmtCpuRun(r.cpu)} | ${f2(r.cpu.foreign)} | ${r.attempts} |`,
       );
     }
   }
@@ -814,6 +925,7 @@ function printTable(results, memory) {
   const table = [['measurement', 'store', 'median rate', 'p50 ms', 'p99 ms', 'problems']];
   for (const rate of RATES) {
     const m = latId(rate);
+    if (!S.of(m, 'sticky-mesh').length) continue;
     for (const s of ['sticky-mesh', 'connect-redis']) {
       const rs = S.of(m, s);
       const r0 = `${fmtInt(med(m, s, (r) => r.rate))} writes/s`;
@@ -853,15 +965,14 @@ function printTable(results, memory) {
       ]);
     }
   }
-  for (const m of ['writes', 'reads'])
-    for (const s of ['sticky-mesh', 'connect-redis']) {
+  for (const m of LOAD_IDS)
+    for (const s of STORE_IDS) {
       const rs = S.of(m, s);
+      if (!rs.length) continue;
       table.push([
         m,
         s,
-        m === 'writes'
-          ? `${fmtInt(med(m, s, (r) => r.writesPerS))} writes/s`
-          : `${fmtInt(med(m, s, (r) => r.rps))} req/s`,
+        `${fmtInt(med(m, s, (r) => r.rps))} req/s, ${f3(med(m, s, (r) => r.cpuMsPerReq))} CPU ms/req`,
         fmtMs(med(m, s, (r) => r.all.p50)),
         fmtMs(med(m, s, (r) => r.all.p99)),
         rs.map(problems).join('; '),
@@ -869,11 +980,27 @@ function printTable(results, memory) {
     }
   console.log(`\nMedians over ${ROUNDS} rounds (${WORKERS} workers):`);
   for (const line of lib.formatTable(table)) console.log(line);
+  const tt = [['target (issue 18)', 'ReplicatedStore', 'other', 'ratio', 'CPU ms/req', 'met?']];
+  for (const [m, vs, goal] of TARGETS) {
+    if (!S.of(m, 'sticky-mesh').length || !S.of(m, vs).length) continue;
+    const x = S.ratio(m, (r) => r.rps, vs);
+    tt.push([
+      `${m} >= ${goal}x ${vs}`,
+      `${fmtInt(med(m, 'sticky-mesh', (r) => r.rps))} req/s`,
+      `${fmtInt(med(m, vs, (r) => r.rps))} req/s`,
+      fmtRatio(x),
+      `${f3(med(m, 'sticky-mesh', (r) => r.cpuMsPerReq))} / ${f3(med(m, vs, (r) => r.cpuMsPerReq))}`,
+      x >= goal ? 'yes' : 'NO',
+    ]);
+  }
+  console.log('');
+  for (const line of lib.formatTable(tt)) console.log(line);
   const smm = S.memOf('sticky-mesh');
   const crm = S.memOf('connect-redis');
-  console.log(
-    `\nmemory per session (${smm[0]?.jsonBytes} B JSON): ReplicatedStore heap ${fmtBytes(median(smm.map((r) => r.heapPerSession)))} B, rss ${fmtBytes(median(smm.map((r) => r.rssPerSession)))} B; redis used_memory ${fmtBytes(median(crm.map((r) => r.usedMemoryPerSession)))} B, rss ${fmtBytes(median(crm.map((r) => r.rssPerSession)))} B`,
-  );
+  if (smm.length || crm.length)
+    console.log(
+      `\nmemory per session (${smm[0]?.jsonBytes} B JSON): ReplicatedStore heap ${fmtBytes(median(smm.map((r) => r.heapPerSession)))} B, rss ${fmtBytes(median(smm.map((r) => r.rssPerSession)))} B; redis used_memory ${fmtBytes(median(crm.map((r) => r.usedMemoryPerSession)))} B, rss ${fmtBytes(median(crm.map((r) => r.rssPerSession)))} B`,
+    );
 }
 
 function logRun(r) {
@@ -919,15 +1046,18 @@ async function main() {
   const results = [];
   const memory = [];
   for (let round = 1; round <= ROUNDS; round++) {
-    const order = round % 2 ? STORES : [...STORES].reverse();
+    // Rotate the stores' order, so each runs first in some round.
+    const k = (round - 1) % STORES.length;
+    const order = [...STORES.slice(k), ...STORES.slice(0, k)];
     for (const meas of MEASUREMENTS) {
       for (const store of order) {
+        if (meas.kind === 'latency' && store.throughputOnly) continue;
         const r = await measure(meas, store, port, round);
         results.push(r);
         logRun(r);
       }
     }
-    for (const store of RUN_MEMORY ? order : []) {
+    for (const store of RUN_MEMORY ? order.filter((x) => !x.throughputOnly) : []) {
       await lib.waitQuiet(QUIET_WAIT_S, FOREIGN_MAX);
       const m = await measureMemory(store.id);
       m.round = round;
@@ -944,14 +1074,14 @@ async function main() {
     info.distChanged = distNow;
     console.log(`WARNING: dist/ was rebuilt during the run (${info.distBuilt} -> ${distNow})`);
   }
+  printTable(results, memory);
   if (ONLY) {
     console.log(
-      `BENCH_ONLY=${ONLY.join(',')}: partial run, no table, bench/RESULTS.md not written`,
+      `${QUICK ? '--quick' : `BENCH_ONLY=${ONLY.join(',')}`}: partial run, bench/RESULTS.md not written`,
     );
     return;
   }
   const text = renderSection(results, memory, info, startedAt, elapsedS);
-  printTable(results, memory);
   if (WRITE) lib.writeResults('sessions', text);
   else console.log('\nBENCH_WRITE=0: bench/RESULTS.md not written');
 }

@@ -5,6 +5,7 @@
 // ./redis-sticky-mesh.mjs: sticky({ num: WORKERS, proxy: true, seed: SESSIONS_SEED }).
 // Unlike ./sessions-connect-redis.mjs it starts no redis-server of its own: it uses the bench's
 // (REDIS_PORT, required), the one the Redis transport is measured on.
+import './profile-hook.mjs';
 import http from 'node:http';
 import { RedisStore } from 'connect-redis';
 import { createClient } from 'redis';

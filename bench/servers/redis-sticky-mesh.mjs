@@ -15,6 +15,7 @@
 //   ./session-app.mjs recordingServer).
 // - SIGUSR2 to the primary: it prints `STATS <json>` (its stats().redis and stats().sessions,
 //   the transport's and the hub's counters) on stdout.
+import './profile-hook.mjs';
 import { ReplicatedStore, sticky } from 'sticky-mesh';
 import { env, ready } from './handler.mjs';
 import { recordingServer } from './session-app.mjs';

@@ -27,6 +27,7 @@
 //   GET  /applied          bench-only, ReplicatedStore servers (recordingServer): see below
 // Environment: SESSION_BYTES (default 1024): target JSON size of a session as the store gets it.
 import { createHash, randomBytes } from 'node:crypto';
+import diagnostics_channel from 'node:diagnostics_channel';
 import http from 'node:http';
 import express from 'express';
 import session from 'express-session';
@@ -60,6 +61,16 @@ export function sessionFields(user, bytes = sessionBytes()) {
   return fields;
 }
 
+// store[method](...args) as a promise, whether the store answers through a callback
+// (express-session's MemoryStore) or a promise (ReplicatedStore, connect-redis), whichever
+// comes first.
+function call(store, method, ...args) {
+  return new Promise((resolve, reject) => {
+    const r = store[method](...args, (err, v) => (err ? reject(err) : resolve(v)));
+    if (r && typeof r.then === 'function') r.then(resolve, reject);
+  });
+}
+
 function header(res) {
   res.setHeader('x-worker', pid);
   res.setHeader('x-slot', String(slot));
@@ -77,7 +88,7 @@ export function sessionApp(store, extra) {
   web.get('/', (_req, res) => res.type('text/plain').send('ok'));
   web.get('/value', async (req, res, next) => {
     try {
-      const s = await store.get(String(req.query.sid ?? ''));
+      const s = await call(store, 'get', String(req.query.sid ?? ''));
       res.json({ slot, w: s?.w ?? null, n: s?.n ?? null });
     } catch (err) {
       next(err);
@@ -85,7 +96,7 @@ export function sessionApp(store, extra) {
   });
   web.get('/digest', async (_req, res, next) => {
     try {
-      const all = (await store.all()) ?? {};
+      const all = (await call(store, 'all')) ?? {};
       // ReplicatedStore answers { sid: session }, connect-redis an array of sessions with `id`.
       const pairs = Array.isArray(all)
         ? all.map((s) => [s.id, s])
@@ -137,20 +148,18 @@ export function sessionApp(store, extra) {
   return web;
 }
 
-// A worker's http server of sessionApp(store) for a ReplicatedStore `store` created just before
-// (call it as recordingServer(new ReplicatedStore())), with bench-only instrumentation,
-// GET /applied (drains the list): this worker's times of applying the writes its hub sent it
-// (other workers' writes, and with Redis other clusters' too). A 'message' listener added after
-// the store was created (so after the store's own IPC listener, which applies the change
-// synchronously: EventEmitter calls listeners in the order they were added) takes
-// process.hrtime.bigint() (CLOCK_MONOTONIC, one clock for every process of the machine, so
-// comparable with the bench's own readings) for each replicated `set` whose session JSON carries
-// a write id `"w":ID`, and records [ID, ns]. It reads only the change the worker was sent; the
-// store itself is not touched.
+// A worker's http server of sessionApp(store) for a ReplicatedStore `store`, with bench-only
+// instrumentation, GET /applied (drains the list): this worker's times of applying the changes
+// other processes made (other workers' writes, and with Redis other clusters' too). It
+// subscribes to sticky-mesh's diagnostics channel `sticky-mesh:replicated`, which a worker
+// publishes `{ change }` on once its replica has applied a change made elsewhere, and takes
+// process.hrtime.bigint() there (CLOCK_MONOTONIC, one clock for every process of the machine,
+// so comparable with the bench's own readings) for each replicated `set` whose session JSON
+// carries a write id `"w":ID`, recording [ID, ns]. It reads what the channel hands it; the store
+// itself is not touched.
 export function recordingServer(store) {
   let applied = [];
-  process.on('message', (msg) => {
-    const change = msg?.change;
+  diagnostics_channel.subscribe('sticky-mesh:replicated', ({ change }) => {
     if (change?.op !== 'set' || typeof change.data !== 'string') return;
     const t = process.hrtime.bigint();
     const m = /"w":(\d+)/.exec(change.data);

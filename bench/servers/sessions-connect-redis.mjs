@@ -10,6 +10,7 @@
 // the server's), waits for "Ready to accept connections", passes P to the workers in REDIS_PORT
 // and only then binds PORT and forks them. Needs `redis-server` on PATH (Debian: apt-get
 // install redis-server).
+import './profile-hook.mjs';
 import http from 'node:http';
 import { RedisStore } from 'connect-redis';
 import { createClient } from 'redis';

@@ -6,6 +6,7 @@
 //
 // Bench-only instrumentation, GET /applied (drains the list): this worker's times of applying
 // other workers' writes (./session-app.mjs recordingServer).
+import './profile-hook.mjs';
 import { ReplicatedStore, sticky } from 'sticky-mesh';
 import { env, ready } from './handler.mjs';
 import { recordingServer } from './session-app.mjs';

@@ -14,9 +14,15 @@ import { ReplicatedStore, type SessionData } from '../../src/replication/store.j
 import { type Change, SessionTable } from '../../src/replication/table.js';
 import {
   type RedisClientLike,
+  type RedisPipelineLike,
   type RedisTransportOptions,
   resolveRedisOptions,
 } from '../../src/replication/transports/redis/options.js';
+import {
+  channelMessage,
+  ownMessagePrefix,
+  readChannelMessage,
+} from '../../src/replication/transports/redis/script.js';
 import { RedisTransport } from '../../src/replication/transports/redis/transport.js';
 
 // ---- test doubles ------------------------------------------------------------------------------
@@ -98,7 +104,13 @@ class FakeRedis extends EventEmitter implements RedisClientLike {
     return new FakeRedis(this.mock.duplicate(), this.link);
   }
 
+  /** Commands added with defineCommand (a pipeline offers them too). */
+  readonly defined: string[] = [];
+  /** Pipelines sent (exec called). */
+  pipelines = 0;
+
   defineCommand(name: string, def: { numberOfKeys: number; lua: string }): void {
+    this.defined.push(name);
     this.mock.defineCommand(name, def);
     const command = (this.mock as unknown as Record<string, (...a: unknown[]) => Promise<number>>)[
       name
@@ -130,20 +142,24 @@ class FakeRedis extends EventEmitter implements RedisClientLike {
     return this.guard(() => this.mock.hgetall(key));
   }
 
-  pipeline(): {
-    hgetall(key: string): unknown;
-    exec(): Promise<[Error | null, unknown][] | null>;
-  } {
-    const keys: string[] = [];
-    return {
-      hgetall: (key: string) => keys.push(key),
+  pipeline(): RedisPipelineLike {
+    // The queued commands run on the mock's own pipeline at exec, through the connection this
+    // test controls: HGETALL, and the commands defined with defineCommand (the Lua write).
+    const queued: [string, unknown[]][] = [];
+    const pipe: RedisPipelineLike & Record<string, unknown> = {
+      hgetall: (key: string) => queued.push(['hgetall', [key]]),
       exec: () =>
         this.guard(() => {
-          const p = this.mock.pipeline();
-          for (const k of keys) p.hgetall(k);
+          this.pipelines++;
+          const p = this.mock.pipeline() as unknown as Record<string, (...a: unknown[]) => void> & {
+            exec(): Promise<[Error | null, unknown][] | null>;
+          };
+          for (const [name, args] of queued) (p[name] as (...a: unknown[]) => void)(...args);
           return p.exec();
-        }),
+        }, queued.length),
     };
+    for (const name of this.defined) pipe[name] = (...args: unknown[]) => queued.push([name, args]);
+    return pipe;
   }
 
   async quit(): Promise<unknown> {
@@ -171,12 +187,14 @@ class FakeRedis extends EventEmitter implements RedisClientLike {
     });
   }
 
-  private guard<T>(work: () => Promise<T>): Promise<T> {
+  /** `commands`: how many commands `work` sends (a pipeline's), each held as ioredis would. */
+  private guard<T>(work: () => Promise<T>, commands = 1): Promise<T> {
     if (this.status !== 'ready' || this.link.failing) {
       return Promise.reject(new Error('Connection is closed.'));
     }
     if (this.link.blackholed) {
       return new Promise<T>((resolve, reject) => {
+        for (let i = 1; i < commands; i++) this.link.swallowed.push(() => {});
         this.link.swallowed.push(() => void work().then(resolve, reject));
       });
     }
@@ -433,6 +451,45 @@ describe('the Lua script: versions decide, atomically, in Redis', () => {
     await delay(20);
     expect(other.transport.stats().received).toBe(1);
     expect(user(other.table, 's')).toBe('ann');
+  });
+
+  it('writes made in one turn go out in one pipeline, in order, each answered on its own (applied or stale); a lone write goes alone', async () => {
+    const { port, inspect } = mockServer();
+    const m = await started(port);
+    const other = await started(port);
+    const before = m.client.pipelines;
+    for (let i = 0; i < 10; i++) m.write(set(`p${i}`, v(100 + i), `u${i}`));
+    // Within the same turn: an older version of p9 (stale in Redis once p9's lands), then a
+    // newer one (applied after both, as it was made).
+    m.write(set('p9', v(50), 'older'));
+    m.write(set('p9', v(200), 'newest'));
+    await answered(m, 12);
+    expect(m.client.pipelines - before).toBe(1);
+    expect(m.transport.stats()).toMatchObject({ written: 12, stale: 1, errors: 0 });
+    expect((await stored(inspect, 'p0')).d).toBe(JSON.stringify({ user: 'u0' }));
+    expect((await stored(inspect, 'p9')).d).toBe(JSON.stringify({ user: 'newest' }));
+    await vi.waitFor(() => expect(user(other.table, 'p9')).toBe('newest'), {
+      timeout: 1000,
+      interval: 2,
+    });
+    expect(user(other.table, 'p3')).toBe('u3');
+    // One write in a turn is a plain command, no pipeline.
+    m.write(set('alone', v(300), 'x'));
+    await answered(m, 13);
+    expect(m.client.pipelines - before).toBe(1);
+  });
+
+  it("a machine's own messages are known by their start, without parsing them", () => {
+    const id = 'abcdef0123456789';
+    const own = ownMessagePrefix(id);
+    const change = set('s', v(5), 'ann');
+    expect(readChannelMessage(channelMessage(id, change), id, own)).toBe('own');
+    // Known by the prefix alone: the rest is not even parsed.
+    expect(readChannelMessage(`${own}not json`, id, own)).toBe('own');
+    // Without the prefix given, or from another machine, the message is parsed as before.
+    expect(readChannelMessage(channelMessage(id, change), id)).toBe('own');
+    expect(readChannelMessage(channelMessage('0123456789abcdef', change), id, own)).toEqual(change);
+    expect(readChannelMessage(`{"m":"0123456789abcdef",`, id, own)).toBeUndefined();
   });
 
   it('publishes only what it applied, with the writer machine id; a machine ignores its own messages and counts malformed ones', async () => {

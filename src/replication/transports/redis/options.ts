@@ -16,7 +16,16 @@ export interface RedisClientLike {
   disconnect(): void;
   on(event: string, listener: (...args: unknown[]) => void): unknown;
   off(event: string, listener: (...args: unknown[]) => void): unknown;
-  pipeline(): { hgetall(key: string): unknown; exec(): Promise<[Error | null, unknown][] | null> };
+  pipeline(): RedisPipelineLike;
+}
+
+/**
+ * The commands of an ioredis pipeline the transport uses: HGETALL (scans) and its Lua write
+ * (`defineCommand` adds it to pipelines too), queued, then sent in one write by `exec`.
+ */
+export interface RedisPipelineLike {
+  hgetall(key: string): unknown;
+  exec(): Promise<[Error | null, unknown][] | null>;
 }
 
 /** Options of replication through Redis (the `redis` option of sticky() and ReplicatedStore). */

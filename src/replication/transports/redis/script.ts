@@ -63,6 +63,26 @@ export function runApply(cmd: RedisClientLike, keyAndArgs: (string | number)[]):
   return run.call(cmd, ...keyAndArgs);
 }
 
+/**
+ * Runs {@link APPLY_LUA} once per entry of `batch` ({@link applyArgs} each) in one pipeline: the
+ * commands go out in one write to the connection, in order, and their replies come back
+ * together. Resolves with each one's result (1 applied, 0 stale) or error, in order; rejects
+ * only if the pipeline as a whole failed (the connection went).
+ */
+export async function runApplyBatch(
+  cmd: RedisClientLike,
+  batch: readonly (string | number)[][],
+): Promise<[Error | null, unknown][]> {
+  const pipe = cmd.pipeline();
+  const run = (pipe as unknown as Record<string, (...a: (string | number)[]) => unknown>)[
+    APPLY_COMMAND
+  ] as (...a: (string | number)[]) => unknown;
+  for (const keyAndArgs of batch) run.apply(pipe, keyAndArgs);
+  const results = await pipe.exec();
+  if (!results || results.length !== batch.length) throw new Error('Redis pipeline failed');
+  return results;
+}
+
 /** The key and arguments of {@link APPLY_LUA} for one change, in the script's order. */
 export function applyArgs(
   keyPrefix: string,
@@ -200,13 +220,27 @@ export function channelMessage(machineId: string, change: Change): string {
 }
 
 /**
+ * How every message {@link channelMessage} makes for `machineId` starts: a message that starts
+ * so is this machine's own, known without parsing it.
+ */
+export function ownMessagePrefix(machineId: string): string {
+  return `{"m":${JSON.stringify(machineId)},`;
+}
+
+/**
  * A message from the cluster's channel: its change, `'own'` for one this machine wrote, or
- * `undefined` for anything that is not a well-formed one. Never throws.
+ * `undefined` for anything that is not a well-formed one. Never throws. `ownPrefix`
+ * ({@link ownMessagePrefix} of `machineId`) spares parsing this machine's own messages, which
+ * come back to its subscriber as every other machine's do.
  */
 export function readChannelMessage(
   message: unknown,
   machineId: string,
+  ownPrefix?: string,
 ): Change | 'own' | undefined {
+  if (ownPrefix !== undefined && typeof message === 'string' && message.startsWith(ownPrefix)) {
+    return 'own';
+  }
   let parsed: { m?: unknown; c?: unknown };
   try {
     parsed = JSON.parse(String(message)) as typeof parsed;

@@ -11,13 +11,14 @@ import {
   defineApply,
   newerThanRedis,
   noteNewest,
+  ownMessagePrefix,
   type RecordVersions,
   readChannelMessage,
   readRecord,
-  runApply,
   scanRecords,
 } from './script.js';
 import type { RedisStats } from './stats.js';
+import { TurnPipeline } from './turn-pipeline.js';
 
 /**
  * Replication between machines through Redis, for networks without multicast.
@@ -50,6 +51,7 @@ export type { RedisStats };
 export class RedisTransport implements Transport<RedisStats> {
   readonly kind = 'redis' as const;
   readonly machineId = newNodeId();
+  private readonly ownPrefix = ownMessagePrefix(this.machineId);
   private readonly counters = {
     written: 0,
     stale: 0,
@@ -66,6 +68,8 @@ export class RedisTransport implements Transport<RedisStats> {
   private sub: RedisClientLike | undefined;
   private ownsCmd = false;
   private readonly writes: WriteQueue;
+  /** The Lua writes of each turn, sent together (turn-pipeline.ts). */
+  private readonly pipeline = new TurnPipeline(() => this.cmd as RedisClientLike);
   /** Reads on miss sent to Redis and not answered yet (at most MAX_IN_FLIGHT). */
   private reads = 0;
   /** Messages received while a rebuild scans: applied after it. */
@@ -262,7 +266,7 @@ export class RedisTransport implements Transport<RedisStats> {
     const message = channelMessage(this.machineId, change);
     const { tombstoneTtl } = this.options;
     const args = applyArgs(this.keyPrefix, change, tombstoneTtl, this.channel, message);
-    return runApply(this.cmd as RedisClientLike, args).then((applied) => {
+    return this.pipeline.apply(args).then((applied) => {
       this.counters.written++;
       if (applied !== 1) this.counters.stale++;
       return applied;
@@ -271,7 +275,7 @@ export class RedisTransport implements Transport<RedisStats> {
 
   private onMessage(channel: unknown, message: unknown): void {
     if (channel !== this.channel || this.state === 'closed') return;
-    const change = readChannelMessage(message, this.machineId);
+    const change = readChannelMessage(message, this.machineId, this.ownPrefix);
     if (change === 'own') return;
     if (!change) {
       this.counters.malformed++;
