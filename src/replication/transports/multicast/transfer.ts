@@ -310,13 +310,23 @@ export class TransferServer {
       parts.push(bytes);
       size += bytes.length;
       total++;
-      if (size >= FRAME_TARGET) await flush();
+      if (size >= FRAME_TARGET) {
+        await flush();
+        // One frame per turn of the event loop: a frame the kernel takes at once is 'drain'ed
+        // on a nextTick, so without this a fast receiver would get the whole state in one turn,
+        // and the primary would accept and hand off no connection until it is sent.
+        await nextTurn();
+      }
       if (socket.destroyed) throw new Error('connection closed');
     }
     if (size > 0) await flush();
     await write(socket, frame(sealer, ...encodeSyncFrame({ k: 'end', total })));
     socket.end();
   }
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** A length-prefixed sealed frame. */
