@@ -165,6 +165,11 @@ async function benchMain(lib, netns, startRedis) {
   const ONLY = (process.env.BENCH_ONLY || 'multicast,redis').split(',').map((s) => s.trim());
   const WRITE = (process.env.BENCH_WRITE ?? '1') !== '0';
   const RESPAWN_SLOT = 1;
+  const RESPAWN_WAIT = intEnv('BENCH_RESPAWN_WAIT', 180);
+  // The servers' unresponsiveTimeout (sticky option), ms; unset: the library's default.
+  const UNRESPONSIVE = process.env.BENCH_UNRESPONSIVE_TIMEOUT
+    ? intEnv('BENCH_UNRESPONSIVE_TIMEOUT', 5000)
+    : undefined;
   // Profiling runs (figures not for the record): every server process records a CPU profile for
   // BENCH_PROFILE_MS from its start, and machine 1's primary during the respawn and the join.
   const PROFILE_DIR = process.env.BENCH_PROFILE_DIR;
@@ -271,7 +276,14 @@ async function benchMain(lib, netns, startRedis) {
       ns,
       process.execPath,
       [...NODE_FLAGS, path.join(lib.benchDir, 'servers', 'scale-sessions.mjs')],
-      { ...env, ...profileEnv, PORT: String(port), WORKERS: String(WORKERS), CONTROL_DIR: dir },
+      {
+        ...env,
+        ...profileEnv,
+        ...(UNRESPONSIVE ? { UNRESPONSIVE_TIMEOUT: String(UNRESPONSIVE) } : {}),
+        PORT: String(port),
+        WORKERS: String(WORKERS),
+        CONTROL_DIR: dir,
+      },
     );
     const c = { name, ns, port, dir, child, startedAt, listeningAt: NaN, readyAt: NaN, err: '' };
     child.stderr.setEncoding('utf8');
@@ -327,10 +339,10 @@ async function benchMain(lib, netns, startRedis) {
 
   // Polls the slots' session counts until each holds `target` (or WAIT s): the bench time each
   // first did, and the last counts seen.
-  async function waitCounts(c, slots, target) {
+  async function waitCounts(c, slots, target, waitS = WAIT) {
     const at = new Map();
     const last = new Map();
-    const deadline = nowMs() + WAIT * 1000;
+    const deadline = nowMs() + waitS * 1000;
     while (at.size < slots.length && nowMs() < deadline) {
       if (guardTripped) throw new Error(guardTripped);
       await Promise.all(
@@ -480,8 +492,12 @@ async function benchMain(lib, netns, startRedis) {
         if (Number.isNaN(readyAt)) await sleep(100);
       }
     })();
-    const held = await waitCounts(c, [RESPAWN_SLOT], N);
+    const held = await waitCounts(c, [RESPAWN_SLOT], N, RESPAWN_WAIT);
     await readyWatch;
+    const replaced = (st) => st.slots.reduce((a, x) => a + x.replaced.unresponsive, 0);
+    const after = await ctl(c.dir, 'primary.sock', '/stats', { timeout: 60_000 }).catch(
+      () => undefined,
+    );
     const heldAt = held.at.get(RESPAWN_SLOT) ?? Number.NaN;
     const r = {
       t0,
@@ -492,9 +508,11 @@ async function benchMain(lib, netns, startRedis) {
       last: held.last.get(RESPAWN_SLOT),
       oldPid: old,
       newPid,
+      unresponsive: after ? replaced(after) - replaced(stats) : Number.NaN,
+      slots: after?.slots.map((x) => `${x.slot}: ${x.state}, restarts ${x.restarts}`),
     };
     console.log(
-      `  respawn of slot ${RESPAWN_SLOT} (SIGKILL to ${old}): ready again after ${f2(r.readyS)} s, holds every session after ${f2(r.heldS)} s${held.done ? '' : ` NOT HELD (last count ${r.last})`}`,
+      `  respawn of slot ${RESPAWN_SLOT} (SIGKILL to ${old}): ready again after ${f2(r.readyS)} s, holds every session after ${f2(r.heldS)} s${held.done ? '' : ` NOT HELD within ${RESPAWN_WAIT} s (last count ${r.last})`}; workers replaced as unresponsive meanwhile: ${r.unresponsive}`,
     );
     return r;
   }
@@ -532,6 +550,21 @@ async function benchMain(lib, netns, startRedis) {
     let m1;
     let m2;
     let probe;
+    const windows = {};
+    part.windows = windows;
+    // The probe's latencies in [from, to] and the primary's event-loop delay over that time.
+    const measured = async (name, run) => {
+      probe = startProbe(h1.ns, port);
+      await probe.started;
+      await ctl(m1.dir, 'primary.sock', '/eld');
+      const r = await run();
+      const eld = await ctl(m1.dir, 'primary.sock', '/eld');
+      const data = await probe.stop();
+      probe = undefined;
+      windows[name] = { ...window(data, r.t0, r.end), eld };
+      console.log(`  routing on machine 1, ${name}: ${fmtWin(windows[name])}`);
+      return r;
+    };
     try {
       console.log('multicast: machine 1 starts');
       m1 = await startCluster({ name: 'machine 1', ns: h1.ns, port, env: mcEnv(h1) }).ready;
@@ -543,57 +576,41 @@ async function benchMain(lib, netns, startRedis) {
       const after = await memAll(m1);
       const mem = memory(before, after, filled.meanJson);
       part.mem = mem;
-      for (const m of mem)
+      part.hwm = { m1: [] };
+      for (const m of mem) {
+        part.hwm.m1.push(vmField(m.pid, 'VmHWM'));
         console.log(
           `  memory ${m.who}: heap ${fmtInt(m.heap)} B/session (${f2(m.heapRatio)}x JSON), RSS ${fmtInt(m.rss)} B/session (${f2(m.rssRatio)}x)`,
         );
-      probe = startProbe(h1.ns, port);
-      await probe.started;
-      const eld = {};
-      await ctl(m1.dir, 'primary.sock', '/eld');
-      const qFrom = nowMs();
-      await sleep(QUIET * 1000);
-      const qTo = nowMs();
-      eld.quiet = await ctl(m1.dir, 'primary.sock', '/eld');
-      const resp = await respawn(m1);
-      part.resp = resp;
-      eld.respawn = await ctl(m1.dir, 'primary.sock', '/eld');
-      await sleep(2000);
-      const hwmRespawn = vmField(m1.child.pid, 'VmHWM');
-      const probeSoFar = await probe.stop();
-      part.windows = {
-        quiet: { ...window(probeSoFar, qFrom, qTo), eld: eld.quiet },
-        respawn: { ...window(probeSoFar, resp.t0, resp.end), eld: eld.respawn },
-      };
-      probe = startProbe(h1.ns, port);
-      await probe.started;
+      }
+      await measured('quiet', async () => {
+        const t0 = nowMs();
+        await sleep(QUIET * 1000);
+        return { t0, end: nowMs() };
+      });
       console.log('multicast: machine 2 joins');
-      await ctl(m1.dir, 'primary.sock', '/eld');
-      if (PROFILE_DIR) await sleep(PROFILE_MS); // the respawn's profile written first
       profilePrimary(m1);
-      m2 = startCluster({ name: 'machine 2', ns: h2.ns, port, env: mcEnv(h2) });
-      const joined = await join(m2);
+      const joined = await measured('join', () => {
+        m2 = startCluster({ name: 'machine 2', ns: h2.ns, port, env: mcEnv(h2) });
+        return join(m2);
+      });
       part.joined = joined;
-      eld.join = await ctl(m1.dir, 'primary.sock', '/eld');
       if (PROFILE_DIR) await sleep(Math.max(0, PROFILE_MS - (nowMs() - joined.t0)) + 2000);
-      const probeData = await probe.stop();
-      probe = undefined;
-      const windows = {
-        ...part.windows,
-        join: { ...window(probeData, joined.t0, joined.end), eld: eld.join },
-      };
-      part.windows = windows;
-      for (const [k, w] of Object.entries(windows))
-        console.log(`  routing on machine 1, ${k}: ${fmtWin(w)}`);
-      const s1 = await ctl(m1.dir, 'primary.sock', '/stats');
-      const s2 = await ctl(m2.dir, 'primary.sock', '/stats');
-      const mem2 = await memAll(m2);
-      const hwm = {
-        m1: [m1.child.pid, ...s1.slots.map((s) => s.pid)].map((p) => vmField(p, 'VmHWM')),
-        m2: [m2.child.pid, ...s2.slots.map((s) => s.pid)].map((p) => vmField(p, 'VmHWM')),
-        m1PrimaryAfterRespawn: hwmRespawn,
-      };
-      return { filled, mem, before, after, resp, joined, windows, s1, s2, mem2, hwm };
+      part.s1 = await ctl(m1.dir, 'primary.sock', '/stats');
+      part.s2 = await ctl(m2.dir, 'primary.sock', '/stats');
+      part.mem2 = await memAll(m2);
+      part.hwm.m2 = [m2.child.pid, ...part.s2.slots.map((s) => s.pid)].map((p) =>
+        vmField(p, 'VmHWM'),
+      );
+      // Machine 2 goes before the respawn: its memory is not needed any more.
+      await stopGroup(m2.child);
+      m2 = undefined;
+      await sleep(2000);
+      profilePrimary(m1);
+      part.resp = await measured('respawn', () => respawn(m1));
+      part.hwm.m1PrimaryAfterRespawn = vmField(m1.child.pid, 'VmHWM');
+      if (PROFILE_DIR) await sleep(PROFILE_MS);
+      return {};
     } finally {
       if (probe) await probe.stop().catch(() => {});
       await stopGroup(m2?.child);
@@ -601,7 +618,6 @@ async function benchMain(lib, netns, startRedis) {
       lan.destroy();
     }
   }
-
   async function redisPart(part) {
     let ioredis;
     try {
@@ -727,9 +743,9 @@ async function benchMain(lib, netns, startRedis) {
       '<!-- BEGIN scale-sessions (written by bench/scale-sessions.mjs; do not edit by hand) -->',
       '## A million sessions (issue 18)',
       '',
-      `Date ${started.toISOString()}; commit ${lib.gitCommit()}; ${info.cpus} CPUs (${info.model}), ${info.memGiB} GiB; Node ${info.node}. ${fmtInt(N)} sessions, ${WORKERS} workers per machine, servers run as \`node ${NODE_FLAGS.join(' ')}\`; routing probe ${PROBE_RATE} new connections/s. Lowest MemAvailable during the run: ${mib(minAvailable)}.`,
+      `Date ${started.toISOString()}; commit ${lib.gitCommit()}; ${info.cpus} CPUs (${info.model}), ${info.memGiB} GiB; Node ${info.node}. ${fmtInt(N)} sessions, ${WORKERS} workers per machine, servers run as \`node ${NODE_FLAGS.join(' ')}\`, unresponsiveTimeout ${UNRESPONSIVE ? `${fmtInt(UNRESPONSIVE)} ms (set by the bench)` : 'the default (5,000 ms)'}; routing probe ${PROBE_RATE} new connections/s. Lowest MemAvailable during the run: ${mib(minAvailable)}.`,
       '',
-      `Reproduce: \`flock /tmp/sticky-bench.lock env BENCH_SESSIONS=${N} node bench/scale-sessions.mjs\` (method in the script's header).`,
+      `Reproduce: \`flock /tmp/sticky-bench.lock env BENCH_SESSIONS=${N}${UNRESPONSIVE ? ` BENCH_UNRESPONSIVE_TIMEOUT=${UNRESPONSIVE}` : ''} node bench/scale-sessions.mjs\` (method in the script's header).`,
       '',
     ];
     const targets = [];
@@ -747,7 +763,7 @@ async function benchMain(lib, netns, startRedis) {
     }
     if (m?.resp)
       targets.push(
-        `| respawned worker synced within 30 s (IPC path of this branch) | ${f2(m.resp.heldS)} s (slot ready after ${f2(m.resp.readyS)} s) | ${yes(m.resp.held && m.resp.heldS <= 30)} |`,
+        `| respawned worker synced within 30 s (IPC path of this branch) | ${m.resp.held ? `${f2(m.resp.heldS)} s` : `not within ${RESPAWN_WAIT} s`} (slot ready after ${f2(m.resp.readyS)} s; workers replaced as unresponsive meanwhile: ${m.resp.unresponsive}) | ${yes(m.resp.held && m.resp.heldS <= 30)} |`,
       );
     if (m?.joined)
       targets.push(
@@ -805,12 +821,12 @@ async function benchMain(lib, netns, startRedis) {
         );
       if (m.resp)
         out.push(
-          `Respawn: SIGKILL to slot ${RESPAWN_SLOT}'s worker; ready again after ${f2(m.resp.readyS)} s, its store held every session after ${f2(m.resp.heldS)} s${m.hwm ? `; machine 1's primary peak RSS right after: ${mib(m.hwm.m1PrimaryAfterRespawn)}` : ''}.`,
+          `Respawn: SIGKILL to slot ${RESPAWN_SLOT}'s worker; ready again after ${f2(m.resp.readyS)} s, its store held every session after ${m.resp.held ? `${f2(m.resp.heldS)} s` : `(not within ${RESPAWN_WAIT} s; last count ${fmtInt(m.resp.last)})`}; workers replaced as unresponsive meanwhile: ${m.resp.unresponsive} (slots then: ${m.resp.slots?.join('; ')})${m.hwm ? `; machine 1's primary peak RSS right after: ${mib(m.hwm.m1PrimaryAfterRespawn)}` : ''}.`,
           '',
         );
       if (m.joined)
         out.push(
-          `Join: machine 2's primary bound its port after ${f2(m.joined.listeningS)} s, every worker was ready after ${f2(m.joined.readyS)} s, and every worker held every session after ${f2(m.joined.heldS)} s.${m.s2 ? ` Machine 2's multicast counters: transfers ${m.s2.multicast?.transfers}, failures ${m.s2.multicast?.transferFailures}, changes received ${fmtInt(m.s2.multicast?.changesReceived)}; hub resyncs ${m.s2.sessions?.resyncs}. Machine 1 served ${m.s1.multicast?.served} transfer(s).` : ''}`,
+          `Join: machine 2's primary bound its port after ${f2(m.joined.listeningS)} s, every worker was ready after ${f2(m.joined.readyS)} s, and every worker held every session after ${f2(m.joined.heldS)} s.${m.s2 ? ` Machine 2's multicast counters: transfers ${m.s2.multicast?.transfers}, failures ${m.s2.multicast?.transferFailures}, changes received ${fmtInt(m.s2.multicast?.changesReceived)}; hub resyncs ${m.s2.sessions?.resyncs}. Machine 1 served ${m.s1.multicast?.served} transfer(s). Workers replaced as unresponsive on machine 2: ${m.s2.slots.reduce((a, x) => a + x.replaced.unresponsive, 0)}.` : ''}`,
           '',
         );
       if (w)
@@ -831,7 +847,7 @@ async function benchMain(lib, netns, startRedis) {
         );
       if (d.joined)
         out.push(
-          `Join: machine 2's primary bound its port after ${f2(d.joined.listeningS)} s, every worker was ready after ${f2(d.joined.readyS)} s, every worker held every session after ${f2(d.joined.heldS)} s.${d.s2 ? ` Machine 2's Redis counters: rebuilds ${d.s2.redis?.rebuilds}, received ${fmtInt(d.s2.redis?.received)}, reconciled ${d.s2.redis?.reconciled}, errors ${d.s2.redis?.errors}.` : ''}${d.mem2 ? ` Its processes after joining: ${d.mem2.map((x, i) => `${x.who} heap ${mib(x.mem.heapUsed)} / RSS ${mib(x.mem.rss)} (peak ${mib(d.hwm2[i])})`).join('; ')}.` : ''}`,
+          `Join: machine 2's primary bound its port after ${f2(d.joined.listeningS)} s, every worker was ready after ${f2(d.joined.readyS)} s, every worker held every session after ${f2(d.joined.heldS)} s.${d.s2 ? ` Machine 2's Redis counters: rebuilds ${d.s2.redis?.rebuilds}, received ${fmtInt(d.s2.redis?.received)}, reconciled ${d.s2.redis?.reconciled}, errors ${d.s2.redis?.errors}; workers replaced as unresponsive: ${d.s2.slots.reduce((a, x) => a + x.replaced.unresponsive, 0)}.` : ''}${d.mem2 ? ` Its processes after joining: ${d.mem2.map((x, i) => `${x.who} heap ${mib(x.mem.heapUsed)} / RSS ${mib(x.mem.rss)} (peak ${mib(d.hwm2[i])})`).join('; ')}.` : ''}`,
           '',
         );
       if (d.windows) out.push(...routingTable(d.windows, 'routing on machine 1'));

@@ -4,7 +4,8 @@
 //   sticky({ num: WORKERS, [multicast: { secret, ipv4 }] [redis: 'redis://127.0.0.1:P'] })
 //     .listen(PORT, '127.0.0.1')
 // Environment: PORT, WORKERS, CONTROL_DIR (required), MODE ('ipc' | 'multicast' | 'redis'),
-// MCAST_SECRET and MCAST_IPV4 (multicast), REDIS_PORT (redis), SESSION_BYTES [1024].
+// MCAST_SECRET and MCAST_IPV4 (multicast), REDIS_PORT (redis), SESSION_BYTES [1024],
+// UNRESPONSIVE_TIMEOUT [sticky's default].
 //
 // Bench-only control, over unix sockets in CONTROL_DIR (a path, so the bench reaches processes in
 // other network namespaces without any network): the primary listens on primary.sock, each
@@ -140,7 +141,12 @@ function newSession(i) {
   return base;
 }
 
-const app = sticky({ num: workers, ...transportOptions() }, () => {
+// UNRESPONSIVE_TIMEOUT (ms): sticky's unresponsiveTimeout, when the bench sets it.
+const unresponsive = process.env.UNRESPONSIVE_TIMEOUT
+  ? { unresponsiveTimeout: Number(process.env.UNRESPONSIVE_TIMEOUT) }
+  : {};
+
+const app = sticky({ num: workers, ...unresponsive, ...transportOptions() }, () => {
   const slot = Number(process.env.STICKY_MESH_SLOT);
   const store = new ReplicatedStore();
   const count = () => store.table?.sessions ?? Number.NaN;
