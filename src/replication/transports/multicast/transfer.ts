@@ -312,10 +312,9 @@ export class TransferServer {
       total++;
       if (size >= FRAME_TARGET) {
         await flush();
-        // One frame per turn of the event loop: a frame the kernel takes at once is 'drain'ed
-        // on a nextTick, so without this a fast receiver would get the whole state in one turn,
-        // and the primary would accept and hand off no connection until it is sent.
-        await nextTurn();
+        // One frame per turn: a frame the kernel takes at once is 'drain'ed on a nextTick, so a
+        // fast receiver would get the whole state in one turn, and the primary route nothing.
+        await new Promise<void>((resolve) => setImmediate(resolve));
       }
       if (socket.destroyed) throw new Error('connection closed');
     }
@@ -323,10 +322,6 @@ export class TransferServer {
     await write(socket, frame(sealer, ...encodeSyncFrame({ k: 'end', total })));
     socket.end();
   }
-}
-
-function nextTurn(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** A length-prefixed sealed frame. */
