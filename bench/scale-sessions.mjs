@@ -39,9 +39,10 @@
 //      every one of its workers holds every session.
 // 2. redis: a private redis-server on loopback; machine 1 (`redis: 'redis://127.0.0.1:P'`) on
 //    loopback, filled the same way (writes go through the transport's Lua script), then the bench
-//    waits until Redis holds every record (DBSIZE) and the transport's queue is empty; routing
-//    quiet window; machine 2 joins (rebuild from Redis by SCAN + HGETALL) with the probe on
-//    machine 1, timed as above, with memory of machine 2 and of redis-server.
+//    waits until Redis holds every record (DBSIZE) and the transport's queue is empty. Machine 1
+//    is stopped (it streams nothing to a machine joining through Redis, and two machines of a
+//    million sessions plus redis-server do not fit in 24 GiB), then machine 2 joins (rebuild from
+//    Redis by SCAN + HGETALL), timed as above, with the memory of its processes.
 //
 // Targets (issue 18): heap per session per process <= 1.5x its JSON bytes; respawned worker
 // synced within 30 s; joining machine within 60 s over multicast and over Redis; routing p99
@@ -50,7 +51,10 @@
 // Knobs [defaults]: BENCH_SESSIONS [1000000], BENCH_WORKERS [4], BENCH_INFLIGHT [64],
 // BENCH_PROBE_RATE [100], BENCH_QUIET s [10], BENCH_WAIT s [300] (bound on every wait: fill,
 // sync, join), BENCH_NODE_FLAGS [''] (more flags for the servers' node), BENCH_ONLY
-// [multicast,redis], BENCH_WRITE [1] (0: bench/RESULTS.md left alone), BENCH_PORT.
+// [multicast,redis], BENCH_WRITE [1] (0: bench/RESULTS.md left alone; a run of one part writes a
+// section of its own), BENCH_RESPAWN_WAIT s [180], BENCH_UNRESPONSIVE_TIMEOUT ms [sticky's default],
+// BENCH_MIN_AVAILABLE_MIB [1536] (memory guard), BENCH_PROFILE_DIR / BENCH_PROFILE_MS [20000]
+// (profiling runs), BENCH_PORT.
 // Memory: BENCH_SESSIONS x ~1.3-1.7 KB x (hub + workers) per machine, two machines at a time
 // (about 7 GB per machine at 1,000,000 with 4 workers), plus redis-server in the Redis part.
 
@@ -164,6 +168,8 @@ async function benchMain(lib, netns, startRedis) {
   );
   const ONLY = (process.env.BENCH_ONLY || 'multicast,redis').split(',').map((s) => s.trim());
   const WRITE = (process.env.BENCH_WRITE ?? '1') !== '0';
+  // Its section of bench/RESULTS.md: one for a run of both parts, one per part run alone.
+  const MARKER = ONLY.length === 1 ? `scale-sessions-${ONLY[0]}` : 'scale-sessions';
   const RESPAWN_SLOT = 1;
   const RESPAWN_WAIT = intEnv('BENCH_RESPAWN_WAIT', 180);
   // The servers' unresponsiveTimeout (sticky option), ms; unset: the library's default.
@@ -668,29 +674,19 @@ async function benchMain(lib, netns, startRedis) {
         `  Redis holds ${fmtInt(dbsize)} records ${((nowMs() - t0) / 1000).toFixed(1)} s after the fill was on every worker; transport: written ${fmtInt(tr.written)}, dropped ${tr.dropped}, rebuilds ${tr.rebuilds}, queued ${tr.queued}`,
       );
       const redisAfter = Number(/used_memory:(\d+)/.exec(await client.info('memory'))?.[1]);
-      probe = startProbe(undefined, port1);
-      await probe.started;
-      await ctl(m1.dir, 'primary.sock', '/eld');
-      const qFrom = nowMs();
-      await sleep(QUIET * 1000);
-      const qTo = nowMs();
-      const eldQuiet = await ctl(m1.dir, 'primary.sock', '/eld');
-      console.log('redis: machine 2 joins');
+      // Machine 1 streams nothing to a machine that joins through Redis (Redis serves the scan),
+      // so it goes first: two machines of 1,000,000 sessions and redis-server do not fit in
+      // 24 GiB beside the joiner's transient IPC buffers.
+      await stopGroup(m1.child);
+      m1 = undefined;
+      await sleep(2000);
+      console.log('redis: machine 2 joins (machine 1 stopped)');
       const port2 = await lib.findPort(['127.0.0.1']);
       m2 = startCluster({ name: 'machine 2 (redis)', port: port2, env });
       part.redisVersion = redis.version;
       part.dbsize = dbsize;
       const joined = await join(m2);
       part.joined = joined;
-      const eldJoin = await ctl(m1.dir, 'primary.sock', '/eld');
-      const probeData = await probe.stop();
-      probe = undefined;
-      const windows = {
-        quiet: { ...window(probeData, qFrom, qTo), eld: eldQuiet },
-        join: { ...window(probeData, joined.t0, joined.end), eld: eldJoin },
-      };
-      for (const [k, w] of Object.entries(windows))
-        console.log(`  routing on machine 1, ${k}: ${fmtWin(w)}`);
       const s2 = await ctl(m2.dir, 'primary.sock', '/stats');
       const mem2 = await memAll(m2);
       return {
@@ -699,7 +695,6 @@ async function benchMain(lib, netns, startRedis) {
         redisPerSession: (redisAfter - redisBefore) / N,
         redisVersion: redis.version,
         joined,
-        windows,
         s2,
         mem2,
         hwm2: [m2.child.pid, ...s2.slots.map((s) => s.pid)].map((p) => vmField(p, 'VmHWM')),
@@ -732,7 +727,7 @@ async function benchMain(lib, netns, startRedis) {
   clearInterval(memSampler);
   const lines = report(results);
   console.log(`\n${lines.join('\n')}`);
-  if (WRITE) lib.writeResults('scale-sessions', lines.join('\n'));
+  if (WRITE) lib.writeResults(MARKER, lines.join('\n'));
   process.exit(0);
 
   function report(r) {
@@ -740,12 +735,12 @@ async function benchMain(lib, netns, startRedis) {
     const mib = (b) => `${(b / 2 ** 20).toFixed(0)} MiB`;
     const yes = (ok) => (ok ? 'yes' : '**no**');
     const out = [
-      '<!-- BEGIN scale-sessions (written by bench/scale-sessions.mjs; do not edit by hand) -->',
-      '## A million sessions (issue 18)',
+      `<!-- BEGIN ${MARKER} (written by bench/scale-sessions.mjs; do not edit by hand) -->`,
+      `## A million sessions (issue 18)${ONLY.length === 1 ? `: ${ONLY[0]} only` : ''}`,
       '',
       `Date ${started.toISOString()}; commit ${lib.gitCommit()}; ${info.cpus} CPUs (${info.model}), ${info.memGiB} GiB; Node ${info.node}. ${fmtInt(N)} sessions, ${WORKERS} workers per machine, servers run as \`node ${NODE_FLAGS.join(' ')}\`, unresponsiveTimeout ${UNRESPONSIVE ? `${fmtInt(UNRESPONSIVE)} ms (set by the bench)` : 'the default (5,000 ms)'}; routing probe ${PROBE_RATE} new connections/s. Lowest MemAvailable during the run: ${mib(minAvailable)}.`,
       '',
-      `Reproduce: \`flock /tmp/sticky-bench.lock env BENCH_SESSIONS=${N}${UNRESPONSIVE ? ` BENCH_UNRESPONSIVE_TIMEOUT=${UNRESPONSIVE}` : ''} node bench/scale-sessions.mjs\` (method in the script's header).`,
+      `Reproduce: \`flock /tmp/sticky-bench.lock env BENCH_SESSIONS=${N}${ONLY.length === 1 ? ` BENCH_ONLY=${ONLY[0]}` : ''}${UNRESPONSIVE ? ` BENCH_UNRESPONSIVE_TIMEOUT=${UNRESPONSIVE}` : ''} node bench/scale-sessions.mjs\` (method in the script's header).`,
       '',
     ];
     const targets = [];
@@ -852,7 +847,7 @@ async function benchMain(lib, netns, startRedis) {
         );
       if (d.windows) out.push(...routingTable(d.windows, 'routing on machine 1'));
     }
-    out.push('<!-- END scale-sessions -->');
+    out.push(`<!-- END ${MARKER} -->`);
     return out;
   }
 }
