@@ -24,8 +24,12 @@ afterEach(async () => {
   await Promise.all(transports.splice(0).map((t) => t.close()));
 });
 
-/** A transport alone on its own group port (it syncs as the first node), holding `sessions`. */
-async function node(sessions = 0, maxSyncConnections = 32): Promise<MulticastTransport> {
+/**
+ * A transport alone on its own group port (it syncs as the first node), holding `sessions`, each
+ * padded to at least `bytes` of JSON.
+ */
+async function node(sessions = 0, maxSyncConnections = 32, bytes = 0): Promise<MulticastTransport> {
+  const pad = 'x'.repeat(Math.max(0, bytes - 20));
   const table = new SessionTable({ tombstoneTtl: 600_000 });
   const t = new MulticastTransport(
     resolveMulticastOptions({
@@ -50,7 +54,7 @@ async function node(sessions = 0, maxSyncConnections = 32): Promise<MulticastTra
     table.apply({
       op: 'set',
       sid: `s${i}`,
-      data: `{"n":${i}}`,
+      data: bytes ? `{"n":${i},"p":"${pad}"}` : `{"n":${i}}`,
       expiresAt: Date.now() + 3_600_000,
       version,
     });
@@ -271,5 +275,44 @@ describe('state transfers answer the request that asked for them', () => {
     expect((await ask(a.port, request)).length).toBe(0);
     expect(a.stats().rejected.auth).toBe(1);
     expect(a.stats().served).toBe(0);
+  });
+});
+
+describe('a large state transfer', () => {
+  it('regression: the server sends one frame per turn of the event loop, so the primary routes meanwhile', async () => {
+    // 4,000 sessions of 1 KB: about 16 frames. Over loopback the kernel takes a frame at once,
+    // and a server that awaited only 'drain' sent them all in one turn.
+    const a = await node(4000, 32, 1024);
+    const b = await node();
+    let turn = 0;
+    let ticking = true;
+    const tick = () => {
+      turn++;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const framesPerTurn = new Map<number, number>();
+    const write = net.Socket.prototype.write;
+    net.Socket.prototype.write = function (this: net.Socket, ...args: unknown[]) {
+      const chunk = args[0];
+      if (Buffer.isBuffer(chunk) && chunk.length > 64 * 1024) {
+        framesPerTurn.set(turn, (framesPerTurn.get(turn) ?? 0) + 1);
+      }
+      return (write as (...a: unknown[]) => boolean).apply(this, args);
+    } as typeof write;
+    const got = collect();
+    try {
+      await b.fetchState({ id: a.id, address: '127.0.0.1', port: a.port }, got.sink);
+    } finally {
+      net.Socket.prototype.write = write;
+      ticking = false;
+    }
+    expect(got.changes.length).toBe(4000);
+    const counts = [...framesPerTurn.values()];
+    expect(
+      counts.reduce((x, y) => x + y, 0),
+      'frames written',
+    ).toBeGreaterThanOrEqual(10);
+    expect(Math.max(...counts), `frames per turn: ${counts}`).toBe(1);
   });
 });

@@ -310,7 +310,12 @@ export class TransferServer {
       parts.push(bytes);
       size += bytes.length;
       total++;
-      if (size >= FRAME_TARGET) await flush();
+      if (size >= FRAME_TARGET) {
+        await flush();
+        // One frame per turn: a frame the kernel takes at once is 'drain'ed on a nextTick, so a
+        // fast receiver would get the whole state in one turn, and the primary route nothing.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
       if (socket.destroyed) throw new Error('connection closed');
     }
     if (size > 0) await flush();
