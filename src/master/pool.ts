@@ -21,7 +21,14 @@ import { respawnDelay } from './backoff.js';
 import { Handoff } from './handoff.js';
 import type { LifecycleMessage } from './ipc.js';
 import { makeRelayDir, removeRelayDir } from './relay-dir.js';
-import { kill, type PoolEvents, type SlotState, type SlotStats, type WorkerSlot } from './slots.js';
+import {
+  kill,
+  type PoolEvents,
+  pingInterval,
+  type SlotState,
+  type SlotStats,
+  type WorkerSlot,
+} from './slots.js';
 import { Succession } from './succession.js';
 
 export type {
@@ -36,9 +43,8 @@ export type {
 const SHUTDOWN: ShutdownMessage = message<ShutdownMessage>(MessageType.Shutdown, {});
 
 /**
- * The supervised workers, one per fixed slot. Forks, tracks readiness, respawns crashed workers
- * into the same slot with exponential backoff, and stops them all on `shutdown`.
- * Runs only in the cluster primary.
+ * The supervised workers, one per fixed slot, in the cluster primary: forks, tracks readiness,
+ * respawns crashed workers into the same slot with exponential backoff, stops them on `shutdown`.
  */
 export class WorkerPool extends EventEmitter<PoolEvents> {
   /** Ready slots in ascending order; replaced (never mutated) on every change. */
@@ -71,11 +77,10 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
 
   private pinger: NodeJS.Timeout | undefined;
   private pings = 0;
-
+  private lastCheck = 0;
   /** The primary's bound address, handed to every worker it forks (see `StickyWorker.address`). */
   private address = '';
   private noDelay = '0';
-
   /** Where the workers listen for their siblings' relay channels (see worker/relay.ts). */
   private relayDir = '';
 
@@ -84,6 +89,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     this.noDelay = noDelayInherited ? '1' : '0';
     if (this.options.proxy || this.options.sessionAffinity) this.relayDir = makeRelayDir();
     for (const s of this.slots) this.fork(s);
+    this.lastCheck = Date.now();
     this.pinger = setInterval(() => this.checkLiveness(), pingInterval(this.options));
     this.pinger.unref();
   }
@@ -129,16 +135,20 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
 
   /**
    * Pings every ready worker; one silent for `unresponsiveTimeout`, or stuck with a full queue
-   * of connections, is taken out.
+   * of connections, is taken out; but not in a round after a stall of this process's own loop
+   * (a long GC of a large replica): the workers' answers then wait unread in their channels.
    */
   private checkLiveness(): void {
     const now = Date.now();
+    const judge = now - this.lastCheck <= 2 * pingInterval(this.options);
+    this.lastCheck = now;
     this.pings++;
     const ping = message<PingMessage>(MessageType.Ping, { n: this.pings });
     for (const s of this.slots) {
       if (s.state !== 'ready' || !s.worker) continue;
-      if (now - s.lastHeard > this.options.unresponsiveTimeout) this.unresponsive(s.slot, 'ping');
-      else if (this.overQueued(s.slot, now)) this.unresponsive(s.slot, 'queue');
+      if (judge && now - s.lastHeard > this.options.unresponsiveTimeout) {
+        this.unresponsive(s.slot, 'ping');
+      } else if (judge && this.overQueued(s.slot, now)) this.unresponsive(s.slot, 'queue');
       else sendToWorker(s.worker, ping, `slot ${s.slot}: ping`);
     }
   }
@@ -386,12 +396,4 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       this.emit('idle');
     }
   }
-}
-
-/**
- * How often the primary pings each worker (and looks at its queue of connections): five pings
- * per `unresponsiveTimeout`, and at least one a second.
- */
-function pingInterval(options: ResolvedStickyOptions): number {
-  return Math.min(1000, Math.max(20, Math.floor(options.unresponsiveTimeout / 5)));
 }

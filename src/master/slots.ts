@@ -1,6 +1,7 @@
 import type { Worker } from 'node:cluster';
 import { debug } from '../debug.js';
 import type { RawHandle } from '../node-internals.js';
+import type { ResolvedStickyOptions } from '../options.js';
 import type { Handoff } from './handoff.js';
 
 // The worker pool's records and events (pool.ts), and the rolling reload's (succession.ts).
@@ -133,4 +134,12 @@ export function kill(worker: Worker, signal: NodeJS.Signals): void {
   } catch (err) {
     debug('kill %s of pid %d failed: %s', signal, worker.process.pid, (err as Error).message);
   }
+}
+
+/**
+ * How often the primary pings each worker (and looks at its queue of connections): five pings
+ * per `unresponsiveTimeout`, and at least one a second.
+ */
+export function pingInterval(options: ResolvedStickyOptions): number {
+  return Math.min(1000, Math.max(20, Math.floor(options.unresponsiveTimeout / 5)));
 }

@@ -129,3 +129,33 @@ describe('a worker whose event loop is blocked', () => {
     expect(app.events('workerExit')).toEqual([]);
   });
 });
+
+describe("the primary's own event loop blocked", () => {
+  // A long garbage collection of a large replica stops the primary itself: the workers' pongs
+  // then wait unread in their channels, and the first liveness round after it must not take
+  // that for their silence (a million sessions once had every worker replaced this way).
+  it('replaces no worker: their answers were waiting unread, and the next round reads them', async () => {
+    const app = await startFixture({
+      fixture: 'ip-app.mjs',
+      env: {
+        WORKERS: '2',
+        BLOCK_PRIMARY_ON_SIGNAL: 'SIGUSR2',
+        BLOCK_MS: '3000',
+        STICKY_OPTIONS: JSON.stringify({ seed: 7, unresponsiveTimeout: 1000 }),
+      },
+    });
+    const port = app.port();
+    const before = await getWorker({ port, source: SOURCES[0] as string });
+    const from = app.received.length;
+    process.kill(app.pid, 'SIGUSR2');
+    await app.waitFor('primaryBlockEnd', { from, timeoutMs: 10_000 });
+    // Several liveness rounds after it (one every 200 ms).
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const replaced = app.received
+      .slice(from)
+      .filter((r) => r.line.event === 'workerUnresponsive' || r.line.event === 'workerExit');
+    expect(replaced, app.transcript()).toEqual([]);
+    const after = await getWorker({ port, source: SOURCES[0] as string });
+    expect(after, app.transcript()).toMatchObject({ slot: before?.slot, pid: before?.pid });
+  });
+});
