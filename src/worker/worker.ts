@@ -233,8 +233,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     }
     const dir = process.env[RELAY_DIR_ENV];
     if (this.relays && dir && !(server instanceof tls.Server)) {
-      // Listening before the primary hears "ready": siblings relay only to ready slots.
-      // A relayed request is served once the store has its full state (siblings relay early).
+      // Listening before "ready" (siblings relay only to ready slots); served with the state.
       const listener = new RelayListener(dir, this.slot, (socket, rest) =>
         afterStoreFence(undefined, () => this.adopt(socket, rest, undefined, false)),
       );
@@ -246,6 +245,8 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
         debug('worker %d: no relay listener; requests for it move their connection', this.slot);
       }
     }
+    // Ready once the store holds the full state (bounded): its clients go elsewhere meanwhile.
+    await new Promise<void>((resolve) => afterStoreFence(0, resolve));
     this.state = 'ready';
     const ready = message<ReadyMessage>(MessageType.Ready, { slot: this.slot });
     sendToPrimary(ready, `worker ${this.slot}: ready message`);
