@@ -14,6 +14,18 @@ export function isSessionIdLike(sid: string): boolean {
 }
 
 /**
+ * Why a change already decoded from the binary codec (its shape, version and expiry checked
+ * there) cannot be applied: its id or data over the limits. `undefined` when it can. The reasons
+ * are `checkChange`'s.
+ */
+export function limitProblem(change: Change): string | undefined {
+  const sid = sidProblem(change.sid);
+  if (sid !== undefined) return `its session id ${sid}`;
+  const data = change.op === 'set' ? dataProblem(change.data) : undefined;
+  return data === undefined ? undefined : `its session ${data}`;
+}
+
+/**
  * A change received from another process, checked field by field: anything that is not exactly
  * a well-formed change within the limits (limits.ts) gives `undefined` (to be dropped and
  * counted). Never throws.

@@ -4,7 +4,7 @@ import { type HubMessage, MessageType } from '../../../protocol/messages.js';
 import { compareVersions, isFarAhead } from '../../clock.js';
 import { type Change, SessionTable } from '../../table.js';
 import type { ReplicaHost, Transport } from '../../transport.js';
-import { checkChange, isSessionIdLike } from '../../wire.js';
+import { isSessionIdLike, limitProblem } from '../../wire.js';
 import { encodeChange } from '../multicast/codec.js';
 import { setFence } from './fence.js';
 import { changesFrame, changesFrames, Frame, frame, readChanges, readQuery } from './frames.js';
@@ -150,19 +150,18 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
 
   /** The data channel of `worker`, opened on its store's first message. */
   private link(worker: Worker): Link {
-    let link = this.links.get(worker);
-    if (link) return link;
-    link = new Link(worker, (made) =>
+    const known = this.links.get(worker);
+    if (known) return known;
+    const link = new Link(worker, (self) =>
       this.makeLink(
         worker,
-        (kind, body) => this.onFrame(made, kind, body),
-        () => this.drop(made),
+        (kind, body) => this.onFrame(self, kind, body),
+        () => this.drop(self),
       ),
     );
     this.links.set(worker, link);
-    const made = link;
-    setFence(worker, () => made.written);
-    worker.once('exit', () => this.drop(made));
+    setFence(worker, () => link.written);
+    worker.once('exit', () => this.drop(link));
     return link;
   }
 
@@ -189,7 +188,7 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
    */
   forget(sids: readonly string[]): void {
     for (const sid of sids) {
-      const v = this.table.record(sid)?.version;
+      const v = this.table.versionOf(sid);
       if (!v || !this.table.forget(sid)) continue;
       this.toEveryone({ op: 'destroy', sid, version: { t: v.t, c: v.c + 1, n: v.n } });
     }
@@ -271,12 +270,13 @@ export class Hub<T extends Transport = Transport> implements ReplicaHost {
     const { changes, count, complete } = readChanges(body, 0, false);
     const applied: Buffer[] = [];
     let all = complete;
-    for (const { change: decoded, start, end } of changes) {
+    for (const { change, start, end } of changes) {
       const n = ++link.received;
-      const change = checkChange(decoded);
-      if (typeof change === 'string') {
+      // The codec checked its shape; the limits it was decoded past are checked here.
+      const problem = limitProblem(change);
+      if (problem !== undefined) {
         this.counters.dropped++;
-        link.refusals.push({ n, lost: false, reason: `the primary refused the write: ${change}` });
+        link.refusals.push({ n, lost: false, reason: `the primary refused the write: ${problem}` });
         all = false;
         continue;
       }
