@@ -26,35 +26,53 @@ const set = (sid: string, bytes: number): Change => ({
   version: { t: 1_790_000_000_000, c: 0, n: 'a1b2c3d4e5f60708' },
 });
 
-function readAll(stream: Buffer, cuts: number[]): { kind: number; body: Buffer }[] {
+/**
+ * Feeds `stream` cut at `cuts`. `transient`: every piece is read into one scratch buffer that is
+ * overwritten after each push (as a socket's own read buffer is), so the reader must copy what it
+ * keeps; bodies are copied inside the callback, the only time they are valid.
+ */
+function readAll(
+  stream: Buffer,
+  cuts: number[],
+  transient = false,
+): { kind: number; body: Buffer }[] {
   const reader = new FrameReader();
   const out: { kind: number; body: Buffer }[] = [];
+  const scratch = Buffer.alloc(stream.length + 1);
+  const onFrame = (kind: number, body: Buffer) =>
+    out.push({ kind, body: transient ? Buffer.from(body) : body });
+  const feed = (piece: Buffer): boolean => {
+    if (!transient) return reader.push(piece, onFrame);
+    piece.copy(scratch);
+    const ok = reader.push(scratch.subarray(0, piece.length), onFrame, true);
+    scratch.fill(0xee);
+    return ok;
+  };
   let at = 0;
   for (const cut of [...cuts.filter((c) => c < stream.length)].sort((a, b) => a - b)) {
-    expect(reader.push(stream.subarray(at, cut), (kind, body) => out.push({ kind, body }))).toBe(
-      true,
-    );
+    expect(feed(stream.subarray(at, cut))).toBe(true);
     at = cut;
   }
-  reader.push(stream.subarray(at), (kind, body) => out.push({ kind, body }));
+  feed(stream.subarray(at));
   expect(reader.consumed).toBe(stream.length);
   return out;
 }
 
 describe('data channel frames', () => {
-  it('read back the same changes wherever the stream is cut', () => {
+  it('read back the same changes wherever the stream is cut, from a reused read buffer too', () => {
     fc.assert(
       fc.property(
         fc.array(fc.integer({ min: 0, max: 5000 }), { minLength: 1, maxLength: 30 }),
         fc.array(fc.nat(), { maxLength: 10 }),
-        (sizes, cutSeeds) => {
+        fc.boolean(),
+        (sizes, cutSeeds, transient) => {
           const changes = sizes.map((n, i) => set(`s${i}`, n));
           const stream = Buffer.concat([
             ...changesFrames(changes.map(encodeChange)),
             ackFrame(7, [{ n: 3, lost: true, reason: 'newer' }]),
           ]);
           const cuts = cutSeeds.map((c) => c % (stream.length + 1));
-          const frames = readAll(stream, cuts);
+          const frames = readAll(stream, cuts, transient);
           const got = frames
             .filter((f) => f.kind === Frame.Changes)
             .flatMap((f) => readChanges(f.body).changes.map((c) => c.change));

@@ -203,11 +203,16 @@ export class FrameReader {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
 
-  /** Feeds a chunk; calls `onFrame` for each whole frame. Returns false on a bad length. */
-  push(chunk: Buffer, onFrame: (kind: number, body: Buffer) => void): boolean {
+  /**
+   * Feeds a chunk; calls `onFrame` for each whole frame. Returns false on a bad length.
+   * `transient`: the chunk's memory is reused once this returns (a socket's read buffer), so
+   * what is kept of it (a frame's start) is copied, and the bodies `onFrame` gets are valid
+   * only during that call.
+   */
+  push(chunk: Buffer, onFrame: (kind: number, body: Buffer) => void, transient = false): boolean {
     let buf = chunk;
     if (this.pendingBytes > 0) {
-      this.pending.push(chunk);
+      this.pending.push(transient ? Buffer.from(chunk) : chunk);
       this.pendingBytes += chunk.length;
       if (this.pendingBytes < 4) return true;
       const need = peekLength(this.pending);
@@ -227,7 +232,8 @@ export class FrameReader {
       at += 4 + len;
     }
     if (at < buf.length) {
-      const rest = buf.subarray(at);
+      // What stays must outlive the chunk (a concatenation is this reader's own already).
+      const rest = transient && buf === chunk ? Buffer.from(buf.subarray(at)) : buf.subarray(at);
       this.pending = [rest];
       this.pendingBytes = rest.length;
     }

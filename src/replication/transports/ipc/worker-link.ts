@@ -3,6 +3,9 @@ import { debug } from '../../../debug.js';
 import type { StoreLinkMessage } from '../../../protocol/messages.js';
 import { changesFrames, FrameReader, queryFrame } from './frames.js';
 
+/** Bytes one read of the channel takes at most (a state frame of 1 MiB comes in several). */
+const READ_BUFFER = 64 * 1024;
+
 /**
  * A worker's end of its store data channel to the primary's hub: connects where the primary
  * said (presenting its token), sends the writes of each turn of the event loop as one frame
@@ -33,19 +36,28 @@ export class WorkerLink {
 
   connect(msg: StoreLinkMessage): void {
     if (this.socket) return;
-    const socket = net.connect(msg.path);
+    // Reads land in one buffer of this channel's own, handed to the frame reader as they come:
+    // no stream machinery, no allocation per read (a write costs every other worker a read).
+    const socket = net.connect({
+      path: msg.path,
+      onread: {
+        buffer: Buffer.allocUnsafe(READ_BUFFER),
+        callback: (n: number, buf: Uint8Array) => {
+          const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
+          if (!this.reader.push(chunk, this.onFrame, true)) {
+            debug('store data channel: a frame over the size limit; closing it');
+            socket.destroy();
+          }
+          this.onRead();
+          return true;
+        },
+      },
+    });
     this.socket = socket;
     socket.write(Buffer.from(msg.token, 'hex'));
     socket.on('connect', () => {
       this.connected = true;
       this.flush();
-    });
-    socket.on('data', (chunk: Buffer) => {
-      if (!this.reader.push(chunk, this.onFrame)) {
-        debug('store data channel: a frame over the size limit; closing it');
-        socket.destroy();
-      }
-      this.onRead();
     });
     socket.on('error', (err) => debug('store data channel: %s', err.message));
     socket.on('close', () => this.onClose('the data channel to the primary closed'));
