@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { channels, debug } from '../debug.js';
+import { channels, debug, trace } from '../debug.js';
 import { describe, StickyMeshError } from '../errors.js';
 import { rendezvous } from '../hash.js';
 import { metricsOff, PrimaryMetrics } from '../metrics/primary.js';
@@ -15,6 +15,7 @@ import { WorkerChannels } from './ipc.js';
 import { logPrimaryEvents } from './log-events.js';
 import { type PoolEvents, type SlotStats, WorkerPool } from './pool.js';
 import { type ReloadReport, type ReloadStep, rollingReload } from './reload.js';
+import { tracePrimary } from './trace.js';
 
 export type { ReloadReport, ReloadSlot, ReloadStep } from './reload.js';
 export { ReloadError } from './reload.js';
@@ -132,6 +133,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     });
     this.balancer.server.on('error', (err) => this.onServerError(err));
     logPrimaryEvents(this, options.logger);
+    tracePrimary(this, this.pool);
   }
 
   /** Binds the port, then forks the workers; `callback` runs once every worker is ready. */
@@ -230,6 +232,10 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
   close(): Promise<void> {
     this.closing ??= new Promise<void>((resolve) => {
       this.state = 'closing';
+      trace.lifecycle?.(
+        'shutdown: stop accepting; workers drain (up to %d ms)',
+        this.options.shutdownTimeout,
+      );
       this.stopSignals();
       this.balancer.close();
       this.hub.close();
