@@ -10,6 +10,7 @@ import { type MachineTransport, resolveTransport } from '../replication/transpor
 import { Hub, type HubCounters } from '../replication/transports/ipc/hub.js';
 import type { MulticastStats } from '../replication/transports/multicast/transport.js';
 import type { RedisStats } from '../replication/transports/redis/transport.js';
+import { AdapterCheck } from './adapter-check.js';
 import { Balancer, type BalancerCounters } from './balancer.js';
 import { WorkerChannels } from './ipc.js';
 import { logPrimaryEvents } from './log-events.js';
@@ -101,6 +102,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       maxBacklog: options.maxIpcBacklog,
     });
     this.balancer = new Balancer(options, this.pool, rendezvous(options.seed, options.num));
+    const adapterCheck = new AdapterCheck(options.serialization, options.logger);
     this.channels = new WorkerChannels({
       isCurrent: (slot, worker) => this.pool.isCurrent(slot, worker),
       lifecycle: (slot, worker, msg) => this.pool.lifecycle(slot, worker, msg),
@@ -108,6 +110,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       reroute: (handle, head, peer) => this.balancer.reroute(handle, head, peer),
       metrics: (worker, msg) => this.metricsEndpoint?.receive(worker, msg),
       retained: (worker, sids) => this.pool.succession.retain(worker, sids),
+      foreign: (raw) => adapterCheck.seen(raw),
     });
     this.metricsEndpoint = options.metrics
       ? new PrimaryMetrics(options.metrics, this.pool, this.balancer, this.hub, () => this.stats())
