@@ -114,12 +114,13 @@ export class Handoff {
   takeUnacknowledged(): RawHandle[] {
     this.stopListening();
     const handles = this.sent.map((entry) => entry.handle);
-    if (handles.length > 0)
+    if (handles.length > 0) {
       trace.handoff?.(
         'pid %d left %d connections untaken',
         this.worker.process.pid,
         handles.length,
       );
+    }
     this.sent = [];
     // Node would otherwise keep queued sends (and their handles) for a process that is gone.
     dropHandleQueue(this.worker);

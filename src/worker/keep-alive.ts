@@ -187,13 +187,10 @@ export class KeptOpenConnections {
         } else {
           const route = routeFields(url, fields, peer, this.options);
           unroutable = route.key === undefined && route.owner === undefined;
-          if (unroutable)
-            trace.request?.(
-              'worker %d: no usable %s address: 400',
-              this.owner.slot,
-              this.options.header,
-            );
-          if (unroutable) return true;
+          if (unroutable) {
+            trace.request?.('worker %d: no usable %s: 400', this.owner.slot, this.options.header);
+            return true;
+          }
           slot = slotFor(route, this.pick, this.live);
           if (line !== undefined && slot !== undefined) {
             cache.line = line;
