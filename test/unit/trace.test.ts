@@ -2,7 +2,7 @@
 // under load, with what was left out counted.
 import { format } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { rateLimited } from '../../src/debug.js';
+import { rateLimited, trace } from '../../src/debug.js';
 
 describe('rateLimited', () => {
   beforeEach(() => vi.useFakeTimers({ now: 1_000_000 }));
@@ -61,4 +61,18 @@ describe('rateLimited', () => {
     vi.advanceTimersByTime(5000);
     expect(lines).toEqual(['route: one']);
   });
+});
+
+describe('trace', () => {
+  it.skipIf(/sticky-mesh/i.test(process.env.NODE_DEBUG ?? ''))(
+    'is undefined for every kind without NODE_DEBUG=sticky-mesh: call sites evaluate nothing',
+    () => {
+      expect(trace).toEqual({
+        route: undefined,
+        handoff: undefined,
+        lifecycle: undefined,
+        request: undefined,
+      });
+    },
+  );
 });
