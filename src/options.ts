@@ -115,9 +115,11 @@ export interface StickyOptions extends LoggerOption {
    */
   header?: string;
   /**
-   * How many proxies you run in front append to `header`: 0 takes the left-most address (what
-   * the client sent, spoofable), n takes the n-th from the right (written by your outermost one).
-   * @default 0
+   * How many proxies of yours append to `header`: n takes the n-th address from the right, the
+   * one your outermost proxy wrote, so nothing a client writes into the header picks its worker.
+   * 0 takes the left-most address, which the client wrote itself (any client can choose its
+   * worker; only for a header nobody but your proxy can set).
+   * @default 1 (one proxy, e.g. nginx with `$proxy_add_x_forwarded_for`)
    */
   trustedProxies?: number;
   /**
@@ -269,7 +271,7 @@ export const DEFAULTS: Readonly<Omit<ResolvedStickyOptions, 'num'>> = Object.fre
   logger: QUIET_LOGGER,
   proxy: false,
   header: 'x-forwarded-for',
-  trustedProxies: 0,
+  trustedProxies: 1,
   ignoreMissingHeader: false,
   maxHeaderBytes: 16 * 1024,
   headTimeout: 10_000,

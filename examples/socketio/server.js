@@ -4,6 +4,9 @@
 //   PORT            port to listen on (default 3000)
 //   WORKERS         worker processes (default: one per CPU)
 //   PROXY=1         behind a reverse proxy: route by X-Forwarded-For (sticky's `proxy` option)
+//   TRUSTED_PROXIES with PROXY=1: how many proxies of yours append to X-Forwarded-For (default 1:
+//                   nginx alone; 2 for a CDN in front of nginx). The key is the address the
+//                   outermost of them wrote, so what a client writes there cannot pick its worker
 //   SESSION_SECRET  signs the session cookie (same on every machine; a fixed demo value if unset)
 //   REDIS_URL       run across machines: Socket.io broadcasts go through @socket.io/redis-adapter
 //                   and the sessions replicate through Redis (sticky's `redis` option). Without
@@ -30,6 +33,9 @@ const app = sticky(
   {
     num: workers,
     proxy: env.PROXY === '1',
+    // Behind nginx (examples/socketio/README.md): the key is the address nginx appended, never
+    // one the client wrote into its own X-Forwarded-For.
+    trustedProxies: Number(env.TRUSTED_PROXIES ?? 1),
     // Session ids and Socket.io ids name the worker that made them: every request of a Socket.io
     // session (polling, upgrade) reaches that worker, with no table and no race.
     sessionAffinity: true,

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { channels, debug } from '../debug.js';
+import { channels, debug, trace } from '../debug.js';
 import { StickyMeshError } from '../errors.js';
 import type { SlotPicker } from '../hash.js';
 import { inheritNoDelay, interceptAccept, type RawHandle } from '../node-internals.js';
@@ -21,6 +21,7 @@ import { sidFromTarget } from '../routing/session-id.js';
 import type { Handoff } from './handoff.js';
 import type { WorkerPool } from './pool.js';
 import { type HeadReadTimer, newRefusals } from './refusals.js';
+import { routeReason } from './trace.js';
 
 export interface BalancerCounters {
   /** Connections handed to a worker. */
@@ -191,6 +192,7 @@ export class Balancer {
       // Each read holds a descriptor, a buffer and a timer until its deadline: slow or silent
       // clients must not make the primary hold them without bound.
       this.counters.headReadsRefused++;
+      trace.route?.('%d request heads being read (maxHeadReads): 503', this.headReads);
       respond(client, BUSY);
     } else {
       this.headReads++;
@@ -207,6 +209,7 @@ export class Balancer {
 
   /** Proxy mode: the first request head of a connection has been read (or could not be). */
   private onHead(result: HeadReadResult): void {
+    if (result.status !== 'ok') trace.route?.('request head not read (%s): refused', result.status);
     switch (result.status) {
       case 'ok': {
         const head = this.headOptions?.untilHead
@@ -244,6 +247,7 @@ export class Balancer {
    */
   reroute(handle: RawHandle, bytes: Buffer, peer: string | undefined): void {
     this.counters.handedBack++;
+    trace.handoff?.('a worker handed back a connection whose next request is not its own');
     const end = findHeadEnd(bytes);
     this.routeHead(handle, end === -1 ? bytes : bytes.subarray(0, end), bytes, peer);
   }
@@ -258,6 +262,7 @@ export class Balancer {
     if (route.key === undefined && route.owner === undefined) {
       this.counters.dropped++;
       this.refusals.badRequest++;
+      trace.route?.('no usable %s address and no session id: 400', this.options.header);
       respond(handle, this.missingHeader);
       return;
     }
@@ -266,6 +271,7 @@ export class Balancer {
     if (retained) {
       // An engine.io session still polling on a worker that a reload replaced: it stays there
       // until it ends or that worker has drained.
+      trace.route?.('engine.io session of a worker a reload replaced: to that worker');
       retained.send(handle, bytes, peer, () => this.counters.connections++);
       return;
     }
@@ -314,6 +320,7 @@ export class Balancer {
       return;
     }
     if (slot === undefined || !handoff) {
+      trace.route?.('%s: no ready worker%s', route.key ?? 'session', route.key ? ', held' : '');
       if (route.key === undefined) {
         // Only a session owner could take it and none is ready: same answer as a missing header.
         this.counters.dropped++;
@@ -324,6 +331,12 @@ export class Balancer {
       }
       return;
     }
+    trace.route?.(
+      '%s -> slot %d (%s)',
+      route.key ?? 'session',
+      slot,
+      routeReason(route, slot, tried),
+    );
     const routed = this.routed.get(handle);
     handoff.send(handle, routed?.head, routed?.peer, () => {
       this.counters.connections++;
@@ -380,6 +393,7 @@ export class Balancer {
 
   private respond503(handle: RawHandle): void {
     this.counters.rejected++;
+    trace.route?.('no ready worker in time or room to wait: 503');
     respond(handle, UNAVAILABLE);
   }
 }

@@ -1,5 +1,5 @@
 import type { Worker } from 'node:cluster';
-import { debug } from '../debug.js';
+import { debug, trace } from '../debug.js';
 import {
   dropHandleQueue,
   handlesAhead,
@@ -92,6 +92,12 @@ export class Handoff {
         : CONNECTION;
     this.worker.send(msg, handle as never, (err: Error | null) => {
       if (!err) {
+        trace.handoff?.(
+          'to pid %d with %d bytes read (%d not taken yet)',
+          this.worker.process.pid,
+          head?.length ?? 0,
+          this.sent.length,
+        );
         onSent();
         return;
       }
@@ -108,6 +114,13 @@ export class Handoff {
   takeUnacknowledged(): RawHandle[] {
     this.stopListening();
     const handles = this.sent.map((entry) => entry.handle);
+    if (handles.length > 0) {
+      trace.handoff?.(
+        'pid %d left %d connections untaken',
+        this.worker.process.pid,
+        handles.length,
+      );
+    }
     this.sent = [];
     // Node would otherwise keep queued sends (and their handles) for a process that is gone.
     dropHandleQueue(this.worker);
@@ -120,6 +133,7 @@ export class Handoff {
     const head = this.sent[0];
     if (head?.answer !== this.answers) return; // someone else's handle
     this.sent.shift();
+    trace.handoff?.('pid %d %s a connection', this.worker.process.pid, taken ? 'took' : 'refused');
     if (taken) {
       head.handle.close();
     } else {

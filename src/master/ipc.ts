@@ -37,6 +37,8 @@ export interface WorkerMessageOwners {
   metrics(worker: Worker, msg: MetricsReportMessage): void;
   /** The pool: engine.io sessions a worker draining for a reload still serves. */
   retained(worker: Worker, sids: readonly string[]): void;
+  /** Any message that is not sticky-mesh's (another library's, say Socket.io's cluster adapter). */
+  foreign(raw: unknown): void;
 }
 
 /**
@@ -61,6 +63,8 @@ export class WorkerChannels {
     if (!msg && (raw as { src?: unknown } | null)?.src === SOURCE) {
       this.malformed++;
       debug('slot %d: dropped a malformed sticky-mesh message', slot);
+    } else if (!msg) {
+      this.owners.foreign(raw);
     }
     if (msg?.t === MessageType.Reroute && isRawHandle(handle)) {
       this.owners.reroute(handle, Buffer.from(msg.head, 'base64'), msg.peer);

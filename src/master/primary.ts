@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { channels, debug } from '../debug.js';
+import { channels, debug, trace } from '../debug.js';
 import { describe, StickyMeshError } from '../errors.js';
 import { rendezvous } from '../hash.js';
 import { metricsOff, PrimaryMetrics } from '../metrics/primary.js';
@@ -10,11 +10,13 @@ import { type MachineTransport, resolveTransport } from '../replication/transpor
 import { Hub, type HubCounters } from '../replication/transports/ipc/hub.js';
 import type { MulticastStats } from '../replication/transports/multicast/transport.js';
 import type { RedisStats } from '../replication/transports/redis/transport.js';
+import { AdapterCheck } from './adapter-check.js';
 import { Balancer, type BalancerCounters } from './balancer.js';
 import { WorkerChannels } from './ipc.js';
 import { logPrimaryEvents } from './log-events.js';
 import { type PoolEvents, type SlotStats, WorkerPool } from './pool.js';
 import { type ReloadReport, type ReloadStep, rollingReload } from './reload.js';
+import { tracePrimary } from './trace.js';
 
 export type { ReloadReport, ReloadSlot, ReloadStep } from './reload.js';
 export { ReloadError } from './reload.js';
@@ -100,6 +102,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       maxBacklog: options.maxIpcBacklog,
     });
     this.balancer = new Balancer(options, this.pool, rendezvous(options.seed, options.num));
+    const adapterCheck = new AdapterCheck(options.serialization, options.logger);
     this.channels = new WorkerChannels({
       isCurrent: (slot, worker) => this.pool.isCurrent(slot, worker),
       lifecycle: (slot, worker, msg) => this.pool.lifecycle(slot, worker, msg),
@@ -107,6 +110,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       reroute: (handle, head, peer) => this.balancer.reroute(handle, head, peer),
       metrics: (worker, msg) => this.metricsEndpoint?.receive(worker, msg),
       retained: (worker, sids) => this.pool.succession.retain(worker, sids),
+      foreign: (raw) => adapterCheck.seen(raw),
     });
     this.metricsEndpoint = options.metrics
       ? new PrimaryMetrics(options.metrics, this.pool, this.balancer, this.hub, () => this.stats())
@@ -132,6 +136,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     });
     this.balancer.server.on('error', (err) => this.onServerError(err));
     logPrimaryEvents(this, options.logger);
+    tracePrimary(this, this.pool);
   }
 
   /** Binds the port, then forks the workers; `callback` runs once every worker is ready. */
@@ -230,6 +235,10 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
   close(): Promise<void> {
     this.closing ??= new Promise<void>((resolve) => {
       this.state = 'closing';
+      trace.lifecycle?.(
+        'shutdown: stop accepting; workers drain (up to %d ms)',
+        this.options.shutdownTimeout,
+      );
       this.stopSignals();
       this.balancer.close();
       this.hub.close();

@@ -28,9 +28,16 @@ export const BUSY = answer(
 export const TOO_LARGE = answer('431 Request Header Fields Too Large', 'request head too large');
 export const TIMEOUT = answer('408 Request Timeout', 'request head not received in time');
 
-/** `400`: the request names no usable client address in `header`. */
+/**
+ * `400`: the request names no usable client address in `header`. The text names the option that
+ * routes such requests by the connection's address instead, for whoever reads it while setting up.
+ */
 export function missingHeader(header: string): Buffer {
-  return answer('400 Bad Request', `missing or unusable ${header} header`);
+  return answer(
+    '400 Bad Request',
+    `missing or unusable ${header} header (sticky-mesh: set ignoreMissingHeader to route such ` +
+      "requests by the connection's address)",
+  );
 }
 
 /** Answers and closes. Takes a raw handle or a socket that still holds its handle. */

@@ -5,9 +5,9 @@ import { normaliseAddress } from './address.js';
  * address yields `undefined`, which the caller treats exactly like a missing header.
  *
  * Which hop to trust: proxies append the address they received a request from on the right, and
- * the left-most value is whatever the client wrote. `trustedHops = 0` takes the left-most entry
- * (the conventional choice, spoofable); `trustedHops = n` takes the n-th entry from the right,
- * the one written by the outermost of n proxies you run yourself.
+ * the left-most value is whatever the client wrote. `trustedHops = n` takes the n-th entry from the
+ * right, the one written by the outermost of n proxies you run yourself (the option's default is
+ * 1); `trustedHops = 0` takes the left-most entry, which any client can choose.
  *
  * With `trustedHops >= 1`, text a client controls never decides the key, however malformed. A
  * proxy adds its hop after everything the client sent: on the client's last line after ", "

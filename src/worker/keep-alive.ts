@@ -1,5 +1,6 @@
 import type http from 'node:http';
 import type { Socket } from 'node:net';
+import { trace } from '../debug.js';
 import { rendezvous, type SlotPicker } from '../hash.js';
 import { type RawHandle, takeFromServer } from '../node-internals.js';
 import type { ResolvedStickyOptions } from '../options.js';
@@ -186,7 +187,10 @@ export class KeptOpenConnections {
         } else {
           const route = routeFields(url, fields, peer, this.options);
           unroutable = route.key === undefined && route.owner === undefined;
-          if (unroutable) return true;
+          if (unroutable) {
+            trace.request?.('worker %d: no usable %s: 400', this.owner.slot, this.options.header);
+            return true;
+          }
           slot = slotFor(route, this.pick, this.live);
           if (line !== undefined && slot !== undefined) {
             cache.line = line;
@@ -194,6 +198,13 @@ export class KeptOpenConnections {
             cache.version = this.liveVersion;
           }
         }
+        trace.request?.(
+          'worker %d: %s -> slot %s (%s)',
+          this.owner.slot,
+          method,
+          slot,
+          whereTo(slot, this.owner.slot, upgrade, relays),
+        );
         if (slot === this.owner.slot) return false;
         // Upgrades (long-lived, no longer HTTP) move with their connection; so does anything
         // when no slot is live or no relay can be had.
@@ -219,6 +230,14 @@ export class KeptOpenConnections {
     const what = `worker ${this.owner.slot}: hand-back`;
     if (!sendToPrimary(msg, what, () => handle.close(), handle)) handle.close();
   }
+}
+
+/** Where a request for `slot` goes from the worker of `own` (for the `request` trace). */
+function whereTo(slot: number | undefined, own: number, upgrade: boolean, relays: unknown): string {
+  if (slot === own) return 'served here';
+  return upgrade || slot === undefined || !relays
+    ? 'handed back to the primary'
+    : 'relayed, or handed back if no channel';
 }
 
 /** The value of header `name` (lower case) when the head has exactly one such line. */

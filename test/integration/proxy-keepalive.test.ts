@@ -124,7 +124,9 @@ describe.each([
     conn.socket.write(get(undefined));
     const r = await conn.response();
     expect(r.status).toBe(400);
-    expect(r.body.toString()).toMatch(/missing or unusable x-forwarded-for header/);
+    expect(r.body.toString()).toMatch(
+      /missing or unusable x-forwarded-for header \(sticky-mesh: set ignoreMissingHeader/,
+    );
     await conn.closedByServer(3_000);
   });
 

@@ -11,11 +11,14 @@
  * nginx passes the Upgrade and Connection headers on: a refused upgrade leaves a client on
  * long-polling, silently but for an `upgradeError`), spread over the four workers, stay connected
  * through ping cycles, get every broadcast once, and a second client from an address lands on
- * the worker of the first.
+ * the worker of the first. A client that writes another's address into its own X-Forwarded-For
+ * (nginx keeps it on the left) still reaches its own worker: the app keys by the right-most
+ * address, the one nginx appended (trustedProxies: 1).
  *
- * Two negative controls show that the checks see a broken setup: without the README's Upgrade and
- * Connection lines no client ends on a WebSocket, and without PROXY=1 (the app routes by the
- * connection's address, which is nginx's) every client lands on one worker.
+ * Three negative controls show that the checks see a broken setup: without the README's Upgrade
+ * and Connection lines no client ends on a WebSocket, with TRUSTED_PROXIES=0 (the left-most
+ * address) every spoofing client reaches the worker it names, and without PROXY=1 (the app routes
+ * by the connection's address, which is nginx's) every client lands on one worker.
  *
  * Needs nginx; skipped by name without it, a failure under REQUIRE_SYSTEM_TESTS=1.
  */
@@ -24,7 +27,7 @@ import http from 'node:http';
 import { io, type Socket } from 'socket.io-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
-import { loopbackSources } from '../helpers/http.js';
+import { loopbackSources, request } from '../helpers/http.js';
 import { type RunningProxy, startNginxWith } from '../helpers/proxies.js';
 import { type ChatMessage, type ChatRecord, countBy, recordChat } from '../helpers/socketio.js';
 import { hasTool } from '../helpers/system.js';
@@ -112,8 +115,14 @@ function withoutUpgradeHeaders(block: string): string {
 
 const READY = new RegExp(`chat on http://localhost:(\\d+) with ${WORKERS} workers`);
 
-/** examples/socketio/server.js, with or without PROXY=1; resolves once its four workers are up. */
-async function startApp(proxy: boolean): Promise<{ app: FixtureProcess; port: number }> {
+/**
+ * examples/socketio/server.js, with or without PROXY=1 (and `env` on top); resolves once its four
+ * workers are up.
+ */
+async function startApp(
+  proxy: boolean,
+  env: Record<string, string> = {},
+): Promise<{ app: FixtureProcess; port: number }> {
   const app = await startFixture({
     fixture: '../../examples/socketio/server.js',
     env: {
@@ -123,6 +132,7 @@ async function startApp(proxy: boolean): Promise<{ app: FixtureProcess; port: nu
       PING_TIMEOUT: String(PING_TIMEOUT),
       ENGINE_ERRORS: '1',
       ...(proxy ? { PROXY: '1' } : {}),
+      ...env,
     },
     until: null,
   });
@@ -256,6 +266,36 @@ function notOnWebSocket(clients: readonly Client[]): string[] {
     .map((c) => `${c.label}: ${transportOf(c)} ${c.upgradeErrors.join('; ')}`);
 }
 
+/** The slot of the worker that answers `GET /whoami` from `source` through nginx on `port`. */
+async function whoami(port: number, source: string, headers: Record<string, string> = {}) {
+  const r = await request({ port, source, path: '/whoami', headers });
+  if (r.status !== 200 || r.body === undefined) {
+    throw new Error(`/whoami from ${source}: ${r.status} ${r.text}`);
+  }
+  return r.body.slot;
+}
+
+/**
+ * Each source asks through nginx once as itself and once claiming, in its own X-Forwarded-For, the
+ * address of a source whose worker differs from its own: `kept` lists the requests that reached
+ * the claimer's own worker, `moved` those that reached the claimed address's worker.
+ */
+async function spoofing(port: number): Promise<{ kept: string[]; moved: string[] }> {
+  const home = new Map<string, number>();
+  for (const source of SOURCES) home.set(source, await whoami(port, source));
+  const kept: string[] = [];
+  const moved: string[] = [];
+  for (const source of SOURCES) {
+    const victim = SOURCES.find((other) => home.get(other) !== home.get(source));
+    if (victim === undefined) throw new Error(`every source on one worker: ${[...home]}`);
+    const slot = await whoami(port, source, { 'x-forwarded-for': victim });
+    const line = `${source} (worker ${home.get(source)}) as ${victim} (worker ${home.get(victim)}): worker ${slot}`;
+    if (slot === home.get(source)) kept.push(line);
+    if (slot === home.get(victim)) moved.push(line);
+  }
+  return { kept, moved };
+}
+
 /** The worker slots holding at least one of `clients`. */
 const slotsHeld = (clients: readonly Client[]) => new Set(clients.map(slotOf));
 
@@ -381,6 +421,15 @@ describe.skipIf(!hasTool('nginx'))(
         expect(wrong, `first round: ${firstIds.join(', ')}\n${seen(cs, app, nginx)}`).toEqual([]);
       });
 
+      it('a client cannot choose its worker by writing X-Forwarded-For itself', async () => {
+        const { nginx } = running();
+        const { kept, moved } = await spoofing(nginx.port);
+        const context = `kept:\n${kept.join('\n')}\nmoved:\n${moved.join('\n')}\n${app.transcript()}`;
+        // nginx appends the address it saw; the app keys by that one (trustedProxies: 1).
+        expect(moved, context).toEqual([]);
+        expect(kept, context).toHaveLength(SOURCES.length);
+      });
+
       it('a second client from each address lands on the worker of the first', async () => {
         const { nginx } = running();
         const cs = held();
@@ -437,6 +486,16 @@ describe.skipIf(!hasTool('nginx'))(
         // Refused by engine.io: without Upgrade (a hop-by-hop header nginx drops unless told to
         // set it) the probe reached the worker as a plain GET for the websocket transport.
         expect(connectionErrors(app).length, context).toBeGreaterThan(0);
+      });
+
+      it('with TRUSTED_PROXIES=0 (the left-most address) every client picks the worker it names', async () => {
+        const { app, port } = await startApp(true, { TRUSTED_PROXIES: '0' });
+        const proxy = await startNginxWith((listen) => runnableHere(block, port, listen));
+        nginx = proxy;
+        const { kept, moved } = await spoofing(proxy.port);
+        const context = `kept:\n${kept.join('\n')}\nmoved:\n${moved.join('\n')}\n${app.transcript()}`;
+        // The check "a client cannot choose its worker" fails for every one of them.
+        expect(moved, context).toHaveLength(SOURCES.length);
       });
 
       it('without PROXY=1 every client lands on one worker (every connection is from nginx)', async ({

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { resolveOptions } from '../../src/options.js';
 import { normaliseAddress } from '../../src/routing/address.js';
 import {
   fromForwarded,
@@ -7,6 +8,7 @@ import {
   parseAddressToken,
   pickHop,
 } from '../../src/routing/forwarded.js';
+import { routeFields, routeKey } from '../../src/routing/key.js';
 
 describe('parseAddressToken', () => {
   it.each([
@@ -291,5 +293,25 @@ describe('hop selection and parsing never throw (fuzzed)', () => {
         if (hop !== undefined) expect(hops).toContain(hop);
       }),
     );
+  });
+});
+
+describe('proxy: true with the default trustedProxies (issue 19: the recipe let clients pick)', () => {
+  const head = (xff: string) =>
+    Buffer.from(`GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: ${xff}\r\n\r\n`, 'latin1');
+  const options = resolveOptions({ proxy: true, num: 4 });
+
+  it('keys by the address the nearest proxy appended, not by what the client wrote', () => {
+    // nginx's $proxy_add_x_forwarded_for: the client's header, then the address nginx saw.
+    expect(routeKey(head('6.6.6.6, 203.0.113.7'), '127.0.0.1', options).key).toBe('203.0.113.7');
+    expect(routeKey(head('203.0.113.7'), '127.0.0.1', options).key).toBe('203.0.113.7');
+    expect(
+      routeFields('/', ['X-Forwarded-For', '6.6.6.6, 203.0.113.7'], undefined, options),
+    ).toEqual({ owner: undefined, key: '203.0.113.7' });
+  });
+
+  it('takes the left-most address only when trustedProxies is 0, given explicitly', () => {
+    const leftMost = resolveOptions({ proxy: true, num: 4, trustedProxies: 0 });
+    expect(routeKey(head('6.6.6.6, 203.0.113.7'), '127.0.0.1', leftMost).key).toBe('6.6.6.6');
   });
 });

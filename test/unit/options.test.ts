@@ -33,7 +33,7 @@ describe('options', () => {
       logger: QUIET_LOGGER,
       proxy: false,
       header: 'x-forwarded-for',
-      trustedProxies: 0,
+      trustedProxies: 1,
       ignoreMissingHeader: false,
       maxHeaderBytes: 16_384,
       headTimeout: 10_000,
