@@ -1,35 +1,28 @@
 import type http from 'node:http';
 import type https from 'node:https';
-import { Socket } from 'node:net';
+import net, { Socket } from 'node:net';
 import tls from 'node:tls';
 import { debug } from '../debug.js';
 import { StickyMeshError } from '../errors.js';
 import { type RawHandle, socketFromHandle } from '../node-internals.js';
+import { returnedProblem } from '../server-shape.js';
 
 export type AnyServer = http.Server | https.Server;
 export type ServerFactory = () => AnyServer | Promise<AnyServer>;
 
 /**
  * Runs the user's factory; a factory that throws, or returns something else than an http(s)
- * server, fails with `ERR_STICKY_FACTORY_FAILED`. `routesRequests` (proxy mode, session-id
- * affinity): the worker reads request heads itself, so it needs plain HTTP.
+ * server nobody told to listen, fails with `ERR_STICKY_FACTORY_FAILED`, whose message says what
+ * it got and what to write instead. `routesRequests` (proxy mode, session-id affinity): the
+ * worker reads request heads itself, so it needs plain HTTP.
  */
 export async function makeServer(
   factory: ServerFactory,
   routesRequests: boolean,
 ): Promise<AnyServer> {
+  let server: unknown;
   try {
-    const server = await factory();
-    if (!server || typeof server.emit !== 'function' || typeof server.listen !== 'function') {
-      throw new TypeError('the factory must return an http.Server or https.Server');
-    }
-    if (routesRequests && server instanceof tls.Server) {
-      throw new TypeError(
-        'proxy mode and sessionAffinity read plain HTTP request heads in the primary, so the ' +
-          'factory must return an http.Server: terminate TLS in front, or use proxyProtocol alone',
-      );
-    }
-    return server;
+    server = await factory();
   } catch (cause) {
     throw new StickyMeshError(
       'ERR_STICKY_FACTORY_FAILED',
@@ -37,6 +30,21 @@ export async function makeServer(
       { cause },
     );
   }
+  const problem = returnedProblem(server);
+  if (problem) {
+    // A listen() still on its way to the primary is called off (the port is released).
+    if (server instanceof net.Server) server.close();
+    throw new StickyMeshError('ERR_STICKY_FACTORY_FAILED', `sticky-mesh: ${problem}`);
+  }
+  if (routesRequests && server instanceof tls.Server) {
+    throw new StickyMeshError(
+      'ERR_STICKY_FACTORY_FAILED',
+      'sticky-mesh: the server factory returned an https.Server, but proxy mode and ' +
+        'sessionAffinity read plain HTTP request heads: return an http.Server and terminate TLS ' +
+        'in front, or use proxyProtocol alone',
+    );
+  }
+  return server as AnyServer;
 }
 
 /**
