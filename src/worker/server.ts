@@ -4,7 +4,10 @@ import net, { Socket } from 'node:net';
 import tls from 'node:tls';
 import { debug } from '../debug.js';
 import { StickyMeshError } from '../errors.js';
+import type { ResolvedLogger } from '../logger.js';
 import { type RawHandle, socketFromHandle } from '../node-internals.js';
+import { sendToPrimary } from '../protocol/ipc.js';
+import { MessageType, message, type StartFailedMessage } from '../protocol/messages.js';
 import { returnedProblem } from '../server-shape.js';
 
 export type AnyServer = http.Server | https.Server;
@@ -45,6 +48,44 @@ export async function makeServer(
     );
   }
   return server as AnyServer;
+}
+
+/** The most of a stack a failed worker sends the primary. */
+const MAX_STACK = 8192;
+
+/**
+ * A worker whose start failed: logs it once (one line), tells the primary why (the error the
+ * factory threw travels as `thrown`, its stack included, for the primary's `error`), then leaves
+ * the cluster. Leaving the IPC channel ends a cluster worker whatever the app left open (Node's
+ * cluster module exits it, with status 0: set to 1 as it exits, since it failed). Nothing is
+ * printed here: the primary tells the application.
+ */
+export function failStart(err: Error, slot: number, logger: ResolvedLogger): void {
+  logger.error(`${err.message} (slot ${slot}, pid ${process.pid})`);
+  const thrown = thrownOf(err.cause);
+  const failed = message<StartFailedMessage>(MessageType.StartFailed, {
+    reason: err.message,
+    ...(thrown ? { thrown } : {}),
+  });
+  const leave = () => {
+    process.once('exit', () => {
+      process.exitCode = 1;
+    });
+    if (process.connected) process.disconnect();
+  };
+  if (!sendToPrimary(failed, `worker ${slot}: start failed message`, leave)) leave();
+}
+
+/** What the factory threw, as a StartFailed message carries it. */
+function thrownOf(cause: unknown): StartFailedMessage['thrown'] {
+  if (!(cause instanceof Error)) return undefined;
+  const code: unknown = (cause as { code?: unknown }).code;
+  return {
+    name: cause.name,
+    message: cause.message,
+    ...(typeof code === 'string' ? { code } : {}),
+    ...(typeof cause.stack === 'string' ? { stack: cause.stack.slice(0, MAX_STACK) } : {}),
+  };
 }
 
 /**
