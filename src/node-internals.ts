@@ -243,3 +243,23 @@ export function trackConnections(server: http.Server): boolean {
   setup.call(server);
   return true;
 }
+
+// ---- the factory's server ------------------------------------------------------------------------
+
+type ListenState = { _listeningId?: unknown; _handle?: unknown };
+
+/** A new server's `_listeningId` on this Node (`undefined` where it has none). */
+const FRESH_LISTENING_ID = (new net.Server() as unknown as ListenState)._listeningId;
+
+/**
+ * Whether `listen()` was called on `server`. `listening` says so only once it is bound: in a
+ * cluster worker, `listen(port)` asks the primary for the port and returns before it is bound
+ * (in the primary, or with a host name to resolve, it may be pending too). Node counts each
+ * `listen()` and `close()` in `_listeningId`, so a server whose count moved from a new server's
+ * has been told to listen. Without that count, only a bound server is seen.
+ */
+export function listenCalled(server: net.Server): boolean {
+  const state = server as unknown as ListenState;
+  if (server.listening || (state._handle !== null && state._handle !== undefined)) return true;
+  return typeof FRESH_LISTENING_ID === 'number' && state._listeningId !== FRESH_LISTENING_ID;
+}

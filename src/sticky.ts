@@ -2,6 +2,7 @@ import cluster from 'node:cluster';
 import { describe, StickyMeshError } from './errors.js';
 import { StickyPrimary } from './master/primary.js';
 import { type ResolvedStickyOptions, resolveOptions, type StickyOptions } from './options.js';
+import { factoryArgumentProblem } from './server-shape.js';
 import { hasMethods } from './validate.js';
 import { type AnyServer, type ServerFactory, StickyWorker } from './worker/worker.js';
 
@@ -48,13 +49,16 @@ function toOptions(value: unknown): ResolvedStickyOptions {
   );
 }
 
+/**
+ * The factory, or a server in its place. Checked here, in the primary too, so that a mistake
+ * (an Express app or a request handler in place of the factory, a server told to listen) fails
+ * at once instead of in every worker.
+ */
 function toFactory(value: unknown): ServerFactory {
+  const problem = factoryArgumentProblem(value);
+  if (problem) throw new StickyMeshError('ERR_STICKY_INVALID_ARGUMENT', `sticky-mesh: ${problem}`);
   if (typeof value === 'function') return value as ServerFactory;
-  if (isServer(value)) return () => value;
-  throw new StickyMeshError(
-    'ERR_STICKY_INVALID_ARGUMENT',
-    `sticky-mesh: expected a server factory or an http(s).Server, got ${describe(value)}`,
-  );
+  return () => value as AnyServer;
 }
 
 function isServer(value: unknown): value is AnyServer {

@@ -23,12 +23,13 @@ import type { LifecycleMessage } from './ipc.js';
 import { makeRelayDir, removeRelayDir } from './relay-dir.js';
 import {
   kill,
+  newSlot,
   type PoolEvents,
   pingInterval,
-  type SlotState,
   type SlotStats,
   type WorkerSlot,
 } from './slots.js';
+import { StartupWatch } from './startup.js';
 import { Succession } from './succession.js';
 
 export type {
@@ -53,26 +54,13 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   closing = false;
   /** Rolling reloads: successors starting, replaced workers draining (succession.ts). */
   readonly succession: Succession = new Succession(this);
+  /** Whether a slot's start fails for good (only until a worker has been ready). */
+  private readonly startup: StartupWatch;
 
   constructor(readonly options: ResolvedStickyOptions) {
     super();
-    this.slots = Array.from({ length: options.num }, (_, slot) => ({
-      slot,
-      state: 'down' as SlotState,
-      worker: undefined,
-      handoff: undefined,
-      crashes: 0,
-      leaving: false,
-      readyAt: 0,
-      lastHeard: 0,
-      generation: 0,
-      connections: 0,
-      restarts: 0,
-      replaced: { crash: 0, unresponsive: 0, planned: 0, reload: 0 },
-      incoming: undefined,
-      killedUnresponsive: false,
-      timer: undefined,
-    }));
+    this.slots = Array.from({ length: options.num }, (_, slot) => newSlot(slot));
+    this.startup = new StartupWatch(options.num);
   }
 
   private pinger: NodeJS.Timeout | undefined;
@@ -312,6 +300,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       s.state = 'ready';
       s.readyAt = Date.now();
       s.lastHeard = s.readyAt;
+      this.startup.ready();
       // Sent before any connection can be: IPC keeps the order.
       this.emit('syncWorker', worker);
       this.updateLive();
@@ -320,6 +309,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       s.lastHeard = Date.now();
     } else if (msg.t === MessageType.StartFailed) {
       debug('slot %d: worker failed to start: %s', s.slot, msg.reason);
+      this.startup.reported(s.slot, msg);
     } else if (msg.t === MessageType.Leaving && s.state === 'ready') {
       // Its keys move to their next choice until the replacement is ready.
       s.state = 'stopping';
@@ -359,6 +349,11 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       s.replaced.planned++;
       this.emit('workerRespawn', { slot: s.slot, attempt: 0, delay: 0 });
       this.fork(s);
+      return;
+    }
+    const failed = this.startup.exited(s.slot);
+    if (failed) {
+      this.emit('startupFailed', failed);
       return;
     }
     const stable = s.readyAt > 0 && Date.now() - s.readyAt >= this.options.respawnResetAfter;

@@ -53,11 +53,18 @@ export type PrimaryState =
   | 'closed';
 
 export interface PrimaryEvents
-  extends Omit<PoolEvents, 'change' | 'idle' | 'syncWorker' | 'forked' | 'orphans' | 'returned'> {
+  extends Omit<
+    PoolEvents,
+    'change' | 'idle' | 'syncWorker' | 'forked' | 'orphans' | 'returned' | 'startupFailed'
+  > {
   /** The port is bound (workers may still be starting). */
   listening: [AddressInfo];
   /** The port is bound and every worker is ready. */
   ready: [];
+  /**
+   * The port could not be bound, the transport could not start, the listening socket failed, or
+   * (`ERR_STICKY_STARTUP_FAILED`) no worker can start: the primary has stopped.
+   */
   error: [StickyMeshError];
   /** Every worker has exited after `close()`. */
   close: [];
@@ -133,6 +140,9 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     this.pool.on('workerUnresponsive', (info) => {
       publishWorker('unresponsive', info);
       this.emit('workerUnresponsive', info);
+    });
+    this.pool.on('startupFailed', (err) => {
+      if (this.state === 'starting') this.closing = this.stop(err);
     });
     this.balancer.server.on('error', (err) => this.onServerError(err));
     logPrimaryEvents(this, options.logger);
@@ -233,7 +243,18 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
    * then kills it) and resolves once all workers have exited. Idempotent.
    */
   close(): Promise<void> {
-    this.closing ??= new Promise<void>((resolve) => {
+    this.closing ??= this.stop();
+    return this.closing;
+  }
+
+  /**
+   * What close() does. `failure`: no worker can start (the pool's `startupFailed`); it is
+   * emitted as `error` once every worker has exited, before `close`. Emitted on its own tick:
+   * without an `error` listener it is an uncaught exception, which ends the process (a throw
+   * in here would only reject a promise).
+   */
+  private stop(failure?: StickyMeshError): Promise<void> {
+    return new Promise<void>((resolve) => {
       this.state = 'closing';
       trace.lifecycle?.(
         'shutdown: stop accepting; workers drain (up to %d ms)',
@@ -244,6 +265,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       this.hub.close();
       void this.metricsEndpoint?.close();
       this.pool.once('idle', () => {
+        if (failure) process.nextTick(() => this.emit('error', failure));
         // After the workers: their last writes still go out before the leave message. A reload
         // that was running has settled too (it fails once the pool closes) before `close`.
         const reload = this.reloading?.then(
@@ -259,7 +281,6 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       });
       this.pool.shutdown();
     });
-    return this.closing;
   }
 
   private stopSignals(): void {

@@ -1,5 +1,6 @@
 import type { Worker } from 'node:cluster';
 import { debug } from '../debug.js';
+import type { StickyMeshError } from '../errors.js';
 import type { RawHandle } from '../node-internals.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import type { Handoff } from './handoff.js';
@@ -66,6 +67,11 @@ export interface PoolEvents {
   syncWorker: [Worker];
   /** A worker was forked into `slot`: route its messages (before any can arrive). */
   forked: [Worker, number];
+  /**
+   * Every slot failed to start the same way `STARTUP_ATTEMPTS` times in a row, and no worker
+   * was ever ready (startup.ts): nothing is respawned; the pool waits to be shut down.
+   */
+  startupFailed: [StickyMeshError];
 }
 
 /** How a successor's start ended (see `WorkerPool#replace`). */
@@ -126,6 +132,27 @@ export interface WorkerSlot {
   /** Set when the primary kills an unresponsive worker: its exit is not a crash. */
   killedUnresponsive: boolean;
   timer: NodeJS.Timeout | undefined;
+}
+
+/** A slot's record before its first worker. */
+export function newSlot(slot: number): WorkerSlot {
+  return {
+    slot,
+    state: 'down',
+    worker: undefined,
+    handoff: undefined,
+    crashes: 0,
+    leaving: false,
+    readyAt: 0,
+    lastHeard: 0,
+    generation: 0,
+    connections: 0,
+    restarts: 0,
+    replaced: { crash: 0, unresponsive: 0, planned: 0, reload: 0 },
+    incoming: undefined,
+    killedUnresponsive: false,
+    timer: undefined,
+  };
 }
 
 export function kill(worker: Worker, signal: NodeJS.Signals): void {

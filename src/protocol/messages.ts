@@ -153,7 +153,14 @@ export type RetiringMessage = Envelope<typeof MessageType.Retiring> & {
   remove?: string[];
   draining: number;
 };
-export type StartFailedMessage = Envelope<typeof MessageType.StartFailed> & { reason: string };
+/**
+ * `reason`: the worker's error message. `thrown`: what the factory threw, if it threw an Error
+ * (`stack` cut to 8 KiB); the primary rebuilds it as the `cause` of its startup error.
+ */
+export type StartFailedMessage = Envelope<typeof MessageType.StartFailed> & {
+  reason: string;
+  thrown?: { name: string; message: string; code?: string; stack?: string };
+};
 
 export type LeavingMessage = Envelope<typeof MessageType.Leaving>;
 /** `head`: every byte read from the connection since the last request, base64. */
@@ -259,7 +266,7 @@ const VALID = new Map<number, (m: Fields) => boolean>([
       (m.reload === undefined || typeof m.reload === 'boolean') &&
       (m.jitter === undefined || isId(m.jitter)),
   ],
-  [MessageType.StartFailed, (m) => typeof m.reason === 'string'],
+  [MessageType.StartFailed, (m) => typeof m.reason === 'string' && optionalThrown(m.thrown)],
   [MessageType.Leaving, always],
   [MessageType.Reroute, (m) => typeof m.head === 'string' && optionalString(m.peer)],
   [MessageType.Slots, (m) => Array.isArray(m.live) && m.live.every((s) => Number.isInteger(s))],
@@ -323,6 +330,18 @@ export function parseMessage(value: unknown): Message | undefined {
 
 function optionalString(value: unknown): boolean {
   return value === undefined || typeof value === 'string';
+}
+
+function optionalThrown(value: unknown): boolean {
+  if (value === undefined) return true;
+  if (typeof value !== 'object' || value === null) return false;
+  const t = value as Fields;
+  return (
+    typeof t.name === 'string' &&
+    typeof t.message === 'string' &&
+    optionalString(t.code) &&
+    optionalString(t.stack)
+  );
 }
 
 /**

@@ -1,35 +1,31 @@
 import type http from 'node:http';
 import type https from 'node:https';
-import { Socket } from 'node:net';
+import net, { Socket } from 'node:net';
 import tls from 'node:tls';
 import { debug } from '../debug.js';
 import { StickyMeshError } from '../errors.js';
+import type { ResolvedLogger } from '../logger.js';
 import { type RawHandle, socketFromHandle } from '../node-internals.js';
+import { sendToPrimary } from '../protocol/ipc.js';
+import { MessageType, message, type StartFailedMessage } from '../protocol/messages.js';
+import { returnedProblem } from '../server-shape.js';
 
 export type AnyServer = http.Server | https.Server;
 export type ServerFactory = () => AnyServer | Promise<AnyServer>;
 
 /**
  * Runs the user's factory; a factory that throws, or returns something else than an http(s)
- * server, fails with `ERR_STICKY_FACTORY_FAILED`. `routesRequests` (proxy mode, session-id
- * affinity): the worker reads request heads itself, so it needs plain HTTP.
+ * server nobody told to listen, fails with `ERR_STICKY_FACTORY_FAILED`, whose message says what
+ * it got and what to write instead. `routesRequests` (proxy mode, session-id affinity): the
+ * worker reads request heads itself, so it needs plain HTTP.
  */
 export async function makeServer(
   factory: ServerFactory,
   routesRequests: boolean,
 ): Promise<AnyServer> {
+  let server: unknown;
   try {
-    const server = await factory();
-    if (!server || typeof server.emit !== 'function' || typeof server.listen !== 'function') {
-      throw new TypeError('the factory must return an http.Server or https.Server');
-    }
-    if (routesRequests && server instanceof tls.Server) {
-      throw new TypeError(
-        'proxy mode and sessionAffinity read plain HTTP request heads in the primary, so the ' +
-          'factory must return an http.Server: terminate TLS in front, or use proxyProtocol alone',
-      );
-    }
-    return server;
+    server = await factory();
   } catch (cause) {
     throw new StickyMeshError(
       'ERR_STICKY_FACTORY_FAILED',
@@ -37,6 +33,59 @@ export async function makeServer(
       { cause },
     );
   }
+  const problem = returnedProblem(server);
+  if (problem) {
+    // A listen() still on its way to the primary is called off (the port is released).
+    if (server instanceof net.Server) server.close();
+    throw new StickyMeshError('ERR_STICKY_FACTORY_FAILED', `sticky-mesh: ${problem}`);
+  }
+  if (routesRequests && server instanceof tls.Server) {
+    throw new StickyMeshError(
+      'ERR_STICKY_FACTORY_FAILED',
+      'sticky-mesh: the server factory returned an https.Server, but proxy mode and ' +
+        'sessionAffinity read plain HTTP request heads: return an http.Server and terminate TLS ' +
+        'in front, or use proxyProtocol alone',
+    );
+  }
+  return server as AnyServer;
+}
+
+/** The most of a stack a failed worker sends the primary. */
+const MAX_STACK = 8192;
+
+/**
+ * A worker whose start failed: logs it once (one line), tells the primary why (the error the
+ * factory threw travels as `thrown`, its stack included, for the primary's `error`), then leaves
+ * the cluster. Leaving the IPC channel ends a cluster worker whatever the app left open (Node's
+ * cluster module exits it, with status 0: set to 1 as it exits, since it failed). Nothing is
+ * printed here: the primary tells the application.
+ */
+export function failStart(err: Error, slot: number, logger: ResolvedLogger): void {
+  logger.error(`${err.message} (slot ${slot}, pid ${process.pid})`);
+  const thrown = thrownOf(err.cause);
+  const failed = message<StartFailedMessage>(MessageType.StartFailed, {
+    reason: err.message,
+    ...(thrown ? { thrown } : {}),
+  });
+  const leave = () => {
+    process.once('exit', () => {
+      process.exitCode = 1;
+    });
+    if (process.connected) process.disconnect();
+  };
+  if (!sendToPrimary(failed, `worker ${slot}: start failed message`, leave)) leave();
+}
+
+/** What the factory threw, as a StartFailed message carries it. */
+function thrownOf(cause: unknown): StartFailedMessage['thrown'] {
+  if (!(cause instanceof Error)) return undefined;
+  const code: unknown = (cause as { code?: unknown }).code;
+  return {
+    name: cause.name,
+    message: cause.message,
+    ...(typeof code === 'string' ? { code } : {}),
+    ...(typeof cause.stack === 'string' ? { stack: cause.stack.slice(0, MAX_STACK) } : {}),
+  };
 }
 
 /**

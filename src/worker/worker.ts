@@ -18,7 +18,6 @@ import {
   RELAY_DIR_ENV,
   type ReadyMessage,
   SLOT_ENV,
-  type StartFailedMessage,
   SUCCESSOR_ENV,
 } from '../protocol/messages.js';
 import { closeIdleSparingQueued } from '../relay-internals.js';
@@ -30,6 +29,7 @@ import { RelayListener, Relays } from './relay.js';
 import { closeAfterResponse, IDLE_CHECK_MS, ReloadDrain } from './reload-drain.js';
 import {
   type AnyServer,
+  failStart,
   ignoreSignal,
   makeServer,
   replay,
@@ -214,17 +214,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     try {
       server = await makeServer(this.factory, routesRequests);
     } catch (err) {
-      this.options.logger.error(
-        `${(err as Error).message} (slot ${this.slot}, pid ${process.pid})`,
-      );
-      const reason = (err as Error).message;
-      const failed = message<StartFailedMessage>(MessageType.StartFailed, { reason });
-      // Report, then fail the process the way an error thrown at startup would.
-      process.send?.(failed, () =>
-        process.nextTick(() => {
-          throw err;
-        }),
-      );
+      failStart(err as Error, this.slot, this.options.logger);
       return;
     }
     this.server = server;

@@ -357,13 +357,15 @@ describe('IP mode with no ready worker', () => {
     );
   });
 
+  // A factory that throws the same error at every start ends in the primary's `error` instead
+  // (test/integration/factory-mistakes.test.ts); this one's error differs each time.
   it('answers 503 while the factory throws, and the primary stays up', async () => {
     const app = await startFixture({
       fixture: 'ip-app.mjs',
       until: 'listening',
       env: {
         WORKERS: '1',
-        FACTORY: 'throw',
+        FACTORY: 'throw-pid',
         STICKY_OPTIONS: JSON.stringify({
           pendingTimeout: 300,
           respawnDelay: 50,

@@ -18,6 +18,7 @@ import {
   inheritNoDelay,
   interceptAccept,
   isRawHandle,
+  listenCalled,
   onHandleAnswers,
   type RawHandle,
   readState,
@@ -106,6 +107,21 @@ describe('Node internals on this Node version', () => {
     const server = http.createServer();
     expect(trackConnections(server)).toBe(true);
     cleanup.push(() => server.close());
+  });
+
+  it('a server counts its listen() calls, so one still resolving its host is seen as told to listen', async () => {
+    const fresh = http.createServer();
+    expect(listenCalled(fresh)).toBe(false);
+    // A host name to resolve: listen() returns before anything is bound, as in a cluster worker
+    // (which asks the primary for the port).
+    const pending = http.createServer();
+    const listening = new Promise((resolve) => pending.once('listening', resolve));
+    pending.listen(0, 'localhost');
+    cleanup.push(() => pending.close());
+    expect(pending.listening).toBe(false);
+    expect(listenCalled(pending)).toBe(true);
+    await listening;
+    expect(listenCalled(pending)).toBe(true);
   });
 
   it('a child process acknowledges each handle on the internal channel, and Node queues the rest', async () => {

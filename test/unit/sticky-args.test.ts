@@ -1,4 +1,5 @@
 import http from 'node:http';
+import express from 'express';
 import { describe, expect, it } from 'vitest';
 import { StickyMeshError } from '../../src/errors.js';
 import { StickyPrimary } from '../../src/master/primary.js';
@@ -39,6 +40,38 @@ describe('sticky() call forms', () => {
     ['a non-server object as factory', () => sticky({ num: 2 }, {} as never)],
   ])('rejects %s with ERR_STICKY_INVALID_ARGUMENT', (_name, call) => {
     expect(code(call)).toBe('ERR_STICKY_INVALID_ARGUMENT');
+  });
+
+  it.each([
+    [
+      'an Express app in place of the factory',
+      () => sticky({ num: 2 }, express() as never),
+      'sticky-mesh: sticky() got an Express app in place of the factory: write `sticky(() => http.createServer(app))`',
+    ],
+    [
+      'an Express app alone',
+      () => sticky(express() as never),
+      'sticky-mesh: sticky() got an Express app in place of the factory: write `sticky(() => http.createServer(app))`',
+    ],
+    [
+      'a request handler in place of the factory',
+      () => sticky(2, ((_req: unknown, res: http.ServerResponse) => res.end()) as never),
+      'sticky-mesh: sticky() got a function of 2 parameters in place of the factory, a request handler? The factory takes no request and returns the server: write `sticky(() => http.createServer(handler))`',
+    ],
+  ])('%s: ERR_STICKY_INVALID_ARGUMENT at once, saying what to write', (_name, call, text) => {
+    expect(code(call)).toBe('ERR_STICKY_INVALID_ARGUMENT');
+    expect(() => call()).toThrow(text);
+  });
+
+  it('a server on which listen() was called: ERR_STICKY_INVALID_ARGUMENT, the primary owns the port', async () => {
+    const server = http.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      expect(code(() => sticky(1, server))).toBe('ERR_STICKY_INVALID_ARGUMENT');
+      expect(() => sticky(server)).toThrow(/got a server on which listen\(\) was called/);
+    } finally {
+      server.close();
+    }
   });
 
   it('rejects bad options before forking anything', () => {
