@@ -199,10 +199,11 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
       );
       const reason = (err as Error).message;
       const failed = message<StartFailedMessage>(MessageType.StartFailed, { reason });
-      // Report, then fail the process the way an error thrown at startup would.
+      // Report, then fail the process the way an error thrown at startup would: after a
+      // ready() that waits has seen the error (its handlers run as promise jobs, before this).
       process.send?.(failed, () => {
         this.readiness.reject(err as Error);
-        process.nextTick(() => {
+        setImmediate(() => {
           throw err;
         });
       });
