@@ -6,7 +6,8 @@ import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import type { StickyPrimary } from '../../src/master/primary.js';
 import { Readiness } from '../../src/readiness.js';
-import { sticky } from '../../src/sticky.js';
+import { type StickyCluster, sticky } from '../../src/sticky.js';
+import type { StickyWorker } from '../../src/worker/worker.js';
 
 const factory = () => http.createServer();
 
@@ -50,6 +51,32 @@ describe('ready() in the primary', () => {
     const app = sticky(1, factory);
     expect(app.address()).toBeNull();
     await app.close();
+  });
+});
+
+// Type-checked by `npm run lint` (tsc over test/): what the README writes on the union and in the
+// factory compiles; it used to be `never` (on) and missing members (slot, genid).
+describe('StickyCluster', () => {
+  it('takes what both roles have, and the factory gets the worker', async () => {
+    const seen: StickyWorker[] = [];
+    const app: StickyCluster = sticky({ num: 1 }, (worker) => {
+      seen.push(worker);
+      const slot: number = worker.slot;
+      const genid: (req?: unknown) => string = worker.genid;
+      worker.on('shutdown', () => undefined);
+      return http.createServer((_req, res) => res.end(`${slot} ${genid()}`));
+    });
+    const shutdowns: string[] = [];
+    app.on('shutdown', () => shutdowns.push(app.role));
+    app.once('ready', () => undefined);
+    app.on('close', () => undefined);
+    const ready: Promise<net.AddressInfo> = app.ready();
+    const address: net.AddressInfo | null = app.address();
+    expect(address).toBeNull();
+    await app.close();
+    await expect(ready).rejects.toMatchObject({ code: 'ERR_STICKY_CLOSED' });
+    expect(shutdowns).toEqual(['primary']);
+    expect(seen).toEqual([]); // the factory runs only in workers
   });
 });
 
