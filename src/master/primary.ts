@@ -145,7 +145,10 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     logPrimaryEvents(this, options.logger);
   }
 
-  /** Binds the port, then forks the workers; `callback` runs once every worker is ready. */
+  /**
+   * Binds the port, then forks the workers; `callback` runs once every worker is ready (or
+   * `await ready()`). Returns the primary, not a promise.
+   */
   listen(port?: number | string, host?: string | (() => void), callback?: () => void): this {
     if (this.state !== 'idle') {
       throw new StickyMeshError(

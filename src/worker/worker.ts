@@ -131,7 +131,10 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     }
   }
 
-  /** Creates the server and reports ready. The port is the primary's; it is not bound here. */
+  /**
+   * Runs the factory and reports ready (`callback`, or `await ready()`). The port is the
+   * primary's; it is not bound here.
+   */
   listen(_port?: number | string, host?: string | (() => void), callback?: () => void): this {
     if (this.state !== 'idle') {
       throw new StickyMeshError(
