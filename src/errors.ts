@@ -16,7 +16,8 @@ export type StickyMeshErrorCode =
   | 'ERR_STICKY_TRANSPORT_FAILED'
   | 'ERR_STICKY_WRITE_FAILED'
   | 'ERR_STICKY_METRICS_FAILED'
-  | 'ERR_STICKY_RELOAD_FAILED';
+  | 'ERR_STICKY_RELOAD_FAILED'
+  | 'ERR_STICKY_CLOSED';
 
 export class StickyMeshError extends Error {
   readonly code: StickyMeshErrorCode;

@@ -45,4 +45,5 @@ export type {
   StickyWorker,
   WorkerEvents,
   WorkerState,
+  WorkerStats,
 } from './worker/worker.js';

@@ -6,13 +6,18 @@ import { factoryArgumentProblem } from './server-shape.js';
 import { hasMethods } from './validate.js';
 import { type AnyServer, type ServerFactory, StickyWorker } from './worker/worker.js';
 
-/** What `sticky()` returns: the primary's controller in the primary, the worker's in a worker. */
+/**
+ * What `sticky()` returns: the primary's controller in the primary, the worker's in a worker.
+ * Both have `role`, `listen`, `ready`, `address`, `stats`, `close` and the events `ready`,
+ * `shutdown` and `close`; narrow by `role` for the rest.
+ */
 export type StickyCluster = StickyPrimary | StickyWorker;
 
 /**
  * Runs `factory`'s server on a cluster of workers behind one port, each client pinned to one
  * worker. Call the same way in every process (the usual cluster script); the primary binds and
- * balances, each worker runs the factory once.
+ * balances, each worker runs the factory once, given its worker's controller (`worker.slot`,
+ * `worker.genid`, `worker.on('shutdown', ...)`).
  *
  * Call forms: `sticky(options, factory)`, `sticky(num, factory)`, `sticky(factory)`, and a server
  * instance in place of the factory.

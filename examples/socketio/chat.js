@@ -12,10 +12,16 @@ const page = readFileSync(new URL('./index.html', import.meta.url), 'utf8');
 
 /**
  * Builds one worker's server.
- * - `slot`: the worker's number, shown to users.
- * - `store`: the express-session store (a ReplicatedStore).
- * - `genid` / `generateId`: session and Socket.io id makers (sticky's, so ids name the worker).
- * - `adapter`: the Socket.io adapter that relays broadcasts to the other workers.
+ * @param {object} options
+ * @param {number} options.slot the worker's number, shown to users
+ * @param {import('express-session').Store} options.store the express-session store (a
+ *   ReplicatedStore)
+ * @param {(req?: unknown) => string} [options.genid] session id maker (sticky's, so ids name the
+ *   worker)
+ * @param {(req?: unknown) => string} [options.generateId] the same for Socket.io's ids
+ * @param {Parameters<Server['adapter']>[0]} [options.adapter] the Socket.io adapter that relays
+ *   broadcasts to the other workers
+ * @param {NodeJS.ProcessEnv} [options.env]
  */
 export function createChatServer({ slot, store, genid, generateId, adapter, env = process.env }) {
   const web = express();
@@ -47,7 +53,10 @@ export function createChatServer({ slot, store, genid, generateId, adapter, env 
     const name = String(req.body?.name ?? '')
       .trim()
       .slice(0, 40);
-    if (!name) return res.status(400).json({ error: 'a name is needed' });
+    if (!name) {
+      res.status(400).json({ error: 'a name is needed' });
+      return;
+    }
     req.session.name = name;
     res.json({ slot, name });
   });
@@ -79,7 +88,7 @@ export function createChatServer({ slot, store, genid, generateId, adapter, env 
   if (adapter) io.adapter(adapter);
 
   io.on('connection', (socket) => {
-    const req = socket.request;
+    const req = /** @type {import('./session.js').HandshakeRequest} */ (socket.request);
     socket.emit('hello', { slot, pid: process.pid, name: req.session?.name ?? null });
     socket.on('chat', (text, ack) => {
       // Reload: the name may have been set (on any worker) after this socket connected.
@@ -109,9 +118,10 @@ export function createChatServer({ slot, store, genid, generateId, adapter, env 
   return server;
 }
 
+/** @type {Record<string, string>} */
+const ENTITIES = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
+/** @param {string} text */
 function escapeHtml(text) {
-  return text.replace(
-    /[&<>"']/g,
-    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c],
-  );
+  return text.replace(/[&<>"']/g, (c) => ENTITIES[c] ?? c);
 }

@@ -46,19 +46,22 @@ const app = sticky(
       ? { metrics: { port: Number(env.METRICS_PORT), host: env.METRICS_HOST ?? '127.0.0.1' } }
       : {}),
   },
-  () =>
+  (worker) =>
     createChatServer({
-      slot: app.slot,
+      slot: worker.slot,
       store: new ReplicatedStore(),
-      genid: app.genid,
-      generateId: app.generateId,
-      adapter: redisUrl ? redisAdapter() : clusterAdapter(),
+      genid: worker.genid,
+      generateId: worker.generateId,
+      adapter: redisUrl ? redisAdapter(redisUrl) : clusterAdapter(),
     }),
 );
 
-/** Broadcasts reach the sockets of every worker of every machine through Redis pub/sub. */
-function redisAdapter() {
-  const pub = new Redis(redisUrl);
+/**
+ * Broadcasts reach the sockets of every worker of every machine through Redis pub/sub.
+ * @param {string} url
+ */
+function redisAdapter(url) {
+  const pub = new Redis(url);
   return createRedisAdapter(pub, pub.duplicate());
 }
 
@@ -87,10 +90,8 @@ if (app.role === 'primary') {
   });
 }
 
-app.listen(port, () => {
-  if (app.role === 'primary') {
-    console.log(
-      `sticky-mesh chat on http://localhost:${app.address().port} with ${workers} workers`,
-    );
-  }
-});
+app.listen(port);
+const address = await app.ready();
+if (app.role === 'primary') {
+  console.log(`sticky-mesh chat on http://localhost:${address.port} with ${workers} workers`);
+}

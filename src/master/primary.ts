@@ -6,6 +6,7 @@ import { describe, StickyMeshError } from '../errors.js';
 import { rendezvous } from '../hash.js';
 import { metricsOff, PrimaryMetrics } from '../metrics/primary.js';
 import type { ResolvedStickyOptions } from '../options.js';
+import { closedBeforeReady, Readiness } from '../readiness.js';
 import { type MachineTransport, resolveTransport } from '../replication/transports/choose.js';
 import { Hub, type HubCounters } from '../replication/transports/ipc/hub.js';
 import type { MulticastStats } from '../replication/transports/multicast/transport.js';
@@ -21,6 +22,12 @@ import { tracePrimary } from './trace.js';
 export type { ReloadReport, ReloadSlot, ReloadStep } from './reload.js';
 export { ReloadError } from './reload.js';
 
+/**
+ * The primary's numbers. The counters (`connections`, `rejected`, `rerouted`, `dropped`,
+ * `handedBack`, `headReadsRefused`, `malformedMessages`, each slot's `connections`, `restarts`,
+ * `generation` and `replaced`, every field of `sessions`) count since the primary started;
+ * `state`, `headReads`, `waiting` and each slot's `pid` and `state` are as they are now.
+ */
 export interface PrimaryStats extends BalancerCounters {
   role: 'primary';
   state: PrimaryState;
@@ -28,10 +35,11 @@ export interface PrimaryStats extends BalancerCounters {
   headReads: number;
   /** Connections waiting for a ready worker now (<= `maxPendingConnections`). */
   waiting: number;
+  /** One entry per slot, `0 .. num-1`. */
   slots: SlotStats[];
-  /** The session replication hub: writes applied, malformed store messages dropped. */
+  /** The session replication hub (the primary's replica), since start. */
   sessions: HubCounters;
-  /** IPC messages from workers tagged as sticky-mesh's that did not parse (version, shape). */
+  /** IPC messages from workers tagged as sticky-mesh's that did not parse (version, shape), since start. */
   malformedMessages: number;
   /** Replication to other machines, with the `multicast` option. */
   multicast?: MulticastStats;
@@ -61,6 +69,8 @@ export interface PrimaryEvents
   listening: [AddressInfo];
   /** The port is bound and every worker is ready. */
   ready: [];
+  /** `close()` (or SIGTERM / SIGINT with `handleSignals`) began: the workers are told to drain. */
+  shutdown: [];
   /**
    * The port could not be bound, the transport could not start, the listening socket failed, or
    * (`ERR_STICKY_STARTUP_FAILED`) no worker can start: the primary has stopped.
@@ -92,6 +102,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
   /** The `metrics` option's scrapes and endpoint. */
   private readonly metricsEndpoint: PrimaryMetrics | undefined;
   private closing: Promise<void> | undefined;
+  private readonly readiness = new Readiness();
   private reloading: Promise<ReloadReport> | undefined;
   private readonly onReloadSignal = (signal: NodeJS.Signals) => {
     debug('primary: %s, reloading', signal);
@@ -149,7 +160,10 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     tracePrimary(this, this.pool);
   }
 
-  /** Binds the port, then forks the workers; `callback` runs once every worker is ready. */
+  /**
+   * Binds the port, then forks the workers; `callback` runs once every worker is ready (or
+   * `await ready()`). Returns the primary, not a promise.
+   */
   listen(port?: number | string, host?: string | (() => void), callback?: () => void): this {
     if (this.state !== 'idle') {
       throw new StickyMeshError(
@@ -192,6 +206,7 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
         this.state = 'closed';
         this.stopSignals();
         this.emit('error', err);
+        this.readiness.reject(err);
       },
     );
     return this;
@@ -215,10 +230,29 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
     );
   }
 
+  /** The bound address; `null` until the port is bound (see `ready()`) and after `close()`. */
   address(): AddressInfo | null {
     const address = this.balancer.server.address();
     return typeof address === 'object' ? address : null;
   }
+
+  /**
+   * Resolves with the bound address once the port is bound and every worker is ready (the
+   * `ready` event; at once if that was). Rejects with the `error` the primary emits before then
+   * (the port, the transport or the workers could not start), or with `ERR_STICKY_CLOSED` if
+   * `close()` comes first. Every call returns the same promise; `listen()` starts the startup.
+   */
+  ready(): Promise<AddressInfo> {
+    const promise = this.readiness.wait();
+    if (!this.readiness.settled && this.listeners('error').indexOf(this.onStartupError) === -1) {
+      // While someone waits, an error before ready rejects the wait instead of going unhandled.
+      this.on('error', this.onStartupError);
+      this.readiness.whenSettled(() => this.off('error', this.onStartupError));
+    }
+    return promise;
+  }
+
+  private readonly onStartupError = (err: StickyMeshError) => this.readiness.reject(err);
 
   stats(): PrimaryStats {
     return {
@@ -261,6 +295,8 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
         this.options.shutdownTimeout,
       );
       this.stopSignals();
+      this.readiness.reject(closedBeforeReady('primary'));
+      this.emit('shutdown');
       this.balancer.close();
       this.hub.close();
       void this.metricsEndpoint?.close();
@@ -314,6 +350,8 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
 
   private becomeReady(): void {
     this.state = 'ready';
+    const address = this.address();
+    if (address) this.readiness.resolve(address);
     this.emit('ready');
   }
 
@@ -340,6 +378,8 @@ export class StickyPrimary extends EventEmitter<PrimaryEvents> {
       this.stopSignals();
       this.balancer.server.close();
       this.emit('error', wrapped);
+      // After the event: a ready() that waits is what handles it (see ready()).
+      this.readiness.reject(wrapped);
     } else if (this.listenerCount('error') > 0) {
       this.emit('error', wrapped);
     } else {

@@ -11,7 +11,8 @@ import { MessageType, message, type StartFailedMessage } from '../protocol/messa
 import { returnedProblem } from '../server-shape.js';
 
 export type AnyServer = http.Server | https.Server;
-export type ServerFactory = () => AnyServer | Promise<AnyServer>;
+/** Runs the factory with its arguments bound. */
+export type BoundFactory = () => AnyServer | Promise<AnyServer>;
 
 /**
  * Runs the user's factory; a factory that throws, or returns something else than an http(s)
@@ -20,7 +21,7 @@ export type ServerFactory = () => AnyServer | Promise<AnyServer>;
  * worker reads request heads itself, so it needs plain HTTP.
  */
 export async function makeServer(
-  factory: ServerFactory,
+  factory: BoundFactory,
   routesRequests: boolean,
 ): Promise<AnyServer> {
   let server: unknown;

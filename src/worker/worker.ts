@@ -8,7 +8,6 @@ import { trackConnections } from '../node-internals.js';
 import type { ResolvedStickyOptions } from '../options.js';
 import { primaryChannel, sendToPrimary } from '../protocol/ipc.js';
 import {
-  ADDRESS_ENV,
   type LeavingMessage,
   type Message,
   MessageType,
@@ -20,26 +19,25 @@ import {
   SLOT_ENV,
   SUCCESSOR_ENV,
 } from '../protocol/messages.js';
+import { closedBeforeReady, Readiness } from '../readiness.js';
 import { closeIdleSparingQueued } from '../relay-internals.js';
 import { afterStoreFence } from '../replication/transports/ipc/client.js';
 import { normaliseAddress } from '../routing/address.js';
 import { makeSessionId } from '../routing/session-id.js';
 import { KeptOpenConnections } from './keep-alive.js';
+import { primaryAddress, type WorkerEvents, type WorkerState, type WorkerStats } from './public.js';
 import { RelayListener, Relays } from './relay.js';
 import { closeAfterResponse, IDLE_CHECK_MS, ReloadDrain } from './reload-drain.js';
-import {
-  type AnyServer,
-  failStart,
-  ignoreSignal,
-  makeServer,
-  replay,
-  type ServerFactory,
-  toSocket,
-} from './server.js';
+import { type AnyServer, failStart, ignoreSignal, makeServer, replay, toSocket } from './server.js';
 
-export type { AnyServer, ServerFactory } from './server.js';
+export type { WorkerEvents, WorkerState, WorkerStats } from './public.js';
+export type { AnyServer } from './server.js';
 
-export type WorkerState = 'idle' | 'starting' | 'ready' | 'draining' | 'closed';
+/**
+ * Builds the worker's server: runs once in each worker, given that worker's controller (its
+ * `slot`, `genid`, `generateId`, its `shutdown` event). May return a promise of the server.
+ */
+export type ServerFactory = (worker: StickyWorker) => AnyServer | Promise<AnyServer>;
 
 /** The messages a worker takes from its primary (the store's are its hub client's). */
 const WORKER_MESSAGES = [
@@ -52,15 +50,6 @@ const WORKER_MESSAGES = [
   MessageType.Retain,
 ] as const;
 type WorkerMessage = Extract<Message, { t: (typeof WORKER_MESSAGES)[number] }>;
-
-export interface WorkerEvents {
-  /** The factory's server exists and the primary has been told; connections may arrive. */
-  ready: [AnyServer];
-  /** The primary asked this worker to stop: close long-lived connections (WebSockets) now. */
-  shutdown: [];
-  /** Every connection is closed; the worker is about to leave the cluster. */
-  close: [];
-}
 
 /**
  * The worker side: runs the user's factory once, takes the sockets the primary hands over,
@@ -94,6 +83,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
   /** The primary asked for this drain (it already stopped routing here). */
   private shutdownRequested = false;
   private closing: Promise<void> | undefined;
+  private readonly readiness = new Readiness();
   /** The primary's listening socket passes TCP_NODELAY on to every connection (Linux). */
   private readonly noDelayInherited: boolean;
   /**
@@ -140,7 +130,10 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     }
   }
 
-  /** Creates the server and reports ready. The port is the primary's; it is not bound here. */
+  /**
+   * Runs the factory and reports ready (`callback`, or `await ready()`). The port is the
+   * primary's; it is not bound here.
+   */
   listen(_port?: number | string, host?: string | (() => void), callback?: () => void): this {
     if (this.state !== 'idle') {
       throw new StickyMeshError(
@@ -157,30 +150,19 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
 
   /** The address the primary listens on (the socket itself lives in the primary). */
   address(): AddressInfo | null {
-    try {
-      const parsed: unknown = JSON.parse(process.env[ADDRESS_ENV] ?? 'null');
-      return typeof parsed === 'object' && parsed !== null && 'port' in parsed
-        ? (parsed as AddressInfo)
-        : null;
-    } catch {
-      return null;
-    }
+    return primaryAddress();
   }
 
   /**
-   * `connections`: sockets this worker serves now (relay channels from siblings included);
-   * `handedBack`: proxy connections it gave back to the primary because their next request
-   * belonged to another slot and was not relayed (an upgrade); `relayed`: later requests of its
-   * proxy connections it relayed to the sibling they belong to.
+   * Resolves with the primary's address once this worker's server is serving (the `ready`
+   * event; at once if that was). Rejects with the factory's `ERR_STICKY_FACTORY_FAILED` (the
+   * process then ends with it), or `ERR_STICKY_CLOSED` if the worker drains first.
    */
-  stats(): {
-    role: 'worker';
-    slot: number;
-    state: WorkerState;
-    connections: number;
-    handedBack: number;
-    relayed: number;
-  } {
+  ready(): Promise<AddressInfo> {
+    return this.readiness.wait();
+  }
+
+  stats(): WorkerStats {
     return {
       role: 'worker',
       slot: this.slot,
@@ -212,8 +194,11 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     const routesRequests = this.options.proxy || this.options.sessionAffinity !== false;
     let server: AnyServer;
     try {
-      server = await makeServer(this.factory, routesRequests);
+      server = await makeServer(() => this.factory(this), routesRequests);
     } catch (err) {
+      // A ready() that waits sees the error (its handlers run as promise jobs, before the
+      // report's callback ends the process).
+      this.readiness.reject(err as Error);
       failStart(err as Error, this.slot, this.options.logger);
       return;
     }
@@ -240,6 +225,8 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     this.state = 'ready';
     const ready = message<ReadyMessage>(MessageType.Ready, { slot: this.slot });
     sendToPrimary(ready, `worker ${this.slot}: ready message`);
+    const address = this.address();
+    if (address) this.readiness.resolve(address);
     this.emit('ready', server);
   }
 
@@ -340,6 +327,7 @@ export class StickyWorker extends EventEmitter<WorkerEvents> {
     const wasServing = this.server !== undefined;
     this.state = 'draining';
     const reload = this.reloadJitter !== undefined;
+    this.readiness.reject(closedBeforeReady('worker'));
     // Replaced by a reload, the slot's relay socket is already its successor's.
     this.relayListener?.close(!reload);
     if (reload && this.server) this.reloadDrain.retainPolling(this.server);
