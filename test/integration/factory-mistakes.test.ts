@@ -144,7 +144,7 @@ describe('a factory that throws at every start', () => {
     });
     const stack = String((error.cause as { thrown: { stack: string } }).thrown.stack);
     expect(stack).toMatch(
-      /^Error: the fixture factory fails the same way every time\n\s+at factory \(.*factory-mistakes\.mjs:\d+:\d+\)/,
+      /^Error: the fixture factory fails the same way every time\n\s+at (StickyWorker\.)?factory \(.*factory-mistakes\.mjs:\d+:\d+\)/,
     );
   });
 
@@ -163,7 +163,7 @@ describe('a factory that throws at every start', () => {
         'failed: Error: the fixture factory fails the same way every time\n',
     );
     // One report: the factory's frame once (in the cause), not a stack trace per worker.
-    expect(app.stderr.match(/at factory \(/g), what).toHaveLength(1);
+    expect(app.stderr.match(/at (StickyWorker\.)?factory \(/g), what).toHaveLength(1);
     expect(app.stderr.split('\n').length, what).toBeLessThan(40);
     expect(await waitUntilGone(workerPids(app), 1_000), what).toEqual([]);
   });
