@@ -1,7 +1,7 @@
 import net, { type Socket } from 'node:net';
 import { debug } from '../../../debug.js';
 import type { StoreLinkMessage } from '../../../protocol/messages.js';
-import { changesFrames, Frame, FrameReader, queryFrame } from './frames.js';
+import { changesFrames, FrameReader, queryFrame } from './frames.js';
 
 /** Bytes one read of the channel takes at most (a state frame of 1 MiB comes in several). */
 const READ_BUFFER = 64 * 1024;
@@ -11,12 +11,6 @@ const READ_BUFFER = 64 * 1024;
  * said (presenting its token), sends the writes of each turn of the event loop as one frame
  * (reads on miss in order between them), and hands each frame that arrives to `onFrame`. What
  * is sent before the channel is connected waits here.
- *
- * At most one batch of writes is unanswered at a time: writes made while the hub has not yet
- * answered the last batch wait for that answer and then go out together, as one frame. A lone
- * write goes at once; under load the writes of many requests share one frame, one read and one
- * answer in the hub and one read in every other worker (each of which costs about as much as
- * the write itself). Their order is kept: everything sent after them waits with them.
  */
 export class WorkerLink {
   private socket: Socket | undefined;
@@ -27,12 +21,6 @@ export class WorkerLink {
   /** Writes of this turn, encoded, not yet in a frame. */
   private turn: Buffer[] = [];
   private flushScheduled = false;
-  /** Writes in `turn` and `out`, not sent yet. */
-  private queuedWrites = 0;
-  /** Writes sent, numbered from 1 in the order sent (as the hub counts them). */
-  private sentWrites = 0;
-  /** The hub's last answer: every write up to this number is answered. */
-  private answeredWrites = 0;
 
   constructor(
     private readonly onFrame: (kind: number, body: Buffer) => void,
@@ -56,7 +44,7 @@ export class WorkerLink {
         buffer: Buffer.allocUnsafe(READ_BUFFER),
         callback: (n: number, buf: Uint8Array) => {
           const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
-          if (!this.reader.push(chunk, this.frameIn, true)) {
+          if (!this.reader.push(chunk, this.onFrame, true)) {
             debug('store data channel: a frame over the size limit; closing it');
             socket.destroy();
           }
@@ -75,27 +63,10 @@ export class WorkerLink {
     socket.on('close', () => this.onClose('the data channel to the primary closed'));
   }
 
-  /** A write (encoded), sent with the others of this turn (or of the wait for an answer). */
+  /** A write (encoded), sent with the others of this turn. */
   write(encoded: Buffer): void {
     this.turn.push(encoded);
-    this.queuedWrites++;
     this.schedule();
-  }
-
-  /** Each frame read: an answer may let the writes that waited for it go. */
-  private readonly frameIn = (kind: number, body: Buffer): void => {
-    this.onFrame(kind, body);
-    if (kind !== Frame.Ack || body.length < 4) return;
-    this.answeredWrites = Math.max(this.answeredWrites, body.readUInt32BE(0));
-    if ((this.turn.length > 0 || this.out.length > 0) && !this.awaitingAnswer()) {
-      this.endTurnWrites();
-      this.flush();
-    }
-  };
-
-  /** Whether writes sent are still unanswered (then what is queued waits). */
-  private awaitingAnswer(): boolean {
-    return this.sentWrites > this.answeredWrites;
   }
 
   query(id: number, sid: string): void {
@@ -134,25 +105,17 @@ export class WorkerLink {
     this.flushScheduled = true;
     setImmediate(() => {
       this.flushScheduled = false;
-      // Waiting for the hub's answer, the writes stay in `turn`: they go as one frame with it.
-      if (this.connected && this.awaitingAnswer()) return;
       this.endTurnWrites();
       this.flush();
     });
   }
 
-  /**
-   * Writes what is queued once the channel is connected (until then it waits), unless writes
-   * sent wait for their answer: the caller checks that where it matters (a read on miss or raw
-   * bytes behind no write go at once).
-   */
+  /** Writes what is queued once the channel is connected (until then it waits). */
   private flush(): void {
     const socket = this.socket;
     if (!socket || !this.connected || this.out.length === 0) return;
     const out = this.out;
     this.out = [];
-    this.sentWrites += this.queuedWrites - this.turn.length;
-    this.queuedWrites = this.turn.length;
     socket.write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out));
   }
 }
