@@ -131,7 +131,9 @@ describe('the README examples run', () => {
   it('runs every complete js / ts block of README.md (here or in test/system)', () => {
     const complete = snippets.filter((s) => !s.fragment).map((s) => s.line);
     const run = RUN.map(([heading, lang]) => blockAfter(heading, lang).line);
-    expect(run).toEqual(complete);
+    expect(run, 'complete blocks (by line) run here or in test/system; add to RUN').toEqual(
+      complete,
+    );
   });
 
   it('Usage: starts, awaits ready() and says hello from a worker', async () => {
