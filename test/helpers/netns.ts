@@ -10,8 +10,12 @@
  * their host end moved straight into its host namespace, so no interface, address, route or rule
  * of this machine changes, and test traffic stays inside the namespaces made here.
  *
+ * createNamespace() makes a lone namespace instead (lo, and optionally an eth0 with a given address
+ * whose veth peer is in the same namespace), for programs that bind fixed ports or addresses.
+ *
  * Names: every namespace of a LAN starts with `smt<pid>x<counter>` (pid of the creating process),
- * so stale ones from a run that crashed are recognised and removed by the next createLan().
+ * so stale ones from a run that crashed are recognised and removed by the next createLan() (a lone
+ * namespace is `smt<pid>xs<counter>`, removed the same way, also by createNamespace()).
  *
  * What selects the interface for multicast in Node (checked on Linux; the product needs the same):
  * - IPv4: the interface's own address, `socket.setMulticastInterface('10.77.0.1')` (after bind)
@@ -236,18 +240,19 @@ async function removeStale(): Promise<void> {
 async function waitUntilUp(switchNs: string | undefined, hostNs: readonly string[]): Promise<void> {
   const deadline = Date.now() + 5_000;
   for (;;) {
-    const ports =
+    const ports: { state?: string }[] =
       switchNs === undefined
-        ? hostNs.map(() => ({ state: 'forwarding' }))
+        ? []
         : JSON.parse((await run('bridge', ['-n', switchNs, '-j', 'link', 'show'])).stdout);
-    const forwarding = (ports as { state?: string }[]).filter((p) => p.state === 'forwarding');
+    const forwarding = ports.filter((p) => p.state === 'forwarding');
     const states = await Promise.all(
       hostNs.map(async (ns) => {
         const { stdout } = await run('ip', ['-n', ns, '-j', 'link', 'show', 'eth0']);
         return (JSON.parse(stdout) as { operstate?: string }[])[0]?.operstate;
       }),
     );
-    if (forwarding.length === hostNs.length && states.every((s) => s === 'UP')) return;
+    const bridged = switchNs === undefined || forwarding.length === hostNs.length;
+    if (bridged && states.every((s) => s === 'UP')) return;
     if (Date.now() > deadline) {
       throw new Error(
         `LAN not up after 5 s: ${forwarding.length}/${hostNs.length} bridge ports forwarding, eth0 states ${states.join(', ')}`,
