@@ -10,8 +10,12 @@
  * their host end moved straight into its host namespace, so no interface, address, route or rule
  * of this machine changes, and test traffic stays inside the namespaces made here.
  *
+ * createNamespace() makes a lone namespace instead (lo, and optionally an eth0 with a given address
+ * whose veth peer is in the same namespace), for programs that bind fixed ports or addresses.
+ *
  * Names: every namespace of a LAN starts with `smt<pid>x<counter>` (pid of the creating process),
- * so stale ones from a run that crashed are recognised and removed by the next createLan().
+ * so stale ones from a run that crashed are recognised and removed by the next createLan() (a lone
+ * namespace is `smt<pid>xs<counter>`, removed the same way, also by createNamespace()).
  *
  * What selects the interface for multicast in Node (checked on Linux; the product needs the same):
  * - IPv4: the interface's own address, `socket.setMulticastInterface('10.77.0.1')` (after bind)
@@ -232,19 +236,23 @@ async function removeStale(): Promise<void> {
   await Promise.all(stale.map(removeNamespace));
 }
 
-/** Polls until every bridge port forwards and every host's eth0 is up. */
-async function waitUntilUp(switchNs: string, hostNs: readonly string[]): Promise<void> {
+/** Polls until every bridge port of `switchNs` (if any) forwards and every host's eth0 is up. */
+async function waitUntilUp(switchNs: string | undefined, hostNs: readonly string[]): Promise<void> {
   const deadline = Date.now() + 5_000;
   for (;;) {
-    const ports = JSON.parse((await run('bridge', ['-n', switchNs, '-j', 'link', 'show'])).stdout);
-    const forwarding = (ports as { state?: string }[]).filter((p) => p.state === 'forwarding');
+    const ports: { state?: string }[] =
+      switchNs === undefined
+        ? []
+        : JSON.parse((await run('bridge', ['-n', switchNs, '-j', 'link', 'show'])).stdout);
+    const forwarding = ports.filter((p) => p.state === 'forwarding');
     const states = await Promise.all(
       hostNs.map(async (ns) => {
         const { stdout } = await run('ip', ['-n', ns, '-j', 'link', 'show', 'eth0']);
         return (JSON.parse(stdout) as { operstate?: string }[])[0]?.operstate;
       }),
     );
-    if (forwarding.length === hostNs.length && states.every((s) => s === 'UP')) return;
+    const bridged = switchNs === undefined || forwarding.length === hostNs.length;
+    if (bridged && states.every((s) => s === 'UP')) return;
     if (Date.now() > deadline) {
       throw new Error(
         `LAN not up after 5 s: ${forwarding.length}/${hostNs.length} bridge ports forwarding, eth0 states ${states.join(', ')}`,
@@ -395,4 +403,54 @@ export async function createLan(count: number, opts: { ipv6?: boolean } = {}): P
 /** Destroys every LAN this process made and has not destroyed yet. Never throws. */
 export async function destroyAllLans(): Promise<void> {
   await Promise.all([...lans].map((lan) => lan.destroy()));
+}
+
+export interface Namespace {
+  /** `smt<pid>xs<counter>`; run a program there with `ip netns exec <name> ...`. */
+  readonly name: string;
+  /** Runs `ip netns exec <name> ...args` and resolves on exit 0. */
+  exec(args: readonly string[]): Promise<ExecResult>;
+  /** Deletes the namespace. Kills nothing: stop its programs first. Idempotent; never throws. */
+  destroy(): Promise<void>;
+}
+
+/**
+ * One namespace on its own, for a program that binds fixed ports or names a fixed interface
+ * address (the README's examples): `lo` up and, with `address` (CIDR, e.g. '10.1.0.81/24'), an
+ * `eth0` holding it, one end of a veth pair whose other end (`peer0`, no address) is in the same
+ * namespace, so what is sent out of eth0, multicast included, stays in it. No route but the
+ * address's own. Call `destroy()` in a teardown hook, after stopping what runs there; if building
+ * fails half way, the namespace is removed before it rejects.
+ */
+export async function createNamespace(opts: { address?: string } = {}): Promise<Namespace> {
+  await removeStale();
+  counter += 1;
+  const name = `${PREFIX}${process.pid}xs${counter}`;
+  let destroying: Promise<void> | undefined;
+  const ns: Namespace = {
+    name,
+    async exec(args) {
+      const { stdout, stderr } = await run('ip', ['netns', 'exec', name, ...args]);
+      return { stdout, stderr };
+    },
+    destroy() {
+      destroying ??= removeNamespace(name);
+      return destroying;
+    },
+  };
+  await ip(['netns', 'add', name]);
+  try {
+    await ip(['-n', name, 'link', 'set', 'lo', 'up']);
+    if (opts.address !== undefined) {
+      await ip(['-n', name, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'peer0']);
+      await ip(['-n', name, 'addr', 'add', opts.address, 'dev', 'eth0']);
+      await ip(['-n', name, 'link', 'set', 'peer0', 'up']);
+      await ip(['-n', name, 'link', 'set', 'eth0', 'multicast', 'on', 'up']);
+      await waitUntilUp(undefined, [name]);
+    }
+  } catch (error) {
+    await ns.destroy();
+    throw error;
+  }
+  return ns;
 }

@@ -10,7 +10,7 @@
  * names such pieces take from their surroundings. Complete programs are checked without it, so a
  * missing import there is an error.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
@@ -250,4 +250,39 @@ export function checkSnippets(
 
 export function readRepoFile(rel: string): string {
   return readFileSync(path.join(ROOT, rel), 'utf8');
+}
+
+/** The first complete (not fragment) block of `lang` after the line `heading` of the markdown. */
+export function completeBlockAfter(
+  snippets: readonly Snippet[],
+  markdown: string,
+  heading: string,
+  lang: Snippet['lang'],
+): Snippet {
+  const headingLine = markdown.split('\n').indexOf(heading) + 1;
+  const found = snippets.find((s) => s.line > headingLine && s.lang === lang && !s.fragment);
+  if (headingLine === 0 || !found) throw new Error(`no complete ${lang} block after "${heading}"`);
+  return found;
+}
+
+/**
+ * Where README blocks are written to run: inside the repository, so that `sticky-mesh` resolves
+ * to this package (dist/: `npm run build` first) and every other import to node_modules.
+ */
+export const RUN_DIR = path.join(ROOT, '.readme-run');
+
+/**
+ * Writes the snippet as an ES module `name` in RUN_DIR, TypeScript transpiled (types erased);
+ * returns its path relative to test/fixtures, the form startFixture() takes.
+ */
+export function writeProgram(snippet: Snippet, name: string): string {
+  mkdirSync(RUN_DIR, { recursive: true });
+  const code =
+    snippet.lang === 'ts'
+      ? ts.transpileModule(snippet.code, {
+          compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+        }).outputText
+      : snippet.code;
+  writeFileSync(path.join(RUN_DIR, name), code);
+  return `../../.readme-run/${name}`;
 }

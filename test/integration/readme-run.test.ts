@@ -1,39 +1,42 @@
-// The README's main examples run as printed: the Usage example (JavaScript) and the TypeScript
-// section's app (transpiled, types erased) are extracted from README.md, started as programs with
-// PORT=0, and serve a request. They import `sticky-mesh` by name, which resolves to this package
-// (dist/: `npm run build` first) because they are written inside the repository.
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+// The README's complete examples run as printed: each is extracted from README.md, written as a
+// program (TypeScript transpiled, types erased), started with PORT=0, and does what the README
+// says. They import `sticky-mesh` by name, which resolves to this package (dist/: `npm run build`
+// first) because they are written inside the repository. The examples that bind fixed ports or a
+// fixed interface address (Metrics, multicastStore) run in a network namespace of their own, in
+// test/system/readme-run.test.ts.
+
+import { rmSync } from 'node:fs';
 import http from 'node:http';
-import path from 'node:path';
-import ts from 'typescript';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
-import { extractSnippets, ROOT, readRepoFile, type Snippet } from '../helpers/snippets.js';
+import { loopbackSources, request } from '../helpers/http.js';
+import { establishedTcpSockets, listeningTcpSockets } from '../helpers/proc.js';
+import {
+  completeBlockAfter,
+  extractSnippets,
+  RUN_DIR,
+  readRepoFile,
+  type Snippet,
+  writeProgram,
+} from '../helpers/snippets.js';
+import { hasTool } from '../helpers/system.js';
 
-const RUN_DIR = path.join(ROOT, '.readme-run');
 const readme = readRepoFile('README.md');
 const snippets = extractSnippets('README.md', readme);
+const blockAfter = (heading: string, lang: Snippet['lang']) =>
+  completeBlockAfter(snippets, readme, heading, lang);
 
-/** The first block of `lang` after the heading `heading`. */
-function blockAfter(heading: string, lang: Snippet['lang']): Snippet {
-  const headingLine = readme.split('\n').indexOf(heading) + 1;
-  const found = snippets.find((s) => s.line > headingLine && s.lang === lang);
-  if (headingLine === 0 || !found) throw new Error(`no ${lang} block after "${heading}"`);
-  return found;
-}
+/** The complete blocks of README.md and the tests that run them (here or in test/system). */
+const RUN = [
+  ['## Usage', 'js'],
+  ['## TypeScript', 'ts'],
+  ['## Sessions: `ReplicatedStore`', 'ts'],
+  ['## Sessions across machines: multicast', 'js'], // test/system/readme-run.test.ts
+  ['## Metrics', 'js'], // test/system/readme-run.test.ts
+] as const;
 
-/** Writes the snippet as a program (TypeScript transpiled) and starts it. */
-async function run(snippet: Snippet, name: string, env: Record<string, string>) {
-  mkdirSync(RUN_DIR, { recursive: true });
-  const code =
-    snippet.lang === 'ts'
-      ? ts.transpileModule(snippet.code, {
-          compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
-        }).outputText
-      : snippet.code;
-  writeFileSync(path.join(RUN_DIR, name), code);
-  // The fixture runner takes paths under test/fixtures: this one is the repository's .readme-run.
-  return startFixture({ fixture: `../../.readme-run/${name}`, env, until: null });
+function run(snippet: Snippet, name: string, env: Record<string, string>) {
+  return startFixture({ fixture: writeProgram(snippet, name), env, until: null });
 }
 
 /** Waits until the program printed a line matching `pattern`; returns the match. */
@@ -66,9 +69,72 @@ function get(port: number, cookie?: string): Promise<{ text: string; cookie: str
   });
 }
 
+/** The port a program that prints nothing listens on (the one TCP port its primary holds). */
+function listeningPort(app: FixtureProcess): Promise<number> {
+  return vi.waitFor(
+    async () => {
+      const ports = (await listeningTcpSockets()).filter((s) => s.pids.includes(app.pid));
+      if (ports.length !== 1) {
+        throw new Error(`${app.pid} listens on ${ports.length} ports\n${app.transcript()}`);
+      }
+      return (ports[0] as { port: number }).port;
+    },
+    { timeout: 20_000, interval: 50 },
+  );
+}
+
+/**
+ * GET `path` on a new keep-alive connection from `source`; with the connection still open, the
+ * pid of the worker that holds its server end (not the primary, which only hands it over).
+ */
+async function getFrom(
+  app: FixtureProcess,
+  port: number,
+  source: string,
+  path: string,
+  cookie?: string,
+) {
+  const agent = new http.Agent({ keepAlive: true, localAddress: source });
+  try {
+    const reply = await request({
+      port,
+      source,
+      path,
+      agent,
+      timeoutMs: 10_000,
+      ...(cookie === undefined ? {} : { headers: { cookie } }),
+    });
+    const peer = `${source}:${reply.socket.localPort}`;
+    // The example listens on `::`, so ss shows the peer IPv4-mapped: [::ffff:127.0.0.2]:port.
+    const held = (await establishedTcpSockets()).filter(
+      (s) => s.localPort === port && s.peer.replace(/^\[::ffff:(.*)\]/, '$1') === peer,
+    );
+    const pids = [...new Set(held.flatMap((s) => s.pids))].filter((pid) => pid !== app.pid);
+    if (pids.length !== 1) {
+      throw new Error(`connection ${peer} held by ${JSON.stringify(held)}\n${app.transcript()}`);
+    }
+    return {
+      text: reply.text,
+      status: reply.status,
+      cookie: reply.headers['set-cookie']?.[0]?.split(';')[0],
+      worker: pids[0] as number,
+    };
+  } finally {
+    agent.destroy();
+  }
+}
+
 describe('the README examples run', () => {
   afterEach(stopFixtures);
   afterAll(() => rmSync(RUN_DIR, { recursive: true, force: true }));
+
+  it('runs every complete js / ts block of README.md (here or in test/system)', () => {
+    const complete = snippets.filter((s) => !s.fragment).map((s) => s.line);
+    const run = RUN.map(([heading, lang]) => blockAfter(heading, lang).line);
+    expect(run, 'complete blocks (by line) run here or in test/system; add to RUN').toEqual(
+      complete,
+    );
+  });
 
   it('Usage: starts, awaits ready() and says hello from a worker', async () => {
     const app = await run(blockAfter('## Usage', 'js'), 'usage.mjs', { PORT: '0' });
@@ -89,4 +155,36 @@ describe('the README examples run', () => {
     const second = await get(Number(port), first.cookie);
     expect(second.text, app.transcript()).toMatch(/^visit 2, worker [01]\n$/);
   });
+
+  it.skipIf(!hasTool('ss'))(
+    'ReplicatedStore: counts visits 1 then 2 in one session, served by two different workers (needs ss)',
+    async () => {
+      const app = await run(blockAfter('## Sessions: `ReplicatedStore`', 'ts'), 'sessions.mjs', {
+        PORT: '0',
+        SESSION_SECRET: 'test secret',
+      });
+      const port = await listeningPort(app);
+      const [home = '', ...others] = loopbackSources(40);
+      const first = await getFrom(app, port, home, '/');
+      expect(first.text, app.transcript()).toBe('visits: 1');
+      expect(first.cookie, app.transcript()).toBeDefined();
+      // IP mode routes by the client address: find one that another worker serves. A path the
+      // app does not serve (404) saves no session (saveUninitialized: false).
+      let away: string | undefined;
+      for (const source of others) {
+        const probe = await getFrom(app, port, source, '/probe');
+        expect(probe.status, app.transcript()).toBe(404);
+        if (probe.worker !== first.worker) {
+          away = source;
+          break;
+        }
+      }
+      if (away === undefined) {
+        throw new Error(`every source reached worker ${first.worker}\n${app.transcript()}`);
+      }
+      const second = await getFrom(app, port, away, '/', first.cookie);
+      expect(second.text, app.transcript()).toBe('visits: 2');
+      expect(second.worker, `${home} and ${away} reached the same worker`).not.toBe(first.worker);
+    },
+  );
 });
