@@ -66,6 +66,14 @@ export interface EstablishedSocket {
 /** Every established TCP connection on the host (`ss -tnpH state established`). */
 export async function establishedTcpSockets(): Promise<EstablishedSocket[]> {
   const { stdout } = await run('ss', ['-tnpH', 'state', 'established']);
+  return parseEstablished(stdout);
+}
+
+/**
+ * The output of `ss -tnpH state established`, parsed (run it elsewhere, in a network namespace
+ * with `ip netns exec`, and parse it here).
+ */
+export function parseEstablished(stdout: string): EstablishedSocket[] {
   return stdout
     .split('\n')
     .filter((line) => line.trim() !== '')

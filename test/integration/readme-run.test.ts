@@ -2,8 +2,8 @@
 // program (TypeScript transpiled, types erased), started with PORT=0, and does what the README
 // says. They import `sticky-mesh` by name, which resolves to this package (dist/: `npm run build`
 // first) because they are written inside the repository. The examples that bind fixed ports or a
-// fixed interface address (Metrics, multicastStore) run in a network namespace of their own, in
-// test/system/readme-run.test.ts.
+// fixed interface address (Metrics, multicastStore, and examples/socketio/README.md's cluster
+// adapter example) run in a network namespace of their own, in test/system/readme-run.test.ts.
 
 import { rmSync } from 'node:fs';
 import http from 'node:http';
@@ -15,6 +15,7 @@ import {
   completeBlockAfter,
   extractSnippets,
   RUN_DIR,
+  readmeFiles,
   readRepoFile,
   type Snippet,
   writeProgram,
@@ -26,13 +27,18 @@ const snippets = extractSnippets('README.md', readme);
 const blockAfter = (heading: string, lang: Snippet['lang']) =>
   completeBlockAfter(snippets, readme, heading, lang);
 
-/** The complete blocks of README.md and the tests that run them (here or in test/system). */
+/**
+ * The complete blocks of README.md and examples/**\/README.md, by file and the heading they
+ * follow, and the tests that run them (here or in test/system).
+ */
 const RUN = [
-  ['## Usage', 'js'],
-  ['## TypeScript', 'ts'],
-  ['## Sessions: `ReplicatedStore`', 'ts'],
-  ['## Sessions across machines: multicast', 'js'], // test/system/readme-run.test.ts
-  ['## Metrics', 'js'], // test/system/readme-run.test.ts
+  ['README.md', '## Usage', 'js'],
+  ['README.md', '## TypeScript', 'ts'],
+  ['README.md', '## Sessions: `ReplicatedStore`', 'ts'],
+  ['README.md', '## Sessions across machines: multicast', 'js'], // test/system/readme-run.test.ts
+  ['README.md', '## Metrics', 'js'], // test/system/readme-run.test.ts
+  // test/system/readme-run.test.ts
+  ['examples/socketio/README.md', '## Broadcasts between workers: the cluster adapter', 'js'],
 ] as const;
 
 function run(snippet: Snippet, name: string, env: Record<string, string>) {
@@ -128,10 +134,18 @@ describe('the README examples run', () => {
   afterEach(stopFixtures);
   afterAll(() => rmSync(RUN_DIR, { recursive: true, force: true }));
 
-  it('runs every complete js / ts block of README.md (here or in test/system)', () => {
-    const complete = snippets.filter((s) => !s.fragment).map((s) => s.line);
-    const run = RUN.map(([heading, lang]) => blockAfter(heading, lang).line);
-    expect(run, 'complete blocks (by line) run here or in test/system; add to RUN').toEqual(
+  it('runs every complete js / ts block of README.md and examples/**/README.md (here or in test/system)', () => {
+    const complete = readmeFiles().flatMap((file) =>
+      extractSnippets(file, readRepoFile(file))
+        .filter((s) => !s.fragment)
+        .map((s) => `${file}:${s.line}`),
+    );
+    const run = RUN.map(([file, heading, lang]) => {
+      const markdown = readRepoFile(file);
+      const block = completeBlockAfter(extractSnippets(file, markdown), markdown, heading, lang);
+      return `${file}:${block.line}`;
+    });
+    expect(run, 'complete blocks (file:line) run here or in test/system; add to RUN').toEqual(
       complete,
     );
   });

@@ -2,12 +2,16 @@
 // each in a network namespace of its own made by the test (so nothing can collide with them and
 // their traffic stays inside): the Metrics example serves its app on port 3000 and the machine's
 // metrics, the user's counter among them, on 9464; express-session-multicast's example, run with
-// multicastStore, opens its multicast socket on 10.1.0.81 and announces itself on 228.0.0.5:4000.
+// multicastStore, opens its multicast socket on 10.1.0.81 and announces itself on 228.0.0.5:4000;
+// examples/socketio/README.md's cluster adapter example listens on 3000.
 // The README's other complete examples run in test/integration/readme-run.test.ts.
 import { rmSync } from 'node:fs';
+import os from 'node:os';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { type FixtureProcess, startFixture, stopFixtures } from '../helpers/cluster.js';
+import { loopbackSources } from '../helpers/http.js';
 import { createNamespace, hasNetns, type Namespace } from '../helpers/netns.js';
+import { parseEstablished } from '../helpers/proc.js';
 import {
   completeBlockAfter,
   extractSnippets,
@@ -20,6 +24,9 @@ const available = hasNetns();
 const readme = readRepoFile('README.md');
 const snippets = extractSnippets('README.md', readme);
 const HTTP_GET = new URL('../fixtures/http-get.mjs', import.meta.url).pathname;
+const SOCKETIO_README = 'examples/socketio/README.md';
+const socketioReadme = readRepoFile(SOCKETIO_README);
+const socketioSnippets = extractSnippets(SOCKETIO_README, socketioReadme);
 
 describe.skipIf(!available)('the README examples that need a network of their own run', () => {
   let ns: Namespace | undefined;
@@ -46,6 +53,95 @@ describe.skipIf(!available)('the README examples that need a network of their ow
     }
     return reply.text;
   }
+
+  /**
+   * The pid of the worker that holds the server end of the connection from `source` to port 3000
+   * (`ss` inside the namespace): not the primary, which accepts it and hands it over.
+   */
+  function workerHolding(source: string, app: FixtureProcess): Promise<number> {
+    return vi.waitFor(
+      async () => {
+        if (ns === undefined) throw new Error('no namespace');
+        const { stdout } = await ns.exec(['ss', '-tnpH', 'state', 'established']);
+        // The example listens on `::`, so ss shows the peer IPv4-mapped: [::ffff:127.0.0.2]:port.
+        const held = parseEstablished(stdout).filter(
+          (s) =>
+            s.localPort === 3000 &&
+            s.peer.replace(/^\[::ffff:(.*)\]/, '$1').replace(/:\d+$/, '') === source,
+        );
+        const pids = [...new Set(held.flatMap((s) => s.pids))].filter((pid) => pid !== app.pid);
+        if (held.length !== 1 || pids.length !== 1) {
+          throw new Error(`connection from ${source} held by ${JSON.stringify(held)}`);
+        }
+        return pids[0] as number;
+      },
+      { timeout: 10_000, interval: 50 },
+    );
+  }
+
+  it.skipIf(os.availableParallelism() < 2)(
+    'Socket.io cluster adapter: a chat from a client of one worker reaches a client of another (needs 2 cores: one worker per core)',
+    async () => {
+      ns = await createNamespace();
+      const netns = ns.name;
+      const block = completeBlockAfter(
+        socketioSnippets,
+        socketioReadme,
+        '## Broadcasts between workers: the cluster adapter',
+        'js',
+      );
+      const app = await startFixture({
+        fixture: writeProgram(block, 'socketio-cluster-adapter.mjs'),
+        until: null,
+        netns,
+      });
+      // A chat client in the namespace, connected (socket.io retries until the app listens).
+      const client = (source: string) =>
+        startFixture({
+          fixture: 'socketio-chat-client.mjs',
+          env: { URL: 'http://127.0.0.1:3000', SOURCE: source, SAY: `hello from ${source}` },
+          until: 'connected',
+          timeoutMs: 30_000,
+          netns,
+        }).catch((error: unknown) => {
+          throw new Error(`client ${source}: ${(error as Error).message}\n${app.transcript()}`);
+        });
+      // IP mode routes by the client address: keep the first source, and find one that another
+      // worker serves (the program prints nothing; ss says which process holds each connection).
+      const [first = '', ...others] = loopbackSources(40);
+      const alice = await client(first);
+      const aliceWorker = await workerHolding(first, app);
+      let bob: { client: FixtureProcess; source: string; worker: number } | undefined;
+      for (const source of others) {
+        const candidate = await client(source);
+        const worker = await workerHolding(source, app);
+        if (worker !== aliceWorker) {
+          bob = { client: candidate, source, worker };
+          break;
+        }
+        await candidate.stop();
+      }
+      if (bob === undefined) {
+        throw new Error(`every source reached worker ${aliceWorker}\n${app.transcript()}`);
+      }
+      const seating = `${first} on worker ${aliceWorker}, ${bob.source} on worker ${bob.worker}`;
+
+      alice.signal('SIGUSR2');
+      await alice.waitFor('said');
+      const said = `hello from ${first}`;
+      const heard = (who: FixtureProcess) =>
+        who
+          .waitFor('chat', { match: (line) => line.text === said, timeoutMs: 5_000 })
+          .catch((error: unknown) => {
+            throw new Error(`${seating}: ${(error as Error).message}\n${app.transcript()}`);
+          });
+      // Alice's own worker emits to her; Bob's only gets it through the primary's relay.
+      await heard(alice);
+      await heard(bob.client);
+      // Nothing for the primary to warn about (WARN_STICKY_ADAPTER_NO_RELAY, ..._JSON_BUFFER).
+      expect(app.stderr, app.transcript()).toBe('');
+    },
+  );
 
   it("Metrics: port 9464 serves the user's shop_orders_total and sticky-mesh's series", async () => {
     ns = await createNamespace();
